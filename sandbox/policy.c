@@ -1,0 +1,359 @@
+/* policy.c - see policy.h */
+#define _GNU_SOURCE
+#include "policy.h"
+
+#include <jansson.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#define POL_MAX_FILES      8
+#define POL_MAX_RULES      1024
+#define POL_MAX_FILE_BYTES (256 * 1024)
+
+static void seccomp_releasep(scmp_filter_ctx *ctx)
+{
+	if (*ctx)
+		seccomp_release(*ctx);
+}
+
+int pol_resolve(const char *name_or_path, const char *dir, char *ret, size_t size, struct sbx_error *err)
+{
+	size_t len = strlen(name_or_path);
+	if (len == 0)
+		return sbx_err(err, -EINVAL, "empty policy name");
+	bool is_path = strchr(name_or_path, '/') || (len > 5 && strcmp(name_or_path + len - 5, ".json") == 0);
+	int n;
+	if (is_path)
+		n = snprintf(ret, size, "%s", name_or_path);
+	else {
+		for (const char *c = name_or_path; *c; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '_'))
+				return sbx_err(err, -EINVAL, "bad policy name \"%s\"", name_or_path);
+		n = snprintf(ret, size, "%s/%s.json", dir, name_or_path);
+	}
+	if (n < 0 || (size_t)n >= size)
+		return sbx_err(err, -ENAMETOOLONG, "policy path too long");
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int value;
+} errnos[] = {
+    {"EPERM", EPERM}, {"ENOSYS", ENOSYS}, {"EACCES", EACCES}, {"EAFNOSUPPORT", EAFNOSUPPORT}, {"EINVAL", EINVAL},
+};
+
+static int parse_action(const char *s, uint32_t *ret)
+{
+	if (strcmp(s, "allow") == 0) {
+		*ret = SCMP_ACT_ALLOW;
+		return 0;
+	}
+	if (strcmp(s, "kill") == 0) {
+		*ret = SCMP_ACT_KILL_PROCESS;
+		return 0;
+	}
+	if (strncmp(s, "errno:", 6) == 0)
+		for (size_t i = 0; i < ELEMENTSOF(errnos); i++)
+			if (strcmp(s + 6, errnos[i].name) == 0) {
+				*ret = SCMP_ACT_ERRNO(errnos[i].value);
+				return 0;
+			}
+	return -EINVAL;
+}
+
+static int parse_u64(json_t *j, uint64_t *ret)
+{
+	if (json_is_integer(j) && json_integer_value(j) >= 0) {
+		*ret = (uint64_t)json_integer_value(j);
+		return 0;
+	}
+	if (json_is_string(j)) {
+		const char *s = json_string_value(j);
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(s, &end, 0);
+		if (!errno && end != s && *end == '\0') {
+			*ret = v;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_op(const char *s, enum scmp_compare *ret)
+{
+	static const struct {
+		const char *name;
+		enum scmp_compare op;
+	} ops[] = {
+	    {"eq", SCMP_CMP_EQ},
+	    {"ne", SCMP_CMP_NE},
+	    {"lt", SCMP_CMP_LT},
+	    {"le", SCMP_CMP_LE},
+	    {"gt", SCMP_CMP_GT},
+	    {"ge", SCMP_CMP_GE},
+	    {"masked_eq", SCMP_CMP_MASKED_EQ},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(ops); i++)
+		if (strcmp(s, ops[i].name) == 0) {
+			*ret = ops[i].op;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int syscall_nr(const char *name, const char *file, struct sbx_error *err)
+{
+	int nr = seccomp_syscall_resolve_name(name);
+	if (nr == __NR_SCMP_ERROR)
+		return sbx_err(err, -EINVAL, "%s: unknown syscall \"%s\"", file, name);
+	return nr;
+}
+
+static int add_rule(scmp_filter_ctx ctx, const char *file, json_t *rule, struct sbx_error *err)
+{
+	if (!json_is_object(rule))
+		return sbx_err(err, -EINVAL, "%s: a rule must be an object", file);
+	const char *action_s = json_string_value(json_object_get(rule, "action"));
+	uint32_t action;
+	if (!action_s || parse_action(action_s, &action) < 0)
+		return sbx_err(err, -EINVAL, "%s: bad or missing rule action", file);
+
+	struct scmp_arg_cmp cmps[6];
+	unsigned ncmp = 0;
+	json_t *args = json_object_get(rule, "args");
+	if (args && !json_is_array(args))
+		return sbx_err(err, -EINVAL, "%s: rule args must be an array", file);
+	size_t i;
+	json_t *a;
+	json_array_foreach (args, i, a) {
+		if (ncmp >= ELEMENTSOF(cmps))
+			return sbx_err(err, -E2BIG, "%s: too many argument conditions", file);
+		json_t *idx = json_object_get(a, "index");
+		const char *op_s = json_string_value(json_object_get(a, "op"));
+		enum scmp_compare op;
+		uint64_t value = 0, mask = 0;
+		if (!json_is_integer(idx) || json_integer_value(idx) < 0 || json_integer_value(idx) > 5 || !op_s ||
+		    parse_op(op_s, &op) < 0 || parse_u64(json_object_get(a, "value"), &value) < 0)
+			return sbx_err(err, -EINVAL, "%s: bad argument condition", file);
+		if (op == SCMP_CMP_MASKED_EQ) {
+			if (parse_u64(json_object_get(a, "mask"), &mask) < 0)
+				return sbx_err(err, -EINVAL, "%s: masked_eq needs a mask", file);
+			cmps[ncmp++] = (struct scmp_arg_cmp){(unsigned)json_integer_value(idx), op, mask, value};
+		} else
+			cmps[ncmp++] = (struct scmp_arg_cmp){(unsigned)json_integer_value(idx), op, value, 0};
+	}
+
+	json_t *names = json_object_get(rule, "syscalls");
+	if (!json_is_array(names) || json_array_size(names) == 0)
+		return sbx_err(err, -EINVAL, "%s: a rule needs a non-empty \"syscalls\" array", file);
+	json_t *n;
+	json_array_foreach (names, i, n) {
+		if (!json_is_string(n))
+			return sbx_err(err, -EINVAL, "%s: syscall names must be strings", file);
+		int nr = syscall_nr(json_string_value(n), file, err);
+		if (nr == -EINVAL)
+			return nr;
+		int r = seccomp_rule_add_array(ctx, action, nr, ncmp, cmps);
+		if (r < 0)
+			return sbx_err(err, r, "%s: rule for %s: %s", file, json_string_value(n), strerror(-r));
+	}
+	return 0;
+}
+
+static int load_json(const char *path, json_t **ret, struct sbx_error *err)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return sbx_err(err, -errno, "policy %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode) || st.st_size > POL_MAX_FILE_BYTES)
+		return sbx_err(err, -EINVAL, "policy %s: not a regular file under %d bytes", path, POL_MAX_FILE_BYTES);
+	json_error_t jerr;
+	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return sbx_err(err, -EINVAL, "policy %s:%d: %s", path, jerr.line, jerr.text);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return sbx_err(err, -EINVAL, "policy %s: not a JSON object", path);
+	}
+	*ret = j;
+	return 0;
+}
+
+/* Collect the file and its includes, includes first, each once. */
+static int collect(const char *path, const char *dir, json_t **files, char (*paths)[512], int *n, int depth,
+                   struct sbx_error *err)
+{
+	for (int i = 0; i < *n; i++)
+		if (strcmp(paths[i], path) == 0)
+			return 0;
+	if (depth > 4 || *n >= POL_MAX_FILES)
+		return sbx_err(err, -ELOOP, "policy %s: includes nest too deep", path);
+	json_t *j = NULL;
+	int r = load_json(path, &j, err);
+	if (r < 0)
+		return r;
+	json_t *inc = json_object_get(j, "include");
+	if (inc && !json_is_array(inc)) {
+		json_decref(j);
+		return sbx_err(err, -EINVAL, "policy %s: \"include\" must be an array", path);
+	}
+	size_t i;
+	json_t *name;
+	json_array_foreach (inc, i, name) {
+		char p[512];
+		if (!json_is_string(name) || (r = pol_resolve(json_string_value(name), dir, p, sizeof(p), err)) < 0 ||
+		    (r = collect(p, dir, files, paths, n, depth + 1, err)) < 0) {
+			json_decref(j);
+			return r < 0 ? r : sbx_err(err, -EINVAL, "policy %s: bad include", path);
+		}
+	}
+	if (*n >= POL_MAX_FILES) {
+		json_decref(j);
+		return sbx_err(err, -E2BIG, "policy %s: too many includes", path);
+	}
+	snprintf(paths[*n], 512, "%s", path);
+	files[(*n)++] = j;
+	return 0;
+}
+
+int pol_compile(const char *path, struct pol_program *ret, struct sbx_error *err)
+{
+	json_t *files[POL_MAX_FILES] = {0};
+	char paths[POL_MAX_FILES][512];
+	int nfiles = 0;
+	_cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
+	_cleanup_close_ int fd = -1;
+
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+
+	int r = collect(path, dir, files, paths, &nfiles, 0, err);
+	if (r < 0)
+		goto out;
+
+	/* The last file that names a default action wins: the top one. */
+	uint32_t def = SCMP_ACT_ERRNO(EPERM);
+	for (int i = 0; i < nfiles; i++) {
+		json_t *d = json_object_get(files[i], "default_action");
+		if (d && (!json_is_string(d) || parse_action(json_string_value(d), &def) < 0)) {
+			r = sbx_err(err, -EINVAL, "policy %s: bad default_action", paths[i]);
+			goto out;
+		}
+	}
+
+	ctx = seccomp_init(def);
+	if (!ctx) {
+		r = sbx_err(err, -ENOMEM, "seccomp_init failed");
+		goto out;
+	}
+	/* A binary tree of syscall numbers instead of a linear chain: every
+	 * syscall the runtime makes pays for the filter. */
+	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+	/* no_new_privs is set by the sandbox itself before installing. */
+	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+
+	int nrules = 0;
+	for (int f = 0; f < nfiles; f++) {
+		json_t *allow = json_object_get(files[f], "allow");
+		if (allow && !json_is_array(allow)) {
+			r = sbx_err(err, -EINVAL, "policy %s: \"allow\" must be an array", paths[f]);
+			goto out;
+		}
+		size_t i;
+		json_t *n;
+		json_array_foreach (allow, i, n) {
+			if (!json_is_string(n) || ++nrules > POL_MAX_RULES) {
+				r = sbx_err(err, -EINVAL, "policy %s: bad or too many allow entries", paths[f]);
+				goto out;
+			}
+			int nr = syscall_nr(json_string_value(n), paths[f], err);
+			if (nr == -EINVAL) {
+				r = nr;
+				goto out;
+			}
+			r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+			if (r < 0) {
+				r = sbx_err(err, r, "policy %s: allow %s: %s", paths[f], json_string_value(n),
+				            strerror(-r));
+				goto out;
+			}
+		}
+		json_t *rules = json_object_get(files[f], "rules");
+		if (rules && !json_is_array(rules)) {
+			r = sbx_err(err, -EINVAL, "policy %s: \"rules\" must be an array", paths[f]);
+			goto out;
+		}
+		json_t *rule;
+		json_array_foreach (rules, i, rule) {
+			if (++nrules > POL_MAX_RULES) {
+				r = sbx_err(err, -E2BIG, "policy %s: too many rules", paths[f]);
+				goto out;
+			}
+			r = add_rule(ctx, paths[f], rule, err);
+			if (r < 0)
+				goto out;
+		}
+	}
+
+	fd = memfd_create("zmesh-policy", MFD_CLOEXEC);
+	if (fd < 0) {
+		r = sbx_err(err, -errno, "memfd_create: %s", strerror(errno));
+		goto out;
+	}
+	r = seccomp_export_bpf(ctx, fd);
+	if (r < 0) {
+		r = sbx_err(err, r, "policy %s: export: %s", path, strerror(-r));
+		goto out;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0 ||
+	    st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+		r = sbx_err(err, -EINVAL, "policy %s: compiled program has a bad size", path);
+		goto out;
+	}
+	struct sock_filter *insns = malloc((size_t)st.st_size);
+	if (!insns) {
+		r = sbx_err(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (pread(fd, insns, (size_t)st.st_size, 0) != st.st_size) {
+		free(insns);
+		r = sbx_err(err, -EIO, "policy %s: reading compiled program failed", path);
+		goto out;
+	}
+	ret->fprog.len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+	ret->fprog.filter = insns;
+	r = 0;
+out:
+	for (int i = 0; i < nfiles; i++)
+		json_decref(files[i]);
+	return r;
+}
+
+int pol_install(const struct pol_program *prog)
+{
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog->fprog) < 0)
+		return -errno;
+	return 0;
+}
+
+void pol_program_free(struct pol_program *prog)
+{
+	if (!prog)
+		return;
+	free(prog->fprog.filter);
+	prog->fprog.filter = NULL;
+	prog->fprog.len = 0;
+}

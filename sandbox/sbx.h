@@ -1,0 +1,147 @@
+/* sbx.h - libzsandbox: run one program as a fresh, isolated, limited process.
+ *
+ * A sandbox is a new pid, mount, net, ipc, uts and cgroup namespace whose
+ * pid 1 is the sandbox's own init (code of this library, not a separate
+ * binary): it builds the root (read-only tmpfs, read-only /usr, generated
+ * /etc, minimal /dev, fresh /proc, a bounded tmpfs at /tmp), drops every
+ * privilege, installs the seccomp program, then forks and execs the program,
+ * reaps orphans, forwards signals and, when the program ends, kills whatever
+ * is left and reports the program's status to the parent over a pipe.
+ *
+ * Lifecycle: sbx_ctx_init() once per process; then per sandbox sbx_spawn(),
+ * optionally sbx_set_limits() (spawn and assign are separate so a pool can
+ * start sandboxes ahead of time), poll sbx->pidfd, sbx_reap() (or
+ * sbx_wait()), sbx_destroy(). The library never prints and never exits. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cgroup.h"
+#include "policy.h"
+#include "util.h"
+
+#define SBX_MAX_BINDS   32
+#define SBX_MAX_ENV     256
+#define SBX_MAX_ARGS    256
+#define SBX_MAX_STRINGS (256 * 1024) /* argv + env, bytes */
+
+struct sbx_options {
+	const char *cgroup_root;   /* default "/sys/fs/cgroup" */
+	const char *cgroup_prefix; /* default "zmesh" */
+	const char *run_dir;       /* default "/run/zmesh-sandbox" */
+	uint32_t uid_base;         /* default 200000; sandbox uid = base + slot */
+	uint32_t slots;            /* default 1024 */
+};
+
+struct sbx_ctx {
+	struct cg_ctx cg;
+	char run_dir[256];
+	uint32_t uid_base;
+	uint32_t slots;
+	uint32_t next_slot; /* where the next slot search starts */
+	/* Host top-level links into /usr (merged-/usr): "bin" -> "usr/bin"... */
+	char usr_links[8][2][64];
+	int n_usr_links;
+	char localtime[128]; /* target of /etc/localtime inside */
+};
+
+struct sbx_bind {
+	const char *src;
+	const char *dst;
+	bool rw;
+};
+
+struct sbx_spec {
+	const char *const *argv; /* argv[0]: absolute path, or a name looked up in PATH inside */
+	const char *const *env;  /* KEY=VALUE, NULL-terminated, may be NULL */
+	const struct sbx_bind *binds;
+	size_t n_binds;
+	const struct pol_program *policy; /* required */
+	const char *hostname;             /* default "zmesh" */
+	uint64_t tmpfs_bytes;             /* /tmp size */
+	uint64_t fsize_bytes;             /* RLIMIT_FSIZE */
+	uint64_t nofile;                  /* RLIMIT_NOFILE */
+	uint64_t cpu_seconds;             /* RLIMIT_CPU, 0: none */
+	struct cg_limits limits;          /* cgroup limits applied before the program runs */
+	/* Descriptors for the program's stdin, stdout, stderr; -1 asks for a
+	 * pipe whose other end is returned in sbx.stdio. */
+	int stdio[3];
+	/* Make the sandbox a child of the caller's parent (CLONE_PARENT): how
+	 * the spawner hands sandboxes to the daemon that forked it. */
+	bool clone_parent;
+};
+
+enum sbx_status {
+	SBX_EXITED = 1,
+	SBX_SIGNALED,
+	SBX_TIMEOUT,
+	SBX_OOM,
+	SBX_ERROR, /* setup failed, or the program could not be executed */
+};
+
+struct sbx_report {
+	enum sbx_status status;
+	int exit_code; /* SBX_EXITED; also 125/126/127 for SBX_ERROR */
+	int signal;    /* SBX_SIGNALED, SBX_TIMEOUT, SBX_OOM when killed */
+	bool timed_out;
+	bool oom_killed;
+	uint64_t wall_us;
+	uint64_t cpu_us; /* user + sys of every process of the sandbox */
+	uint64_t memory_peak_bytes;
+	char error[384]; /* SBX_ERROR: what failed */
+};
+
+struct sbx {
+	pid_t pid; /* host pid of the sandbox's init */
+	int pidfd;
+	int info_fd; /* init -> parent messages */
+	int slot;
+	int slot_fd; /* flock on the slot file: held while the sandbox exists */
+	uid_t uid;
+	struct cg cg;
+	int stdio[3]; /* parent ends of the pipes asked for, else -1 */
+	uint64_t start_ns;
+	bool reaped;
+	bool killed_for_timeout;
+};
+
+/* Probe cgroups, prepare the run directory, remove leftovers of crashed
+ * sandboxes. opt may be NULL for the defaults. */
+int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct sbx_error *err);
+
+/* Validate spec (sizes, names, paths) without side effects. */
+int sbx_spec_check(const struct sbx_spec *spec, struct sbx_error *err);
+
+/* Start a sandbox. On success *ret owns a slot, a cgroup, a pidfd and pipes,
+ * released by sbx_destroy(). On failure nothing is left. A failure inside the
+ * sandbox after the clone (a bind that cannot be made, the program not
+ * found) is not an error here: sbx_reap() reports it as SBX_ERROR. */
+int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct sbx_error *err);
+
+/* Change the cgroup limits of a running sandbox (assign time). */
+int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err);
+
+/* Send a signal to the sandbox's init. SIGKILL ends the whole sandbox; other
+ * signals are forwarded by init to the program. */
+int sbx_kill(struct sbx *sbx, int sig);
+
+/* Mark the sandbox as killed for its timeout and kill it. */
+int sbx_kill_timeout(struct sbx *sbx);
+
+/* Collect the outcome once init has exited (sbx->pidfd readable). Blocks
+ * until it has if it has not yet. */
+int sbx_reap(struct sbx *sbx, struct sbx_report *ret);
+
+/* Wait for the end with a wall-clock limit (timeout_ms < 0: none): kills the
+ * sandbox at the deadline. Convenience over pidfd + sbx_reap. */
+int sbx_wait(struct sbx *sbx, int64_t timeout_ms, struct sbx_report *ret);
+
+/* Kill (if still running), reap, remove the cgroup, release the slot, close
+ * every descriptor. Accepts a zeroed or already destroyed sbx. */
+void sbx_destroy(struct sbx *sbx);
+
+/* Exit status a command-line tool should return for a report. */
+int sbx_report_exit_status(const struct sbx_report *r);
+const char *sbx_status_name(enum sbx_status s);

@@ -1,0 +1,68 @@
+/* util.h - small helpers shared by the sandbox library and its tools:
+ * cleanup attributes, the error object, bounded parsing and sysfs I/O. */
+#pragma once
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f)    __attribute__((cleanup(f)))
+#define _cleanup_free_  _cleanup_(util_freep)
+#define _cleanup_close_ _cleanup_(util_closep)
+#define _printf_(a, b)  __attribute__((format(printf, a, b)))
+#define ELEMENTSOF(x)   (sizeof(x) / sizeof((x)[0]))
+
+/* Hand ownership on: the variable is reset so its cleanup does nothing. */
+#define TAKE_PTR(p)                     \
+	({                              \
+		__typeof__(p) _p = (p); \
+		(p) = NULL;             \
+		_p;                     \
+	})
+#define TAKE_FD(fd)             \
+	({                      \
+		int _fd = (fd); \
+		(fd) = -1;      \
+		_fd;            \
+	})
+
+static inline void util_freep(void *p)
+{
+	free(*(void **)p);
+}
+static inline void util_closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+
+/* The error object: a negative errno and one line saying what failed.
+ * Library code fills it and returns the code; the caller reports it once. */
+struct sbx_error {
+	int code;
+	char msg[512];
+};
+
+/* Fill *err (may be NULL) and return code, which must be negative. */
+int sbx_err(struct sbx_error *err, int code, const char *fmt, ...) _printf_(3, 4);
+
+/* Parse "512", "64K", "256M", "2G" (powers of 1024) into bytes. Rejects empty,
+ * negative, trailing garbage, overflow and values above max. */
+int util_parse_size(const char *s, uint64_t max, uint64_t *ret);
+/* Parse a decimal unsigned integer in [min, max]. */
+int util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/* Write a whole string to an existing file (sysfs, procfs): one write(2). */
+int util_write_file(const char *path, const char *s);
+/* Read up to size-1 bytes of a small file into buf, NUL-terminated. */
+int util_read_file(const char *path, char *buf, size_t size);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t util_now_ns(void);

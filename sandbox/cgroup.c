@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static const char *const v1_names[CG_NCTL] = {"memory", "pids", "cpu"};
+static const char *const v1_names[CG_NCTL] = {"memory", "pids", "cpu", "cpuacct"};
 
 static bool file_exists(const char *dir, const char *file)
 {
@@ -62,6 +62,7 @@ int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool crea
 			continue;
 		ctx->mode = CG_V2;
 		ctx->has_cpu = cpu;
+		ctx->has_cpu_usage = true; /* cpu.stat usage_usec is always there */
 		if (snprintf(ctx->base[0], CG_PATH_MAX, "%s/%s", mount, prefix) >= CG_PATH_MAX)
 			return sbx_err(err, -ENAMETOOLONG, "cgroup path too long");
 		if (!create)
@@ -93,13 +94,17 @@ int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool crea
 	bool pids = file_exists(dir, "cgroup.procs");
 	snprintf(dir, sizeof(dir), "%s/cpu", root);
 	ctx->has_cpu = file_exists(dir, "cpu.cfs_quota_us");
+	/* The CPU time of every process of a sandbox, also of those killed
+	 * with it, which no wait status accounts for. */
+	snprintf(dir, sizeof(dir), "%s/cpuacct", root);
+	ctx->has_cpu_usage = file_exists(dir, "cpuacct.usage");
 	if (!mem || !pids)
 		return sbx_err(
 		    err, -ENOTSUP,
 		    "no usable cgroup hierarchy under %s (need v2 with memory and pids, or v1 memory and pids)", root);
 	ctx->mode = CG_V1;
 	for (int c = 0; c < CG_NCTL; c++) {
-		if (c == CG_CPU && !ctx->has_cpu)
+		if ((c == CG_CPU && !ctx->has_cpu) || (c == CG_CPUACCT && !ctx->has_cpu_usage))
 			continue;
 		if (snprintf(ctx->base[c], CG_PATH_MAX, "%s/%s/%s", root, v1_names[c], prefix) >= CG_PATH_MAX)
 			return sbx_err(err, -ENAMETOOLONG, "cgroup path too long");
@@ -353,6 +358,12 @@ int cg_get_stats(const struct cg *cg, struct cg_stats *ret)
 	if (cg_file(cg, CG_MEM, v2 ? "memory.events" : "memory.oom_control", p, sizeof(p)) == 0 &&
 	    util_read_file(p, buf, sizeof(buf)) > 0)
 		cg_parse_keyed(buf, "oom_kill", &st.oom_kills);
+	if (v2) {
+		if (cg_file(cg, 0, "cpu.stat", p, sizeof(p)) == 0 && util_read_file(p, buf, sizeof(buf)) > 0)
+			cg_parse_keyed(buf, "usage_usec", &st.cpu_usec);
+	} else if (cg_file(cg, CG_CPUACCT, "cpuacct.usage", p, sizeof(p)) == 0 &&
+	           util_read_file(p, buf, sizeof(buf)) > 0)
+		st.cpu_usec = strtoull(buf, NULL, 10) / 1000;
 	*ret = st;
 	return 0;
 }

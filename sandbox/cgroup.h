@@ -15,14 +15,15 @@
 enum cg_mode { CG_V1 = 1, CG_V2 = 2 };
 
 /* v1 controllers, in the order of struct cg.path */
-enum { CG_MEM, CG_PIDS, CG_CPU, CG_NCTL };
+enum { CG_MEM, CG_PIDS, CG_CPU, CG_CPUACCT, CG_NCTL };
 
 #define CG_PATH_MAX 512
 
 struct cg_ctx {
 	enum cg_mode mode;
-	bool has_cpu;   /* cpu quota can be enforced */
-	bool has_memsw; /* v1: memory.memsw.* present (swap accounting) */
+	bool has_cpu;       /* cpu quota can be enforced */
+	bool has_memsw;     /* v1: memory.memsw.* present (swap accounting) */
+	bool has_cpu_usage; /* CPU time of the whole group can be read */
 	/* v2: base[0] is <mount>/<prefix>; v1: one base per controller,
 	 * base[CG_CPU] is empty without a cpu hierarchy. */
 	char base[CG_NCTL][CG_PATH_MAX];
@@ -37,6 +38,7 @@ struct cg_limits {
 struct cg_stats {
 	uint64_t memory_peak_bytes;
 	uint64_t oom_kills;
+	uint64_t cpu_usec; /* valid when ctx->has_cpu_usage */
 };
 
 struct cg {

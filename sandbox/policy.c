@@ -194,7 +194,7 @@ static int collect(const char *path, const char *dir, json_t **files, char (*pat
 		if (strcmp(paths[i], path) == 0)
 			return 0;
 	if (depth > 4 || *n >= POL_MAX_FILES)
-		return sbx_err(err, -ELOOP, "policy %s: includes nest too deep", path);
+		return sbx_err(err, -ELOOP, "policy %s: includes nest too deep or form a cycle", path);
 	json_t *j = NULL;
 	int r = load_json(path, &j, err);
 	if (r < 0)

@@ -1027,6 +1027,8 @@ int sbx_reap(struct sbx *sbx, struct sbx_report *ret)
 
 	struct cg_stats st;
 	cg_get_stats(&sbx->cg, &st);
+	if (sbx->cg.ctx && sbx->cg.ctx->has_cpu_usage)
+		rep.cpu_us = st.cpu_usec;
 	rep.memory_peak_bytes = st.memory_peak_bytes;
 	rep.oom_killed = st.oom_kills > 0;
 	rep.timed_out = sbx->killed_for_timeout;

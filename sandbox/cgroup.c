@@ -308,6 +308,20 @@ int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct
 	return 0;
 }
 
+int cg_open(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct sbx_error *err)
+{
+	struct cg cg = {.ctx = ctx, .dirfd = -1};
+	int n = ctx->mode == CG_V2 ? 1 : CG_NCTL;
+	for (int c = 0; c < n; c++) {
+		if (!ctx->base[c][0])
+			continue;
+		if (snprintf(cg.path[c], CG_PATH_MAX, "%s/%s", ctx->base[c], name) >= CG_PATH_MAX)
+			return sbx_err(err, -ENAMETOOLONG, "cgroup path too long");
+	}
+	*ret = cg;
+	return 0;
+}
+
 int cg_attach(const struct cg *cg, pid_t pid, struct sbx_error *err)
 {
 	char p[CG_PATH_MAX + 32], v[24];

@@ -71,6 +71,8 @@ int cg_parse_keyed(const char *text, const char *key, uint64_t *ret);
 /* Create the cgroup name under every hierarchy. A leftover of the same name
  * (from a crash) is killed and removed first. On failure nothing is left. */
 int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct sbx_error *err);
+/* Name an existing cgroup (created by another process) without touching it. */
+int cg_open(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct sbx_error *err);
 /* v1: move pid into the cgroup of every hierarchy. v2: nothing to do when the
  * child was cloned into it; otherwise writes cgroup.procs. */
 int cg_attach(const struct cg *cg, pid_t pid, struct sbx_error *err);

@@ -567,6 +567,14 @@ static _Noreturn void child_main(const struct plan *p)
 	if (chdir("/tmp") < 0)
 		child_fail("chdir /tmp", NULL);
 	drop_privileges(p);
+	/* Changing credentials cleared the parent-death signal: arm it again,
+	 * then check the parent did not die in between (the read end of our
+	 * report pipe, which only the parent holds, would be closed). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		_exit(INIT_EXIT_SETUP);
+	struct pollfd pfd = {.fd = 3, .events = 0};
+	if (poll(&pfd, 1, 0) != 0)
+		_exit(INIT_EXIT_SETUP);
 	/* The very last step: after it, only the policy's syscalls remain. */
 	int r = pol_install(p->policy);
 	if (r < 0) {
@@ -844,6 +852,8 @@ static void close_fd(int *fd)
 
 int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct sbx_error *err)
 {
+	ret->pid = -1;
+	ret->pidfd = -1;
 	int r = sbx_spec_check(spec, err);
 	if (r < 0)
 		return r;
@@ -925,8 +935,12 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
 	ca.pidfd = (uint64_t)(uintptr_t)&s.pidfd;
 	ca.exit_signal = SIGCHLD;
-	if (spec->clone_parent)
+	if (spec->clone_parent) {
+		/* The child then signals our parent as we would: with our own
+		 * exit signal, which clone3 wants left at 0. */
 		ca.flags |= CLONE_PARENT;
+		ca.exit_signal = 0;
+	}
 	if (s.cg.dirfd >= 0) {
 		/* Born in its cgroup: never a moment outside its limits. */
 		ca.flags |= CLONE_INTO_CGROUP;
@@ -972,8 +986,22 @@ fail:
 	close_fd(&go[1]);
 	if (p && p->caps_empty)
 		cap_free(p->caps_empty);
+	if (spec->clone_parent && s.pidfd >= 0) {
+		/* Killed, but our parent's child: only it can reap it. */
+		sbx_kill(&s, SIGKILL);
+		s.reaped = true;
+		ret->pid = s.pid;
+		ret->pidfd = TAKE_FD(s.pidfd);
+	}
 	sbx_destroy(&s);
 	return r;
+}
+
+int sbx_adopt_cgroup(const struct sbx_ctx *ctx, struct sbx *sbx, struct sbx_error *err)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "sbx-%d", sbx->slot);
+	return cg_open(&ctx->cg, name, &sbx->cg, err);
 }
 
 int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err)

@@ -117,7 +117,10 @@ int sbx_spec_check(const struct sbx_spec *spec, struct sbx_error *err);
 /* Start a sandbox. On success *ret owns a slot, a cgroup, a pidfd and pipes,
  * released by sbx_destroy(). On failure nothing is left. A failure inside the
  * sandbox after the clone (a bind that cannot be made, the program not
- * found) is not an error here: sbx_reap() reports it as SBX_ERROR. */
+ * found) is not an error here: sbx_reap() reports it as SBX_ERROR.
+ * With spec->clone_parent, a failure after the clone leaves ret->pid and
+ * ret->pidfd set (else -1): the child is killed, and only the caller's parent
+ * can reap it. */
 int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct sbx_error *err);
 
 /* Change the cgroup limits of a running sandbox (assign time). */
@@ -141,6 +144,10 @@ int sbx_wait(struct sbx *sbx, int64_t timeout_ms, struct sbx_report *ret);
 /* Kill (if still running), reap, remove the cgroup, release the slot, close
  * every descriptor. Accepts a zeroed or already destroyed sbx. */
 void sbx_destroy(struct sbx *sbx);
+
+/* Open the cgroup of a sandbox spawned elsewhere (by the spawner) so that its
+ * limits, statistics and removal work from this process. */
+int sbx_adopt_cgroup(const struct sbx_ctx *ctx, struct sbx *sbx, struct sbx_error *err);
 
 /* Exit status a command-line tool should return for a report. */
 int sbx_report_exit_status(const struct sbx_report *r);

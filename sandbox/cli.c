@@ -74,15 +74,17 @@ static int fail(const struct cli *c, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-static int parse_bind(struct cli *c, const char *arg, bool rw)
+/* Splits arg in place (argv is ours to write), so nothing is allocated. */
+static int parse_bind(struct cli *c, char *arg, bool rw)
 {
 	if (c->spec.n_binds >= SBX_MAX_BINDS)
 		return fail(c, "more than %d binds", SBX_MAX_BINDS);
-	const char *colon = strchr(arg, ':');
+	char *colon = strchr(arg, ':');
 	if (!colon || colon == arg || !colon[1] || strchr(colon + 1, ':'))
 		return fail(c, "--bind%s wants SRC:DST, got \"%s\"", rw ? "-rw" : "", arg);
+	*colon = '\0';
 	struct sbx_bind *b = &c->binds[c->spec.n_binds++];
-	b->src = strndup(arg, (size_t)(colon - arg));
+	b->src = arg;
 	b->dst = colon + 1;
 	b->rw = rw;
 	return 0;
@@ -220,20 +222,19 @@ int main(int argc, char **argv)
 	c.spec.cpu_seconds = c.timeout_ms / 1000 + 2;
 
 	struct sbx_error err = {0};
+	struct sbx_ctx ctx;
+	if (sbx_ctx_init(&ctx, NULL, &err) < 0)
+		return fail(&c, "%s", err.msg);
+
 	const char *dir = getenv("ZMESH_POLICY_DIR");
-	char path[512];
+	char path[512], cache[300];
 	struct pol_program prog = {0};
+	snprintf(cache, sizeof(cache), "%s/cache", ctx.run_dir);
 	if (pol_resolve(c.policy, dir && dir[0] ? dir : ZMESH_POLICY_DIR, path, sizeof(path), &err) < 0 ||
-	    pol_compile(path, &prog, &err) < 0)
+	    pol_compile_cached(path, cache, &prog, &err) < 0)
 		return fail(&c, "%s", err.msg);
 	c.spec.policy = &prog;
 	if (sbx_spec_check(&c.spec, &err) < 0) {
-		pol_program_free(&prog);
-		return fail(&c, "%s", err.msg);
-	}
-
-	struct sbx_ctx ctx;
-	if (sbx_ctx_init(&ctx, NULL, &err) < 0) {
 		pol_program_free(&prog);
 		return fail(&c, "%s", err.msg);
 	}
@@ -286,7 +287,5 @@ int main(int argc, char **argv)
 	if (rep.status == SBX_ERROR)
 		fprintf(stderr, "zmesh-sandbox: %s\n", rep.error);
 	write_report(c.report, &rep);
-	for (size_t i = 0; i < c.spec.n_binds; i++)
-		free((char *)c.binds[i].src);
 	return sbx_report_exit_status(&rep);
 }

@@ -2,7 +2,10 @@
 #define _GNU_SOURCE
 #include "policy.h"
 
+#include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stdio.h>
@@ -223,10 +226,11 @@ static int collect(const char *path, const char *dir, json_t **files, char (*pat
 	return 0;
 }
 
-int pol_compile(const char *path, struct pol_program *ret, struct sbx_error *err)
+/* Compile path; paths[] receives every file read, *ret_nfiles their count. */
+static int compile_files(const char *path, struct pol_program *ret, char (*paths)[512], int *ret_nfiles,
+                         struct sbx_error *err)
 {
 	json_t *files[POL_MAX_FILES] = {0};
-	char paths[POL_MAX_FILES][512];
 	int nfiles = 0;
 	_cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
 	_cleanup_close_ int fd = -1;
@@ -339,6 +343,133 @@ int pol_compile(const char *path, struct pol_program *ret, struct sbx_error *err
 out:
 	for (int i = 0; i < nfiles; i++)
 		json_decref(files[i]);
+	*ret_nfiles = nfiles;
+	return r;
+}
+
+int pol_compile(const char *path, struct pol_program *ret, struct sbx_error *err)
+{
+	char paths[POL_MAX_FILES][512];
+	int n;
+	return compile_files(path, ret, paths, &n, err);
+}
+
+/* The compile cache: parsing JSON and compiling with libseccomp costs about a
+ * millisecond, more than the rest of a sandbox's setup in user space. The
+ * cache file names every source file with its identity and mtime; any change
+ * to one of them, or another libseccomp, makes it stale. */
+#define CACHE_MAGIC 0x7a6d6263u /* "zmbc" */
+
+struct cache_file {
+	char path[512];
+	uint64_t dev, ino, size;
+	int64_t mtime_sec, mtime_nsec;
+};
+
+struct cache_hdr {
+	uint32_t magic;
+	uint32_t seccomp_version;
+	uint32_t n_files;
+	uint32_t n_insns;
+	struct cache_file files[POL_MAX_FILES];
+};
+
+static uint32_t seccomp_version_code(void)
+{
+	const struct scmp_version *v = seccomp_version();
+	return v ? (v->major << 20) | (v->minor << 10) | v->micro : 0;
+}
+
+static bool same_file(const struct cache_file *f)
+{
+	struct stat st;
+	return stat(f->path, &st) == 0 && (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino &&
+	       (uint64_t)st.st_size == f->size && st.st_mtim.tv_sec == f->mtime_sec &&
+	       st.st_mtim.tv_nsec == f->mtime_nsec;
+}
+
+static int cache_load(const char *cache, struct pol_program *ret)
+{
+	_cleanup_close_ int fd = open(cache, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	/* Only a file of ours: root's, writable by nobody else. */
+	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 022) || !S_ISREG(st.st_mode))
+		return -EPERM;
+	struct cache_hdr h;
+	if (read(fd, &h, sizeof(h)) != sizeof(h) || h.magic != CACHE_MAGIC ||
+	    h.seccomp_version != seccomp_version_code() || h.n_files == 0 || h.n_files > POL_MAX_FILES ||
+	    h.n_insns == 0 || h.n_insns > BPF_MAXINSNS ||
+	    (size_t)st.st_size != sizeof(h) + h.n_insns * sizeof(struct sock_filter))
+		return -EINVAL;
+	for (uint32_t i = 0; i < h.n_files; i++) {
+		h.files[i].path[sizeof(h.files[i].path) - 1] = '\0';
+		if (!same_file(&h.files[i]))
+			return -ESTALE;
+	}
+	size_t bytes = h.n_insns * sizeof(struct sock_filter);
+	struct sock_filter *insns = malloc(bytes);
+	if (!insns)
+		return -ENOMEM;
+	if (read(fd, insns, bytes) != (ssize_t)bytes) {
+		free(insns);
+		return -EIO;
+	}
+	ret->fprog.len = (unsigned short)h.n_insns;
+	ret->fprog.filter = insns;
+	return 0;
+}
+
+static void cache_store(const char *cache, const struct pol_program *prog, char (*paths)[512], int n)
+{
+	struct cache_hdr h;
+	memset(&h, 0, sizeof(h));
+	h.magic = CACHE_MAGIC;
+	h.seccomp_version = seccomp_version_code();
+	h.n_files = (uint32_t)n;
+	h.n_insns = prog->fprog.len;
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		if (stat(paths[i], &st) < 0)
+			return;
+		memcpy(h.files[i].path, paths[i], sizeof(h.files[i].path));
+		h.files[i].path[sizeof(h.files[i].path) - 1] = '\0';
+		h.files[i].dev = st.st_dev;
+		h.files[i].ino = st.st_ino;
+		h.files[i].size = (uint64_t)st.st_size;
+		h.files[i].mtime_sec = st.st_mtim.tv_sec;
+		h.files[i].mtime_nsec = st.st_mtim.tv_nsec;
+	}
+	char tmp[340];
+	snprintf(tmp, sizeof(tmp), "%.300s.%d", cache, (int)getpid());
+	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return;
+	size_t bytes = prog->fprog.len * sizeof(struct sock_filter);
+	if (write(fd, &h, sizeof(h)) != sizeof(h) || write(fd, prog->fprog.filter, bytes) != (ssize_t)bytes ||
+	    rename(tmp, cache) < 0)
+		unlink(tmp);
+}
+
+int pol_compile_cached(const char *path, const char *cache_dir, struct pol_program *ret, struct sbx_error *err)
+{
+	char abs[PATH_MAX];
+	if (!cache_dir || strlen(cache_dir) > 256 || !realpath(path, abs) || strlen(abs) >= 512)
+		return pol_compile(path, ret, err);
+	/* FNV-1a of the policy's real path names its cache file. */
+	uint64_t hash = 1469598103934665603ull;
+	for (const char *c = abs; *c; c++)
+		hash = (hash ^ (unsigned char)*c) * 1099511628211ull;
+	char cache[300];
+	snprintf(cache, sizeof(cache), "%.256s/policy-%016llx.bpf", cache_dir, (unsigned long long)hash);
+	if (cache_load(cache, ret) == 0)
+		return 0;
+	char paths[POL_MAX_FILES][512];
+	int n = 0;
+	int r = compile_files(abs, ret, paths, &n, err);
+	if (r == 0)
+		cache_store(cache, ret, paths, n);
 	return r;
 }
 

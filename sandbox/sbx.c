@@ -804,7 +804,7 @@ int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct sbx_
 		return r;
 
 	char p[300];
-	const char *sub[] = {"", "/slots", "/root"};
+	const char *sub[] = {"", "/slots", "/root", "/cache"};
 	for (size_t i = 0; i < ELEMENTSOF(sub); i++) {
 		snprintf(p, sizeof(p), "%s%s", ctx->run_dir, sub[i]);
 		if (mkdir(p, 0700) < 0 && errno != EEXIST)

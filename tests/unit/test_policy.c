@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +101,51 @@ static void test_bad_policies_are_refused_with_a_reason(void **state)
 		if (!strstr(err.msg, cases[i].why))
 			fail_msg("case %zu: \"%s\" does not say \"%s\"", i, err.msg, cases[i].why);
 	}
+}
+
+static void test_compile_cache(void **state)
+{
+	write_policy("c", "{\"allow\": [\"read\", \"write\"]}");
+	char p[512], cache[512], f[1024];
+	snprintf(p, sizeof(p), "%s/c.json", dir);
+	snprintf(cache, sizeof(cache), "%s/cache", dir);
+	assert_int_equal(mkdir(cache, 0700), 0);
+	struct pol_program a = {0}, b = {0}, c = {0}, d = {0};
+	assert_int_equal(pol_compile(p, &a, NULL), 0);
+	assert_int_equal(pol_compile_cached(p, cache, &b, NULL), 0); /* compiles, stores */
+	assert_int_equal(pol_compile_cached(p, cache, &c, NULL), 0); /* loads */
+	assert_int_equal(a.fprog.len, c.fprog.len);
+	assert_memory_equal(a.fprog.filter, c.fprog.filter, a.fprog.len * sizeof(struct sock_filter));
+
+	/* A cache file that is not exactly root's and private is not trusted:
+	 * with its program corrupted and made group-writable, it is ignored. */
+	DIR *dd = opendir(cache);
+	struct dirent *de;
+	while ((de = readdir(dd)))
+		if (de->d_name[0] != '.')
+			snprintf(f, sizeof(f), "%.500s/%.256s", cache, de->d_name);
+	closedir(dd);
+	int fd = open(f, O_WRONLY);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(pwrite(fd, "\xff\xff\xff\xff\xff\xff\xff\xff", 8, st.st_size - 8), 8);
+	close(fd);
+	assert_int_equal(chmod(f, 0620), 0);
+	assert_int_equal(pol_compile_cached(p, cache, &d, NULL), 0);
+	assert_memory_equal(a.fprog.filter, d.fprog.filter, a.fprog.len * sizeof(struct sock_filter));
+
+	/* A changed policy is compiled again, not served from the cache. */
+	struct pol_program e = {0};
+	write_policy("c", "{\"allow\": [\"read\", \"write\", \"close\", \"getpid\"]}");
+	assert_int_equal(pol_compile_cached(p, cache, &e, NULL), 0);
+	assert_true(e.fprog.len != a.fprog.len ||
+	            memcmp(e.fprog.filter, a.fprog.filter, a.fprog.len * sizeof(struct sock_filter)) != 0);
+	pol_program_free(&a);
+	pol_program_free(&b);
+	pol_program_free(&c);
+	pol_program_free(&d);
+	pol_program_free(&e);
 }
 
 /* Run fn in a child under the base policy; return its exit status. */
@@ -224,6 +271,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_resolve),
 	    cmocka_unit_test_setup_teardown(test_bad_policies_are_refused_with_a_reason, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_compile_cache, setup, teardown),
 	    cmocka_unit_test(test_base_refuses_each_family),
 	    cmocka_unit_test(test_base_allows_ordinary_work),
 	};

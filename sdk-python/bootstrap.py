@@ -1,0 +1,24 @@
+"""Entry point of the Python runtime: /usr/bin/python3.11 /opt/zmesh/sdk/python/bootstrap.py
+
+Reads one invocation on stdin, runs the function's handler and writes one JSON
+result on stdout (see zmesh/_runner.py). Kept tiny because a script is never
+cached as bytecode: it is compiled again on every start.
+"""
+
+import sys
+
+# The SDK is mounted read-only; trying to write __pycache__ there only costs time.
+sys.dont_write_bytecode = True
+
+if __name__ == "__main__":
+    import os.path
+
+    # PYTHON* variables are refused by the platform, so the SDK's location comes
+    # from this file's, not from PYTHONPATH.
+    _sdk_dir = os.path.dirname(os.path.abspath(__file__))
+    if _sdk_dir not in sys.path:
+        sys.path.insert(0, _sdk_dir)
+
+    from zmesh._runner import main
+
+    main()

@@ -1,0 +1,139 @@
+"""Logs stay on stderr, the result alone on stdout; what start-up loads and writes."""
+
+import re
+import shutil
+import subprocess
+import textwrap
+
+from conftest import BOOTSTRAP, PYTHON, SDK_DIR
+
+
+def src(code):
+    return textwrap.dedent(code).lstrip("\n")
+
+
+def test_prints_go_to_stderr_not_the_result(invoke):
+    code = src("""
+        import os, subprocess, sys
+        print("printed at import")
+        def handler(payload):
+            print("printed in handler")
+            sys.stdout.write("written to sys.stdout\\n")
+            sys.__stdout__.write("written to sys.__stdout__\\n")
+            os.write(1, b"written to fd 1\\n")
+            subprocess.run(["/bin/echo", "child process stdout"])
+            print("partial line without newline", end="")
+            return "result"
+    """)
+    run = invoke(code)
+    assert run.stdout == '{"ok":true,"result":"result"}\n'
+    for text in (
+        "printed at import", "printed in handler", "written to sys.stdout", "written to sys.__stdout__",
+        "written to fd 1", "child process stdout", "partial line without newline",
+    ):
+        assert text in run.stderr, text
+
+
+def test_prints_before_an_error_are_kept(invoke):
+    run = invoke("def handler(p):\n    print('about to fail')\n    raise ValueError('x')\n")
+    assert run.error["name"] == "ValueError"
+    assert "about to fail" in run.stderr
+
+
+def test_structured_log_lines(invoke):
+    code = src("""
+        def handler(payload, zmesh):
+            zmesh.log.info("order placed", order=17, items=["a", "b"])
+            zmesh.log.warn("slow", ms=1500.5)
+            zmesh.log.error("failed", level="forged", reason=ValueError("bad"))
+            zmesh.log.debug({"not": "a string"})
+            return "done"
+    """)
+    run = invoke(code)
+    assert run.result == "done"
+    lines = run.log_lines()
+    assert [line["level"] for line in lines] == ["info", "warn", "error", "debug"]
+    info, warn, error, debug = lines
+    assert info["msg"] == "order placed" and info["order"] == 17 and info["items"] == ["a", "b"]
+    assert warn["ms"] == 1500.5
+    assert error["_level"] == "forged" and error["reason"] == "bad"
+    assert debug["msg"] == "{'not': 'a string'}"
+    for line in lines:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
+        assert list(line)[:3] == ["level", "msg", "time"]
+
+
+def test_log_with_non_finite_or_circular_values_still_writes_a_line(invoke):
+    code = "def handler(p, z):\n    a = []\n    a.append(a)\n    z.log.info('odd', nan=float('nan'), loop=a)\n"
+    run = invoke(code)
+    assert run.result is None
+    (line,) = run.log_lines()
+    assert line["nan"] == "nan" and line["loop"] == "[[...]]"
+
+
+def test_log_lines_interleave_with_prints_in_order(invoke):
+    code = "def handler(p, z):\n    print('one')\n    z.log.info('two')\n    print('three')\n"
+    stderr = invoke(code).stderr
+    assert stderr.index("one") < stderr.index('"two"') < stderr.index("three")
+
+
+def test_trivial_handler_loads_nothing_heavy(invoke):
+    # Start-up cost: none of these may be imported for a plain sync handler.
+    code = src("""
+        import sys
+        HEAVY = ["asyncio", "inspect", "typing", "traceback", "linecache", "re", "json",
+                 "datetime", "decimal", "psycopg2", "zmesh._db", "zmesh._trace"]
+        def handler(payload):
+            return [m for m in HEAVY if m in sys.modules]
+    """)
+    assert invoke(code).result == []
+
+
+def test_importtime_of_the_wrapper(invoke):
+    run = invoke("def handler(p):\n    return 1\n", python_flags=("-X", "importtime"))
+    assert run.result == 1
+    imported = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert {"zmesh", "zmesh._runner", "zmesh._jsonio"} <= imported
+    assert not imported & {"asyncio", "re", "json", "traceback", "inspect", "typing"}, imported
+
+
+def test_no_bytecode_written_next_to_the_sdk(invoke, tmp_path):
+    copy = tmp_path / "sdk"
+    shutil.copytree(SDK_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "tests", ".pytest_cache"))
+    assert invoke("def handler(p):\n    raise ValueError('x')\n", bootstrap=copy / "bootstrap.py").error
+    assert invoke("async def handler(p):\n    return 1\n", bootstrap=copy / "bootstrap.py").result == 1
+    assert not list(copy.rglob("__pycache__")), list(copy.rglob("*"))
+    assert not list(copy.rglob("*.pyc"))
+
+
+def test_runs_from_any_working_directory_and_path(tmp_path):
+    # Started the way the sandbox does it: absolute path, cwd elsewhere, bare env.
+    proc = subprocess.run(
+        [PYTHON, str(BOOTSTRAP)],
+        input=b'{"invocation_id":"i","project_id":"p","function":{"name":"f","version":1,'
+              b'"entry_point":"handler"},"code":"def handler(p):\\n    return p\\n",'
+              b'"payload":[1],"deadline_ms":4102444800000}',
+        capture_output=True, cwd="/", env={}, timeout=60,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout == b'{"ok":true,"result":[1]}\n'
+
+
+def test_precompiled_sdk_is_used_and_checked_against_its_source(invoke, tmp_path):
+    # The install recipe from the README: checked-hash bytecode, so the
+    # read-only SDK starts without compiling and a stale file is never run.
+    copy = tmp_path / "sdk"
+    shutil.copytree(SDK_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "tests", ".pytest_cache"))
+    subprocess.run([PYTHON, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(copy / "zmesh")],
+                   check=True, timeout=60)
+    run = invoke("def handler(p):\n    return 1\n", bootstrap=copy / "bootstrap.py", python_flags=("-v",))
+    assert run.result == 1
+    for name in ("__init__", "_runner", "_jsonio"):
+        assert f"code object from '{copy}/zmesh/__pycache__/{name}.cpython-311.pyc'" in run.stderr, name
+
+    source = copy / "zmesh" / "_jsonio.py"
+    source.write_text(source.read_text() + "\nSTALE_CHECK = 'edited'\n")
+    run = invoke("import zmesh._jsonio as j\ndef handler(p):\n    return j.STALE_CHECK\n",
+                 bootstrap=copy / "bootstrap.py", python_flags=("-v",))
+    assert run.result == "edited"
+    assert f"code object from {copy}/zmesh/_jsonio.py" in run.stderr

@@ -1,0 +1,305 @@
+"""One invocation: read the message on stdin, run the handler, answer on stdout.
+
+Protocol (the supervisor's side is in supervisor/): stdin carries exactly one
+JSON object, then EOF; stdout receives exactly one JSON object,
+{"ok": true, "result": ...} or {"ok": false, "error": {"name", "message", "stack"}},
+and the process exits 0 whatever the handler did. Everything else anyone
+writes, to sys.stdout or to file descriptor 1, ends up on stderr.
+
+Start-up time is part of every invocation, so this module imports nothing
+beyond what the interpreter has already loaded; asyncio, traceback and the
+database driver are imported only when a handler needs them.
+"""
+
+import builtins
+import os
+import sys
+
+import zmesh as _sdk
+from zmesh import _jsonio
+
+USER_FILE = "function.py"
+USER_MODULE = "function"
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_ID_CHARS = 256
+MAX_ENV_ENTRIES = 4096
+
+_CO_VARARGS = 0x04
+_CO_COROUTINE = 0x80
+
+
+class _BadInvocation(Exception):
+    pass
+
+
+class _SourceLoader:
+    """Serves function.py's source to linecache, so tracebacks show its lines."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def get_source(self, name):
+        return self._source
+
+
+def _claim_stdout():
+    """Keeps the real stdout for the result and points fd 1 and sys.stdout at stderr.
+
+    Redirecting the descriptor, not just sys.stdout, also catches os.write(1, ...),
+    C extensions and child processes.
+    """
+    try:
+        result_fd = os.dup(1)
+    except OSError:
+        result_fd = -1
+    try:
+        os.dup2(2, 1)
+    except OSError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.close(null)
+        except OSError:
+            pass
+    sys.stdout = sys.stderr
+    return result_fd
+
+
+def _read_stdin():
+    chunks = []
+    total = 0
+    try:
+        while True:
+            chunk = os.read(0, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_MESSAGE_BYTES:
+                raise _BadInvocation(f"invocation message is larger than {MAX_MESSAGE_BYTES} bytes")
+            chunks.append(chunk)
+    except OSError as e:
+        raise _BadInvocation(f"cannot read the invocation from stdin: {e.strerror}") from None
+    if not total:
+        raise _BadInvocation("no invocation message on stdin")
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _BadInvocation(f"invocation message is not UTF-8 (byte {e.start})") from None
+    try:
+        return _jsonio.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise _BadInvocation(f"invocation message is not valid JSON: {e}") from None
+
+
+def _field(obj, key, kind, where, required=True):
+    if key not in obj or obj[key] is None:
+        if required:
+            raise _BadInvocation(f'"{where}{key}" is missing')
+        return None
+    value = obj[key]
+    # bool is an int subclass; a version or a deadline of `true` is a bug upstream.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _BadInvocation(f'"{where}{key}" must be {_KIND_NAMES[kind]}')
+    return value
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", dict: "an object"}
+
+
+def _short_str(obj, key, where="", required=True):
+    value = _field(obj, key, str, where, required)
+    if value is not None and len(value) > MAX_ID_CHARS:
+        raise _BadInvocation(f'"{where}{key}" is longer than {MAX_ID_CHARS} characters')
+    return value
+
+
+def _parse(msg):
+    """Validates the message; returns (context fields, code, entry point, payload)."""
+    if not isinstance(msg, dict):
+        raise _BadInvocation("invocation message must be a JSON object")
+    invocation_id = _short_str(msg, "invocation_id")
+    project_id = _short_str(msg, "project_id")
+    fn = _field(msg, "function", dict, "")
+    name = _short_str(fn, "name", "function.")
+    version = _field(fn, "version", int, "function.")
+    entry = _short_str(fn, "entry_point", "function.", required=False) or "handler"
+    if not entry.isidentifier():
+        raise _BadInvocation('"function.entry_point" must be a Python identifier')
+    code = _field(msg, "code", str, "")
+    env = _field(msg, "env", dict, "", required=False) or {}
+    if len(env) > MAX_ENV_ENTRIES:
+        raise _BadInvocation(f'"env" has more than {MAX_ENV_ENTRIES} entries')
+    for key, value in env.items():
+        if not key or not isinstance(value, str):
+            raise _BadInvocation('"env" must map non-empty names to strings')
+    dsn = _field(msg, "dsn", str, "", required=False) or ""
+    deadline_ms = _field(msg, "deadline_ms", int, "")
+    if deadline_ms <= 0:
+        raise _BadInvocation('"deadline_ms" must be a positive Unix time in milliseconds')
+    context = _sdk.Context(
+        invocation_id,
+        project_id,
+        _sdk.FunctionInfo(name, version, entry),
+        _sdk.Env(env),
+        dsn,
+        deadline_ms,
+        _sdk.Log(sys.stderr),
+    )
+    return context, code, entry, msg.get("payload")
+
+
+def _arity(fn):
+    """How many of (payload, zmesh) the handler takes: 0, 1 or 2."""
+    target, bound = fn, 0
+    if hasattr(fn, "__func__") and getattr(fn, "__self__", None) is not None:
+        target, bound = fn.__func__, 1
+    code = getattr(target, "__code__", None)
+    # A decorator's (*args, **kwargs) wrapper says nothing; inspect follows __wrapped__.
+    if code is None or hasattr(fn, "__wrapped__"):
+        return _arity_slow(fn)
+    if code.co_flags & _CO_VARARGS:
+        return 2
+    return max(0, min(2, code.co_argcount - bound))
+
+
+def _arity_slow(fn):
+    # Callable objects, partials, builtins: rare enough to afford inspect.
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    n = 0
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            return 2
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            n += 1
+    return min(2, n)
+
+
+def _is_coroutine_function(fn):
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return code is not None and bool(code.co_flags & _CO_COROUTINE)
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def _call(handler, payload, context):
+    args = (payload, context)[: _arity(handler)]
+    if _is_coroutine_function(handler):
+        import asyncio
+
+        return asyncio.run(handler(*args))
+    result = handler(*args)
+    if hasattr(type(result), "__await__"):
+        import asyncio
+
+        return asyncio.run(_await(result))
+    return result
+
+
+def _error(name, message, stack=""):
+    return (
+        '{"ok":false,"error":'
+        + _jsonio.dumps({"name": name, "message": message, "stack": stack})
+        + "}"
+    )
+
+
+def _user_error(exc, source):
+    from zmesh import _trace
+
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        if code is None:
+            status, note = 0, ""
+        elif isinstance(code, int):
+            status, note = int(code), ""
+        else:
+            status, note = 1, f": {_trace.safe_str(code)}"
+        _, stack = _trace.describe(exc, source)
+        message = _trace.clip(f"function called sys.exit() with code {status}{note}", _trace.MESSAGE_MAX)
+        return _error("ProcessExit", message, stack)
+    message, stack = _trace.describe(exc, source)
+    return _error(type(exc).__name__, message, stack)
+
+
+def _run(context, source, entry, payload):
+    try:
+        code = compile(source, USER_FILE, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:
+        from zmesh import _trace
+
+        message, stack = _trace.describe_syntax(e, source)
+        return _error("SyntaxError", message, stack)
+
+    module = type(sys)(USER_MODULE)
+    module.__file__ = USER_FILE
+    module.__loader__ = _SourceLoader(source)
+    module.zmesh = context
+    # Registered so that pickle, dataclasses and typing find the classes it defines.
+    sys.modules[USER_MODULE] = module
+    try:
+        exec(code, module.__dict__)
+        handler = module.__dict__.get(entry)
+        if handler is None:
+            return _error("HandlerNotFound", f'{USER_FILE} does not define "{entry}"')
+        if not callable(handler):
+            kind = type(handler).__name__
+            return _error("HandlerNotFound", f'"{entry}" in {USER_FILE} is a {kind}, not a function')
+        result = _call(handler, payload, context)
+    except BaseException as e:  # noqa: B036 - SystemExit and friends are outcomes too
+        return _user_error(e, source)
+    finally:
+        context._close()
+    try:
+        return '{"ok":true,"result":' + _jsonio.dumps(result) + "}"
+    except Exception as e:  # a dict subclass can raise anything from items()
+        return _error("ResultNotSerializable", f"the handler's result cannot be written as JSON: {e}")
+
+
+def _invoke():
+    try:
+        context, source, entry, payload = _parse(_read_stdin())
+    except _BadInvocation as e:
+        return _error("BadInvocation", str(e))
+    _sdk._bind(context)
+    builtins.zmesh = context
+    return _run(context, source, entry, payload)
+
+
+def _write_all(fd, data):
+    while data:
+        try:
+            n = os.write(fd, data)
+        except OSError:
+            return
+        data = data[n:]
+
+
+def _flush_logs():
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def main():
+    """Runs one invocation and ends the process; never returns."""
+    result_fd = _claim_stdout()
+    try:
+        reply = _invoke()
+    except BaseException as e:  # noqa: B036 - the supervisor must get an answer
+        reply = _error("InternalError", f"wrapper failure: {type(e).__name__}: {e}")
+    _flush_logs()
+    _write_all(result_fd if result_fd >= 0 else 1, (reply + "\n").encode())
+    # os._exit: the answer is out, so skip interpreter teardown (a measurable
+    # share of start-up cost) and do not wait for threads the handler left behind.
+    os._exit(0)

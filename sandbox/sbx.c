@@ -530,19 +530,8 @@ static _Noreturn void child_main(const struct plan *p)
 	child_fds(p);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		_exit(INIT_EXIT_SETUP);
-	/* The parent releases us once we are in our cgroup. EOF means it died
-	 * before (possibly before PDEATHSIG was armed): stop here. */
-	char go;
-	ssize_t n;
-	while ((n = read(4, &go, 1)) < 0 && errno == EINTR)
-		;
-	if (n != 1 || go != 'G')
-		_exit(INIT_EXIT_SETUP);
-	close(4);
-
-	/* The cgroup namespace is rooted where we are now, in our own cgroup. */
-	if (unshare(CLONE_NEWCGROUP) < 0)
-		child_fail("unshare cgroup namespace", NULL);
+	if (unshare(CLONE_NEWNET) < 0)
+		child_fail("unshare net namespace", NULL);
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		child_fail("make / private", NULL);
 	for (size_t i = 0; i < p->n_ops; i++)
@@ -558,6 +547,18 @@ static _Noreturn void child_main(const struct plan *p)
 		child_fail("detach old root", NULL);
 	if (chdir("/") < 0)
 		child_fail("chdir /", NULL);
+	/* The parent puts us in our cgroup (v1) while we built the root, then
+	 * releases us. EOF means it died, maybe before PDEATHSIG was armed. */
+	char go;
+	ssize_t n;
+	while ((n = read(4, &go, 1)) < 0 && errno == EINTR)
+		;
+	if (n != 1 || go != 'G')
+		_exit(INIT_EXIT_SETUP);
+	close(4);
+	/* The cgroup namespace is rooted where we are now, in our own cgroup. */
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		child_fail("unshare cgroup namespace", NULL);
 	if (sethostname(p->hostname, strlen(p->hostname)) < 0)
 		child_fail("sethostname", NULL);
 	lo_up();
@@ -900,14 +901,19 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 		goto fail;
 	}
 
+	/* v2: the cgroup first, the child is cloned into it. v1: the child
+	 * builds its root while we make its cgroups; it waits for us before it
+	 * drops privileges. */
 	char name[32];
 	snprintf(name, sizeof(name), "sbx-%d", s.slot);
-	r = cg_create(&ctx->cg, name, &s.cg, err);
-	if (r < 0)
-		goto fail;
-	r = cg_set_limits(&s.cg, &spec->limits, err);
-	if (r < 0)
-		goto fail;
+	bool cg_after = ctx->cg.mode == CG_V1;
+	if (!cg_after) {
+		r = cg_create(&ctx->cg, name, &s.cg, err);
+		if (r == 0)
+			r = cg_set_limits(&s.cg, &spec->limits, err);
+		if (r < 0)
+			goto fail;
+	}
 
 	for (int i = 0; i < 3; i++) {
 		if (spec->stdio[i] >= 0) {
@@ -923,7 +929,9 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 		s.stdio[i] = i == 0 ? pp[1] : pp[0];
 		p->fds[i] = child_stdio[i];
 	}
-	if (pipe2(info, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
+	/* go is a socket, not a pipe: sending to a child that died must give
+	 * EPIPE, not SIGPIPE to a caller that never asked for it. */
+	if (pipe2(info, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) < 0) {
 		r = sbx_err(err, -errno, "pipe: %s", strerror(errno));
 		goto fail;
 	}
@@ -932,7 +940,10 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 
 	struct clone_args ca;
 	memset(&ca, 0, sizeof(ca));
-	ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+	/* The net namespace, the costliest to create (about half a
+	 * millisecond), is made by the child itself, while we set up its
+	 * cgroups. */
+	ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
 	ca.pidfd = (uint64_t)(uintptr_t)&s.pidfd;
 	ca.exit_signal = SIGCHLD;
 	if (spec->clone_parent) {
@@ -962,16 +973,26 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	close_fd(&go[0]);
 	s.info_fd = TAKE_FD(info[0]);
 
-	if (s.cg.dirfd < 0) {
-		/* cgroup v1: the child waits on the go pipe until it is in. */
-		r = cg_attach(&s.cg, s.pid, err);
-		if (r < 0)
+	if (cg_after) {
+		r = cg_create(&ctx->cg, name, &s.cg, err);
+		if (r == 0)
+			r = cg_set_limits(&s.cg, &spec->limits, err);
+		if (r == 0)
+			r = cg_attach(&s.cg, s.pid, err);
+		if (r < 0) {
+			/* A child that already failed its setup cannot be moved;
+			 * its own report says why, sbx_reap() returns it. */
+			struct pollfd pfd = {.fd = s.pidfd, .events = POLLIN};
+			if (poll(&pfd, 1, 0) == 1)
+				goto released;
 			goto fail;
+		}
 	}
-	if (write(go[1], "G", 1) != 1) {
+	if (send(go[1], "G", 1, MSG_NOSIGNAL) != 1 && errno != EPIPE && errno != ECONNRESET) {
 		r = sbx_err(err, -errno, "release sandbox: %s", strerror(errno));
 		goto fail;
 	}
+released:
 	close_fd(&go[1]);
 	cap_free(p->caps_empty);
 	*ret = s;

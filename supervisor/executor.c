@@ -1,0 +1,413 @@
+/* executor.c - see executor.h */
+#define _GNU_SOURCE
+#include "executor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define EXEC_MAX_MESSAGE    (48u << 20)
+#define EXEC_MAX_TIMEOUT_MS (15u * 60 * 1000)
+#define EXEC_MAX_MEMORY_MB  (16u * 1024)
+
+struct buf {
+	char *data;
+	size_t len, cap, limit;
+	bool overflow;
+};
+
+static int buf_read(struct buf *b, int fd)
+{
+	for (;;) {
+		char tmp[16384];
+		char *dst = tmp;
+		size_t room = sizeof(tmp);
+		if (!b->overflow && b->len < b->limit) {
+			if (b->cap - b->len < 16384) {
+				size_t cap = b->cap ? b->cap * 2 : 65536;
+				while (cap - b->len < 16384)
+					cap *= 2;
+				if (cap > b->limit + 16384)
+					cap = b->limit + 16384;
+				char *d = realloc(b->data, cap + 1);
+				if (!d)
+					return -ENOMEM;
+				b->data = d;
+				b->cap = cap;
+			}
+			dst = b->data + b->len;
+			room = b->cap - b->len;
+		}
+		ssize_t n = read(fd, dst, room);
+		if (n < 0)
+			return errno == EAGAIN ? 1 : errno == EINTR ? 0 : -errno;
+		if (n == 0)
+			return -EPIPE; /* EOF */
+		if (dst != tmp) {
+			b->len += (size_t)n;
+			if (b->len > b->limit) {
+				b->len = b->limit;
+				b->overflow = true;
+			}
+		} else
+			b->overflow = true;
+	}
+}
+
+static uint64_t epoch_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool valid_identifier(const char *s)
+{
+	if (!s || !s[0] || strlen(s) > 128 || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (const char *c = s; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' ||
+		      *c == '$'))
+			return false;
+	return true;
+}
+
+int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
+                  const char *sdk_dir, const char *pg_socket_dir, struct sbx_error *err)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->sbx = sbx;
+	ctx->spawner = spawner;
+	ctx->max_result_bytes = 6u << 20;
+	ctx->max_log_bytes = 64u << 10;
+	ctx->tmpfs_bytes = 64u << 20;
+	ctx->pids = 64;
+	if (snprintf(ctx->sdk_js, sizeof(ctx->sdk_js), "%s/sdk-js", sdk_dir) >= (int)sizeof(ctx->sdk_js) ||
+	    snprintf(ctx->sdk_py, sizeof(ctx->sdk_py), "%s/sdk-python", sdk_dir) >= (int)sizeof(ctx->sdk_py) ||
+	    snprintf(ctx->pg_socket_dir, sizeof(ctx->pg_socket_dir), "%s", pg_socket_dir ? pg_socket_dir : "") >=
+	        (int)sizeof(ctx->pg_socket_dir))
+		return sbx_err(err, -ENAMETOOLONG, "SDK or socket path too long");
+	struct stat st;
+	const char *dirs[] = {ctx->sdk_js, ctx->sdk_py};
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+		if (stat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode))
+			return sbx_err(err, -ENOENT, "SDK directory %s not found", dirs[i]);
+
+	char cache[300];
+	snprintf(cache, sizeof(cache), "%s/cache", sbx->run_dir);
+	const char *names[] = {[EXEC_JS] = "node", [EXEC_PY] = "python"};
+	for (int l = EXEC_JS; l <= EXEC_PY; l++) {
+		char path[600];
+		int r = pol_resolve(names[l], policy_dir, path, sizeof(path), err);
+		if (r == 0)
+			r = pol_compile_cached(path, cache, &ctx->policy[l], err);
+		if (r < 0) {
+			exec_ctx_done(ctx);
+			return r;
+		}
+	}
+	return 0;
+}
+
+void exec_ctx_done(struct exec_ctx *ctx)
+{
+	for (size_t i = 0; i < ELEMENTSOF(ctx->policy); i++)
+		pol_program_free(&ctx->policy[i]);
+}
+
+void exec_result_done(struct exec_result *r)
+{
+	if (!r)
+		return;
+	json_decref(r->result);
+	json_decref(r->error);
+	free(r->logs);
+	r->result = r->error = NULL;
+	r->logs = NULL;
+}
+
+static json_t *error_object(const char *name, const char *message, const char *stack)
+{
+	return json_pack("{s:s, s:s, s:s}", "name", name, "message", message, "stack", stack ? stack : "");
+}
+
+/* A string from the sandbox, bounded and valid UTF-8 (jansson checks). */
+static const char *bounded(json_t *s, size_t max, char *buf, size_t size)
+{
+	const char *v = json_string_value(s);
+	if (!v)
+		return "";
+	size_t n = strlen(v);
+	if (n <= max)
+		return v;
+	/* Cut on a character boundary. */
+	while (n > max || (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80))
+		n--;
+	snprintf(buf, size, "%.*s...", (int)n, v);
+	return buf;
+}
+
+static void classify_output(const struct buf *out, struct exec_result *r)
+{
+	if (out->overflow) {
+		r->outcome = EXEC_BAD_RESULT;
+		r->error = error_object("BadResult", "the result is larger than the platform accepts", "");
+		return;
+	}
+	if (out->len == 0) {
+		r->outcome = EXEC_BAD_RESULT;
+		r->error = error_object("BadResult", "the function ended without a result", "");
+		return;
+	}
+	json_error_t jerr;
+	json_t *o = json_loadb(out->data, out->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	json_t *ok = json_object_get(o, "ok");
+	if (!json_is_object(o) || !json_is_boolean(ok)) {
+		json_decref(o);
+		r->outcome = EXEC_BAD_RESULT;
+		r->error = error_object("BadResult", "the function's output is not a result object", "");
+		return;
+	}
+	if (json_is_true(ok)) {
+		json_t *res = json_object_get(o, "result");
+		r->outcome = EXEC_SUCCESS;
+		r->result = res ? json_incref(res) : json_null();
+		json_decref(o);
+		return;
+	}
+	json_t *e = json_object_get(o, "error");
+	char b1[160], b2[8300], b3[16500];
+	r->outcome = EXEC_FUNCTION_ERROR;
+	r->error = error_object(json_is_object(e) ? bounded(json_object_get(e, "name"), 128, b1, sizeof(b1)) : "Error",
+	                        json_is_object(e) ? bounded(json_object_get(e, "message"), 8192, b2, sizeof(b2)) : "",
+	                        json_is_object(e) ? bounded(json_object_get(e, "stack"), 16384, b3, sizeof(b3)) : "");
+	json_decref(o);
+}
+
+int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct sbx_error *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	const char *entry = req->entry_point && req->entry_point[0] ? req->entry_point : "handler";
+	if (req->lang != EXEC_JS && req->lang != EXEC_PY)
+		return sbx_err(err, -EINVAL, "unknown runtime");
+	if (!req->code || !valid_identifier(entry))
+		return sbx_err(err, -EINVAL, "missing code or bad entry point");
+	if (req->timeout_ms == 0 || req->timeout_ms > EXEC_MAX_TIMEOUT_MS || req->memory_mb < 16 ||
+	    req->memory_mb > EXEC_MAX_MEMORY_MB)
+		return sbx_err(err, -EINVAL, "timeout or memory out of range");
+	if (req->env && !json_is_object(req->env))
+		return sbx_err(err, -EINVAL, "env must be an object");
+
+	json_t *env = req->env ? json_incref(req->env) : json_object();
+	json_t *payload = req->payload ? json_incref(req->payload) : json_null();
+	json_t *msg = json_pack("{s:s, s:s, s:{s:s, s:I, s:s}, s:s, s:o, s:s, s:o, s:I}", "invocation_id",
+	                        req->invocation_id ? req->invocation_id : "", "project_id",
+	                        req->project_id ? req->project_id : "", "function", "name",
+	                        req->function_name ? req->function_name : "", "version", (json_int_t)req->version,
+	                        "entry_point", entry, "code", req->code, "env", env, "dsn", req->dsn ? req->dsn : "",
+	                        "payload", payload, "deadline_ms", (json_int_t)(epoch_ms() + req->timeout_ms));
+	_cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+	json_decref(msg);
+	if (!text)
+		return sbx_err(err, -EINVAL, "the invocation cannot be encoded (invalid UTF-8?)");
+	size_t text_len = strlen(text);
+	if (text_len > EXEC_MAX_MESSAGE)
+		return sbx_err(err, -E2BIG, "the invocation message exceeds %u bytes", EXEC_MAX_MESSAGE);
+
+	/* V8 gets a heap limit below the cgroup's, so that most overruns end
+	 * as a clean heap-limit failure rather than a kill. */
+	char heap[48];
+	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
+	         (unsigned long long)(req->memory_mb * 3 / 4 > 16 ? req->memory_mb * 3 / 4 : 16));
+	const char *js_argv[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
+	const char *py_argv[] = {"/usr/bin/python3.11", EXEC_SDK_PY_MOUNT "/bootstrap.py", NULL};
+	struct sbx_bind binds[2] = {
+	    {.src = req->lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,
+	     .dst = req->lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT},
+	    {.src = ctx->pg_socket_dir, .dst = EXEC_PG_MOUNT},
+	};
+	struct sbx_spec spec = {
+	    .argv = req->lang == EXEC_JS ? js_argv : py_argv,
+	    .binds = binds,
+	    .n_binds = ctx->pg_socket_dir[0] ? 2 : 1,
+	    .policy = &ctx->policy[req->lang],
+	    .tmpfs_bytes = ctx->tmpfs_bytes,
+	    .fsize_bytes = ctx->tmpfs_bytes,
+	    .nofile = 256,
+	    .cpu_seconds = req->timeout_ms / 1000 + 2,
+	    .limits = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = req->cpu_percent},
+	    .stdio = {-1, -1, -1},
+	};
+
+	struct sbx s;
+	int r = ctx->spawner ? sbx_spawner_spawn(ctx->spawner, ctx->sbx, &spec, &s, err)
+	                     : sbx_spawn(ctx->sbx, &spec, &s, err);
+	if (r < 0) {
+		if (s.pidfd >= 0) {
+			/* Killed by the spawner after a failure: ours to reap. */
+			struct sbx dead = {
+			    .pid = s.pid, .pidfd = s.pidfd, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
+			dead.cg.dirfd = -1;
+			sbx_destroy(&dead);
+		}
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = error_object("SandboxError", err->msg, "");
+		ret->report.status = SBX_ERROR;
+		return 0;
+	}
+
+	for (int i = 0; i < 3; i++)
+		fcntl(s.stdio[i], F_SETFL, fcntl(s.stdio[i], F_GETFL) | O_NONBLOCK);
+	struct buf out = {.limit = ctx->max_result_bytes}, logs = {.limit = ctx->max_log_bytes};
+	size_t written = 0;
+	bool out_eof = false, err_eof = false, exited = false;
+	uint64_t deadline = s.start_ns + req->timeout_ms * 1000000ull;
+	int io_error = 0;
+
+	while (!(exited && out_eof && err_eof)) {
+		struct pollfd pfd[4];
+		int n = 0, i_in = -1, i_out = -1, i_err = -1;
+		pfd[n++] = (struct pollfd){.fd = s.pidfd, .events = POLLIN};
+		if (s.stdio[0] >= 0) {
+			i_in = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[0], .events = POLLOUT};
+		}
+		if (!out_eof) {
+			i_out = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[1], .events = POLLIN};
+		}
+		if (!err_eof) {
+			i_err = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[2], .events = POLLIN};
+		}
+		int wait_ms = -1;
+		if (!s.killed_for_timeout) {
+			uint64_t now = util_now_ns();
+			if (now >= deadline) {
+				sbx_kill_timeout(&s);
+				continue;
+			}
+			wait_ms = (int)((deadline - now + 999999) / 1000000);
+		}
+		int k = poll(pfd, (nfds_t)n, wait_ms);
+		if (k < 0 && errno != EINTR) {
+			io_error = -errno;
+			sbx_kill(&s, SIGKILL);
+			break;
+		}
+		if (k <= 0)
+			continue;
+		if (pfd[0].revents)
+			exited = true;
+		if (i_in >= 0 && pfd[i_in].revents) {
+			ssize_t w = write(s.stdio[0], text + written, text_len - written);
+			if (w > 0)
+				written += (size_t)w;
+			if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == text_len ||
+			    (pfd[i_in].revents & (POLLERR | POLLHUP))) {
+				close(s.stdio[0]);
+				s.stdio[0] = -1;
+			}
+		}
+		if (i_out >= 0 && pfd[i_out].revents) {
+			int rr = buf_read(&out, s.stdio[1]);
+			if (rr == -EPIPE)
+				out_eof = true;
+			else if (rr < 0 && rr != -EPIPE) {
+				io_error = rr;
+				out_eof = true;
+			}
+			if (out.overflow && !s.killed_for_timeout)
+				sbx_kill(&s, SIGKILL); /* no reason to let it go on */
+		}
+		if (i_err >= 0 && pfd[i_err].revents) {
+			int rr = buf_read(&logs, s.stdio[2]);
+			if (rr == -EPIPE || rr < 0)
+				err_eof = true;
+		}
+	}
+
+	r = sbx_reap(&s, &ret->report);
+	sbx_destroy(&s);
+	if (logs.data)
+		logs.data[logs.len] = '\0';
+	ret->logs = logs.data ? logs.data : strdup("");
+	ret->logs_len = logs.len;
+	ret->logs_truncated = logs.overflow;
+
+	if (r < 0 || io_error < 0) {
+		free(out.data);
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = error_object("SandboxError", "lost track of the sandbox", "");
+		return 0;
+	}
+	switch (ret->report.status) {
+	case SBX_TIMEOUT:
+		ret->outcome = EXEC_TIMEOUT;
+		ret->error = error_object("Timeout", "the function exceeded its timeout", "");
+		break;
+	case SBX_OOM:
+		ret->outcome = EXEC_OOM;
+		ret->error = error_object("OutOfMemory", "the function exceeded its memory limit", "");
+		break;
+	case SBX_ERROR:
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = error_object("SandboxError", ret->report.error, "");
+		break;
+	default:
+		if (ret->report.status == SBX_SIGNALED && req->lang == EXEC_JS &&
+		    (ret->report.signal == SIGABRT || ret->report.signal == SIGTRAP) && ret->logs &&
+		    strstr(ret->logs, "heap out of memory")) {
+			/* V8 hit the heap limit it was given. */
+			ret->outcome = EXEC_OOM;
+			ret->error = error_object("OutOfMemory", "the function exceeded its memory limit", "");
+			break;
+		}
+		classify_output(&out, ret);
+	}
+	free(out.data);
+	return 0;
+}
+
+const char *exec_outcome_code(enum exec_outcome o)
+{
+	switch (o) {
+	case EXEC_SUCCESS:
+		return "OK";
+	case EXEC_FUNCTION_ERROR:
+		return "FUNCTION_ERROR";
+	case EXEC_TIMEOUT:
+		return "FUNCTION_TIMEOUT";
+	case EXEC_OOM:
+		return "FUNCTION_OOM";
+	case EXEC_BAD_RESULT:
+		return "BAD_RESULT";
+	case EXEC_SANDBOX_ERROR:
+		return "SANDBOX_ERROR";
+	}
+	return "SANDBOX_ERROR";
+}
+
+unsigned exec_outcome_http_status(enum exec_outcome o)
+{
+	switch (o) {
+	case EXEC_SUCCESS:
+		return 200;
+	case EXEC_FUNCTION_ERROR:
+		return 500;
+	case EXEC_TIMEOUT:
+		return 504;
+	case EXEC_OOM:
+		return 507;
+	case EXEC_BAD_RESULT:
+		return 502;
+	case EXEC_SANDBOX_ERROR:
+		return 500;
+	}
+	return 500;
+}

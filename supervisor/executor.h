@@ -1,0 +1,86 @@
+/* executor.h - one invocation, start to finish: start a sandbox with the
+ * function's runtime and limits, write the invocation message to its stdin,
+ * read the result from stdout and the logs from stderr under a deadline,
+ * classify the outcome, destroy the sandbox.
+ *
+ * The protocol with the wrappers (sdk-js/bootstrap.js, sdk-python/bootstrap.py)
+ * is DESIGN.md section 2: one JSON object in, one JSON object out, logs on
+ * stderr. Everything coming back from a sandbox is hostile: sizes are bounded
+ * and shapes checked before anything is believed. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sbx.h"
+#include "spawner.h"
+
+enum exec_lang { EXEC_JS = 1, EXEC_PY };
+
+/* Where the SDKs are mounted inside every sandbox, and the database socket. */
+#define EXEC_SDK_JS_MOUNT "/opt/zmesh/sdk/js"
+#define EXEC_SDK_PY_MOUNT "/opt/zmesh/sdk/python"
+#define EXEC_PG_MOUNT     "/run/zmesh/pg"
+
+struct exec_ctx {
+	struct sbx_ctx *sbx;
+	struct sbx_spawner *spawner;  /* NULL: spawn in this process (single-threaded callers) */
+	struct pol_program policy[3]; /* by enum exec_lang */
+	char sdk_js[512];             /* host directories of the SDKs */
+	char sdk_py[512];
+	char pg_socket_dir[512]; /* bound at EXEC_PG_MOUNT; empty: none */
+	size_t max_result_bytes; /* stdout beyond this: BAD_RESULT */
+	size_t max_log_bytes;    /* stderr kept; the rest is counted, dropped */
+	uint64_t tmpfs_bytes;
+	uint64_t pids;
+};
+
+enum exec_outcome {
+	EXEC_SUCCESS = 1,    /* 200 */
+	EXEC_FUNCTION_ERROR, /* 500: threw, raised, rejected */
+	EXEC_TIMEOUT,        /* 504 */
+	EXEC_OOM,            /* 507 */
+	EXEC_BAD_RESULT,     /* 502: no result, not JSON, too large, wrong shape */
+	EXEC_SANDBOX_ERROR,  /* 500: the platform failed, not the function */
+};
+
+struct exec_request {
+	enum exec_lang lang;
+	const char *invocation_id;
+	const char *project_id;
+	const char *function_name;
+	int64_t version;
+	const char *entry_point;
+	const char *code;
+	json_t *env;     /* object of strings (borrowed) */
+	const char *dsn; /* may be NULL */
+	json_t *payload; /* borrowed; NULL is JSON null */
+	uint64_t timeout_ms;
+	uint64_t memory_mb;
+	uint64_t cpu_percent; /* 0: no quota */
+};
+
+struct exec_result {
+	enum exec_outcome outcome;
+	json_t *result; /* EXEC_SUCCESS: owned */
+	json_t *error;  /* {"name","message","stack"} for errors: owned */
+	char *logs;     /* owned, NUL-terminated, at most max_log_bytes */
+	size_t logs_len;
+	bool logs_truncated;
+	struct sbx_report report;
+};
+
+/* Compile the runtime policies from policy_dir (cached under the sandbox run
+ * directory) and fill defaults. */
+int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
+                  const char *sdk_dir, const char *pg_socket_dir, struct sbx_error *err);
+void exec_ctx_done(struct exec_ctx *ctx);
+
+/* Run one invocation. Returns 0 with *ret filled whatever the function did;
+ * a negative errno only when the request itself is unusable. */
+int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct sbx_error *err);
+void exec_result_done(struct exec_result *r);
+
+const char *exec_outcome_code(enum exec_outcome o); /* "FUNCTION_ERROR"... */
+unsigned exec_outcome_http_status(enum exec_outcome o);

@@ -1,0 +1,212 @@
+/* Tests of the executor: real invocations of both runtimes in real sandboxes,
+ * one per outcome, and the bounds on what comes back. Needs root. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "executor.h"
+
+static struct sbx_ctx sbx;
+static struct exec_ctx ex;
+
+static int setup(void **state)
+{
+	struct sbx_error err = {0};
+	if (sbx_ctx_init(&sbx, NULL, &err) < 0 ||
+	    exec_ctx_init(&ex, &sbx, NULL, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0) {
+		fprintf(stderr, "setup: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	exec_ctx_done(&ex);
+	return 0;
+}
+
+static void run(enum exec_lang lang, const char *code, json_t *payload, uint64_t timeout_ms, uint64_t memory_mb,
+                struct exec_result *r)
+{
+	struct exec_request req = {.lang = lang,
+	                           .invocation_id = "inv",
+	                           .project_id = "proj",
+	                           .function_name = "f",
+	                           .version = 3,
+	                           .code = code,
+	                           .payload = payload,
+	                           .timeout_ms = timeout_ms,
+	                           .memory_mb = memory_mb};
+	struct sbx_error err = {0};
+	json_t *env = json_pack("{s:s}", "GREETING", "hello");
+	req.env = env;
+	assert_int_equal(exec_run(&ex, &req, r, &err), 0);
+	json_decref(env);
+	json_decref(payload);
+}
+
+static void test_js_success(void **state)
+{
+	struct exec_result r;
+	run(EXEC_JS,
+	    "exports.handler = async (p, zmesh) => { console.log('to the logs'); "
+	    "return { sum: p.a + p.b, greeting: zmesh.env.GREETING, fn: zmesh.function }; };",
+	    json_pack("{s:i, s:i}", "a", 2, "b", 3), 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	assert_int_equal(json_integer_value(json_object_get(r.result, "sum")), 5);
+	assert_string_equal(json_string_value(json_object_get(r.result, "greeting")), "hello");
+	assert_non_null(strstr(r.logs, "to the logs"));
+	assert_int_equal(r.report.status, SBX_EXITED);
+	assert_true(r.report.wall_us > 0);
+	exec_result_done(&r);
+}
+
+static void test_py_success(void **state)
+{
+	struct exec_result r;
+	run(EXEC_PY,
+	    "def handler(p, zmesh):\n    print('to the logs')\n    return {'n': p['n'] * 2, 'g': zmesh.env.GREETING}\n",
+	    json_pack("{s:i}", "n", 21), 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	assert_int_equal(json_integer_value(json_object_get(r.result, "n")), 42);
+	assert_string_equal(json_string_value(json_object_get(r.result, "g")), "hello");
+	assert_non_null(strstr(r.logs, "to the logs"));
+	exec_result_done(&r);
+}
+
+static void test_function_error(void **state)
+{
+	struct exec_result r;
+	run(EXEC_JS, "exports.handler = async () => { throw new TypeError('no such thing'); };", NULL, 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_FUNCTION_ERROR);
+	assert_int_equal(exec_outcome_http_status(r.outcome), 500);
+	assert_string_equal(json_string_value(json_object_get(r.error, "name")), "TypeError");
+	assert_string_equal(json_string_value(json_object_get(r.error, "message")), "no such thing");
+	exec_result_done(&r);
+}
+
+static void test_timeout(void **state)
+{
+	struct exec_result r;
+	run(EXEC_PY, "def handler(p, z):\n    while True:\n        pass\n", NULL, 700, 256, &r);
+	assert_int_equal(r.outcome, EXEC_TIMEOUT);
+	assert_int_equal(exec_outcome_http_status(r.outcome), 504);
+	assert_true(r.report.timed_out);
+	assert_in_range(r.report.wall_us, 650000, 5000000);
+	exec_result_done(&r);
+}
+
+static void test_oom_python(void **state)
+{
+	struct exec_result r;
+	run(EXEC_PY, "def handler(p, z):\n    b = bytearray(400 << 20)\n    return len(b)\n", NULL, 10000, 64, &r);
+	assert_int_equal(r.outcome, EXEC_OOM);
+	assert_int_equal(exec_outcome_http_status(r.outcome), 507);
+	exec_result_done(&r);
+}
+
+static void test_oom_js_heap(void **state)
+{
+	struct exec_result r;
+	run(EXEC_JS, "exports.handler = async () => { const a = []; for (;;) a.push(new Array(1e6).fill(1)); };", NULL,
+	    20000, 128, &r);
+	assert_int_equal(r.outcome, EXEC_OOM);
+	exec_result_done(&r);
+}
+
+static void test_no_result_is_bad_result(void **state)
+{
+	struct exec_result r;
+	run(EXEC_PY, "import os\ndef handler(p, z):\n    os._exit(0)\n", NULL, 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_BAD_RESULT);
+	assert_int_equal(exec_outcome_http_status(r.outcome), 502);
+	exec_result_done(&r);
+}
+
+static void test_result_over_limit_is_bad_result(void **state)
+{
+	size_t saved = ex.max_result_bytes;
+	ex.max_result_bytes = 1000;
+	struct exec_result r;
+	run(EXEC_JS, "exports.handler = async () => 'x'.repeat(100000);", NULL, 10000, 256, &r);
+	ex.max_result_bytes = saved;
+	assert_int_equal(r.outcome, EXEC_BAD_RESULT);
+	assert_non_null(strstr(json_string_value(json_object_get(r.error, "message")), "larger"));
+	exec_result_done(&r);
+}
+
+static void test_logs_are_bounded_and_marked(void **state)
+{
+	size_t saved = ex.max_log_bytes;
+	ex.max_log_bytes = 100;
+	struct exec_result r;
+	run(EXEC_PY, "def handler(p, z):\n    print('y' * 100000)\n    return 1\n", NULL, 10000, 256, &r);
+	ex.max_log_bytes = saved;
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	assert_true(r.logs_truncated);
+	assert_int_equal(r.logs_len, 100);
+	assert_int_equal(strlen(r.logs), 100);
+	exec_result_done(&r);
+}
+
+static void test_large_payload_round_trip(void **state)
+{
+	/* Larger than any pipe buffer both ways: stdin is written while stdout
+	 * is read, or the two would wait for each other. */
+	char *big = malloc(3 << 20);
+	memset(big, 'z', (3 << 20) - 1);
+	big[(3 << 20) - 1] = '\0';
+	struct exec_result r;
+	run(EXEC_JS, "exports.handler = async (p) => p.s.length;", json_pack("{s:s}", "s", big), 10000, 256, &r);
+	free(big);
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	assert_int_equal(json_integer_value(r.result), (3 << 20) - 1);
+	exec_result_done(&r);
+}
+
+static void test_bad_requests_are_refused(void **state)
+{
+	struct exec_request req = {.lang = EXEC_JS, .code = "x", .timeout_ms = 1000, .memory_mb = 128};
+	struct exec_result r;
+	struct sbx_error err = {0};
+	req.entry_point = "bad name";
+	assert_int_equal(exec_run(&ex, &req, &r, &err), -EINVAL);
+	req.entry_point = NULL;
+	req.timeout_ms = 0;
+	assert_int_equal(exec_run(&ex, &req, &r, &err), -EINVAL);
+	req.timeout_ms = 1000;
+	req.memory_mb = 1;
+	assert_int_equal(exec_run(&ex, &req, &r, &err), -EINVAL);
+	req.memory_mb = 128;
+	req.lang = 9;
+	assert_int_equal(exec_run(&ex, &req, &r, &err), -EINVAL);
+}
+
+int main(void)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_executor needs root: it runs real sandboxes\n");
+		return 1;
+	}
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_js_success),
+	    cmocka_unit_test(test_py_success),
+	    cmocka_unit_test(test_function_error),
+	    cmocka_unit_test(test_timeout),
+	    cmocka_unit_test(test_oom_python),
+	    cmocka_unit_test(test_oom_js_heap),
+	    cmocka_unit_test(test_no_result_is_bad_result),
+	    cmocka_unit_test(test_result_over_limit_is_bad_result),
+	    cmocka_unit_test(test_logs_are_bounded_and_marked),
+	    cmocka_unit_test(test_large_payload_round_trip),
+	    cmocka_unit_test(test_bad_requests_are_refused),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,499 @@
+'use strict';
+// zmesh invocation wrapper for Node.js, run as
+//   node /opt/zmesh/sdk/js/bootstrap.js
+// It reads one JSON invocation from stdin, loads the function's code, calls
+// its handler with (payload, zmesh) and writes exactly one JSON object to
+// stdout: {"ok":true,"result":...} or {"ok":false,"error":{name,message,stack}}.
+// Whatever the user's code prints goes to stderr. The process always exits 0:
+// the outcome is in the JSON, so a non-zero exit or an empty stdout means the
+// runtime itself was killed (timeout, memory) and the supervisor says so.
+//
+// Start-up cost is part of every invocation, so this file loads only what the
+// plain path needs; the database driver, the ESM loader and child_process are
+// reached only by functions that need them.
+
+const fs = require('fs');
+const path = require('path');
+const { isUtf8 } = require('buffer');
+const { createZmesh, describeError, cleanStack, writeAll, truncate } = require('./lib/zmesh.js');
+
+// Far above any payload or code size the supervisor accepts; only a guard
+// against an unbounded stream.
+const MAX_INVOCATION_BYTES = 32 * 1024 * 1024;
+const MAX_ID_CHARS = 256;
+const MAX_DSN_CHARS = 4096;
+const ENTRY_POINT = /^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/;
+const DEFAULT_ENTRY_POINT = 'handler';
+const CJS_PARAMS = ['exports', 'require', 'module', '__filename', '__dirname'];
+
+// SyntaxErrors of a CommonJS compile that mean the code is an ES module
+// (the same messages Node's own module-syntax detection relies on).
+const ESM_SYNTAX = new Set([
+  'Cannot use import statement outside a module',
+  "Unexpected token 'export'",
+  "Cannot use 'import.meta' outside a module",
+  "Identifier 'module' has already been declared",
+  "Identifier 'exports' has already been declared",
+  "Identifier 'require' has already been declared",
+  "Identifier '__filename' has already been declared",
+  "Identifier '__dirname' has already been declared",
+  'await is only valid in async functions and the top level bodies of modules',
+  'Unexpected reserved word',
+]);
+
+const realExit = process.exit;
+let finished = false;
+let finishing = false;
+let workDir = null;
+let closeDatabase = () => Promise.resolve();
+
+// An outcome the wrapper has already put in protocol form.
+class Outcome extends Error {
+  constructor(name, message, stack) {
+    super(message);
+    this.report = { name, message: truncate(message, 8192), stack: truncate(stack || '', 16384) };
+  }
+}
+
+function badInvocation(message) {
+  return new Outcome('BadInvocation', message, '');
+}
+
+// Unlinking the known files is several times cheaper than a recursive
+// removal, which is kept for a directory the function wrote into.
+function removeWorkDir() {
+  if (workDir === null) return;
+  const dir = workDir;
+  workDir = null;
+  try {
+    for (const name of ['function.cjs', 'function.mjs']) {
+      try {
+        fs.unlinkSync(path.join(dir, name));
+      } catch {
+        // Only one of them exists.
+      }
+    }
+    fs.rmdirSync(dir);
+  } catch {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // A tmpfs that dies with the sandbox; nothing to report to anyone.
+    }
+  }
+}
+
+// The single place that writes to stdout; only the first outcome counts.
+function emit(text) {
+  if (finished) return false;
+  finished = true;
+  writeAll(1, text);
+  return true;
+}
+
+function finish() {
+  if (finishing) return;
+  finishing = true;
+  // Ending the session politely lets the server log a clean disconnect; it
+  // is bounded inside close(). Timers the handler left behind are abandoned.
+  closeDatabase()
+    .catch(() => {})
+    .then(() => {
+      removeWorkDir();
+      realExit.call(process, 0);
+    });
+}
+
+function fail(report) {
+  if (emit(JSON.stringify({ ok: false, error: report }) + '\n')) finish();
+}
+
+function failWith(err) {
+  fail(err instanceof Outcome ? err.report : describeError(err));
+}
+
+function safeString(value) {
+  try {
+    return String(value);
+  } catch {
+    return '?';
+  }
+}
+
+function installGuards() {
+  // console.* and process.stdout.write land on stderr; the result is written
+  // to fd 1 directly, so nothing the user prints can corrupt it.
+  Object.defineProperty(process, 'stdout', {
+    configurable: true,
+    enumerable: true,
+    get: () => process.stderr,
+  });
+
+  process.exit = function exit(code) {
+    if (!finished) {
+      const shown = code === undefined ? process.exitCode : code;
+      const message = `the function called process.exit(${shown === undefined ? '' : safeString(shown)})`;
+      const site = {};
+      Error.captureStackTrace(site, exit);
+      const frames = cleanStack(String(site.stack).split('\n').slice(1).join('\n'));
+      emit(JSON.stringify({ ok: false, error: new Outcome('ProcessExit', message, `ProcessExit: ${message}\n${frames}`).report }) + '\n');
+    }
+    removeWorkDir();
+    realExit.call(process, 0);
+  };
+
+  process.on('uncaughtException', failWith);
+  process.on('unhandledRejection', (reason) => {
+    const inner = describeError(reason);
+    fail(new Outcome('UnhandledRejection', `${inner.name}: ${inner.message}`, inner.stack).report);
+  });
+  // The event loop ran dry while the handler (or a top-level await) was
+  // still pending: nothing can ever settle it.
+  process.on('exit', () => {
+    if (!finished) {
+      const report = new Outcome(
+        'HandlerNeverSettled',
+        'the handler never settled: it waited on a promise that nothing was left to resolve',
+        '',
+      ).report;
+      emit(JSON.stringify({ ok: false, error: report }) + '\n');
+    }
+    removeWorkDir();
+    process.exitCode = 0;
+  });
+}
+
+function readStdin() {
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(256 * 1024);
+    let n;
+    try {
+      n = fs.readSync(0, chunk, 0, chunk.length, null);
+    } catch (err) {
+      if (err.code === 'EAGAIN') {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+        continue;
+      }
+      if (err.code === 'EOF') break;
+      throw badInvocation(`cannot read stdin: ${err.message}`);
+    }
+    if (n === 0) break;
+    total += n;
+    if (total > MAX_INVOCATION_BYTES) throw badInvocation(`the invocation is larger than ${MAX_INVOCATION_BYTES} bytes`);
+    chunks.push(chunk.subarray(0, n));
+  }
+  if (total === 0) throw badInvocation('stdin was empty: expected one JSON invocation');
+  const bytes = Buffer.concat(chunks, total);
+  if (!isUtf8(bytes)) throw badInvocation('the invocation is not valid UTF-8');
+  return bytes.toString('utf8');
+}
+
+function isObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function requireString(obj, key, where, max) {
+  const value = obj[key];
+  if (typeof value !== 'string' || value === '') throw badInvocation(`${where}${key} must be a non-empty string`);
+  if (value.length > max) throw badInvocation(`${where}${key} is longer than ${max} characters`);
+  return value;
+}
+
+// Field by field, so a malformed message is named precisely.
+function parseInvocation(text) {
+  let msg;
+  try {
+    msg = JSON.parse(text);
+  } catch (err) {
+    throw badInvocation(`stdin is not valid JSON: ${err.message}`);
+  }
+  if (!isObject(msg)) throw badInvocation('the invocation must be a JSON object');
+
+  const invocationId = requireString(msg, 'invocation_id', '', MAX_ID_CHARS);
+  const projectId = requireString(msg, 'project_id', '', MAX_ID_CHARS);
+
+  const fn = msg.function;
+  if (!isObject(fn)) throw badInvocation('function must be an object {name, version, entry_point}');
+  const functionName = requireString(fn, 'name', 'function.', MAX_ID_CHARS);
+  if (!Number.isSafeInteger(fn.version) || fn.version < 0) {
+    throw badInvocation('function.version must be a non-negative integer');
+  }
+  let entryPoint = fn.entry_point;
+  if (entryPoint === undefined || entryPoint === null || entryPoint === '') entryPoint = DEFAULT_ENTRY_POINT;
+  if (typeof entryPoint !== 'string' || !ENTRY_POINT.test(entryPoint)) {
+    throw badInvocation('function.entry_point must be a JavaScript identifier of at most 128 characters');
+  }
+
+  if (typeof msg.code !== 'string') throw badInvocation('code must be a string');
+
+  const env = msg.env === undefined || msg.env === null ? {} : msg.env;
+  if (!isObject(env)) throw badInvocation('env must be an object of strings');
+  for (const key of Object.keys(env)) {
+    if (key === '') throw badInvocation('env names must not be empty');
+    if (typeof env[key] !== 'string') throw badInvocation(`env.${truncate(key, 64)} must be a string`);
+  }
+
+  const dsn = msg.dsn === undefined || msg.dsn === null ? '' : msg.dsn;
+  if (typeof dsn !== 'string') throw badInvocation('dsn must be a string');
+  if (dsn.length > MAX_DSN_CHARS) throw badInvocation(`dsn is longer than ${MAX_DSN_CHARS} characters`);
+
+  if (!Number.isSafeInteger(msg.deadline_ms) || msg.deadline_ms <= 0) {
+    throw badInvocation('deadline_ms must be a positive integer (Unix epoch milliseconds)');
+  }
+
+  return {
+    invocationId,
+    projectId,
+    functionName,
+    functionVersion: fn.version,
+    entryPoint,
+    code: msg.code,
+    env,
+    dsn,
+    payload: msg.payload === undefined ? null : msg.payload,
+    deadlineMs: msg.deadline_ms,
+  };
+}
+
+// "file:line", the offending source line and a caret, as V8 decorates a
+// SyntaxError; a minified one-line source is reduced to its location.
+function syntaxOutcome(err, header, fileName) {
+  const message = safeString(err.message);
+  let location = '';
+  let shown = '';
+  if (header) {
+    const lines = header.split('\n');
+    const m = /:(\d+)$/.exec(lines[0]);
+    if (m) location = ` (${fileName}:${m[1]})`;
+    shown = lines.some((line) => line.length > 300) ? lines[0] : header;
+  }
+  const stack = (shown ? shown + '\n\n' : '') + `SyntaxError: ${message}`;
+  return new Outcome('SyntaxError', message + location, stack);
+}
+
+function decoratedHeader(err, file) {
+  const stack = typeof err.stack === 'string' ? err.stack : '';
+  const cut = stack.indexOf('\n\nSyntaxError');
+  return stack.startsWith(file + ':') && cut > 0 ? stack.slice(0, cut) : '';
+}
+
+// A module's SyntaxError carries no location in-process (Node adds it only
+// when printing a fatal error), so ask `node --check` for it. Failure to do
+// so only costs the location.
+function locateModuleSyntaxError(file, deadlineMs) {
+  const budget = Math.min(5000, deadlineMs - Date.now() - 500);
+  if (budget < 200) return '';
+  try {
+    const { spawnSync } = require('child_process');
+    const run = spawnSync(process.execPath, ['--check', file], {
+      env: {},
+      encoding: 'utf8',
+      timeout: budget,
+      maxBuffer: 1024 * 1024,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const text = run.stderr || '';
+    const cut = text.indexOf('\n\nSyntaxError');
+    return text.startsWith(file + ':') && cut > 0 ? text.slice(0, cut) : '';
+  } catch {
+    return '';
+  }
+}
+
+// An own or inherited member, but never one of Object's or Function's
+// built-ins: entry_point "constructor" must not find Object().
+function member(obj, key) {
+  if (obj === null || (typeof obj !== 'object' && typeof obj !== 'function')) return undefined;
+  try {
+    for (let o = obj; o !== null && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o)) {
+      const desc = Object.getOwnPropertyDescriptor(o, key);
+      if (desc) return 'value' in desc ? desc.value : desc.get ? desc.get.call(obj) : undefined;
+    }
+  } catch {
+    // A proxy or a throwing getter: treat as absent.
+  }
+  return undefined;
+}
+
+function exportNames(mod) {
+  try {
+    if (mod === null || (typeof mod !== 'object' && typeof mod !== 'function')) return [];
+    return Object.keys(mod);
+  } catch {
+    return [];
+  }
+}
+
+function pickHandler(mod, entryPoint, fileName) {
+  const named = member(mod, entryPoint);
+  if (typeof named === 'function') return { fn: named, self: mod };
+  if (typeof mod === 'function') return { fn: mod, self: undefined };
+  const fallback = member(mod, 'default');
+  if (typeof fallback === 'function') return { fn: fallback, self: undefined };
+  const nested = member(fallback, entryPoint);
+  if (typeof nested === 'function') return { fn: nested, self: fallback };
+
+  const names = exportNames(mod);
+  const listed = names.length
+    ? names.slice(0, 20).map((name) => truncate(name, 64)).join(', ') + (names.length > 20 ? ', ...' : '')
+    : '';
+  return {
+    error: new Outcome(
+      'HandlerNotFound',
+      `${fileName} exports no function named "${entryPoint}" and no default function (${listed ? 'its exports: ' + listed : 'it exports nothing'})`,
+      '',
+    ),
+  };
+}
+
+function createWorkDir() {
+  const root = process.env.TMPDIR || '/tmp';
+  try {
+    workDir = fs.mkdtempSync(path.join(root, 'zmesh-fn-'));
+  } catch (err) {
+    throw new Outcome('WrapperError', `cannot create the function's work directory under ${root}: ${err.message}`, '');
+  }
+  return workDir;
+}
+
+function writeSource(file, code) {
+  try {
+    fs.writeFileSync(file, code, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    throw new Outcome('WrapperError', `cannot write the function's code to ${file}: ${err.message}`, '');
+  }
+}
+
+// Where Node can require() an ES module, that is several milliseconds cheaper
+// than starting the asynchronous loader; a module with top-level await is
+// refused before it is evaluated and goes through import() instead.
+async function importModule(file) {
+  if (process.features.require_module) {
+    try {
+      return require(file);
+    } catch (err) {
+      if (!err || err.code !== 'ERR_REQUIRE_ASYNC_MODULE') throw err;
+    }
+  }
+  return import(require('url').pathToFileURL(file).href);
+}
+
+// Runs compiled CommonJS code the way Node's loader does: this = exports,
+// a require() resolving from the module's path, and the five wrapper names.
+function runCommonJs(compiled, file) {
+  const Module = require('module');
+  const mod = new Module(file, null);
+  mod.filename = file;
+  const dir = path.dirname(file);
+  Reflect.apply(compiled, mod.exports, [mod.exports, Module.createRequire(file), mod, file, dir]);
+  mod.loaded = true;
+  return mod.exports;
+}
+
+// The code is CommonJS unless it only compiles as an ES module. Stacks name
+// it function.cjs / function.mjs under TMPDIR. CommonJS runs straight from
+// the compile that classified it (no file, no second compile) unless it may
+// use import(): a compiled function gets a working import() only through an
+// experimental vm option that prints a warning into the function's logs, so
+// such code is written to a file and loaded by Node's own CommonJS loader,
+// as an ES module always is.
+async function loadHandler(inv) {
+  const root = process.env.TMPDIR || '/tmp';
+  const cjsFile = path.join(root, 'function.cjs');
+  let compiled = null;
+  let compileError = null;
+  try {
+    compiled = require('vm').compileFunction(inv.code, CJS_PARAMS, { filename: cjsFile });
+  } catch (err) {
+    compileError = err;
+  }
+
+  if (compileError === null) {
+    if (!/\bimport\b/.test(inv.code)) return pickHandler(runCommonJs(compiled, cjsFile), inv.entryPoint, 'function.cjs');
+    const file = path.join(createWorkDir(), 'function.cjs');
+    writeSource(file, inv.code);
+    return pickHandler(require(file), inv.entryPoint, 'function.cjs');
+  }
+  if (!(compileError instanceof SyntaxError)) throw compileError;
+  if (!ESM_SYNTAX.has(compileError.message)) {
+    throw syntaxOutcome(compileError, decoratedHeader(compileError, cjsFile), 'function.cjs');
+  }
+
+  const dir = createWorkDir();
+  const esmFile = path.join(dir, 'function.mjs');
+  writeSource(esmFile, inv.code);
+  let namespace;
+  try {
+    namespace = await importModule(esmFile);
+  } catch (err) {
+    // A SyntaxError thrown by the module's own code has a frame in it; one
+    // from compiling it has only the loader's.
+    if (err instanceof SyntaxError && !cleanStack(err.stack).includes(dir)) {
+      throw syntaxOutcome(err, locateModuleSyntaxError(esmFile, inv.deadlineMs), 'function.mjs');
+    }
+    throw err;
+  }
+  return pickHandler(namespace, inv.entryPoint, 'function.mjs');
+}
+
+function waitOneTurn() {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+async function main() {
+  installGuards();
+
+  let inv;
+  try {
+    inv = parseInvocation(readStdin());
+  } catch (err) {
+    failWith(err instanceof Outcome ? err : badInvocation(describeError(err).message));
+    return;
+  }
+
+  const { zmesh, close } = createZmesh(inv);
+  closeDatabase = close;
+  Object.defineProperty(globalThis, 'zmesh', { value: zmesh, writable: true, configurable: true, enumerable: false });
+
+  let picked;
+  try {
+    picked = await loadHandler(inv);
+  } catch (err) {
+    failWith(err);
+    return;
+  }
+  if (picked.error) {
+    failWith(picked.error);
+    return;
+  }
+
+  let value;
+  try {
+    value = await Reflect.apply(picked.fn, picked.self, [inv.payload, zmesh]);
+  } catch (err) {
+    failWith(err);
+    return;
+  }
+  // Rejections the handler left unhandled are reported at the end of this
+  // turn; one turn is what they get before the result is final.
+  await waitOneTurn();
+  if (finished) return;
+
+  let json;
+  try {
+    json = JSON.stringify(value === undefined ? null : value);
+  } catch (err) {
+    const inner = describeError(err);
+    fail(new Outcome('ResultNotSerializable', `the handler's result cannot be serialised to JSON: ${inner.message}`, inner.stack).report);
+    return;
+  }
+  if (typeof json !== 'string') {
+    fail(new Outcome('ResultNotSerializable', `the handler returned a ${typeof value}, which has no JSON form`, '').report);
+    return;
+  }
+  if (emit('{"ok":true,"result":' + json + '}\n')) finish();
+}
+
+main().catch(failWith);

@@ -1,0 +1,212 @@
+'use strict';
+// The invocation protocol itself: malformed messages, stdout purity, logs
+// on stderr, and the zmesh object every handler receives.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { invocation, run } = require('../testing/harness.js');
+
+async function badInvocation(input, pattern) {
+  const r = await run(input);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.parseError, null, r.stdout);
+  assert.equal(r.response.ok, false);
+  assert.equal(r.response.error.name, 'BadInvocation', JSON.stringify(r.response));
+  assert.match(r.response.error.message, pattern);
+  assert.equal(typeof r.response.error.stack, 'string');
+  return r;
+}
+
+test('malformed invocations are answered with BadInvocation', async (t) => {
+  const good = () => invocation('exports.handler = () => 1');
+  await t.test('empty stdin', () => badInvocation('', /empty/));
+  await t.test('not JSON', () => badInvocation('{"invocation_id": ', /not valid JSON/));
+  await t.test('two JSON objects', () => badInvocation(JSON.stringify(good()) + JSON.stringify(good()), /not valid JSON/));
+  await t.test('a JSON array', () => badInvocation('[1,2]', /must be a JSON object/));
+  await t.test('invalid UTF-8', () => badInvocation(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), /UTF-8/));
+  await t.test('missing invocation_id', () => {
+    const m = good();
+    delete m.invocation_id;
+    return badInvocation(m, /invocation_id/);
+  });
+  await t.test('project_id of the wrong type', () => badInvocation({ ...good(), project_id: 7 }, /project_id/));
+  await t.test('function not an object', () => badInvocation({ ...good(), function: 'f' }, /function must be an object/));
+  await t.test('function.name missing', () => {
+    const m = good();
+    delete m.function.name;
+    return badInvocation(m, /function\.name/);
+  });
+  await t.test('function.version not an integer', () => {
+    const m = good();
+    m.function.version = 1.5;
+    return badInvocation(m, /function\.version/);
+  });
+  await t.test('entry_point that is not an identifier', () => {
+    const m = good();
+    m.function.entry_point = 'a.b; process.exit()';
+    return badInvocation(m, /entry_point/);
+  });
+  await t.test('code missing', () => {
+    const m = good();
+    delete m.code;
+    return badInvocation(m, /code must be a string/);
+  });
+  await t.test('env with a non-string value', () => badInvocation({ ...good(), env: { A: 1 } }, /env\.A must be a string/));
+  await t.test('env as an array', () => badInvocation({ ...good(), env: ['A'] }, /env must be an object/));
+  await t.test('dsn of the wrong type', () => badInvocation({ ...good(), dsn: {} }, /dsn must be a string/));
+  await t.test('deadline_ms missing', () => {
+    const m = good();
+    delete m.deadline_ms;
+    return badInvocation(m, /deadline_ms/);
+  });
+  await t.test('deadline_ms as a string', () => badInvocation({ ...good(), deadline_ms: '123' }, /deadline_ms/));
+  await t.test('an oversized message', async () => {
+    const r = await badInvocation('"' + 'x'.repeat(33 * 1024 * 1024), /larger than/);
+    assert.equal(r.response.error.name, 'BadInvocation');
+  });
+  await t.test('a message too deep for the parser', () => badInvocation('['.repeat(200000), /not valid JSON|must be a JSON object|Maximum call stack/));
+});
+
+test('everything the code prints goes to stderr, never into the result', async () => {
+  const code = `
+console.log('top-level log');
+exports.handler = async (payload, zmesh) => {
+  console.log('console.log', { a: 1 });
+  console.info('console.info');
+  console.warn('console.warn');
+  console.error('console.error');
+  console.debug('console.debug');
+  console.table([{ a: 1 }]);
+  process.stdout.write('process.stdout.write\\n');
+  zmesh.log.info('sdk info', { user: 'u1' });
+  return { fine: true };
+};`;
+  const r = await run(invocation(code));
+  assert.equal(r.stdout, '{"ok":true,"result":{"fine":true}}\n');
+  for (const line of ['top-level log', 'console.log { a: 1 }', 'console.info', 'console.warn', 'console.error', 'console.debug', 'process.stdout.write']) {
+    assert.ok(r.stderr.includes(line), `stderr lacks ${line}: ${r.stderr}`);
+  }
+  assert.match(r.stderr, /"msg":"sdk info"/);
+});
+
+test('logs stay separate when the handler fails', async () => {
+  const r = await run(invocation('exports.handler = () => { console.log("before"); throw new Error("after") }'));
+  assert.equal(r.parseError, null, r.stdout);
+  assert.equal(r.response.error.message, 'after');
+  assert.match(r.stderr, /before/);
+  assert.doesNotMatch(r.stdout, /before/);
+});
+
+test('zmesh.log writes one structured JSON line per call', async () => {
+  const code = `
+exports.handler = (p, zmesh) => {
+  zmesh.log.info('hello', { user: 'u1', n: 2 });
+  zmesh.log.warn('careful');
+  zmesh.log.error(new TypeError('broken'), { level: 'spoofed', time: 'spoofed', msg: 'spoofed' });
+  const cyc = {}; cyc.self = cyc;
+  zmesh.log.info('cyclic', cyc);
+  zmesh.log.info({ not: 'a string' });
+  return 1;
+};`;
+  const before = Date.now();
+  const r = await run(invocation(code));
+  assert.deepEqual(r.response, { ok: true, result: 1 });
+  const records = r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
+  assert.equal(records.length, 5);
+  const [info, warn, error, cyclic, obj] = records;
+  assert.equal(info.level, 'info');
+  assert.equal(info.msg, 'hello');
+  assert.equal(info.user, 'u1');
+  assert.equal(info.n, 2);
+  const at = Date.parse(info.time);
+  assert.ok(at >= before - 1000 && at <= Date.now() + 1000, info.time);
+  assert.match(info.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.deepEqual([warn.level, warn.msg], ['warn', 'careful']);
+  assert.deepEqual([error.level, error.msg], ['error', 'TypeError: broken']);
+  assert.notEqual(error.time, 'spoofed');
+  assert.equal(cyclic.msg, 'cyclic');
+  assert.match(cyclic.log_error, /could not be serialised/);
+  assert.equal(obj.msg, '{"not":"a string"}');
+});
+
+test('the zmesh object', async () => {
+  const deadline = Date.now() + 45000;
+  const code = `
+exports.handler = (payload, zmesh) => ({
+  same: zmesh === globalThis.zmesh,
+  projectId: zmesh.projectId,
+  invocationId: zmesh.invocationId,
+  fn: zmesh.function,
+  envA: zmesh.env.API_KEY,
+  envMissing: zmesh.env.NOPE === undefined,
+  envKeys: Object.keys(zmesh.env).sort(),
+  processEnvKeys: Object.keys(process.env).sort(),
+  deadline: zmesh.deadlineMs,
+  left: zmesh.timeLeftMs(),
+  frozen: Object.isFrozen(zmesh) && Object.isFrozen(zmesh.env) && Object.isFrozen(zmesh.db),
+  dbMethods: Object.keys(zmesh.db).sort(),
+});`;
+  const r = await run(
+    invocation(code, {
+      invocation_id: 'inv-xyz',
+      project_id: 'proj-7',
+      function: { name: 'greeter', version: 12 },
+      env: { API_KEY: 's3cret', OTHER: '' },
+      deadline_ms: deadline,
+    }),
+  );
+  assert.equal(r.response.ok, true, JSON.stringify(r.response));
+  const v = r.response.result;
+  assert.equal(v.same, true);
+  assert.equal(v.projectId, 'proj-7');
+  assert.equal(v.invocationId, 'inv-xyz');
+  assert.deepEqual(v.fn, { name: 'greeter', version: 12 });
+  assert.equal(v.envA, 's3cret');
+  assert.equal(v.envMissing, true);
+  assert.deepEqual(v.envKeys, ['API_KEY', 'OTHER']);
+  assert.deepEqual(v.processEnvKeys, ['HOME', 'LANG', 'PATH', 'TMPDIR']);
+  assert.equal(v.deadline, deadline);
+  assert.ok(v.left > 30000 && v.left <= 45000, `timeLeftMs ${v.left}`);
+  assert.equal(v.frozen, true);
+  assert.deepEqual(v.dbMethods, ['insert', 'query', 'queryOne', 'remove', 'select', 'transaction', 'update']);
+});
+
+test('timeLeftMs is never negative and counts down', async () => {
+  const past = await run(invocation('exports.handler = (p, z) => z.timeLeftMs()', { deadline_ms: Date.now() - 5000 }));
+  assert.deepEqual(past.response, { ok: true, result: 0 });
+  const r = await run(
+    invocation('exports.handler = async (p, z) => { const a = z.timeLeftMs(); await new Promise((r) => setTimeout(r, 120)); return [a, z.timeLeftMs()] }'),
+  );
+  const [a, b] = r.response.result;
+  assert.ok(a - b >= 100, `${a} -> ${b}`);
+});
+
+test('zmesh is a global while the module loads', async () => {
+  const r = await run(invocation('const project = zmesh.projectId;\nexports.handler = () => project'));
+  assert.deepEqual(r.response, { ok: true, result: 'proj-42' });
+});
+
+test('a database call without a DSN fails clearly', async () => {
+  const r = await run(
+    invocation('exports.handler = async (p, z) => { try { await z.db.query("select 1") } catch (e) { return [e.name, e.code, e.message] } }'),
+  );
+  assert.equal(r.response.ok, true, JSON.stringify(r.response));
+  const [name, code, message] = r.response.result;
+  assert.equal(name, 'DatabaseError');
+  assert.equal(code, '08001');
+  assert.match(message, /no database/);
+});
+
+test('an unusable TMPDIR is reported as the wrapper failing, not the function', async () => {
+  const r = await run(invocation('export default () => 1'), { env: { TMPDIR: '/nonexistent/zmesh-tmp' } });
+  assert.equal(r.parseError, null, r.stdout);
+  assert.equal(r.response.ok, false);
+  assert.equal(r.response.error.name, 'WrapperError');
+  assert.match(r.response.error.message, /work directory/);
+  // CommonJS without import() needs no file at all.
+  const cjs = await run(invocation('exports.handler = () => 2'), { env: { TMPDIR: '/nonexistent/zmesh-tmp' } });
+  assert.deepEqual(cjs.response, { ok: true, result: 2 });
+});

@@ -1,0 +1,165 @@
+/* config.c - see config.h */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef ZMESH_POLICY_DIR
+#define ZMESH_POLICY_DIR "/usr/share/zmesh/policies"
+#endif
+#ifndef ZMESH_SQL_DIR
+#define ZMESH_SQL_DIR "/usr/share/zmesh/sql"
+#endif
+#ifndef ZMESH_SDK_DIR
+#define ZMESH_SDK_DIR "/usr/share/zmesh"
+#endif
+
+enum kind { K_STR, K_SIZE, K_UINT };
+
+struct setting {
+	const char *name; /* --name */
+	const char *env;
+	enum kind kind;
+	size_t offset;
+	size_t size; /* K_STR: buffer size */
+	const char *def;
+	uint64_t min, max;
+	const char *help;
+};
+
+#define STR(f, name, env, def, help)                                                                             \
+	{                                                                                                        \
+		name, env, K_STR, offsetof(struct zconfig, f), sizeof(((struct zconfig *)0)->f), def, 0, 0, help \
+	}
+#define NUM(f, name, env, kind, def, min, max, help)                                 \
+	{                                                                            \
+		name, env, kind, offsetof(struct zconfig, f), 0, def, min, max, help \
+	}
+
+static const struct setting settings[] = {
+    STR(listen, "listen", "ZMESH_LISTEN", "127.0.0.1:8080", "address and port of the HTTP API"),
+    STR(state_dir, "state-dir", "ZMESH_STATE_DIR", "./var", "embedded database, keys, sandbox state"),
+    STR(database_url, NULL, "DATABASE_URL", "", "an existing PostgreSQL cluster (default: embedded)"),
+    STR(jwt_secret, NULL, "JWT_SECRET_KEY", "", "token signing key (default: generated, kept in the state dir)"),
+    STR(admin_email, NULL, "ZMESH_ADMIN_EMAIL", "admin@zmesh.local", "the first admin's email"),
+    STR(admin_password, NULL, "ZMESH_ADMIN_PASSWORD", "", "the first admin's password (default: generated)"),
+    STR(pg_socket_dir, NULL, "ZMESH_PG_SOCKET_DIR", "",
+        "with DATABASE_URL: the socket directory sandboxes reach the projects' databases by"),
+    STR(sql_dir, "sql-dir", "ZMESH_SQL_DIR", ZMESH_SQL_DIR, "control-plane migrations"),
+    STR(policy_dir, "policy-dir", "ZMESH_POLICY_DIR", ZMESH_POLICY_DIR, "seccomp policies and tiers"),
+    STR(sdk_dir, "sdk-dir", "ZMESH_SDK_DIR", ZMESH_SDK_DIR, "directory holding sdk-js/ and sdk-python/"),
+    NUM(max_body_bytes, "max-body", "ZMESH_MAX_BODY", K_SIZE, "6M", 1024, 64ull << 20, "largest request body"),
+    NUM(max_code_bytes, "max-code", "ZMESH_MAX_CODE", K_SIZE, "1M", 1024, 16ull << 20, "largest function code"),
+    NUM(max_log_bytes, "max-logs", "ZMESH_MAX_LOGS", K_SIZE, "64K", 1024, 16ull << 20, "logs kept per invocation"),
+    NUM(max_result_bytes, "max-result", "ZMESH_MAX_RESULT", K_SIZE, "6M", 1024, 64ull << 20, "largest result"),
+    NUM(concurrency, "concurrency", "ZMESH_CONCURRENCY", K_UINT, "16", 1, 4096, "invocations at once, all projects"),
+    NUM(queue_wait_ms, "queue-wait", "ZMESH_QUEUE_WAIT_MS", K_UINT, "2000", 0, 60000,
+        "wait for a free slot before 429"),
+    NUM(http_threads, "http-threads", "ZMESH_HTTP_THREADS", K_UINT, "64", 2, 1024, "HTTP worker threads"),
+    NUM(token_ttl_s, "token-ttl", "ZMESH_TOKEN_TTL", K_UINT, "86400", 60, 31536000, "login token lifetime, seconds"),
+    NUM(shutdown_grace_ms, "shutdown-grace", "ZMESH_SHUTDOWN_GRACE_MS", K_UINT, "30000", 0, 600000,
+        "wait for in-flight invocations on SIGTERM"),
+    NUM(pool_size, "pool-size", "ZMESH_POOL_SIZE", K_UINT, "0", 0, 256, "warm sandboxes per runtime (0: off)"),
+};
+
+static int set_value(struct zconfig *cfg, const struct setting *s, const char *v, const char *from,
+                     struct sbx_error *err)
+{
+	char *field = (char *)cfg + s->offset;
+	if (s->kind == K_STR) {
+		if (strlen(v) >= s->size)
+			return sbx_err(err, -EINVAL, "%s: %s is too long (at most %zu bytes)", from,
+			               s->name ? s->name : s->env, s->size - 1);
+		memcpy(field, v, strlen(v) + 1);
+		return 0;
+	}
+	uint64_t x;
+	int r = s->kind == K_SIZE ? util_parse_size(v, s->max, &x) : util_parse_u64(v, s->min, s->max, &x);
+	if (r < 0 || x < s->min || x > s->max)
+		return sbx_err(err, -EINVAL, "%s: bad value \"%s\" for %s (%llu..%llu%s)", from, v,
+		               s->name ? s->name : s->env, (unsigned long long)s->min, (unsigned long long)s->max,
+		               s->kind == K_SIZE ? " bytes, K/M/G" : "");
+	memcpy(field, &x, sizeof(x));
+	return 0;
+}
+
+static void usage(struct sbx_error *err)
+{
+	size_t off = 0;
+	off += (size_t)snprintf(err->msg + off, sizeof(err->msg) - off,
+	                        "usage: zmeshd [--listen HOST:PORT] [--state-dir DIR] ...");
+	for (size_t i = 0; i < ELEMENTSOF(settings) && off < sizeof(err->msg); i++)
+		if (settings[i].name)
+			off += (size_t)snprintf(err->msg + off, sizeof(err->msg) - off, " --%s", settings[i].name);
+}
+
+int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *err)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+		int r = set_value(cfg, &settings[i], settings[i].def, "default", err);
+		if (r < 0)
+			return r;
+		const char *e = settings[i].env ? getenv(settings[i].env) : NULL;
+		if (e && e[0] && (r = set_value(cfg, &settings[i], e, settings[i].env, err)) < 0)
+			return r;
+	}
+	for (int a = 1; a < argc; a++) {
+		if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+			usage(err);
+			return 1;
+		}
+		if (strncmp(argv[a], "--", 2) != 0)
+			return sbx_err(err, -EINVAL, "unexpected argument \"%s\"", argv[a]);
+		const char *name = argv[a] + 2, *value = strchr(name, '=');
+		size_t nlen = value ? (size_t)(value - name) : strlen(name);
+		const struct setting *s = NULL;
+		for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+			if (settings[i].name && strlen(settings[i].name) == nlen &&
+			    strncmp(settings[i].name, name, nlen) == 0)
+				s = &settings[i];
+		if (!s)
+			return sbx_err(err, -EINVAL, "unknown option \"%s\" (see --help)", argv[a]);
+		if (value)
+			value++;
+		else if (a + 1 < argc)
+			value = argv[++a];
+		else
+			return sbx_err(err, -EINVAL, "--%s needs a value", s->name);
+		int r = set_value(cfg, s, value, "command line", err);
+		if (r < 0)
+			return r;
+	}
+	char host[128];
+	uint16_t port;
+	if (zconfig_split_listen(cfg->listen, host, sizeof(host), &port) < 0)
+		return sbx_err(err, -EINVAL, "listen address \"%s\" is not HOST:PORT", cfg->listen);
+	return 0;
+}
+
+int zconfig_split_listen(const char *listen, char *host, size_t host_size, uint16_t *ret_port)
+{
+	const char *colon = strrchr(listen, ':');
+	if (!colon || colon == listen)
+		return -EINVAL;
+	const char *h = listen;
+	size_t hlen = (size_t)(colon - listen);
+	if (h[0] == '[') {
+		if (hlen < 3 || h[hlen - 1] != ']')
+			return -EINVAL;
+		h++;
+		hlen -= 2;
+	}
+	if (hlen >= host_size)
+		return -EINVAL;
+	uint64_t port;
+	if (util_parse_u64(colon + 1, 0, 65535, &port) < 0)
+		return -EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*ret_port = (uint16_t)port;
+	return 0;
+}

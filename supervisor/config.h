@@ -1,0 +1,39 @@
+/* config.h - zmeshd's settings as one declarative table: name, environment
+ * variable, command-line flag, type, default and bounds, validated at start.
+ * Precedence: flag, then environment, then default. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+struct zconfig {
+	char listen[128];        /* HOST:PORT */
+	char state_dir[512];     /* embedded cluster, JWT key, sandbox run dir */
+	char database_url[1024]; /* empty: the embedded cluster */
+	char jwt_secret[256];    /* empty: generated and kept in the state dir */
+	char admin_email[256];
+	char admin_password[256]; /* empty: generated and printed once */
+	char pg_socket_dir[512];  /* with DATABASE_URL: the data cluster's socket directory */
+	char sql_dir[512];
+	char policy_dir[512];
+	char sdk_dir[512];
+	uint64_t max_body_bytes;
+	uint64_t max_code_bytes;
+	uint64_t max_log_bytes;
+	uint64_t max_result_bytes;
+	uint64_t concurrency;   /* invocations at once, all projects */
+	uint64_t queue_wait_ms; /* how long an invocation waits for a slot */
+	uint64_t http_threads;
+	uint64_t token_ttl_s;
+	uint64_t shutdown_grace_ms;
+	uint64_t pool_size; /* warm sandboxes per runtime (0: off) */
+};
+
+/* Fill cfg from defaults, environment and argv. On a bad value or flag,
+ * returns -EINVAL with the reason; --help returns 1 with the usage in err. */
+int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *err);
+
+/* Split "host:port" / "[v6]:port". */
+int zconfig_split_listen(const char *listen, char *host, size_t host_size, uint16_t *ret_port);

@@ -1,0 +1,64 @@
+/* tiers.c - see tiers.h */
+#define _GNU_SOURCE
+#include "tiers.h"
+
+#include <jansson.h>
+#include <string.h>
+
+static int get_u64(json_t *o, const char *key, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	json_t *v = json_object_get(o, key);
+	if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min || (uint64_t)json_integer_value(v) > max)
+		return -EINVAL;
+	*ret = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+int tiers_load(const char *path, struct tiers *ret, struct sbx_error *err)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return sbx_err(err, -EINVAL, "tiers %s:%d: %s", path, jerr.line, jerr.text);
+	struct tiers t = {0};
+	json_t *tiers = json_object_get(root, "tiers");
+	const char *name;
+	json_t *v;
+	int r = json_is_object(tiers) && json_object_size(tiers) > 0 ? 0 : -EINVAL;
+	json_object_foreach (tiers, name, v) {
+		if (r < 0)
+			break;
+		if (t.n >= TIERS_MAX || strlen(name) >= sizeof(t.t[0].name)) {
+			r = -E2BIG;
+			break;
+		}
+		struct tier *x = &t.t[t.n];
+		snprintf(x->name, sizeof(x->name), "%s", name);
+		if (get_u64(v, "max_timeout_ms", 1, 3600000, &x->max_timeout_ms) < 0 ||
+		    get_u64(v, "max_memory_mb", 16, 1 << 20, &x->max_memory_mb) < 0 ||
+		    get_u64(v, "monthly_invocations", 0, UINT32_MAX * 1000ull, &x->monthly_invocations) < 0 ||
+		    get_u64(v, "concurrency", 1, 100000, &x->concurrency) < 0) {
+			r = sbx_err(err, -EINVAL,
+			            "tiers %s: tier \"%s\" needs max_timeout_ms, max_memory_mb, "
+			            "monthly_invocations and concurrency within bounds",
+			            path, name);
+			break;
+		}
+		t.n++;
+	}
+	json_decref(root);
+	if (r < 0)
+		return err && err->code ? r : sbx_err(err, r, "tiers %s: want {\"tiers\": {NAME: {...}}}", path);
+	if (!tiers_find(&t, "free"))
+		return sbx_err(err, -EINVAL, "tiers %s: a \"free\" tier is required (the default)", path);
+	*ret = t;
+	return 0;
+}
+
+const struct tier *tiers_find(const struct tiers *t, const char *name)
+{
+	for (int i = 0; i < t->n; i++)
+		if (strcmp(t->t[i].name, name) == 0)
+			return &t->t[i];
+	return NULL;
+}

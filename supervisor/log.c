@@ -19,7 +19,7 @@ int zlog_format(char *buf, size_t size, enum zlog_level level, const char *event
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
-	char when[40];
+	char when[64];
 	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
 	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 	json_t *o = json_pack("{s:s, s:s, s:s}", "ts", when, "level", level_names[level], "event", event);

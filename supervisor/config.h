@@ -23,9 +23,9 @@ struct zconfig {
 	uint64_t max_code_bytes;
 	uint64_t max_log_bytes;
 	uint64_t max_result_bytes;
-	uint64_t concurrency;   /* invocations at once, all projects */
-	uint64_t queue_wait_ms; /* how long an invocation waits for a slot */
-	uint64_t http_threads;
+	uint64_t concurrency;     /* invocations at once, all projects */
+	uint64_t queue_wait_ms;   /* how long an invocation waits for a slot */
+	uint64_t max_connections; /* open HTTP connections, a thread each */
 	uint64_t token_ttl_s;
 	uint64_t shutdown_grace_ms;
 	uint64_t pool_size; /* warm sandboxes per runtime (0: off) */

@@ -1,0 +1,45 @@
+/* app.h - the daemon's state, shared by every request handler. Nothing
+ * here changes after start-up except through its own lock (limiter,
+ * metrics). */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "db.h"
+#include "executor.h"
+#include "http.h"
+#include "limiter.h"
+#include "tiers.h"
+
+#define APP_DURATION_BUCKETS 12
+
+struct app_metrics {
+	atomic_uint_fast64_t by_outcome[8];  /* enum exec_outcome */
+	atomic_uint_fast64_t rejected_rate;  /* 429 RATE_LIMITED */
+	atomic_uint_fast64_t rejected_quota; /* 429 QUOTA_EXCEEDED */
+	atomic_uint_fast64_t duration_bucket[APP_DURATION_BUCKETS + 1];
+	atomic_uint_fast64_t duration_ms_sum;
+	atomic_uint_fast64_t active;
+};
+
+struct app {
+	struct zconfig cfg;
+	struct db_pool *pool;
+	struct tiers tiers;
+	struct limiter limiter;
+	struct exec_ctx exec;
+	uint8_t jwt_key[128];
+	size_t jwt_key_len;
+	char pg_socket_dir[512]; /* as the sandboxes reach it: bound at /run/zmesh/pg */
+	struct app_metrics metrics;
+	/* Password hashing costs tens of milliseconds of a core: at most a few
+	 * logins at once, so a login flood cannot starve invocations. */
+	struct limiter login_limiter;
+};
+
+/* The route table of the HTTP API (DESIGN.md section 4). */
+extern const struct http_route app_routes[];
+extern const size_t app_n_routes;

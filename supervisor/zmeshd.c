@@ -1,0 +1,284 @@
+/* zmeshd - the zmesh functions daemon.
+ *
+ * Start-up order matters: the spawner (the one process that clones
+ * sandboxes) is forked first, while this process has a single thread; then
+ * the database (embedded cluster or DATABASE_URL), migrations, secrets, the
+ * first admin; the HTTP threads last. SIGTERM or SIGINT: stop accepting, let
+ * in-flight invocations finish within the grace period, stop the cluster. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "auth.h"
+#include "log.h"
+#include "pgembed.h"
+
+static int fatal(const char *what, const struct sbx_error *err)
+{
+	zlog(ZLOG_ERROR, "startup_failed", "step", what, "error", err->msg, NULL);
+	return 1;
+}
+
+/* JWT_SECRET_KEY, or a generated key kept (0600) in the state directory so
+ * that tokens survive a restart. */
+static int load_jwt_key(struct app *app, struct sbx_error *err)
+{
+	const char *k = app->cfg.jwt_secret;
+	if (k[0]) {
+		if (strlen(k) < 32)
+			return sbx_err(err, -EINVAL, "JWT_SECRET_KEY must be at least 32 bytes");
+		app->jwt_key_len = strlen(k) < sizeof(app->jwt_key) ? strlen(k) : sizeof(app->jwt_key);
+		memcpy(app->jwt_key, k, app->jwt_key_len);
+		return 0;
+	}
+	char path[600];
+	snprintf(path, sizeof(path), "%s/jwt.key", app->cfg.state_dir);
+	char buf[130];
+	int n = util_read_file(path, buf, sizeof(buf));
+	if (n == -ENOENT) {
+		_cleanup_free_ char *hex = NULL;
+		int r = auth_random_hex(32, &hex, err);
+		if (r < 0)
+			return r;
+		_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0 || write(fd, hex, 64) != 64)
+			return sbx_err(err, -errno, "write %s: %s", path, strerror(errno));
+		memcpy(buf, hex, 64);
+		n = 64;
+	}
+	if (n < 64)
+		return sbx_err(err, n < 0 ? n : -EINVAL, "read %s: %s", path, n < 0 ? strerror(-n) : "too short");
+	memcpy(app->jwt_key, buf, 64);
+	app->jwt_key_len = 64;
+	return 0;
+}
+
+static int ensure_database(const char *conninfo_postgres, const char *name, struct sbx_error *err)
+{
+	PGconn *c = NULL;
+	int r = db_connect(conninfo_postgres, &c, err);
+	if (r < 0)
+		return r;
+	const char *p[] = {name};
+	PGresult *res = NULL;
+	r = db_exec_params(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, p, &res, err);
+	bool exists = r == 0 && PQntuples(res) == 1;
+	if (res)
+		PQclear(res);
+	res = NULL;
+	if (r == 0 && !exists) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name); /* a constant of ours */
+		r = db_exec_params(c, sql, 0, NULL, &res, err);
+		if (res)
+			PQclear(res);
+	}
+	PQfinish(c);
+	return r;
+}
+
+/* Functions' roles must reach their own database only: no CONNECT for
+ * PUBLIC on the control plane and the cluster's maintenance databases. */
+static int lock_down(PGconn *c, struct sbx_error *err)
+{
+	PGresult *res = NULL;
+	int r = db_exec_params(
+	    c,
+	    "DO $$ DECLARE d text; BEGIN FOR d IN SELECT datname FROM pg_database "
+	    "WHERE datname IN (current_database(), 'postgres', 'template1') LOOP "
+	    "EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', d); END LOOP; END $$",
+	    0, NULL, &res, err);
+	if (res)
+		PQclear(res);
+	return r;
+}
+
+static int bootstrap_admin(struct app *app, PGconn *c, struct sbx_error *err)
+{
+	PGresult *res = NULL;
+	int r = db_exec_params(c, "SELECT count(*) FROM users", 0, NULL, &res, err);
+	if (r < 0)
+		return r;
+	bool empty = strcmp(PQgetvalue(res, 0, 0), "0") == 0;
+	PQclear(res);
+	if (!empty)
+		return 0;
+	_cleanup_free_ char *generated = NULL;
+	const char *password = app->cfg.admin_password;
+	if (!password[0]) {
+		r = auth_random_hex(12, &generated, err);
+		if (r < 0)
+			return r;
+		password = generated;
+	}
+	_cleanup_free_ char *hash = NULL;
+	r = auth_password_hash(password, &hash, err);
+	if (r < 0)
+		return r;
+	const char *p[] = {app->cfg.admin_email, hash};
+	res = NULL;
+	r = db_exec_params(c, "INSERT INTO users (email, password_hash, is_admin) VALUES (lower($1), $2, true)", 2, p,
+	                   &res, err);
+	if (res)
+		PQclear(res);
+	if (r < 0)
+		return r;
+	zlog(ZLOG_INFO, "admin_created", "email", app->cfg.admin_email, NULL);
+	if (generated)
+		/* Shown once, on the terminal of whoever started the first run. */
+		fprintf(stdout, "zmeshd: created the first admin: %s with password %s (it is not shown again)\n",
+		        app->cfg.admin_email, generated);
+	fflush(stdout);
+	return 0;
+}
+
+static void http_log(void *app, const char *line)
+{
+	(void)app;
+	/* One write per line, newline included, so lines never interleave. */
+	size_t n = strlen(line);
+	char buf[8192];
+	if (n + 1 < sizeof(buf)) {
+		memcpy(buf, line, n);
+		buf[n++] = '\n';
+		ssize_t w = write(STDERR_FILENO, buf, n);
+		(void)w;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct app app;
+	struct sbx_error err = {0};
+	int r = zconfig_load(&app.cfg, argc, argv, &err);
+	if (r == 1) {
+		printf("%s\n", err.msg);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "zmeshd: %s\n", err.msg);
+		return 2;
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "zmeshd: must run as root (it creates sandboxes)\n");
+		return 2;
+	}
+	if (mkdir(app.cfg.state_dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "zmeshd: mkdir %s: %s\n", app.cfg.state_dir, strerror(errno));
+		return 2;
+	}
+	char *abs = realpath(app.cfg.state_dir, NULL);
+	if (abs) {
+		snprintf(app.cfg.state_dir, sizeof(app.cfg.state_dir), "%s", abs);
+		free(abs);
+	}
+
+	/* Every thread inherits this mask; main() alone takes the signals. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	static struct sbx_ctx sbx;
+	static struct sbx_spawner spawner;
+	if (sbx_ctx_init(&sbx, NULL, &err) < 0)
+		return fatal("sandbox", &err);
+	if (sbx_spawner_start(&sbx, &spawner, &err) < 0)
+		return fatal("spawner", &err);
+
+	struct pge *pge = NULL;
+	char conninfo[1200];
+	if (app.cfg.database_url[0]) {
+		snprintf(conninfo, sizeof(conninfo), "%s", app.cfg.database_url);
+		snprintf(app.pg_socket_dir, sizeof(app.pg_socket_dir), "%s", app.cfg.pg_socket_dir);
+	} else {
+		if (pge_start(app.cfg.state_dir, &pge, &err) < 0)
+			return fatal("embedded postgresql", &err);
+		char admin[1200];
+		pge_conninfo(pge, "postgres", admin, sizeof(admin));
+		if (ensure_database(admin, "zmesh", &err) < 0)
+			return fatal("control-plane database", &err);
+		pge_conninfo(pge, "zmesh", conninfo, sizeof(conninfo));
+		snprintf(app.pg_socket_dir, sizeof(app.pg_socket_dir), "%s", pge_socket_dir(pge));
+		zlog(ZLOG_INFO, "embedded_postgresql", "socket_dir", app.pg_socket_dir, NULL);
+	}
+
+	PGconn *c = NULL;
+	int applied = 0;
+	if (db_connect(conninfo, &c, &err) < 0 || db_migrate(c, app.cfg.sql_dir, &applied, &err) < 0 ||
+	    lock_down(c, &err) < 0 || load_jwt_key(&app, &err) < 0 || bootstrap_admin(&app, c, &err) < 0) {
+		if (c)
+			PQfinish(c);
+		if (pge)
+			pge_stop(pge);
+		return fatal("control plane", &err);
+	}
+	PQfinish(c);
+	char napplied[16];
+	snprintf(napplied, sizeof(napplied), "%d", applied);
+	zlog(ZLOG_INFO, "migrations", "applied", napplied, NULL);
+
+	char tiers_path[600];
+	snprintf(tiers_path, sizeof(tiers_path), "%s/tiers.json", app.cfg.policy_dir);
+	if (tiers_load(tiers_path, &app.tiers, &err) < 0 ||
+	    exec_ctx_init(&app.exec, &sbx, &spawner, app.cfg.policy_dir, app.cfg.sdk_dir, app.pg_socket_dir, &err) <
+	        0 ||
+	    db_pool_open(conninfo, (int)(app.cfg.concurrency + 8 < 200 ? app.cfg.concurrency + 8 : 200), &app.pool,
+	                 &err) < 0) {
+		if (pge)
+			pge_stop(pge);
+		return fatal("setup", &err);
+	}
+	app.exec.max_log_bytes = app.cfg.max_log_bytes;
+	app.exec.max_result_bytes = app.cfg.max_result_bytes;
+	limiter_init(&app.limiter, app.cfg.concurrency);
+	limiter_init(&app.login_limiter, 4);
+
+	struct http_config hc = {
+	    .listen = app.cfg.listen,
+	    .max_connections = (unsigned)app.cfg.max_connections,
+	    .max_body = app.cfg.max_body_bytes,
+	    .grace_ms = (unsigned)app.cfg.shutdown_grace_ms,
+	    .log = http_log,
+	};
+	struct http_server *srv = NULL;
+	if (http_server_start(&hc, app_routes, app_n_routes, &app, &srv, &err) < 0) {
+		if (pge)
+			pge_stop(pge);
+		return fatal("http", &err);
+	}
+	char port[16];
+	snprintf(port, sizeof(port), "%d", http_server_port(srv));
+	zlog(ZLOG_INFO, "listening", "address", app.cfg.listen, "port", port, NULL);
+	printf("zmeshd: listening on %s (port %s). Log in: curl -s -XPOST http://127.0.0.1:%s/auth/login "
+	       "-d '{\"email\":\"%s\",\"password\":\"...\"}'\n",
+	       app.cfg.listen, port, port, app.cfg.admin_email);
+	fflush(stdout);
+
+	int sig = 0;
+	while (sigwait(&stop, &sig) != 0)
+		;
+	zlog(ZLOG_INFO, "stopping", "signal", strsignal(sig), NULL);
+	/* In-flight invocations finish (bounded by the grace period); their
+	 * records are written before their responses, so none is lost. */
+	http_server_stop(srv);
+	db_pool_close(app.pool);
+	exec_ctx_done(&app.exec);
+	sbx_spawner_stop(&spawner);
+	limiter_done(&app.limiter);
+	limiter_done(&app.login_limiter);
+	if (pge)
+		pge_stop(pge);
+	zlog(ZLOG_INFO, "stopped", NULL);
+	return 0;
+}

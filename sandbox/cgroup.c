@@ -382,6 +382,16 @@ int cg_get_stats(const struct cg *cg, struct cg_stats *ret)
 	return 0;
 }
 
+int cg_reset_peak(const struct cg *cg)
+{
+	char p[CG_PATH_MAX + 64];
+	bool v2 = cg->ctx->mode == CG_V2;
+	int r = cg_file(cg, CG_MEM, v2 ? "memory.peak" : "memory.max_usage_in_bytes", p, sizeof(p));
+	if (r == 0)
+		r = util_write_file(p, v2 ? "reset" : "0");
+	return r < 0 ? -EOPNOTSUPP : 0;
+}
+
 int cg_sweep(const struct cg_ctx *ctx, const char *name_prefix, bool (*is_stale)(const char *name, void *userdata),
              void *userdata)
 {

@@ -78,6 +78,9 @@ int cg_open(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct s
 int cg_attach(const struct cg *cg, pid_t pid, struct sbx_error *err);
 int cg_set_limits(const struct cg *cg, const struct cg_limits *lim, struct sbx_error *err);
 int cg_get_stats(const struct cg *cg, struct cg_stats *ret);
+/* Restart the memory high-water mark (v1 memory.max_usage_in_bytes, v2
+ * memory.peak where the kernel takes a reset); -EOPNOTSUPP otherwise. */
+int cg_reset_peak(const struct cg *cg);
 /* Kill every process in the cgroup, wait until it is empty (bounded), remove
  * it. Safe on a cgroup that was never created (all paths empty). */
 int cg_destroy(struct cg *cg);

@@ -1030,6 +1030,22 @@ int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct sbx_erro
 	return cg_set_limits(&sbx->cg, lim, err);
 }
 
+int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err)
+{
+	int r = cg_set_limits(&sbx->cg, lim, err);
+	if (r < 0)
+		return r;
+	/* From here on the report speaks of the work, not of the wait: wall
+	 * time restarts, the CPU the runtime spent starting is set aside, and
+	 * the memory high-water mark restarts where it can (v1). */
+	struct cg_stats st;
+	cg_get_stats(&sbx->cg, &st);
+	sbx->cpu_base_us = sbx->cg.ctx && sbx->cg.ctx->has_cpu_usage ? st.cpu_usec : 0;
+	cg_reset_peak(&sbx->cg);
+	sbx->start_ns = util_now_ns();
+	return 0;
+}
+
 int sbx_kill(struct sbx *sbx, int sig)
 {
 	if (sbx->pidfd < 0 || sbx->reaped)
@@ -1077,7 +1093,7 @@ int sbx_reap(struct sbx *sbx, struct sbx_report *ret)
 	struct cg_stats st;
 	cg_get_stats(&sbx->cg, &st);
 	if (sbx->cg.ctx && sbx->cg.ctx->has_cpu_usage)
-		rep.cpu_us = st.cpu_usec;
+		rep.cpu_us = st.cpu_usec > sbx->cpu_base_us ? st.cpu_usec - sbx->cpu_base_us : 0;
 	rep.memory_peak_bytes = st.memory_peak_bytes;
 	rep.oom_killed = st.oom_kills > 0;
 	rep.timed_out = sbx->killed_for_timeout;

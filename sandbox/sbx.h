@@ -101,8 +101,9 @@ struct sbx {
 	int slot_fd; /* flock on the slot file: held while the sandbox exists */
 	uid_t uid;
 	struct cg cg;
-	int stdio[3]; /* parent ends of the pipes asked for, else -1 */
-	uint64_t start_ns;
+	int stdio[3];         /* parent ends of the pipes asked for, else -1 */
+	uint64_t start_ns;    /* spawned, or assigned work (sbx_assign) */
+	uint64_t cpu_base_us; /* CPU spent before sbx_assign, left out of reports */
 	bool reaped;
 	bool killed_for_timeout;
 };
@@ -125,6 +126,12 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 
 /* Change the cgroup limits of a running sandbox (assign time). */
 int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err);
+
+/* Give a sandbox started ahead of time its work: set the limits of the
+ * function it will run and restart its accounting (wall time, CPU, memory
+ * peak where the cgroup allows) from now, so the report covers the work
+ * only. The runtime is already waiting on stdin. */
+int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err);
 
 /* Send a signal to the sandbox's init. SIGKILL ends the whole sandbox; other
  * signals are forwarded by init to the program. */

@@ -1222,11 +1222,12 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 		                  json_object_get(res_ex.error, "message"), "stack",
 		                  json_object_get(res_ex.error, "stack"));
 	}
+	const char *start = res_ex.warm ? "warm" : "cold";
 	struct record rec = {.id = id,
 	                     .function_id = f->id,
 	                     .project_id = p->id,
 	                     .trigger = trigger,
-	                     .start = "cold",
+	                     .start = start,
 	                     .status = status,
 	                     .version = f->version,
 	                     .started_ms = started,
@@ -1252,7 +1253,7 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 	http_log_field(req, "invocation_id", id);
 	json_t *body = json_pack("{s:s, s:O?, s:o?, s:s, s:f, s:s, s:{s:f, s:f, s:I}}", "status", status, "result",
 	                         res_ex.result, "error", error ? json_incref(error) : NULL, "invocation_id", id,
-	                         "duration_ms", wall_ms, "start", "cold", "metrics", "wall_ms", wall_ms, "cpu_ms",
+	                         "duration_ms", wall_ms, "start", start, "metrics", "wall_ms", wall_ms, "cpu_ms",
 	                         cpu_ms, "memory_bytes", (json_int_t)res_ex.report.memory_peak_bytes);
 	json_decref(error);
 	exec_result_done(&res_ex);
@@ -1513,7 +1514,7 @@ static void h_metrics(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
 	struct app_metrics *m = &app->metrics;
-	char buf[8192];
+	char buf[12288];
 	size_t off = 0;
 #define OUT(...) (off += (size_t)snprintf(buf + off, off < sizeof(buf) ? sizeof(buf) - off : 0, __VA_ARGS__))
 	OUT("# HELP zmesh_invocations_total Invocations that ran, by outcome.\n"
@@ -1545,6 +1546,18 @@ static void h_metrics(struct http_request *req, void *app_)
 	    "# HELP zmesh_queue_waiting Invocations waiting for a free slot.\n"
 	    "# TYPE zmesh_queue_waiting gauge\nzmesh_queue_waiting %" PRIu64 "\n",
 	    atomic_load(&m->active), waiting);
+	struct exec_pool_stats ps;
+	exec_pool_get_stats(&app->exec, &ps);
+	OUT("# HELP zmesh_starts_total Invocations by start: from the warm pool or a fresh spawn.\n"
+	    "# TYPE zmesh_starts_total counter\nzmesh_starts_total{start=\"warm\"} %" PRIu64 "\n"
+	    "zmesh_starts_total{start=\"cold\"} %" PRIu64 "\n"
+	    "# HELP zmesh_pool_ready Sandboxes waiting in the warm pool.\n# TYPE zmesh_pool_ready gauge\n"
+	    "zmesh_pool_ready{runtime=\"javascript\"} %" PRIu64 "\nzmesh_pool_ready{runtime=\"python\"} %" PRIu64 "\n"
+	    "# HELP zmesh_pool_memory_bytes Memory held by the sandboxes waiting in the pool.\n"
+	    "# TYPE zmesh_pool_memory_bytes gauge\nzmesh_pool_memory_bytes %" PRIu64 "\n"
+	    "# HELP zmesh_pool_discarded_total Pooled sandboxes that died or aged out before use.\n"
+	    "# TYPE zmesh_pool_discarded_total counter\nzmesh_pool_discarded_total %" PRIu64 "\n",
+	    ps.warm, ps.cold, ps.ready_js, ps.ready_py, ps.memory_bytes, ps.discarded);
 #undef OUT
 	if (off >= sizeof(buf))
 		off = sizeof(buf) - 1;

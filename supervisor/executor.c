@@ -3,6 +3,7 @@
 #include "executor.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -116,6 +117,7 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
 
 void exec_ctx_done(struct exec_ctx *ctx)
 {
+	exec_pool_stop(ctx);
 	for (size_t i = 0; i < ELEMENTSOF(ctx->policy); i++)
 		pol_program_free(&ctx->policy[i]);
 }
@@ -189,6 +191,235 @@ static void classify_output(const struct buf *out, struct exec_result *r)
 	json_decref(o);
 }
 
+/* Start the runtime of lang in a fresh sandbox: for one invocation now
+ * (cold), or for the pool, with the largest limits a function may get until
+ * sbx_assign() narrows them. */
+static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
+                         uint64_t cpu_percent, struct sbx *ret, struct sbx_error *err)
+{
+	/* V8 gets a heap limit below the cgroup's, so that most overruns end
+	 * as a clean heap-limit failure rather than a kill. */
+	char heap[48];
+	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
+	         (unsigned long long)(memory_mb * 3 / 4 > 16 ? memory_mb * 3 / 4 : 16));
+	const char *js_argv[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
+	const char *py_argv[] = {"/usr/bin/python3.11", EXEC_SDK_PY_MOUNT "/bootstrap.py", NULL};
+	struct sbx_bind binds[2] = {
+	    {.src = lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,
+	     .dst = lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT},
+	    {.src = ctx->pg_socket_dir, .dst = EXEC_PG_MOUNT},
+	};
+	struct sbx_spec spec = {
+	    .argv = lang == EXEC_JS ? js_argv : py_argv,
+	    .binds = binds,
+	    .n_binds = ctx->pg_socket_dir[0] ? 2 : 1,
+	    .policy = &ctx->policy[lang],
+	    .tmpfs_bytes = ctx->tmpfs_bytes,
+	    .fsize_bytes = ctx->tmpfs_bytes,
+	    .nofile = 256,
+	    .cpu_seconds = timeout_ms / 1000 + 2,
+	    .limits = {.memory_bytes = memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu_percent},
+	    .stdio = {-1, -1, -1},
+	};
+	int r = ctx->spawner ? sbx_spawner_spawn(ctx->spawner, ctx->sbx, &spec, ret, err)
+	                     : sbx_spawn(ctx->sbx, &spec, ret, err);
+	if (r < 0 && ret->pidfd >= 0) {
+		/* Killed by the spawner after a failure: ours to reap. */
+		struct sbx dead = {
+		    .pid = ret->pid, .pidfd = ret->pidfd, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
+		dead.cg.dirfd = -1;
+		sbx_destroy(&dead);
+	}
+	return r;
+}
+
+/* ---- the warm pool --------------------------------------------------------
+ * Per runtime, sandboxes started ahead: namespaces, cgroup, workspace,
+ * runtime and wrapper loaded, blocked on stdin. An invocation takes one,
+ * narrows its limits (sbx_assign) and writes its message; the sandbox then
+ * dies with that invocation like any other. Nothing is ever reused: the
+ * pool only moves the start-up off the request's path. A background thread
+ * refills it, replacing sandboxes that died or grew too old. */
+
+#define POOL_MAX 64
+
+struct exec_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	bool stop;
+	unsigned target;
+	uint64_t memory_mb; /* limit while waiting: the largest a function gets */
+	uint64_t timeout_ms;
+	uint64_t max_age_ns;
+	struct sbx items[EXEC_PY + 1][POOL_MAX];
+	unsigned n[EXEC_PY + 1];
+	struct exec_pool_stats stats;
+};
+
+static bool alive(const struct sbx *s)
+{
+	struct pollfd p = {.fd = s->pidfd, .events = POLLIN};
+	return poll(&p, 1, 0) == 0;
+}
+
+static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, struct sbx *ret)
+{
+	struct exec_pool *pool = ctx->pool;
+	if (!pool)
+		return false;
+	bool got = false;
+	pthread_mutex_lock(&pool->mu);
+	while (pool->n[lang] > 0 && !got) {
+		struct sbx s = pool->items[lang][--pool->n[lang]];
+		if (alive(&s) && util_now_ns() - s.start_ns < pool->max_age_ns) {
+			*ret = s;
+			got = true;
+		} else {
+			pool->stats.discarded++;
+			pthread_mutex_unlock(&pool->mu);
+			sbx_destroy(&s);
+			pthread_mutex_lock(&pool->mu);
+		}
+	}
+	if (got)
+		pool->stats.warm++;
+	else
+		pool->stats.cold++;
+	pthread_cond_signal(&pool->cv);
+	pthread_mutex_unlock(&pool->mu);
+	return got;
+}
+
+static void *pool_main(void *arg)
+{
+	struct exec_ctx *ctx = arg;
+	struct exec_pool *pool = ctx->pool;
+	pthread_mutex_lock(&pool->mu);
+	while (!pool->stop) {
+		bool filled = false;
+		for (int lang = EXEC_JS; lang <= EXEC_PY && !pool->stop; lang++) {
+			/* Old or dead ones first: never handed out, replaced. */
+			for (unsigned i = 0; i < pool->n[lang];) {
+				struct sbx *s = &pool->items[lang][i];
+				if (alive(s) && util_now_ns() - s->start_ns < pool->max_age_ns) {
+					i++;
+					continue;
+				}
+				struct sbx dead = *s;
+				*s = pool->items[lang][--pool->n[lang]];
+				pool->stats.discarded++;
+				pthread_mutex_unlock(&pool->mu);
+				sbx_destroy(&dead);
+				pthread_mutex_lock(&pool->mu);
+			}
+			if (pool->n[lang] >= pool->target)
+				continue;
+			pthread_mutex_unlock(&pool->mu);
+			struct sbx s;
+			struct sbx_error err = {0};
+			int r =
+			    spawn_runtime(ctx, (enum exec_lang)lang, pool->memory_mb, pool->timeout_ms, 0, &s, &err);
+			pthread_mutex_lock(&pool->mu);
+			if (r < 0) {
+				pool->stats.spawn_failures++;
+				continue;
+			}
+			if (pool->stop || pool->n[lang] >= POOL_MAX) {
+				pthread_mutex_unlock(&pool->mu);
+				sbx_destroy(&s);
+				pthread_mutex_lock(&pool->mu);
+				continue;
+			}
+			pool->items[lang][pool->n[lang]++] = s;
+			pool->stats.spawned++;
+			filled = true;
+		}
+		if (!filled && !pool->stop) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&pool->cv, &pool->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&pool->mu);
+	return NULL;
+}
+
+int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_mb, uint64_t timeout_ms,
+                    struct sbx_error *err)
+{
+	if (per_runtime == 0)
+		return 0;
+	if (!ctx->spawner)
+		return sbx_err(err, -EINVAL, "the warm pool needs the spawner (it spawns from a thread)");
+	if (per_runtime > POOL_MAX)
+		return sbx_err(err, -EINVAL, "pool size above %d", POOL_MAX);
+	struct exec_pool *pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return sbx_err(err, -ENOMEM, "out of memory");
+	pool->target = per_runtime;
+	pool->memory_mb = memory_mb;
+	pool->timeout_ms = timeout_ms;
+	pool->max_age_ns = 300ull * 1000000000ull;
+	pthread_mutex_init(&pool->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&pool->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	ctx->pool = pool;
+	int r = pthread_create(&pool->thread, NULL, pool_main, ctx);
+	if (r != 0) {
+		ctx->pool = NULL;
+		free(pool);
+		return sbx_err(err, -r, "pthread_create: %s", strerror(r));
+	}
+	return 0;
+}
+
+void exec_pool_stop(struct exec_ctx *ctx)
+{
+	struct exec_pool *pool = ctx->pool;
+	if (!pool)
+		return;
+	pthread_mutex_lock(&pool->mu);
+	pool->stop = true;
+	pthread_cond_signal(&pool->cv);
+	pthread_mutex_unlock(&pool->mu);
+	pthread_join(pool->thread, NULL);
+	ctx->pool = NULL;
+	for (int lang = EXEC_JS; lang <= EXEC_PY; lang++)
+		for (unsigned i = 0; i < pool->n[lang]; i++)
+			sbx_destroy(&pool->items[lang][i]);
+	pthread_cond_destroy(&pool->cv);
+	pthread_mutex_destroy(&pool->mu);
+	free(pool);
+}
+
+void exec_pool_get_stats(struct exec_ctx *ctx, struct exec_pool_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	struct exec_pool *pool = ctx->pool;
+	if (!pool)
+		return;
+	pthread_mutex_lock(&pool->mu);
+	*ret = pool->stats;
+	ret->ready_js = pool->n[EXEC_JS];
+	ret->ready_py = pool->n[EXEC_PY];
+	for (int lang = EXEC_JS; lang <= EXEC_PY; lang++)
+		for (unsigned i = 0; i < pool->n[lang]; i++) {
+			char p[CG_PATH_MAX + 32], buf[64];
+			const struct cg *cg = &pool->items[lang][i].cg;
+			/* What the waiting runtimes hold now. */
+			snprintf(p, sizeof(p), "%s/%s", cg->path[0],
+			         cg->ctx->mode == CG_V2 ? "memory.current" : "memory.usage_in_bytes");
+			if (util_read_file(p, buf, sizeof(buf)) > 0)
+				ret->memory_bytes += strtoull(buf, NULL, 10);
+		}
+	pthread_mutex_unlock(&pool->mu);
+}
+
 int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct sbx_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
@@ -219,42 +450,24 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	if (text_len > EXEC_MAX_MESSAGE)
 		return sbx_err(err, -E2BIG, "the invocation message exceeds %u bytes", EXEC_MAX_MESSAGE);
 
-	/* V8 gets a heap limit below the cgroup's, so that most overruns end
-	 * as a clean heap-limit failure rather than a kill. */
-	char heap[48];
-	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
-	         (unsigned long long)(req->memory_mb * 3 / 4 > 16 ? req->memory_mb * 3 / 4 : 16));
-	const char *js_argv[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
-	const char *py_argv[] = {"/usr/bin/python3.11", EXEC_SDK_PY_MOUNT "/bootstrap.py", NULL};
-	struct sbx_bind binds[2] = {
-	    {.src = req->lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,
-	     .dst = req->lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT},
-	    {.src = ctx->pg_socket_dir, .dst = EXEC_PG_MOUNT},
-	};
-	struct sbx_spec spec = {
-	    .argv = req->lang == EXEC_JS ? js_argv : py_argv,
-	    .binds = binds,
-	    .n_binds = ctx->pg_socket_dir[0] ? 2 : 1,
-	    .policy = &ctx->policy[req->lang],
-	    .tmpfs_bytes = ctx->tmpfs_bytes,
-	    .fsize_bytes = ctx->tmpfs_bytes,
-	    .nofile = 256,
-	    .cpu_seconds = req->timeout_ms / 1000 + 2,
-	    .limits = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = req->cpu_percent},
-	    .stdio = {-1, -1, -1},
-	};
-
 	struct sbx s;
-	int r = ctx->spawner ? sbx_spawner_spawn(ctx->spawner, ctx->sbx, &spec, &s, err)
-	                     : sbx_spawn(ctx->sbx, &spec, &s, err);
-	if (r < 0) {
-		if (s.pidfd >= 0) {
-			/* Killed by the spawner after a failure: ours to reap. */
-			struct sbx dead = {
-			    .pid = s.pid, .pidfd = s.pidfd, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
-			dead.cg.dirfd = -1;
-			sbx_destroy(&dead);
+	bool warm = take_warm(ctx, req->lang, &s);
+	int r = 0;
+	if (warm) {
+		struct cg_limits lim = {
+		    .memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = req->cpu_percent};
+		r = sbx_assign(&s, &lim, err);
+		if (r < 0) {
+			/* Its runtime may already hold more than this function
+			 * may use: not this sandbox then, a fresh one. */
+			sbx_destroy(&s);
+			warm = false;
 		}
+	}
+	if (!warm)
+		r = spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, req->cpu_percent, &s, err);
+	ret->warm = warm;
+	if (r < 0) {
 		ret->outcome = EXEC_SANDBOX_ERROR;
 		ret->error = error_object("SandboxError", err->msg, "");
 		ret->report.status = SBX_ERROR;

@@ -23,6 +23,17 @@ enum exec_lang { EXEC_JS = 1, EXEC_PY };
 #define EXEC_SDK_PY_MOUNT "/opt/zmesh/sdk/python"
 #define EXEC_PG_MOUNT     "/run/zmesh/pg"
 
+struct exec_pool;
+
+struct exec_pool_stats {
+	uint64_t warm, cold; /* invocations served from the pool, or not */
+	uint64_t spawned;    /* sandboxes started for the pool */
+	uint64_t discarded;  /* died or too old while waiting: replaced */
+	uint64_t spawn_failures;
+	uint64_t ready_js, ready_py;
+	uint64_t memory_bytes; /* held by the waiting sandboxes now */
+};
+
 struct exec_ctx {
 	struct sbx_ctx *sbx;
 	struct sbx_spawner *spawner;  /* NULL: spawn in this process (single-threaded callers) */
@@ -34,6 +45,7 @@ struct exec_ctx {
 	size_t max_log_bytes;    /* stderr kept; the rest is counted, dropped */
 	uint64_t tmpfs_bytes;
 	uint64_t pids;
+	struct exec_pool *pool; /* NULL: every invocation starts cold */
 };
 
 enum exec_outcome {
@@ -68,6 +80,7 @@ struct exec_result {
 	char *logs;     /* owned, NUL-terminated, at most max_log_bytes */
 	size_t logs_len;
 	bool logs_truncated;
+	bool warm; /* served by a sandbox of the pool */
 	struct sbx_report report;
 };
 
@@ -76,6 +89,14 @@ struct exec_result {
 int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
                   const char *sdk_dir, const char *pg_socket_dir, struct sbx_error *err);
 void exec_ctx_done(struct exec_ctx *ctx);
+
+/* Keep per_runtime sandboxes of each runtime started ahead (0: no pool),
+ * waiting with memory_mb and timeout_ms as their limits until assigned.
+ * Needs ctx->spawner: the pool spawns from its own thread. */
+int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_mb, uint64_t timeout_ms,
+                    struct sbx_error *err);
+void exec_pool_stop(struct exec_ctx *ctx);
+void exec_pool_get_stats(struct exec_ctx *ctx, struct exec_pool_stats *ret);
 
 /* Run one invocation. Returns 0 with *ret filled whatever the function did;
  * a negative errno only when the request itself is unusable. */

@@ -241,6 +241,19 @@ int main(int argc, char **argv)
 	}
 	app.exec.max_log_bytes = app.cfg.max_log_bytes;
 	app.exec.max_result_bytes = app.cfg.max_result_bytes;
+	/* Pooled sandboxes wait under the largest limits any tier allows; an
+	 * invocation narrows them to its function's. */
+	uint64_t pool_mem = 0, pool_timeout = 0;
+	for (int i = 0; i < app.tiers.n; i++) {
+		pool_mem = app.tiers.t[i].max_memory_mb > pool_mem ? app.tiers.t[i].max_memory_mb : pool_mem;
+		pool_timeout =
+		    app.tiers.t[i].max_timeout_ms > pool_timeout ? app.tiers.t[i].max_timeout_ms : pool_timeout;
+	}
+	if (exec_pool_start(&app.exec, (unsigned)app.cfg.pool_size, pool_mem, pool_timeout, &err) < 0) {
+		if (pge)
+			pge_stop(pge);
+		return fatal("warm pool", &err);
+	}
 	limiter_init(&app.limiter, app.cfg.concurrency);
 	limiter_init(&app.login_limiter, 4);
 

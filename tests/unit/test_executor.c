@@ -13,13 +13,17 @@
 #include "executor.h"
 
 static struct sbx_ctx sbx;
-static struct exec_ctx ex;
+static struct exec_ctx ex;      /* cold only, spawns in this process */
+static struct exec_ctx ex_pool; /* through the spawner, with a warm pool */
+static struct sbx_spawner spawner;
 
 static int setup(void **state)
 {
 	struct sbx_error err = {0};
-	if (sbx_ctx_init(&sbx, NULL, &err) < 0 ||
-	    exec_ctx_init(&ex, &sbx, NULL, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0) {
+	/* The spawner is forked while this process has one thread. */
+	if (sbx_ctx_init(&sbx, NULL, &err) < 0 || sbx_spawner_start(&sbx, &spawner, &err) < 0 ||
+	    exec_ctx_init(&ex, &sbx, NULL, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0 ||
+	    exec_ctx_init(&ex_pool, &sbx, &spawner, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0) {
 		fprintf(stderr, "setup: %s\n", err.msg);
 		return -1;
 	}
@@ -29,11 +33,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	exec_ctx_done(&ex);
+	exec_ctx_done(&ex_pool);
+	sbx_spawner_stop(&spawner);
 	return 0;
 }
 
-static void run(enum exec_lang lang, const char *code, json_t *payload, uint64_t timeout_ms, uint64_t memory_mb,
-                struct exec_result *r)
+static void run_in(struct exec_ctx *ctx, enum exec_lang lang, const char *code, json_t *payload, uint64_t timeout_ms,
+                   uint64_t memory_mb, struct exec_result *r)
 {
 	struct exec_request req = {.lang = lang,
 	                           .invocation_id = "inv",
@@ -47,9 +53,80 @@ static void run(enum exec_lang lang, const char *code, json_t *payload, uint64_t
 	struct sbx_error err = {0};
 	json_t *env = json_pack("{s:s}", "GREETING", "hello");
 	req.env = env;
-	assert_int_equal(exec_run(&ex, &req, r, &err), 0);
+	assert_int_equal(exec_run(ctx, &req, r, &err), 0);
 	json_decref(env);
 	json_decref(payload);
+}
+
+static void run(enum exec_lang lang, const char *code, json_t *payload, uint64_t timeout_ms, uint64_t memory_mb,
+                struct exec_result *r)
+{
+	run_in(&ex, lang, code, payload, timeout_ms, memory_mb, r);
+}
+
+/* Wait until the pool holds a sandbox of each runtime. */
+static void pool_ready(void)
+{
+	for (int i = 0; i < 200; i++) {
+		struct exec_pool_stats st;
+		exec_pool_get_stats(&ex_pool, &st);
+		if (st.ready_js >= 1 && st.ready_py >= 1)
+			return;
+		usleep(50 * 1000);
+	}
+	fail_msg("the pool did not fill within 10 s");
+}
+
+static void test_pool_serves_warm_and_each_sandbox_once(void **state)
+{
+	struct sbx_error err = {0};
+	assert_int_equal(exec_pool_start(&ex_pool, 1, 512, 30000, &err), 0);
+	pool_ready();
+	struct exec_result r;
+	/* The first invocation leaves a file and a process behind... */
+	run_in(&ex_pool, EXEC_PY,
+	       "import os, subprocess\ndef handler(p, z):\n    open('/tmp/left-behind', 'w').write('secret')\n"
+	       "    subprocess.Popen(['/bin/sleep', '60'])\n    return os.getpid()\n",
+	       NULL, 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	assert_true(r.warm);
+	exec_result_done(&r);
+	pool_ready();
+	/* ...which the next one, warm too, cannot see: a sandbox serves once. */
+	run_in(&ex_pool, EXEC_PY,
+	       "import os\ndef handler(p, z):\n    return {'file': os.path.exists('/tmp/left-behind'), "
+	       "'pids': sorted(int(x) for x in os.listdir('/proc') if x.isdigit())}\n",
+	       NULL, 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	assert_true(r.warm);
+	assert_false(json_is_true(json_object_get(r.result, "file")));
+	assert_int_equal(json_array_size(json_object_get(r.result, "pids")), 2); /* init and the runtime */
+	exec_result_done(&r);
+
+	struct exec_pool_stats st;
+	exec_pool_get_stats(&ex_pool, &st);
+	assert_true(st.warm >= 2);
+	assert_true(st.memory_bytes > 0);
+}
+
+static void test_pool_limits_are_the_functions(void **state)
+{
+	pool_ready();
+	struct exec_result r;
+	/* Waiting with 512 MB, assigned 64 MB: the function's limit holds. */
+	run_in(&ex_pool, EXEC_PY, "def handler(p, z):\n    b = bytearray(200 << 20)\n    return len(b)\n", NULL, 10000,
+	       64, &r);
+	assert_true(r.warm);
+	assert_int_equal(r.outcome, EXEC_OOM);
+	exec_result_done(&r);
+	pool_ready();
+	/* The timeout counts from the assignment, not from the spawn. */
+	run_in(&ex_pool, EXEC_JS, "exports.handler = async () => { for (;;) {} };", NULL, 600, 256, &r);
+	assert_true(r.warm);
+	assert_int_equal(r.outcome, EXEC_TIMEOUT);
+	assert_in_range(r.report.wall_us, 550000, 3000000);
+	exec_result_done(&r);
+	exec_pool_stop(&ex_pool);
 }
 
 static void test_js_success(void **state)
@@ -207,6 +284,8 @@ int main(void)
 	    cmocka_unit_test(test_logs_are_bounded_and_marked),
 	    cmocka_unit_test(test_large_payload_round_trip),
 	    cmocka_unit_test(test_bad_requests_are_refused),
+	    cmocka_unit_test(test_pool_serves_warm_and_each_sandbox_once),
+	    cmocka_unit_test(test_pool_limits_are_the_functions),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

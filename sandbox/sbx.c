@@ -528,6 +528,8 @@ static _Noreturn void child_main(const struct plan *p)
 	 * parent's namespace would otherwise kill init with its default action. */
 	sigprocmask(SIG_BLOCK, &all, NULL);
 	child_fds(p);
+	/* What operators see in ps for every sandbox's pid 1. */
+	prctl(PR_SET_NAME, "zmesh-init", 0, 0, 0);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		_exit(INIT_EXIT_SETUP);
 	if (unshare(CLONE_NEWNET) < 0)

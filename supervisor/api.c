@@ -1082,49 +1082,36 @@ struct record {
 };
 
 /* Exactly one record per invocation, whatever became of it. */
+/* Cut s to at most max bytes on a character boundary (s is valid UTF-8). */
+static void cut_utf8(char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n <= max)
+		return;
+	n = max - 3;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	memcpy(s + n, "...", 4);
+}
+
+/* Exactly one record per invocation, whatever became of it; written by
+ * the record writer, off the request's path. */
 static void record_invocation(struct app *app, const struct record *rec)
 {
-	char version[24], started[40], duration[40], cpu[40], memory[24];
-	snprintf(version, sizeof(version), "%" PRId64, rec->version);
-	snprintf(started, sizeof(started), "%.3f", rec->started_ms / 1000.0);
-	snprintf(duration, sizeof(duration), "%.3f", rec->duration_ms);
-	snprintf(cpu, sizeof(cpu), "%.3f", rec->cpu_ms);
-	snprintf(memory, sizeof(memory), "%" PRIu64, rec->memory_bytes);
 	_cleanup_free_ char *result = rec->result ? json_dumps(rec->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-	if (result && strlen(result) > 1024)
-		strcpy(result + 1021, "...");
-	_cleanup_free_ char *error = rec->error ? json_dumps(rec->error, JSON_COMPACT) : NULL;
-	const char *prm[] = {rec->id,
-	                     rec->function_id,
-	                     rec->project_id,
-	                     version,
-	                     rec->trigger,
-	                     rec->start,
-	                     rec->status,
-	                     started,
-	                     duration,
-	                     cpu,
-	                     memory,
-	                     result,
-	                     rec->logs,
-	                     rec->logs_truncated ? "t" : "f",
-	                     error};
-	PGconn *c = db_acquire(app->pool);
-	if (!c) {
-		zlog(ZLOG_ERROR, "record_lost", "invocation_id", rec->id, "error", "no database connection", NULL);
+	if (result)
+		cut_utf8(result, 1024);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s?, s:s, s:f, s:f, s:f, s:I, s:s?, s:s?, s:b, s:O?}", "id",
+	                      rec->id, "function_id", rec->function_id, "project_id", rec->project_id, "version",
+	                      (json_int_t)rec->version, "trigger", rec->trigger, "start", rec->start, "status",
+	                      rec->status, "started_at_ms", rec->started_ms, "duration_ms", rec->duration_ms, "cpu_ms",
+	                      rec->cpu_ms, "memory_bytes", (json_int_t)rec->memory_bytes, "result_excerpt", result,
+	                      "logs", rec->logs, "logs_truncated", rec->logs_truncated, "error", rec->error);
+	if (!o) {
+		zlog(ZLOG_ERROR, "record_lost", "invocation_id", rec->id, "error", "cannot encode the record", NULL);
 		return;
 	}
-	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
-	if (db_exec_params(
-	        c,
-	        "INSERT INTO invocations (id, function_id, project_id, version, trigger, start, status, "
-	        "started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error) "
-	        "VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::double precision), $9, $10, $11, $12, $13, "
-	        "$14, $15::jsonb)",
-	        15, prm, &res, &err) < 0)
-		zlog(ZLOG_ERROR, "record_failed", "invocation_id", rec->id, "error", err.msg, NULL);
-	db_release(app->pool, c);
+	records_push(app->records, o);
 }
 
 static void reply_rejected(struct app *app, struct http_request *req, const struct project *p, const struct function *f,
@@ -1558,6 +1545,15 @@ static void h_metrics(struct http_request *req, void *app_)
 	    "# HELP zmesh_pool_discarded_total Pooled sandboxes that died or aged out before use.\n"
 	    "# TYPE zmesh_pool_discarded_total counter\nzmesh_pool_discarded_total %" PRIu64 "\n",
 	    ps.warm, ps.cold, ps.ready_js, ps.ready_py, ps.memory_bytes, ps.discarded);
+	uint64_t queued, written, failed;
+	records_stats(app->records, &queued, &written, &failed);
+	OUT("# HELP zmesh_records_queued Invocation records waiting to be written.\n"
+	    "# TYPE zmesh_records_queued gauge\nzmesh_records_queued %" PRIu64 "\n"
+	    "# HELP zmesh_records_written_total Invocation records written.\n"
+	    "# TYPE zmesh_records_written_total counter\nzmesh_records_written_total %" PRIu64 "\n"
+	    "# HELP zmesh_records_failed_total Invocation records the database refused.\n"
+	    "# TYPE zmesh_records_failed_total counter\nzmesh_records_failed_total %" PRIu64 "\n",
+	    queued, written, failed);
 #undef OUT
 	if (off >= sizeof(buf))
 		off = sizeof(buf) - 1;

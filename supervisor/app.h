@@ -12,6 +12,7 @@
 #include "executor.h"
 #include "http.h"
 #include "limiter.h"
+#include "records.h"
 #include "tiers.h"
 
 #define APP_DURATION_BUCKETS 12
@@ -28,6 +29,7 @@ struct app_metrics {
 struct app {
 	struct zconfig cfg;
 	struct db_pool *pool;
+	struct records *records;
 	struct tiers tiers;
 	struct limiter limiter;
 	struct exec_ctx exec;

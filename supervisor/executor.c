@@ -60,6 +60,43 @@ static int buf_read(struct buf *b, int fd)
 	}
 }
 
+/* Logs are the function's raw bytes: make them valid UTF-8 without NULs
+ * (each bad byte becomes '?'), so they can be stored and shown as text, and
+ * drop a character the log limit cut in half. Returns the new length. */
+static size_t sanitize_text(char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		bool ok = n > 0 && (c != 0) && i + n <= len;
+		for (size_t k = 1; ok && k < n; k++)
+			ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+		if (ok && n == 2)
+			ok = c >= 0xc2; /* overlong */
+		if (ok && n == 3) {
+			unsigned char c1 = (unsigned char)s[i + 1];
+			ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0); /* overlong, surrogates */
+		}
+		if (ok && n == 4) {
+			unsigned char c1 = (unsigned char)s[i + 1];
+			ok = c <= 0xf4 && !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+		}
+		if (!ok && i + n > len && n > 1) {
+			/* A character cut by the limit: end before it. */
+			len = i;
+			break;
+		}
+		if (!ok) {
+			s[i++] = '?';
+			continue;
+		}
+		i += n;
+	}
+	s[len] = '\0';
+	return len;
+}
+
 static uint64_t epoch_ms(void)
 {
 	struct timespec ts;
@@ -547,8 +584,10 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 
 	r = sbx_reap(&s, &ret->report);
 	sbx_destroy(&s);
-	if (logs.data)
+	if (logs.data) {
 		logs.data[logs.len] = '\0';
+		logs.len = sanitize_text(logs.data, logs.len);
+	}
 	ret->logs = logs.data ? logs.data : strdup("");
 	ret->logs_len = logs.len;
 	ret->logs_truncated = logs.overflow;

@@ -254,6 +254,11 @@ int main(int argc, char **argv)
 			pge_stop(pge);
 		return fatal("warm pool", &err);
 	}
+	if (records_start(app.pool, &app.records, &err) < 0) {
+		if (pge)
+			pge_stop(pge);
+		return fatal("record writer", &err);
+	}
 	limiter_init(&app.limiter, app.cfg.concurrency);
 	limiter_init(&app.login_limiter, 4);
 
@@ -282,9 +287,11 @@ int main(int argc, char **argv)
 	while (sigwait(&stop, &sig) != 0)
 		;
 	zlog(ZLOG_INFO, "stopping", "signal", strsignal(sig), NULL);
-	/* In-flight invocations finish (bounded by the grace period); their
-	 * records are written before their responses, so none is lost. */
+	/* In-flight invocations finish (bounded by the grace period), then the
+	 * record writer drains its queue: no record is lost. */
 	http_server_stop(srv);
+	exec_pool_stop(&app.exec);
+	records_stop(app.records);
 	db_pool_close(app.pool);
 	exec_ctx_done(&app.exec);
 	sbx_spawner_stop(&spawner);

@@ -233,6 +233,23 @@ static void test_logs_are_bounded_and_marked(void **state)
 	exec_result_done(&r);
 }
 
+static void test_logs_are_made_valid_text(void **state)
+{
+	struct exec_result r;
+	run(EXEC_PY,
+	    "import sys\ndef handler(p, z):\n    sys.stderr.buffer.write(b'a\\xff\\x00b\\xc3')\n"
+	    "    sys.stderr.flush()\n    return 1\n",
+	    NULL, 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	/* Invalid bytes and NULs become '?'; a character cut at the end goes. */
+	assert_non_null(strstr(r.logs, "a??b"));
+	assert_int_equal(strlen(r.logs), r.logs_len);
+	json_t *j = json_string(r.logs);
+	assert_non_null(j); /* valid UTF-8 */
+	json_decref(j);
+	exec_result_done(&r);
+}
+
 static void test_large_payload_round_trip(void **state)
 {
 	/* Larger than any pipe buffer both ways: stdin is written while stdout
@@ -282,6 +299,7 @@ int main(void)
 	    cmocka_unit_test(test_no_result_is_bad_result),
 	    cmocka_unit_test(test_result_over_limit_is_bad_result),
 	    cmocka_unit_test(test_logs_are_bounded_and_marked),
+	    cmocka_unit_test(test_logs_are_made_valid_text),
 	    cmocka_unit_test(test_large_payload_round_trip),
 	    cmocka_unit_test(test_bad_requests_are_refused),
 	    cmocka_unit_test(test_pool_serves_warm_and_each_sandbox_once),

@@ -121,6 +121,9 @@ static void slugify(const char *name, char *out, size_t size)
 		} else
 			dash = true;
 	}
+	/* Cut at 63: no dash may end it. */
+	while (k > 0 && out[k - 1] == '-')
+		k--;
 	out[k] = '\0';
 }
 
@@ -1004,10 +1007,13 @@ static void h_rollback(struct http_request *req, void *app_)
 		return;
 	char id[UUID_LEN + 1];
 	snprintf(id, sizeof(id), "%s", f.id);
+	int64_t current = f.version;
 	function_done(&f);
 	uint64_t v;
 	if (util_parse_u64(http_param(req, "v"), 1, INT32_MAX, &v) < 0)
 		return http_reply_error(req, 404, "NOT_FOUND", "no such version");
+	if ((int64_t)v == current)
+		return http_reply_error(req, 409, "ALREADY_CURRENT", "version %" PRIu64 " is the current one", v);
 	char vs[24];
 	snprintf(vs, sizeof(vs), "%" PRIu64, v);
 	struct sbx_error err = {0};

@@ -1,0 +1,61 @@
+/* client.h - JSON over HTTP to zmeshd, with libcurl. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <curl/curl.h>
+
+#include "common.h"
+
+/* The biggest response accepted: a version list holds every previous code
+ * (each up to the server's code limit), an invocation a result of up to 6 MB. */
+#define CLIENT_MAX_RESPONSE       (128u * 1024 * 1024)
+#define CLIENT_CONNECT_TIMEOUT_MS 10000L
+/* Ordinary calls answer quickly; an invocation may run as long as the
+ * biggest tier allows (900 s) after waiting for a slot. */
+#define CLIENT_TIMEOUT_MS        60000L
+#define CLIENT_INVOKE_TIMEOUT_MS (960L * 1000)
+#define CLIENT_MAX_URL           2048
+
+struct client {
+	CURL *curl;
+	char *base;        /* validated base URL, no trailing slash */
+	const char *token; /* borrowed; NULL sends no Authorization */
+	long timeout_ms;
+};
+
+/* One response: the status, the raw body and, when it parses, its JSON. */
+struct reply {
+	long status;
+	char *raw;
+	size_t len;
+	json_t *json;
+};
+
+/* Check a base URL given by a person: http or https, a host, no user
+ * credentials, no query or fragment, bounded. *ret is the normalised form
+ * (trailing slashes removed). */
+int client_check_url(const char *url, char **ret, struct cli_error *err);
+
+/* Set up a client for base (already checked). Free with client_done. */
+int client_init(struct client *c, const char *base, struct cli_error *err);
+void client_done(struct client *c);
+
+/* Send one request. path starts with '/' and has every segment escaped
+ * (client_escape). body may be NULL (no body); api_key, when given, goes in
+ * x-api-key. Returns 0 once a response arrived, whatever its status; the
+ * body must then be JSON. Transport failures, oversized or non-JSON bodies
+ * are errors. Free *ret with reply_done. */
+int client_request(struct client *c, const char *method, const char *path, const json_t *body, const char *api_key,
+                   struct reply *ret, struct cli_error *err);
+
+void reply_done(struct reply *r);
+
+/* A path segment with everything but [A-Za-z0-9_~-] percent-encoded, so a
+ * name can never add segments or dot-segments to a path. NULL on ENOMEM. */
+char *client_escape(const char *s);
+
+/* The one-line message of an error reply: "CODE: message" from the server's
+ * {"error":{"code","message"}}, else "HTTP <status>". Sanitised. */
+char *reply_error_line(const struct reply *r);

@@ -1,0 +1,290 @@
+/* projects.c - zmesh projects, use and keys. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "table.h"
+
+static const char projects_usage[] = "zmesh projects create NAME [--slug SLUG] [--tier TIER] | zmesh projects list";
+static const char use_usage[] = "zmesh use PROJECT    (a project id or slug)";
+static const char keys_usage[] = "zmesh keys create NAME | zmesh keys list | zmesh keys delete KEY_ID";
+
+/* Parse a command that only takes common options; operands from optind. */
+static int plain_opts(struct cli *c, int argc, char **argv, const char *usage, int *ret_exit)
+{
+	static const struct option opts[] = {CLI_COMMON_OPTIONS, {0}};
+	int o;
+	while ((o = cli_next_opt(c, argc, argv, opts, usage, ret_exit)) != OPT_END)
+		if (o == OPT_EXIT)
+			return OPT_EXIT;
+	return 0;
+}
+
+static int make_current(struct cli *c, json_t *project)
+{
+	const char *id = json_string_value(json_object_get(project, "id"));
+	const char *slug = json_string_value(json_object_get(project, "slug"));
+	if (!id)
+		return cli_err(&c->err, -EBADMSG, "the server's answer has no project id");
+	int r;
+	if ((r = config_set(&c->cfg.project, id, &c->err)) < 0 ||
+	    (r = config_set(&c->cfg.project_slug, slug, &c->err)) < 0)
+		return r;
+	return cli_save_config(c);
+}
+
+static int projects_create(struct cli *c, int argc, char **argv)
+{
+	enum { OPT_SLUG = 1, OPT_TIER };
+	static const struct option opts[] = {
+	    {"slug", required_argument, NULL, OPT_SLUG},
+	    {"tier", required_argument, NULL, OPT_TIER},
+	    CLI_COMMON_OPTIONS,
+	    {0},
+	};
+	const char *slug = NULL, *tier = NULL;
+	int o, rc;
+	while ((o = cli_next_opt(c, argc, argv, opts, projects_usage, &rc)) != OPT_END) {
+		if (o == OPT_EXIT)
+			return rc;
+		if (o == OPT_SLUG)
+			slug = optarg;
+		else
+			tier = optarg;
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(projects_usage, "projects create takes one NAME");
+	_cleanup_json_ json_t *body = json_pack("{s:s}", "name", argv[optind]);
+	if (!body || (slug && json_object_set_new(body, "slug", json_string(slug)) < 0) ||
+	    (tier && json_object_set_new(body, "tier", json_string(tier)) < 0))
+		return cli_usage_error(projects_usage, "names, slugs and tiers must be valid UTF-8");
+
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "POST", "/projects", body, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	/* A first project becomes the current one: nothing else could be. */
+	bool chosen = !c->cfg.project;
+	if (chosen && make_current(c, rep.json) < 0)
+		return cli_fail(c, NULL);
+	if (c->json) {
+		cli_print_raw(&rep);
+	} else {
+		char s[128], t[64], id[64];
+		_cleanup_free_ char *line = NULL;
+		json_t *p = rep.json;
+		if (asprintf(&line, "Created project %s (tier %s, id %s)%s",
+		             cell_json(json_object_get(p, "slug"), s, sizeof(s)),
+		             cell_json(json_object_get(p, "tier"), t, sizeof(t)),
+		             cell_json(json_object_get(p, "id"), id, sizeof(id)),
+		             chosen ? "; it is now the current one." : ".") > 0) {
+			_cleanup_free_ char *safe = cli_sanitize(line, 512, false);
+			puts(safe ? safe : "Created.");
+		}
+	}
+	return CLI_EXIT_OK;
+}
+
+static int projects_list(struct cli *c, int argc, char **argv)
+{
+	int rc;
+	if (plain_opts(c, argc, argv, projects_usage, &rc) == OPT_EXIT)
+		return rc;
+	if (optind < argc)
+		return cli_usage_error(projects_usage, "unexpected argument '%s'", argv[optind]);
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "GET", "/projects", NULL, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	json_t *list = json_object_get(rep.json, "projects");
+	if (!json_is_array(list))
+		return cli_fail(c, "the server's answer has no project list");
+	if (c->json) {
+		cli_print_raw(&rep);
+		return CLI_EXIT_OK;
+	}
+	static const char *const header[] = {"", "SLUG", "NAME", "TIER", "ID", "CREATED", NULL};
+	_cleanup_(table_freep) struct table *t = table_new(header);
+	size_t i;
+	json_t *p;
+	int r = t ? 0 : -ENOMEM;
+	json_array_foreach (list, i, p) {
+		char slug[128], name[256], tier[64], id[64], created[64];
+		const char *pid = json_string_value(json_object_get(p, "id"));
+		const char *cells[] = {
+		    pid && c->cfg.project && strcmp(pid, c->cfg.project) == 0 ? "*" : "",
+		    cell_json(json_object_get(p, "slug"), slug, sizeof(slug)),
+		    cell_json(json_object_get(p, "name"), name, sizeof(name)),
+		    cell_json(json_object_get(p, "tier"), tier, sizeof(tier)),
+		    cell_json(json_object_get(p, "id"), id, sizeof(id)),
+		    cell_time(json_object_get(p, "created_at"), created, sizeof(created)),
+		};
+		if (r >= 0)
+			r = table_add(t, cells);
+	}
+	if (r < 0)
+		return cli_fail(c, "out of memory");
+	if (json_array_size(list) == 0)
+		printf("No projects yet: zmesh projects create NAME\n");
+	else
+		table_print(t, stdout);
+	return CLI_EXIT_OK;
+}
+
+int cmd_projects(struct cli *c, int argc, char **argv)
+{
+	if (argc < 2)
+		return cli_usage_error(projects_usage, "which projects command?");
+	const char *sub = argv[1];
+	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+		printf("usage: %s\n", projects_usage);
+		return CLI_EXIT_OK;
+	}
+	optind = 0;
+	if (strcmp(sub, "create") == 0)
+		return projects_create(c, argc - 1, argv + 1);
+	if (strcmp(sub, "list") == 0)
+		return projects_list(c, argc - 1, argv + 1);
+	return cli_usage_error(projects_usage, "unknown projects command '%s'", sub);
+}
+
+int cmd_use(struct cli *c, int argc, char **argv)
+{
+	int rc;
+	if (plain_opts(c, argc, argv, use_usage, &rc) == OPT_EXIT)
+		return rc;
+	if (argc - optind != 1 || !*argv[optind])
+		return cli_usage_error(use_usage, "use takes one PROJECT");
+	_cleanup_free_ char *path = CLI_PATH("projects", argv[optind]);
+	if (!path)
+		return cli_fail(c, "out of memory");
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "GET", path, NULL, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	int r = make_current(c, rep.json);
+	if (r < 0)
+		return cli_fail(c, NULL);
+	if (c->json) {
+		cli_print_raw(&rep);
+	} else {
+		_cleanup_free_ char *slug = cli_sanitize(c->cfg.project_slug ? c->cfg.project_slug : "-", 128, false);
+		_cleanup_free_ char *id = cli_sanitize(c->cfg.project, 64, false);
+		printf("Using project %s (%s).\n", slug ? slug : "?", id ? id : "?");
+	}
+	return CLI_EXIT_OK;
+}
+
+static int keys_create(struct cli *c, int argc, char **argv, const char *project)
+{
+	if (argc - optind != 1)
+		return cli_usage_error(keys_usage, "keys create takes one NAME");
+	_cleanup_json_ json_t *body = json_pack("{s:s}", "name", argv[optind]);
+	_cleanup_free_ char *path = CLI_PATH("projects", project, "api-keys");
+	if (!body)
+		return cli_usage_error(keys_usage, "the key's name must be valid UTF-8");
+	if (!path)
+		return cli_fail(c, "out of memory");
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "POST", path, body, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	const char *key = json_string_value(json_object_get(rep.json, "key"));
+	if (c->json) {
+		cli_print_raw(&rep);
+	} else if (key) {
+		_cleanup_free_ char *k = cli_sanitize(key, 512, false);
+		printf("%s\n", k ? k : "?");
+		fprintf(stderr,
+		        "This key is shown once: keep it now. Invoke with: curl -X POST -H 'x-api-key: KEY' "
+		        "%s/api/functions/SLUG -d '{...}'\n",
+		        c->cfg.url);
+	} else {
+		return cli_fail(c, "the server's answer has no key");
+	}
+	return CLI_EXIT_OK;
+}
+
+static int keys_list(struct cli *c, int argc, char **argv, const char *project)
+{
+	if (optind < argc)
+		return cli_usage_error(keys_usage, "unexpected argument '%s'", argv[optind]);
+	_cleanup_free_ char *path = CLI_PATH("projects", project, "api-keys");
+	if (!path)
+		return cli_fail(c, "out of memory");
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "GET", path, NULL, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	json_t *list = json_object_get(rep.json, "api_keys");
+	if (!json_is_array(list))
+		return cli_fail(c, "the server's answer has no key list");
+	if (c->json) {
+		cli_print_raw(&rep);
+		return CLI_EXIT_OK;
+	}
+	static const char *const header[] = {"ID", "NAME", "PREFIX", "CREATED", "LAST USED", NULL};
+	_cleanup_(table_freep) struct table *t = table_new(header);
+	int r = t ? 0 : -ENOMEM;
+	size_t i;
+	json_t *k;
+	json_array_foreach (list, i, k) {
+		char id[64], name[256], prefix[64], created[64], used[64];
+		const char *cells[] = {
+		    cell_json(json_object_get(k, "id"), id, sizeof(id)),
+		    cell_json(json_object_get(k, "name"), name, sizeof(name)),
+		    cell_json(json_object_get(k, "prefix"), prefix, sizeof(prefix)),
+		    cell_time(json_object_get(k, "created_at"), created, sizeof(created)),
+		    cell_time(json_object_get(k, "last_used_at"), used, sizeof(used)),
+		};
+		if (r >= 0)
+			r = table_add(t, cells);
+	}
+	if (r < 0)
+		return cli_fail(c, "out of memory");
+	if (json_array_size(list) == 0)
+		printf("No API keys: zmesh keys create NAME\n");
+	else
+		table_print(t, stdout);
+	return CLI_EXIT_OK;
+}
+
+static int keys_delete(struct cli *c, int argc, char **argv, const char *project)
+{
+	if (argc - optind != 1 || !*argv[optind])
+		return cli_usage_error(keys_usage, "keys delete takes one KEY_ID (see zmesh keys list)");
+	_cleanup_free_ char *path = CLI_PATH("projects", project, "api-keys", argv[optind]);
+	if (!path)
+		return cli_fail(c, "out of memory");
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "DELETE", path, NULL, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	if (c->json)
+		cli_print_raw(&rep);
+	else
+		printf("Deleted the key.\n");
+	return CLI_EXIT_OK;
+}
+
+int cmd_keys(struct cli *c, int argc, char **argv)
+{
+	if (argc < 2)
+		return cli_usage_error(keys_usage, "which keys command?");
+	const char *sub = argv[1];
+	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+		printf("usage: %s\n", keys_usage);
+		return CLI_EXIT_OK;
+	}
+	int (*fn)(struct cli *, int, char **, const char *) = strcmp(sub, "create") == 0   ? keys_create
+	                                                      : strcmp(sub, "list") == 0   ? keys_list
+	                                                      : strcmp(sub, "delete") == 0 ? keys_delete
+	                                                                                   : NULL;
+	if (!fn)
+		return cli_usage_error(keys_usage, "unknown keys command '%s'", sub);
+	argc--;
+	argv++;
+	optind = 0;
+	int rc;
+	if (plain_opts(c, argc, argv, keys_usage, &rc) == OPT_EXIT)
+		return rc;
+	const char *project = cli_project(c);
+	if (!project)
+		return cli_fail(c, NULL);
+	return fn(c, argc, argv, project);
+}

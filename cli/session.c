@@ -1,0 +1,231 @@
+/* session.c - zmesh login and logout. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+
+#include "cli.h"
+
+/* Longer than any password a person types; bounds what stdin can feed us. */
+#define PASSWORD_MAX 1024
+
+static const char login_usage[] = "zmesh login --url URL --email EMAIL [--password PASSWORD]\n\n"
+                                  "  Without --password, the password is asked for (no echo) on a terminal,\n"
+                                  "  else read as one line from stdin. --password is visible to other local users.";
+
+static void wipe(char *buf, size_t size)
+{
+	explicit_bzero(buf, size);
+}
+
+static void ignore_signal(int sig)
+{
+	(void)sig;
+}
+
+/* One line from fd into buf (without its newline). -EINTR when a signal
+ * interrupted it, -ENODATA on end of input before anything was read,
+ * -E2BIG when the line does not fit. */
+static int read_line(int fd, char *buf, size_t size)
+{
+	size_t n = 0;
+	for (;;) {
+		char ch;
+		ssize_t k = read(fd, &ch, 1);
+		if (k < 0)
+			return -errno;
+		if (k == 0) {
+			if (n == 0)
+				return -ENODATA;
+			break;
+		}
+		if (ch == '\n')
+			break;
+		if (n + 1 >= size)
+			return -E2BIG;
+		buf[n++] = ch;
+	}
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Ask on the terminal with echo off. Ctrl-C must not leave the terminal
+ * without echo: SIGINT and friends interrupt read() (no SA_RESTART), and
+ * the mode is restored before we go. */
+static int prompt_password(char *buf, size_t size, struct cli_error *err)
+{
+	struct termios old, quiet;
+	if (tcgetattr(STDIN_FILENO, &old) < 0)
+		return cli_err(err, -errno, "cannot read the terminal's settings: %s", strerror(errno));
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	quiet.c_lflag |= ECHONL;
+
+	struct sigaction sa = {.sa_handler = ignore_signal}, saved[3];
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+		sigaction(sigs[i], &sa, &saved[i]);
+
+	fputs("Password: ", stderr);
+	fflush(stderr);
+	int r = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0 ? -errno : 0;
+	if (r == 0)
+		r = read_line(STDIN_FILENO, buf, size);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+		sigaction(sigs[i], &saved[i], NULL);
+
+	if (r == -EINTR) {
+		fputc('\n', stderr);
+		return cli_err(err, r, "interrupted");
+	}
+	if (r == -E2BIG)
+		return cli_err(err, r, "the password is longer than %d bytes", PASSWORD_MAX - 1);
+	if (r == -ENODATA)
+		return cli_err(err, r, "no password given");
+	if (r < 0)
+		return cli_err(err, r, "cannot read the password: %s", strerror(-r));
+	return 0;
+}
+
+static int get_password(const char *given, char *buf, size_t size, struct cli_error *err)
+{
+	if (given) {
+		if (strlen(given) >= size)
+			return cli_err(err, -E2BIG, "the password is longer than %zu bytes", size - 1);
+		snprintf(buf, size, "%s", given);
+		return 0;
+	}
+	if (isatty(STDIN_FILENO))
+		return prompt_password(buf, size, err);
+	int r = read_line(STDIN_FILENO, buf, size);
+	if (r == -ENODATA)
+		return cli_err(err, r, "no password given: pass --password or write it to stdin");
+	if (r == -E2BIG)
+		return cli_err(err, r, "the password is longer than %zu bytes", size - 1);
+	if (r < 0)
+		return cli_err(err, r, "cannot read the password from stdin: %s", strerror(-r));
+	return 0;
+}
+
+static bool same(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+int cmd_login(struct cli *c, int argc, char **argv)
+{
+	enum { OPT_URL = 1, OPT_EMAIL, OPT_PASSWORD };
+	static const struct option opts[] = {
+	    {"url", required_argument, NULL, OPT_URL},
+	    {"email", required_argument, NULL, OPT_EMAIL},
+	    {"password", required_argument, NULL, OPT_PASSWORD},
+	    CLI_COMMON_OPTIONS,
+	    {0},
+	};
+	const char *url_in = NULL, *email = NULL, *given = NULL;
+	int o, rc;
+	while ((o = cli_next_opt(c, argc, argv, opts, login_usage, &rc)) != OPT_END) {
+		if (o == OPT_EXIT)
+			return rc;
+		if (o == OPT_URL)
+			url_in = optarg;
+		else if (o == OPT_EMAIL)
+			email = optarg;
+		else
+			given = optarg;
+	}
+	if (optind < argc)
+		return cli_usage_error(login_usage, "unexpected argument '%s'", argv[optind]);
+	/* Logging in again to the same place needs neither URL nor email. */
+	if (!url_in)
+		url_in = c->cfg.url;
+	if (!email)
+		email = c->cfg.email;
+	if (!url_in || !email)
+		return cli_usage_error(login_usage, "give --url and --email");
+	if (!*email || strlen(email) > 320)
+		return cli_usage_error(login_usage, "--email must be 1 to 320 characters");
+
+	_cleanup_free_ char *url = NULL;
+	if (client_check_url(url_in, &url, &c->err) < 0)
+		return cli_usage_error(login_usage, "%s", c->err.msg);
+
+	char password[PASSWORD_MAX];
+	int r = get_password(given, password, sizeof(password), &c->err);
+	_cleanup_json_ json_t *body = r < 0 ? NULL : json_pack("{s:s, s:s}", "email", email, "password", password);
+	wipe(password, sizeof(password));
+	if (r < 0)
+		return cli_fail(c, NULL);
+	if (!body)
+		return cli_fail(c, "the email and password must be valid UTF-8");
+
+	if (cli_connect(c, url) < 0)
+		return cli_fail(c, NULL);
+	_cleanup_(reply_done) struct reply rep = {0};
+	r = client_request(&c->http, "POST", "/auth/login", body, NULL, &rep, &c->err);
+	/* Our copy of the password inside the request object goes now. */
+	json_t *pw = json_object_get(body, "password");
+	wipe((char *)json_string_value(pw), json_string_length(pw));
+	if (r < 0)
+		return cli_fail(c, NULL);
+	if (rep.status != 200) {
+		_cleanup_free_ char *line = reply_error_line(&rep);
+		return cli_fail(c, "login failed: %s", line ? line : "refused");
+	}
+	const char *token = json_string_value(json_object_get(rep.json, "token"));
+	const char *expires = json_string_value(json_object_get(rep.json, "expires_at"));
+	json_t *user = json_object_get(rep.json, "user");
+	const char *who = json_string_value(json_object_get(user, "email"));
+	if (!token || !*token)
+		return cli_fail(c, "login failed: the server's answer has no token");
+
+	/* Another server or another user: the chosen project was theirs. */
+	if (!same(c->cfg.url, url) || !same(c->cfg.email, who ? who : email)) {
+		config_set(&c->cfg.project, NULL, NULL);
+		config_set(&c->cfg.project_slug, NULL, NULL);
+	}
+	if (config_set(&c->cfg.url, url, &c->err) < 0 || config_set(&c->cfg.token, token, &c->err) < 0 ||
+	    config_set(&c->cfg.expires_at, expires, &c->err) < 0 ||
+	    config_set(&c->cfg.email, who ? who : email, &c->err) < 0 || cli_save_config(c) < 0)
+		return cli_fail(c, NULL);
+
+	if (c->json) {
+		/* The token stays in the config file: never on stdout. */
+		json_object_del(rep.json, "token");
+		json_object_set_new(rep.json, "url", json_string(url));
+		cli_print_json(rep.json);
+	} else {
+		_cleanup_free_ char *w = cli_sanitize(who ? who : email, 320, false);
+		_cleanup_free_ char *e = expires ? cli_sanitize(expires, 64, false) : NULL;
+		printf("Logged in to %s as %s%s%s%s.\n", url, w ? w : "?", e ? " (session until " : "", e ? e : "",
+		       e ? ")" : "");
+	}
+	return CLI_EXIT_OK;
+}
+
+int cmd_logout(struct cli *c, int argc, char **argv)
+{
+	static const char usage[] = "zmesh logout    (forget the saved session token)";
+	static const struct option opts[] = {CLI_COMMON_OPTIONS, {0}};
+	int o, rc;
+	while ((o = cli_next_opt(c, argc, argv, opts, usage, &rc)) != OPT_END)
+		if (o == OPT_EXIT)
+			return rc;
+	if (optind < argc)
+		return cli_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	if (!c->cfg.token) {
+		printf("Not logged in.\n");
+		return CLI_EXIT_OK;
+	}
+	config_set(&c->cfg.token, NULL, NULL);
+	config_set(&c->cfg.expires_at, NULL, NULL);
+	if (cli_save_config(c) < 0)
+		return cli_fail(c, NULL);
+	printf("Logged out.\n");
+	return CLI_EXIT_OK;
+}

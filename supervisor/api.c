@@ -342,8 +342,7 @@ static int provision_database(PGconn *c, const char *name, const char *password,
 	if (r < 0)
 		return r;
 	snprintf(sql, sizeof(sql),
-	         "CREATE ROLE %s LOGIN PASSWORD %s NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT 32",
-	         qn, qp);
+	         "CREATE ROLE %s LOGIN PASSWORD %s NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT 32", qn, qp);
 	r = run_sql(c, sql, err);
 	if (r < 0)
 		return r;
@@ -512,6 +511,8 @@ static void h_members_add(struct http_request *req, void *app_)
 		return;
 	struct sbx_error err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
+	if (!body)
+		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
 	const char *email = json_string_value(json_object_get(body, "email"));
 	if (!email || strlen(email) > 254)
 		return http_reply_error(req, 400, "INVALID_EMAIL", "email is required");
@@ -564,6 +565,8 @@ static void h_keys_create(struct http_request *req, void *app_)
 		return;
 	struct sbx_error err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
+	if (!body)
+		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
 	const char *name = json_string_value(json_object_get(body, "name"));
 	if (!name || !name[0] || strlen(name) > 128)
 		return http_reply_error(req, 400, "INVALID_NAME", "name is required, 1 to 128 characters");
@@ -1328,6 +1331,8 @@ static void h_api_invoke(struct http_request *req, void *app_)
 static void h_invocations_list(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
+	/* Records are written in batches: what this node ran is in. */
+	records_flush(app->records, 2000);
 	_cleanup_conn_ struct conn c = {0};
 	struct user u;
 	struct project p;
@@ -1369,6 +1374,8 @@ static void h_invocations_list(struct http_request *req, void *app_)
 static void h_invocation_get(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
+	/* Records are written in batches: what this node ran is in. */
+	records_flush(app->records, 2000);
 	_cleanup_conn_ struct conn c = {0};
 	struct user u;
 	struct project p;

@@ -204,7 +204,7 @@ static void classify_output(const struct buf *out, struct exec_result *r)
 		return;
 	}
 	json_error_t jerr;
-	json_t *o = json_loadb(out->data, out->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	json_t *o = json_loadb(out->data, out->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	json_t *ok = json_object_get(o, "ok");
 	if (!json_is_object(o) || !json_is_boolean(ok)) {
 		json_decref(o);

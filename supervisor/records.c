@@ -21,6 +21,9 @@ struct records {
 	bool stop;
 	json_t *q[RECORDS_QUEUE];
 	size_t head, n;
+	bool writing;   /* a batch is on its way to the database */
+	unsigned flush; /* readers waiting for the queue to be written */
+	pthread_cond_t idle;
 	uint64_t written, failed;
 };
 
@@ -95,8 +98,9 @@ static void *writer_main(void *arg)
 			pthread_cond_wait(&r->cv, &r->mu);
 			continue;
 		}
-		/* Let a few more arrive: one statement for many records. */
-		if (r->n < RECORDS_BATCH && !r->stop) {
+		/* Let a few more arrive: one statement for many records
+		 * (unless someone waits for them to be written). */
+		if (r->n < RECORDS_BATCH && !r->stop && !r->flush) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_nsec += RECORDS_FLUSH_MS * 1000000L;
@@ -112,10 +116,14 @@ static void *writer_main(void *arg)
 			r->head = (r->head + 1) % RECORDS_QUEUE;
 			r->n--;
 		}
+		r->writing = true;
 		pthread_mutex_unlock(&r->mu);
 		write_all(r, batch);
 		json_decref(batch);
 		pthread_mutex_lock(&r->mu);
+		r->writing = false;
+		if (r->n == 0)
+			pthread_cond_broadcast(&r->idle);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
@@ -132,6 +140,7 @@ int records_start(struct db_pool *pool, struct records **ret, struct sbx_error *
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cv, &ca);
+	pthread_cond_init(&r->idle, &ca);
 	pthread_condattr_destroy(&ca);
 	int rc = pthread_create(&r->thread, NULL, writer_main, r);
 	if (rc != 0) {
@@ -169,8 +178,28 @@ void records_stop(struct records *r)
 	pthread_mutex_unlock(&r->mu);
 	pthread_join(r->thread, NULL);
 	pthread_cond_destroy(&r->cv);
+	pthread_cond_destroy(&r->idle);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
+}
+
+void records_flush(struct records *r, unsigned timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->mu);
+	r->flush++;
+	pthread_cond_signal(&r->cv);
+	while ((r->n > 0 || r->writing) && pthread_cond_timedwait(&r->idle, &r->mu, &ts) == 0)
+		;
+	r->flush--;
+	pthread_mutex_unlock(&r->mu);
 }
 
 void records_stats(struct records *r, uint64_t *ret_queued, uint64_t *ret_written, uint64_t *ret_failed)

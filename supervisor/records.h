@@ -19,6 +19,9 @@ int records_start(struct db_pool *pool, struct records **ret, struct sbx_error *
 /* Queue rec (the reference is stolen). When the queue is full the caller
  * writes it itself: slower, never lost. */
 void records_push(struct records *r, json_t *rec);
+/* Wait, at most timeout_ms, until what is queued now is written: a reader of
+ * this node then sees its own invocations. */
+void records_flush(struct records *r, unsigned timeout_ms);
 /* Write everything queued, stop the writer, free. */
 void records_stop(struct records *r);
 /* Records waiting now, and written so far (for /metrics). */

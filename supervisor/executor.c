@@ -278,14 +278,19 @@ static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t mem
  * pool only moves the start-up off the request's path. A background thread
  * refills it, replacing sandboxes that died or grew too old. */
 
-#define POOL_MAX 64
+#define POOL_MAX       64
+#define POOL_WINDOW_NS (10ull * 1000000000ull)
 
 struct exec_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t thread;
 	bool stop;
-	unsigned target;
+	unsigned max; /* per runtime: the configured size */
+	/* Demand: invocations per runtime in the current and the previous
+	 * window; the pool aims at what the last windows asked for. */
+	uint64_t window_start_ns;
+	unsigned demand[EXEC_PY + 1], demand_prev[EXEC_PY + 1];
 	uint64_t memory_mb; /* limit while waiting: the largest a function gets */
 	uint64_t timeout_ms;
 	uint64_t max_age_ns;
@@ -307,6 +312,7 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, struct sbx *ret
 		return false;
 	bool got = false;
 	pthread_mutex_lock(&pool->mu);
+	pool->demand[lang]++;
 	while (pool->n[lang] > 0 && !got) {
 		struct sbx s = pool->items[lang][--pool->n[lang]];
 		if (alive(&s) && util_now_ns() - s.start_ns < pool->max_age_ns) {
@@ -326,6 +332,27 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, struct sbx *ret
 	pthread_cond_signal(&pool->cv);
 	pthread_mutex_unlock(&pool->mu);
 	return got;
+}
+
+/* How many to keep for lang: one at least (the next invocation should be
+ * warm), as many as were asked for in a recent window at most, never above
+ * the configured size. Called with the lock held. */
+static unsigned pool_target(struct exec_pool *pool, int lang)
+{
+	uint64_t now = util_now_ns();
+	if (now - pool->window_start_ns >= POOL_WINDOW_NS) {
+		bool idle = now - pool->window_start_ns >= 2 * POOL_WINDOW_NS;
+		for (int l = EXEC_JS; l <= EXEC_PY; l++) {
+			pool->demand_prev[l] = idle ? 0 : pool->demand[l];
+			pool->demand[l] = 0;
+		}
+		pool->window_start_ns = now;
+	}
+	unsigned want = pool->demand[lang] > pool->demand_prev[lang] ? pool->demand[lang] : pool->demand_prev[lang];
+	/* Invocations of a window come spread over it; a sandbox serves one and
+	 * takes a runtime's start-up to replace: a quarter is plenty ahead. */
+	want = want / 4 + 1;
+	return want < pool->max ? want : pool->max;
 }
 
 static void *pool_main(void *arg)
@@ -350,7 +377,19 @@ static void *pool_main(void *arg)
 				sbx_destroy(&dead);
 				pthread_mutex_lock(&pool->mu);
 			}
-			if (pool->n[lang] >= pool->target)
+			unsigned target = pool_target(pool, lang);
+			/* Demand fell: the oldest beyond the target go. */
+			while (pool->n[lang] > target) {
+				struct sbx extra = pool->items[lang][0];
+				memmove(&pool->items[lang][0], &pool->items[lang][1],
+				        (pool->n[lang] - 1) * sizeof(pool->items[lang][0]));
+				pool->n[lang]--;
+				pool->stats.discarded++;
+				pthread_mutex_unlock(&pool->mu);
+				sbx_destroy(&extra);
+				pthread_mutex_lock(&pool->mu);
+			}
+			if (pool->n[lang] >= target)
 				continue;
 			pthread_mutex_unlock(&pool->mu);
 			struct sbx s;
@@ -395,7 +434,8 @@ int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_
 	struct exec_pool *pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		return sbx_err(err, -ENOMEM, "out of memory");
-	pool->target = per_runtime;
+	pool->max = per_runtime;
+	pool->window_start_ns = util_now_ns();
 	pool->memory_mb = memory_mb;
 	pool->timeout_ms = timeout_ms;
 	pool->max_age_ns = 300ull * 1000000000ull;
@@ -444,6 +484,8 @@ void exec_pool_get_stats(struct exec_ctx *ctx, struct exec_pool_stats *ret)
 	*ret = pool->stats;
 	ret->ready_js = pool->n[EXEC_JS];
 	ret->ready_py = pool->n[EXEC_PY];
+	ret->target_js = pool_target(pool, EXEC_JS);
+	ret->target_py = pool_target(pool, EXEC_PY);
 	for (int lang = EXEC_JS; lang <= EXEC_PY; lang++)
 		for (unsigned i = 0; i < pool->n[lang]; i++) {
 			char p[CG_PATH_MAX + 32], buf[64];

@@ -31,7 +31,8 @@ struct exec_pool_stats {
 	uint64_t discarded;  /* died or too old while waiting: replaced */
 	uint64_t spawn_failures;
 	uint64_t ready_js, ready_py;
-	uint64_t memory_bytes; /* held by the waiting sandboxes now */
+	uint64_t target_js, target_py; /* what the pool aims at now, from recent demand */
+	uint64_t memory_bytes;         /* held by the waiting sandboxes now */
 };
 
 struct exec_ctx {
@@ -90,7 +91,8 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
                   const char *sdk_dir, const char *pg_socket_dir, struct sbx_error *err);
 void exec_ctx_done(struct exec_ctx *ctx);
 
-/* Keep per_runtime sandboxes of each runtime started ahead (0: no pool),
+/* Keep up to per_runtime sandboxes of each runtime started ahead (0: no
+ * pool): at least one, more as recent demand asks, within that maximum;
  * waiting with memory_mb and timeout_ms as their limits until assigned.
  * Needs ctx->spawner: the pool spawns from its own thread. */
 int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_mb, uint64_t timeout_ms,

@@ -80,7 +80,7 @@ static void pool_ready(void)
 static void test_pool_serves_warm_and_each_sandbox_once(void **state)
 {
 	struct sbx_error err = {0};
-	assert_int_equal(exec_pool_start(&ex_pool, 1, 512, 30000, &err), 0);
+	assert_int_equal(exec_pool_start(&ex_pool, 3, 512, 30000, &err), 0);
 	pool_ready();
 	struct exec_result r;
 	/* The first invocation leaves a file and a process behind... */
@@ -107,6 +107,30 @@ static void test_pool_serves_warm_and_each_sandbox_once(void **state)
 	exec_pool_get_stats(&ex_pool, &st);
 	assert_true(st.warm >= 2);
 	assert_true(st.memory_bytes > 0);
+	/* Two Python invocations in this window: the pool aims at one each. */
+	assert_int_equal(st.target_py, 1);
+	assert_int_equal(st.target_js, 1);
+}
+
+static void test_pool_grows_with_demand_within_its_maximum(void **state)
+{
+	pool_ready();
+	struct exec_result r;
+	for (int i = 0; i < 12; i++) {
+		run_in(&ex_pool, EXEC_JS, "exports.handler = async () => 1;", NULL, 10000, 256, &r);
+		assert_int_equal(r.outcome, EXEC_SUCCESS);
+		exec_result_done(&r);
+	}
+	struct exec_pool_stats st;
+	exec_pool_get_stats(&ex_pool, &st);
+	/* 12 asked for in this window: 12 / 4 + 1 = 4, capped at the size, 3. */
+	assert_int_equal(st.target_js, 3);
+	for (int i = 0; i < 200 && st.ready_js < 3; i++) {
+		usleep(50 * 1000);
+		exec_pool_get_stats(&ex_pool, &st);
+	}
+	assert_int_equal(st.ready_js, 3);
+	assert_int_equal(st.target_py, 1);
 }
 
 static void test_pool_limits_are_the_functions(void **state)
@@ -303,6 +327,7 @@ int main(void)
 	    cmocka_unit_test(test_large_payload_round_trip),
 	    cmocka_unit_test(test_bad_requests_are_refused),
 	    cmocka_unit_test(test_pool_serves_warm_and_each_sandbox_once),
+	    cmocka_unit_test(test_pool_grows_with_demand_within_its_maximum),
 	    cmocka_unit_test(test_pool_limits_are_the_functions),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -128,6 +128,20 @@ function installGuards() {
     enumerable: true,
     get: () => process.stderr,
   });
+  // Logs are written synchronously: an asynchronous pipe write still queued
+  // when the wrapper exits would be lost, and a reader slower than the
+  // function (a busy supervisor) would see only the first pipe-full.
+  const stderr = process.stderr;
+  stderr.write = function write(chunk, encoding, cb) {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    const text = typeof chunk === 'string' ? Buffer.from(chunk, encoding || 'utf8') : chunk;
+    writeAll(2, text);
+    if (typeof cb === 'function') process.nextTick(cb);
+    return true;
+  };
 
   process.exit = function exit(code) {
     if (!finished) {

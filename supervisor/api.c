@@ -849,7 +849,7 @@ static void h_functions_create(struct http_request *req, void *app_)
 	    (uint64_t)strtoull(memory, NULL, 10) > project_tier(app, &p)->max_memory_mb)
 		return http_reply_error(req, 400, "INVALID_LIMITS",
 		                        "the defaults exceed the tier; give timeout_ms and memory_mb");
-	_cleanup_free_ char *env = json_dumps(in.env ? in.env : json_object(), JSON_COMPACT);
+	_cleanup_free_ char *env = in.env ? json_dumps(in.env, JSON_COMPACT) : strdup("{}");
 	char sql[2048];
 	snprintf(sql, sizeof(sql),
 	         "WITH f AS (INSERT INTO functions (project_id, name, slug, language, entry_point, code, env, "

@@ -21,7 +21,7 @@ function sleepMs(ms) {
 // exit; retries EAGAIN because a pipe handed to us may be non-blocking.
 // Returns false when the descriptor is gone (nobody left to read it).
 function writeAll(fd, text) {
-  const buf = Buffer.from(text, 'utf8');
+  const buf = typeof text === 'string' ? Buffer.from(text, 'utf8') : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
   let off = 0;
   while (off < buf.length) {
     try {

@@ -415,11 +415,15 @@ static void drop_privileges(const struct plan *p)
 			child_fail("drop bounding capability", NULL);
 	if (cap_reset_ambient() < 0)
 		child_fail("clear ambient capabilities", NULL);
-	if (setgroups(0, NULL) < 0)
+	/* Raw syscalls, not glibc's wrappers: in a threaded parent, glibc
+	 * broadcasts credential changes to every thread it knows of, and this
+	 * child, cloned without glibc's knowledge, would wait forever for
+	 * threads that exist only in the parent. */
+	if (syscall(SYS_setgroups, 0, NULL) < 0)
 		child_fail("setgroups", NULL);
-	if (setresgid(p->gid, p->gid, p->gid) < 0)
+	if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0)
 		child_fail("setresgid", NULL);
-	if (setresuid(p->uid, p->uid, p->uid) < 0)
+	if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
 		child_fail("setresuid", NULL);
 	if (cap_set_proc(p->caps_empty) < 0)
 		child_fail("clear capabilities", NULL);
@@ -1169,6 +1173,18 @@ int sbx_reap(struct sbx *sbx, struct sbx_report *ret)
 	}
 	*ret = rep;
 	return 0;
+}
+
+void sbx_report_now(struct sbx *sbx, struct sbx_report *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->status = SBX_EXITED;
+	ret->wall_us = (util_now_ns() - sbx->start_ns) / 1000;
+	struct cg_stats st;
+	cg_get_stats(&sbx->cg, &st);
+	if (sbx->cg.ctx && sbx->cg.ctx->has_cpu_usage)
+		ret->cpu_us = st.cpu_usec > sbx->cpu_base_us ? st.cpu_usec - sbx->cpu_base_us : 0;
+	ret->memory_peak_bytes = st.memory_peak_bytes;
 }
 
 int sbx_wait(struct sbx *sbx, int64_t timeout_ms, struct sbx_report *ret)

@@ -144,6 +144,12 @@ int sbx_kill_timeout(struct sbx *sbx);
  * until it has if it has not yet. */
 int sbx_reap(struct sbx *sbx, struct sbx_report *ret);
 
+/* Report on a sandbox still running whose work is done (its answer came
+ * back): wall time until now, CPU and memory from its cgroup, status exited
+ * with code 0. The caller then kills and destroys it, not waiting for the
+ * runtime's own exit. */
+void sbx_report_now(struct sbx *sbx, struct sbx_report *ret);
+
 /* Wait for the end with a wall-clock limit (timeout_ms < 0: none): kills the
  * sandbox at the deadline. Convenience over pidfd + sbx_reap. */
 int sbx_wait(struct sbx *sbx, int64_t timeout_ms, struct sbx_report *ret);

@@ -115,6 +115,90 @@ static bool valid_identifier(const char *s)
 	return true;
 }
 
+/* Whether stdout already holds the wrappers' one answer: a JSON object
+ * ending in a newline. Anything else waits for EOF, as before. */
+static bool result_complete(const struct buf *out)
+{
+	if (out->len < 2 || out->data[out->len - 1] != '\n' || out->data[0] != '{')
+		return false;
+	json_t *o = json_loadb(out->data, out->len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+	bool ok = json_is_object(o) && json_is_boolean(json_object_get(o, "ok"));
+	json_decref(o);
+	return ok;
+}
+
+/* ---- the reaper -----------------------------------------------------------
+ * Kills and destroys sandboxes whose answer is already in, off the request's
+ * path: a runtime's own exit and the kernel's namespace teardown take
+ * milliseconds nobody needs to wait for. */
+
+#define REAPER_QUEUE 256
+
+struct exec_reaper {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	bool stop;
+	struct sbx q[REAPER_QUEUE];
+	size_t head, n;
+};
+
+static void *reaper_main(void *arg)
+{
+	struct exec_reaper *rp = arg;
+	pthread_mutex_lock(&rp->mu);
+	for (;;) {
+		if (rp->n == 0) {
+			if (rp->stop)
+				break;
+			pthread_cond_wait(&rp->cv, &rp->mu);
+			continue;
+		}
+		struct sbx s = rp->q[rp->head];
+		rp->head = (rp->head + 1) % REAPER_QUEUE;
+		rp->n--;
+		pthread_mutex_unlock(&rp->mu);
+		sbx_destroy(&s);
+		pthread_mutex_lock(&rp->mu);
+	}
+	pthread_mutex_unlock(&rp->mu);
+	return NULL;
+}
+
+static void exec_dispose(struct exec_ctx *ctx, struct sbx *s)
+{
+	sbx_kill(s, SIGKILL);
+	struct exec_reaper *rp = ctx->reaper;
+	if (rp) {
+		pthread_mutex_lock(&rp->mu);
+		if (rp->n < REAPER_QUEUE && !rp->stop) {
+			rp->q[(rp->head + rp->n) % REAPER_QUEUE] = *s;
+			rp->n++;
+			pthread_cond_signal(&rp->cv);
+			pthread_mutex_unlock(&rp->mu);
+			return;
+		}
+		pthread_mutex_unlock(&rp->mu);
+	}
+	sbx_destroy(s); /* no reaper, or it is behind: do it here */
+}
+
+static void reaper_stop(struct exec_ctx *ctx)
+{
+	struct exec_reaper *rp = ctx->reaper;
+	if (!rp)
+		return;
+	pthread_mutex_lock(&rp->mu);
+	rp->stop = true;
+	pthread_cond_signal(&rp->cv);
+	pthread_mutex_unlock(&rp->mu);
+	pthread_join(rp->thread, NULL);
+	pthread_cond_destroy(&rp->cv);
+	pthread_mutex_destroy(&rp->mu);
+	free(rp);
+	ctx->reaper = NULL;
+}
+
 int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
                   const char *sdk_dir, const char *pg_socket_dir, struct sbx_error *err)
 {
@@ -136,6 +220,22 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
 		if (stat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode))
 			return sbx_err(err, -ENOENT, "SDK directory %s not found", dirs[i]);
 
+	if (spawner) {
+		/* Threads only beside a spawner: a process that clones sandboxes
+		 * itself stays single-threaded. */
+		struct exec_reaper *rp = calloc(1, sizeof(*rp));
+		if (!rp)
+			return sbx_err(err, -ENOMEM, "out of memory");
+		pthread_mutex_init(&rp->mu, NULL);
+		pthread_cond_init(&rp->cv, NULL);
+		int rc = pthread_create(&rp->thread, NULL, reaper_main, rp);
+		if (rc != 0) {
+			free(rp);
+			return sbx_err(err, -rc, "pthread_create: %s", strerror(rc));
+		}
+		ctx->reaper = rp;
+	}
+
 	char cache[300];
 	snprintf(cache, sizeof(cache), "%s/cache", sbx->run_dir);
 	const char *names[] = {[EXEC_JS] = "node", [EXEC_PY] = "python"};
@@ -155,6 +255,7 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
 void exec_ctx_done(struct exec_ctx *ctx)
 {
 	exec_pool_stop(ctx);
+	reaper_stop(ctx);
 	for (size_t i = 0; i < ELEMENTSOF(ctx->policy); i++)
 		pol_program_free(&ctx->policy[i]);
 }
@@ -557,7 +658,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 		fcntl(s.stdio[i], F_SETFL, fcntl(s.stdio[i], F_GETFL) | O_NONBLOCK);
 	struct buf out = {.limit = ctx->max_result_bytes}, logs = {.limit = ctx->max_log_bytes};
 	size_t written = 0;
-	bool out_eof = false, err_eof = false, exited = false;
+	bool out_eof = false, err_eof = false, exited = false, early = false;
 	uint64_t deadline = s.start_ns + req->timeout_ms * 1000000ull;
 	int io_error = 0;
 
@@ -606,6 +707,14 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 				s.stdio[0] = -1;
 			}
 		}
+		/* Logs first: what the function printed before its result is in
+		 * the pipe by the time the result is (the wrappers write both
+		 * synchronously, logs flushed first). */
+		if (i_err >= 0 && pfd[i_err].revents) {
+			int rr = buf_read(&logs, s.stdio[2]);
+			if (rr == -EPIPE || rr < 0)
+				err_eof = true;
+		}
 		if (i_out >= 0 && pfd[i_out].revents) {
 			int rr = buf_read(&out, s.stdio[1]);
 			if (rr == -EPIPE)
@@ -616,16 +725,25 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 			}
 			if (out.overflow && !s.killed_for_timeout)
 				sbx_kill(&s, SIGKILL); /* no reason to let it go on */
-		}
-		if (i_err >= 0 && pfd[i_err].revents) {
-			int rr = buf_read(&logs, s.stdio[2]);
-			if (rr == -EPIPE || rr < 0)
-				err_eof = true;
+			else if (!out_eof && !s.killed_for_timeout && result_complete(&out)) {
+				/* The answer is in: the runtime's exit and the
+				 * sandbox's teardown happen off the request's path. */
+				early = true;
+				break;
+			}
 		}
 	}
 
-	r = sbx_reap(&s, &ret->report);
-	sbx_destroy(&s);
+	if (early) {
+		while (!err_eof && buf_read(&logs, s.stdio[2]) == 0)
+			;
+		sbx_report_now(&s, &ret->report);
+		exec_dispose(ctx, &s);
+		r = 0;
+	} else {
+		r = sbx_reap(&s, &ret->report);
+		sbx_destroy(&s);
+	}
 	if (logs.data) {
 		logs.data[logs.len] = '\0';
 		logs.len = sanitize_text(logs.data, logs.len);

@@ -24,6 +24,7 @@ enum exec_lang { EXEC_JS = 1, EXEC_PY };
 #define EXEC_PG_MOUNT     "/run/zmesh/pg"
 
 struct exec_pool;
+struct exec_reaper;
 
 struct exec_pool_stats {
 	uint64_t warm, cold; /* invocations served from the pool, or not */
@@ -46,7 +47,8 @@ struct exec_ctx {
 	size_t max_log_bytes;    /* stderr kept; the rest is counted, dropped */
 	uint64_t tmpfs_bytes;
 	uint64_t pids;
-	struct exec_pool *pool; /* NULL: every invocation starts cold */
+	struct exec_pool *pool;     /* NULL: every invocation starts cold */
+	struct exec_reaper *reaper; /* destroys sandboxes after their answer; NULL: inline */
 };
 
 enum exec_outcome {

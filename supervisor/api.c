@@ -293,324 +293,6 @@ static const char project_json[] =
     "json_build_object('id', p.id, 'name', p.name, 'slug', p.slug, 'tier', p.tier, 'monthly_cap', p.monthly_cap, "
     "'concurrency', p.concurrency, 'database', p.db_name, 'created_at', p.created_at)";
 
-static void h_projects_list(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u))
-		return;
-	char sql[1024];
-	snprintf(sql, sizeof(sql),
-	         "SELECT coalesce(json_agg(%s ORDER BY p.created_at), '[]') FROM projects p "
-	         "JOIN project_members m ON m.project_id = p.id WHERE m.user_id = $1",
-	         project_json);
-	const char *p[] = {u.id};
-	json_t *j = NULL;
-	struct sbx_error err = {0};
-	int r = q_json(c.c, sql, 1, p, &j, &err);
-	if (r < 0)
-		return reply_db(req, r, &err);
-	http_reply_json(req, 200, json_pack("{s:o}", "projects", j));
-}
-
-/* CREATE/DROP ROLE and DATABASE take no bound parameters. The names and the
- * password are generated here (hex) and still quoted by libpq; this is the
- * only SQL of the daemon not made of bound parameters. */
-static int quote(PGconn *c, const char *s, bool literal, char *buf, size_t size, struct sbx_error *err)
-{
-	char *q = literal ? PQescapeLiteral(c, s, strlen(s)) : PQescapeIdentifier(c, s, strlen(s));
-	if (!q)
-		return sbx_err(err, -EINVAL, "cannot quote %s", literal ? "a literal" : "an identifier");
-	int n = snprintf(buf, size, "%s", q);
-	PQfreemem(q);
-	return n < (int)size ? 0 : sbx_err(err, -ENAMETOOLONG, "name too long");
-}
-
-static int run_sql(PGconn *c, const char *sql, struct sbx_error *err)
-{
-	_cleanup_res_ PGresult *res = NULL;
-	return db_exec_params(c, sql, 0, NULL, &res, err);
-}
-
-static int provision_database(PGconn *c, const char *name, const char *password, struct sbx_error *err)
-{
-	char qn[160], qp[300], sql[600];
-	int r = quote(c, name, false, qn, sizeof(qn), err);
-	if (r == 0)
-		r = quote(c, password, true, qp, sizeof(qp), err);
-	if (r < 0)
-		return r;
-	snprintf(sql, sizeof(sql),
-	         "CREATE ROLE %s LOGIN PASSWORD %s NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT 32", qn, qp);
-	r = run_sql(c, sql, err);
-	if (r < 0)
-		return r;
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER %s", qn, qn);
-	if (r == 0)
-		r = run_sql(c, sql, err);
-	/* Only its owner may connect: not other projects' roles. The role's
-	 * connection limit keeps one tenant from exhausting the cluster. */
-	snprintf(sql, sizeof(sql), "REVOKE ALL ON DATABASE %s FROM PUBLIC", qn);
-	if (r == 0)
-		r = run_sql(c, sql, err);
-	return r;
-}
-
-static void drop_database(PGconn *c, const char *name)
-{
-	struct sbx_error err = {0};
-	char qn[160], sql[400];
-	if (quote(c, name, false, qn, sizeof(qn), &err) < 0)
-		return;
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", qn);
-	if (run_sql(c, sql, &err) < 0)
-		zlog(ZLOG_WARN, "drop_database_failed", "database", name, "error", err.msg, NULL);
-	snprintf(sql, sizeof(sql), "DROP ROLE IF EXISTS %s", qn);
-	if (run_sql(c, sql, &err) < 0)
-		zlog(ZLOG_WARN, "drop_role_failed", "role", name, "error", err.msg, NULL);
-}
-
-static void h_projects_create(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u))
-		return;
-	struct sbx_error err = {0};
-	_cleanup_json_ json_t *body = http_json_body(req, &err);
-	if (!body)
-		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
-	const char *name = json_string_value(json_object_get(body, "name"));
-	const char *slug_in = json_string_value(json_object_get(body, "slug"));
-	const char *tier = json_string_value(json_object_get(body, "tier"));
-	if (!name || !name[0] || strlen(name) > 128)
-		return http_reply_error(req, 400, "INVALID_NAME", "name is required, 1 to 128 characters");
-	char slug[64];
-	if (slug_in)
-		snprintf(slug, sizeof(slug), "%s", slug_in);
-	else
-		slugify(name, slug, sizeof(slug));
-	if (!valid_slug(slug) || (slug_in && strlen(slug_in) >= sizeof(slug)))
-		return http_reply_error(req, 400, "INVALID_SLUG",
-		                        "slug must be 1 to 63 of a-z, 0-9 and inner dashes, and not look like an id");
-	if (!tier)
-		tier = "free";
-	if (!tiers_find(&app->tiers, tier))
-		return http_reply_error(req, 400, "INVALID_TIER", "unknown tier \"%.32s\"", tier);
-
-	/* The project's own database and role, reachable with the DSN handed
-	 * to its functions and nothing else. */
-	_cleanup_free_ char *rnd = NULL, *password = NULL;
-	if (auth_random_hex(8, &rnd, &err) < 0 || auth_random_hex(24, &password, &err) < 0)
-		return reply_db(req, -EIO, &err);
-	char dbname[64];
-	snprintf(dbname, sizeof(dbname), "zp_%s", rnd);
-	int r = provision_database(c.c, dbname, password, &err);
-	if (r < 0) {
-		drop_database(c.c, dbname);
-		return reply_db(req, r, &err);
-	}
-
-	char sql[1024];
-	snprintf(sql, sizeof(sql),
-	         "WITH p AS (INSERT INTO projects (name, slug, tier, db_name, db_role, db_password) "
-	         "VALUES ($1, $2, $3, $4, $4, $5) RETURNING *), "
-	         "m AS (INSERT INTO project_members (project_id, user_id, role) SELECT id, $6, 'owner' FROM p) "
-	         "SELECT %s FROM p",
-	         project_json);
-	const char *p[] = {name, slug, tier, dbname, password, u.id};
-	json_t *j = NULL;
-	r = q_json(c.c, sql, 6, p, &j, &err);
-	if (r < 0) {
-		drop_database(c.c, dbname);
-		return reply_db(req, r, &err);
-	}
-	zlog(ZLOG_INFO, "project_created", "request_id", http_request_id(req), "project", slug, "database", dbname,
-	     NULL);
-	http_reply_json(req, 201, j);
-}
-
-static void h_project_get(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
-		return;
-	char sql[512];
-	snprintf(sql, sizeof(sql), "SELECT %s FROM projects p WHERE p.id = $1", project_json);
-	const char *prm[] = {p.id};
-	json_t *j = NULL;
-	struct sbx_error err = {0};
-	int r = q_json(c.c, sql, 1, prm, &j, &err);
-	if (r < 0 || !j)
-		return r < 0 ? reply_db(req, r, &err) : http_reply_error(req, 404, "NOT_FOUND", "no such project");
-	http_reply_json(req, 200, j);
-}
-
-static void h_project_patch(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
-		return;
-	struct sbx_error err = {0};
-	_cleanup_json_ json_t *body = http_json_body(req, &err);
-	if (!json_is_object(body))
-		return http_reply_error(req, 400, "BAD_REQUEST", "%s", body ? "want a JSON object" : err.msg);
-	const char *name = json_string_value(json_object_get(body, "name"));
-	const char *tier = json_string_value(json_object_get(body, "tier"));
-	if (json_object_get(body, "name") && (!name || !name[0] || strlen(name) > 128))
-		return http_reply_error(req, 400, "INVALID_NAME", "name must be 1 to 128 characters");
-	if (json_object_get(body, "tier") && (!tier || !tiers_find(&app->tiers, tier)))
-		return http_reply_error(req, 400, "INVALID_TIER", "unknown tier");
-	char sql[1024];
-	snprintf(sql, sizeof(sql),
-	         "WITH p AS (UPDATE projects SET name = coalesce($2, name), tier = coalesce($3, tier) "
-	         "WHERE id = $1 RETURNING *) SELECT %s FROM p",
-	         project_json);
-	const char *prm[] = {p.id, name, tier};
-	json_t *j = NULL;
-	int r = q_json(c.c, sql, 3, prm, &j, &err);
-	if (r < 0)
-		return reply_db(req, r, &err);
-	http_reply_json(req, 200, j);
-}
-
-static void h_project_delete(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
-		return;
-	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
-	const char *prm[] = {p.id};
-	int r = db_exec_params(c.c, "DELETE FROM projects WHERE id = $1", 1, prm, &res, &err);
-	if (r < 0)
-		return reply_db(req, r, &err);
-	drop_database(c.c, p.db_name);
-	zlog(ZLOG_INFO, "project_deleted", "request_id", http_request_id(req), "project", p.id, NULL);
-	http_reply_json(req, 200, json_pack("{s:b}", "deleted", 1));
-}
-
-static void h_members_add(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
-		return;
-	struct sbx_error err = {0};
-	_cleanup_json_ json_t *body = http_json_body(req, &err);
-	if (!body)
-		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
-	const char *email = json_string_value(json_object_get(body, "email"));
-	if (!email || strlen(email) > 254)
-		return http_reply_error(req, 400, "INVALID_EMAIL", "email is required");
-	const char *prm[] = {p.id, email};
-	json_t *j = NULL;
-	int r = q_json(c.c,
-	               "WITH m AS (INSERT INTO project_members (project_id, user_id, role) "
-	               "SELECT $1, id, 'member' FROM users WHERE email = lower($2) "
-	               "ON CONFLICT DO NOTHING RETURNING user_id) "
-	               "SELECT json_build_object('user_id', u.id, 'email', u.email) FROM users u "
-	               "WHERE u.email = lower($2)",
-	               2, prm, &j, &err);
-	if (r < 0)
-		return reply_db(req, r, &err);
-	if (!j)
-		return http_reply_error(req, 404, "NOT_FOUND", "no user with that email");
-	http_reply_json(req, 201, j);
-}
-
-/* ---- API keys ------------------------------------------------------------ */
-
-static void h_keys_list(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
-		return;
-	const char *prm[] = {p.id};
-	json_t *j = NULL;
-	struct sbx_error err = {0};
-	int r = q_json(c.c,
-	               "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'prefix', prefix, "
-	               "'created_at', created_at, 'last_used_at', last_used_at) ORDER BY created_at), '[]') "
-	               "FROM api_keys WHERE project_id = $1",
-	               1, prm, &j, &err);
-	if (r < 0)
-		return reply_db(req, r, &err);
-	http_reply_json(req, 200, json_pack("{s:o}", "api_keys", j));
-}
-
-static void h_keys_create(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
-		return;
-	struct sbx_error err = {0};
-	_cleanup_json_ json_t *body = http_json_body(req, &err);
-	if (!body)
-		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
-	const char *name = json_string_value(json_object_get(body, "name"));
-	if (!name || !name[0] || strlen(name) > 128)
-		return http_reply_error(req, 400, "INVALID_NAME", "name is required, 1 to 128 characters");
-	_cleanup_free_ char *key = NULL;
-	char prefix[16], hash[65];
-	int r = auth_apikey_new(&key, prefix, hash, &err);
-	if (r < 0)
-		return reply_db(req, r, &err);
-	const char *prm[] = {p.id, name, prefix, hash};
-	json_t *j = NULL;
-	r = q_json(c.c,
-	           "INSERT INTO api_keys (project_id, name, prefix, key_hash) VALUES ($1, $2, $3, $4) "
-	           "RETURNING json_build_object('id', id, 'name', name, 'prefix', prefix, 'created_at', created_at)",
-	           4, prm, &j, &err);
-	if (r < 0)
-		return reply_db(req, r, &err);
-	/* The only time the key itself is shown. */
-	json_object_set_new(j, "key", json_string(key));
-	http_reply_json(req, 201, j);
-}
-
-static void h_key_delete(struct http_request *req, void *app_)
-{
-	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
-		return;
-	const char *kid = http_param(req, "kid");
-	if (!is_uuid(kid))
-		return http_reply_error(req, 404, "NOT_FOUND", "no such API key");
-	const char *prm[] = {p.id, kid};
-	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
-	int r = db_exec_params(c.c, "DELETE FROM api_keys WHERE project_id = $1 AND id = $2::uuid RETURNING id", 2, prm,
-	                       &res, &err);
-	if (r < 0)
-		return reply_db(req, r, &err);
-	if (PQntuples(res) != 1)
-		return http_reply_error(req, 404, "NOT_FOUND", "no such API key");
-	http_reply_json(req, 200, json_pack("{s:b}", "deleted", 1));
-}
-
 /* ---- functions ----------------------------------------------------------- */
 
 /* Env values are write-only: listings show the names only. */
@@ -686,6 +368,343 @@ static bool find_function(struct http_request *req, PGconn *c, const struct proj
 	else
 		http_log_field(req, "function", ret->id);
 	return r == 0;
+}
+
+/* What a handler works with: a database connection, and as it asks, the
+ * authenticated user, the project of {pid} and the function of {fid}. */
+enum { NEED_USER = 1, NEED_PROJECT = 2 | NEED_USER, NEED_FUNCTION = 4 | NEED_PROJECT };
+
+struct call {
+	struct conn c;
+	struct user u;
+	struct project p;
+	struct function f;
+};
+
+static void call_end(struct call *k)
+{
+	function_done(&k->f);
+	conn_release(&k->c);
+}
+#define _cleanup_call_ __attribute__((cleanup(call_end)))
+
+/* Gather what need asks for; on false the request has been answered. */
+static bool call_begin(struct http_request *req, struct app *app, unsigned need, struct call *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (!get_conn(app, req, &k->c))
+		return false;
+	if ((need & NEED_USER) && !authenticate(app, req, k->c.c, &k->u))
+		return false;
+	if ((need & (NEED_PROJECT & ~NEED_USER)) && !find_project(req, k->c.c, &k->u, &k->p))
+		return false;
+	if ((need & (NEED_FUNCTION & ~NEED_PROJECT)) && !find_function(req, k->c.c, &k->p, &k->f))
+		return false;
+	return true;
+}
+
+/* ---- projects and API keys ---------------------------------------------- */
+
+static void h_projects_list(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_USER, &k))
+		return;
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+	         "SELECT coalesce(json_agg(%s ORDER BY p.created_at), '[]') FROM projects p "
+	         "JOIN project_members m ON m.project_id = p.id WHERE m.user_id = $1",
+	         project_json);
+	const char *p[] = {k.u.id};
+	json_t *j = NULL;
+	struct sbx_error err = {0};
+	int r = q_json(k.c.c, sql, 1, p, &j, &err);
+	if (r < 0)
+		return reply_db(req, r, &err);
+	http_reply_json(req, 200, json_pack("{s:o}", "projects", j));
+}
+
+/* CREATE/DROP ROLE and DATABASE take no bound parameters. The names and the
+ * password are generated here (hex) and still quoted by libpq; this is the
+ * only SQL of the daemon not made of bound parameters. */
+static int quote(PGconn *c, const char *s, bool literal, char *buf, size_t size, struct sbx_error *err)
+{
+	char *q = literal ? PQescapeLiteral(c, s, strlen(s)) : PQescapeIdentifier(c, s, strlen(s));
+	if (!q)
+		return sbx_err(err, -EINVAL, "cannot quote %s", literal ? "a literal" : "an identifier");
+	int n = snprintf(buf, size, "%s", q);
+	PQfreemem(q);
+	return n < (int)size ? 0 : sbx_err(err, -ENAMETOOLONG, "name too long");
+}
+
+static int run_sql(PGconn *c, const char *sql, struct sbx_error *err)
+{
+	_cleanup_res_ PGresult *res = NULL;
+	return db_exec_params(c, sql, 0, NULL, &res, err);
+}
+
+static int provision_database(PGconn *c, const char *name, const char *password, struct sbx_error *err)
+{
+	char qn[160], qp[300], sql[600];
+	int r = quote(c, name, false, qn, sizeof(qn), err);
+	if (r == 0)
+		r = quote(c, password, true, qp, sizeof(qp), err);
+	if (r < 0)
+		return r;
+	snprintf(sql, sizeof(sql),
+	         "CREATE ROLE %s LOGIN PASSWORD %s NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT 32", qn, qp);
+	r = run_sql(c, sql, err);
+	if (r < 0)
+		return r;
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER %s", qn, qn);
+	if (r == 0)
+		r = run_sql(c, sql, err);
+	/* Only its owner may connect: not other projects' roles. The role's
+	 * connection limit keeps one tenant from exhausting the cluster. */
+	snprintf(sql, sizeof(sql), "REVOKE ALL ON DATABASE %s FROM PUBLIC", qn);
+	if (r == 0)
+		r = run_sql(c, sql, err);
+	return r;
+}
+
+static void drop_database(PGconn *c, const char *name)
+{
+	struct sbx_error err = {0};
+	char qn[160], sql[400];
+	if (quote(c, name, false, qn, sizeof(qn), &err) < 0)
+		return;
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", qn);
+	if (run_sql(c, sql, &err) < 0)
+		zlog(ZLOG_WARN, "drop_database_failed", "database", name, "error", err.msg, NULL);
+	snprintf(sql, sizeof(sql), "DROP ROLE IF EXISTS %s", qn);
+	if (run_sql(c, sql, &err) < 0)
+		zlog(ZLOG_WARN, "drop_role_failed", "role", name, "error", err.msg, NULL);
+}
+
+static void h_projects_create(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_USER, &k))
+		return;
+	struct sbx_error err = {0};
+	_cleanup_json_ json_t *body = http_json_body(req, &err);
+	if (!body)
+		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
+	const char *name = json_string_value(json_object_get(body, "name"));
+	const char *slug_in = json_string_value(json_object_get(body, "slug"));
+	const char *tier = json_string_value(json_object_get(body, "tier"));
+	if (!name || !name[0] || strlen(name) > 128)
+		return http_reply_error(req, 400, "INVALID_NAME", "name is required, 1 to 128 characters");
+	char slug[64];
+	if (slug_in)
+		snprintf(slug, sizeof(slug), "%s", slug_in);
+	else
+		slugify(name, slug, sizeof(slug));
+	if (!valid_slug(slug) || (slug_in && strlen(slug_in) >= sizeof(slug)))
+		return http_reply_error(req, 400, "INVALID_SLUG",
+		                        "slug must be 1 to 63 of a-z, 0-9 and inner dashes, and not look like an id");
+	if (!tier)
+		tier = "free";
+	if (!tiers_find(&app->tiers, tier))
+		return http_reply_error(req, 400, "INVALID_TIER", "unknown tier \"%.32s\"", tier);
+
+	/* The project's own database and role, reachable with the DSN handed
+	 * to its functions and nothing else. */
+	_cleanup_free_ char *rnd = NULL, *password = NULL;
+	if (auth_random_hex(8, &rnd, &err) < 0 || auth_random_hex(24, &password, &err) < 0)
+		return reply_db(req, -EIO, &err);
+	char dbname[64];
+	snprintf(dbname, sizeof(dbname), "zp_%s", rnd);
+	int r = provision_database(k.c.c, dbname, password, &err);
+	if (r < 0) {
+		drop_database(k.c.c, dbname);
+		return reply_db(req, r, &err);
+	}
+
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+	         "WITH p AS (INSERT INTO projects (name, slug, tier, db_name, db_role, db_password) "
+	         "VALUES ($1, $2, $3, $4, $4, $5) RETURNING *), "
+	         "m AS (INSERT INTO project_members (project_id, user_id, role) SELECT id, $6, 'owner' FROM p) "
+	         "SELECT %s FROM p",
+	         project_json);
+	const char *p[] = {name, slug, tier, dbname, password, k.u.id};
+	json_t *j = NULL;
+	r = q_json(k.c.c, sql, 6, p, &j, &err);
+	if (r < 0) {
+		drop_database(k.c.c, dbname);
+		return reply_db(req, r, &err);
+	}
+	zlog(ZLOG_INFO, "project_created", "request_id", http_request_id(req), "project", slug, "database", dbname,
+	     NULL);
+	http_reply_json(req, 201, j);
+}
+
+static void h_project_get(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
+		return;
+	char sql[512];
+	snprintf(sql, sizeof(sql), "SELECT %s FROM projects p WHERE p.id = $1", project_json);
+	const char *prm[] = {k.p.id};
+	json_t *j = NULL;
+	struct sbx_error err = {0};
+	int r = q_json(k.c.c, sql, 1, prm, &j, &err);
+	if (r < 0 || !j)
+		return r < 0 ? reply_db(req, r, &err) : http_reply_error(req, 404, "NOT_FOUND", "no such project");
+	http_reply_json(req, 200, j);
+}
+
+static void h_project_patch(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
+		return;
+	struct sbx_error err = {0};
+	_cleanup_json_ json_t *body = http_json_body(req, &err);
+	if (!json_is_object(body))
+		return http_reply_error(req, 400, "BAD_REQUEST", "%s", body ? "want a JSON object" : err.msg);
+	const char *name = json_string_value(json_object_get(body, "name"));
+	const char *tier = json_string_value(json_object_get(body, "tier"));
+	if (json_object_get(body, "name") && (!name || !name[0] || strlen(name) > 128))
+		return http_reply_error(req, 400, "INVALID_NAME", "name must be 1 to 128 characters");
+	if (json_object_get(body, "tier") && (!tier || !tiers_find(&app->tiers, tier)))
+		return http_reply_error(req, 400, "INVALID_TIER", "unknown tier");
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+	         "WITH p AS (UPDATE projects SET name = coalesce($2, name), tier = coalesce($3, tier) "
+	         "WHERE id = $1 RETURNING *) SELECT %s FROM p",
+	         project_json);
+	const char *prm[] = {k.p.id, name, tier};
+	json_t *j = NULL;
+	int r = q_json(k.c.c, sql, 3, prm, &j, &err);
+	if (r < 0)
+		return reply_db(req, r, &err);
+	http_reply_json(req, 200, j);
+}
+
+static void h_project_delete(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
+		return;
+	_cleanup_res_ PGresult *res = NULL;
+	struct sbx_error err = {0};
+	const char *prm[] = {k.p.id};
+	int r = db_exec_params(k.c.c, "DELETE FROM projects WHERE id = $1", 1, prm, &res, &err);
+	if (r < 0)
+		return reply_db(req, r, &err);
+	drop_database(k.c.c, k.p.db_name);
+	zlog(ZLOG_INFO, "project_deleted", "request_id", http_request_id(req), "project", k.p.id, NULL);
+	http_reply_json(req, 200, json_pack("{s:b}", "deleted", 1));
+}
+
+static void h_members_add(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
+		return;
+	struct sbx_error err = {0};
+	_cleanup_json_ json_t *body = http_json_body(req, &err);
+	if (!body)
+		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
+	const char *email = json_string_value(json_object_get(body, "email"));
+	if (!email || strlen(email) > 254)
+		return http_reply_error(req, 400, "INVALID_EMAIL", "email is required");
+	const char *prm[] = {k.p.id, email};
+	json_t *j = NULL;
+	int r = q_json(k.c.c,
+	               "WITH m AS (INSERT INTO project_members (project_id, user_id, role) "
+	               "SELECT $1, id, 'member' FROM users WHERE email = lower($2) "
+	               "ON CONFLICT DO NOTHING RETURNING user_id) "
+	               "SELECT json_build_object('user_id', u.id, 'email', u.email) FROM users u "
+	               "WHERE u.email = lower($2)",
+	               2, prm, &j, &err);
+	if (r < 0)
+		return reply_db(req, r, &err);
+	if (!j)
+		return http_reply_error(req, 404, "NOT_FOUND", "no user with that email");
+	http_reply_json(req, 201, j);
+}
+
+/* ---- API keys ------------------------------------------------------------ */
+
+static void h_keys_list(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
+		return;
+	const char *prm[] = {k.p.id};
+	json_t *j = NULL;
+	struct sbx_error err = {0};
+	int r = q_json(k.c.c,
+	               "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'prefix', prefix, "
+	               "'created_at', created_at, 'last_used_at', last_used_at) ORDER BY created_at), '[]') "
+	               "FROM api_keys WHERE project_id = $1",
+	               1, prm, &j, &err);
+	if (r < 0)
+		return reply_db(req, r, &err);
+	http_reply_json(req, 200, json_pack("{s:o}", "api_keys", j));
+}
+
+static void h_keys_create(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
+		return;
+	struct sbx_error err = {0};
+	_cleanup_json_ json_t *body = http_json_body(req, &err);
+	if (!body)
+		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
+	const char *name = json_string_value(json_object_get(body, "name"));
+	if (!name || !name[0] || strlen(name) > 128)
+		return http_reply_error(req, 400, "INVALID_NAME", "name is required, 1 to 128 characters");
+	_cleanup_free_ char *key = NULL;
+	char prefix[16], hash[65];
+	int r = auth_apikey_new(&key, prefix, hash, &err);
+	if (r < 0)
+		return reply_db(req, r, &err);
+	const char *prm[] = {k.p.id, name, prefix, hash};
+	json_t *j = NULL;
+	r = q_json(k.c.c,
+	           "INSERT INTO api_keys (project_id, name, prefix, key_hash) VALUES ($1, $2, $3, $4) "
+	           "RETURNING json_build_object('id', id, 'name', name, 'prefix', prefix, 'created_at', created_at)",
+	           4, prm, &j, &err);
+	if (r < 0)
+		return reply_db(req, r, &err);
+	/* The only time the key itself is shown. */
+	json_object_set_new(j, "key", json_string(key));
+	http_reply_json(req, 201, j);
+}
+
+static void h_key_delete(struct http_request *req, void *app_)
+{
+	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
+		return;
+	const char *kid = http_param(req, "kid");
+	if (!is_uuid(kid))
+		return http_reply_error(req, 404, "NOT_FOUND", "no such API key");
+	const char *prm[] = {k.p.id, kid};
+	_cleanup_res_ PGresult *res = NULL;
+	struct sbx_error err = {0};
+	int r = db_exec_params(k.c.c, "DELETE FROM api_keys WHERE project_id = $1 AND id = $2::uuid RETURNING id", 2,
+	                       prm, &res, &err);
+	if (r < 0)
+		return reply_db(req, r, &err);
+	if (PQntuples(res) != 1)
+		return http_reply_error(req, 404, "NOT_FOUND", "no such API key");
+	http_reply_json(req, 200, json_pack("{s:b}", "deleted", 1));
 }
 
 /* The fields of a create or a change, validated against the project's tier.
@@ -802,19 +821,17 @@ static bool parse_function_input(struct app *app, struct http_request *req, json
 static void h_functions_list(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
 		return;
 	char sql[1536];
 	snprintf(sql, sizeof(sql),
 	         "SELECT coalesce(json_agg(%s ORDER BY f.created_at), '[]') FROM functions f WHERE f.project_id = $1",
 	         function_json);
-	const char *prm[] = {p.id};
+	const char *prm[] = {k.p.id};
 	json_t *j = NULL;
 	struct sbx_error err = {0};
-	int r = q_json(c.c, sql, 1, prm, &j, &err);
+	int r = q_json(k.c.c, sql, 1, prm, &j, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
 	http_reply_json(req, 200, json_pack("{s:o}", "functions", j));
@@ -823,17 +840,15 @@ static void h_functions_list(struct http_request *req, void *app_)
 static void h_functions_create(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_PROJECT, &k))
 		return;
 	struct sbx_error err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
 	struct function_input in;
-	if (!parse_function_input(app, req, body, project_tier(app, &p), true, &in))
+	if (!parse_function_input(app, req, body, project_tier(app, &k.p), true, &in))
 		return;
 	char slug[64];
 	if (in.slug)
@@ -845,8 +860,8 @@ static void h_functions_create(struct http_request *req, void *app_)
 	char timeout[24], memory[24];
 	snprintf(timeout, sizeof(timeout), "%" PRId64, in.timeout_ms > 0 ? in.timeout_ms : 10000);
 	snprintf(memory, sizeof(memory), "%" PRId64, in.memory_mb > 0 ? in.memory_mb : 256);
-	if ((uint64_t)strtoull(timeout, NULL, 10) > project_tier(app, &p)->max_timeout_ms ||
-	    (uint64_t)strtoull(memory, NULL, 10) > project_tier(app, &p)->max_memory_mb)
+	if ((uint64_t)strtoull(timeout, NULL, 10) > project_tier(app, &k.p)->max_timeout_ms ||
+	    (uint64_t)strtoull(memory, NULL, 10) > project_tier(app, &k.p)->max_memory_mb)
 		return http_reply_error(req, 400, "INVALID_LIMITS",
 		                        "the defaults exceed the tier; give timeout_ms and memory_mb");
 	_cleanup_free_ char *env = in.env ? json_dumps(in.env, JSON_COMPACT) : strdup("{}");
@@ -856,12 +871,12 @@ static void h_functions_create(struct http_request *req, void *app_)
 	         "timeout_ms, memory_mb) VALUES ($1, $2, $3, $4, coalesce($5, 'handler'), $6, $7::jsonb, $8, $9) "
 	         "RETURNING *) SELECT %s FROM f",
 	         function_json);
-	const char *prm[] = {p.id, in.name, slug, in.language, in.entry_point, in.code, env, timeout, memory};
+	const char *prm[] = {k.p.id, in.name, slug, in.language, in.entry_point, in.code, env, timeout, memory};
 	json_t *j = NULL;
-	int r = q_json(c.c, sql, 9, prm, &j, &err);
+	int r = q_json(k.c.c, sql, 9, prm, &j, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
-	zlog(ZLOG_INFO, "function_created", "request_id", http_request_id(req), "project", p.id, "function", slug,
+	zlog(ZLOG_INFO, "function_created", "request_id", http_request_id(req), "project", k.p.id, "function", slug,
 	     NULL);
 	http_reply_json(req, 201, j);
 }
@@ -869,22 +884,17 @@ static void h_functions_create(struct http_request *req, void *app_)
 static void h_function_get(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	struct function f;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p) ||
-	    !find_function(req, c.c, &p, &f))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_FUNCTION, &k))
 		return;
 	char sql[1536];
 	snprintf(sql, sizeof(sql), "SELECT %s FROM functions f WHERE f.id = $1", function_json);
-	const char *prm[] = {f.id};
+	const char *prm[] = {k.f.id};
 	json_t *j = NULL;
 	struct sbx_error err = {0};
-	int r = q_json(c.c, sql, 1, prm, &j, &err);
+	int r = q_json(k.c.c, sql, 1, prm, &j, &err);
 	if (r == 0 && j)
-		json_object_set_new(j, "code", json_string(f.code));
-	function_done(&f);
+		json_object_set_new(j, "code", json_string(k.f.code));
 	if (r < 0 || !j)
 		return r < 0 ? reply_db(req, r, &err) : http_reply_error(req, 404, "NOT_FOUND", "no such function");
 	http_reply_json(req, 200, j);
@@ -900,22 +910,17 @@ static const char snapshot_sql[] =
 static void h_function_patch(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	struct function f;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p) ||
-	    !find_function(req, c.c, &p, &f))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_FUNCTION, &k))
 		return;
 	char id[UUID_LEN + 1];
-	snprintf(id, sizeof(id), "%s", f.id);
-	function_done(&f);
+	snprintf(id, sizeof(id), "%s", k.f.id);
 	struct sbx_error err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
 	struct function_input in;
-	if (!parse_function_input(app, req, body, project_tier(app, &p), false, &in))
+	if (!parse_function_input(app, req, body, project_tier(app, &k.p), false, &in))
 		return;
 	char timeout[24], memory[24];
 	snprintf(timeout, sizeof(timeout), "%" PRId64, in.timeout_ms);
@@ -923,9 +928,9 @@ static void h_function_patch(struct http_request *req, void *app_)
 	_cleanup_free_ char *env = in.env ? json_dumps(in.env, JSON_COMPACT) : NULL;
 	const char *prm1[] = {id};
 	_cleanup_res_ PGresult *r1 = NULL, *r2 = NULL, *r3 = NULL;
-	int r = db_exec_params(c.c, "BEGIN", 0, NULL, &r1, &err);
+	int r = db_exec_params(k.c.c, "BEGIN", 0, NULL, &r1, &err);
 	if (r == 0)
-		r = db_exec_params(c.c, snapshot_sql, 1, prm1, &r2, &err);
+		r = db_exec_params(k.c.c, snapshot_sql, 1, prm1, &r2, &err);
 	char sql[2048];
 	snprintf(
 	    sql, sizeof(sql),
@@ -938,14 +943,14 @@ static void h_function_patch(struct http_request *req, void *app_)
 	const char *prm[] = {id, in.name, in.slug, in.language, in.entry_point, in.code, env, timeout, memory};
 	json_t *j = NULL;
 	if (r == 0)
-		r = q_json(c.c, sql, 9, prm, &j, &err);
+		r = q_json(k.c.c, sql, 9, prm, &j, &err);
 	if (r == 0)
-		r = db_exec_params(c.c, "COMMIT", 0, NULL, &r3, &err);
+		r = db_exec_params(k.c.c, "COMMIT", 0, NULL, &r3, &err);
 	if (r < 0) {
 		json_decref(j);
 		struct sbx_error e2 = {0};
 		_cleanup_res_ PGresult *rb = NULL;
-		db_exec_params(c.c, "ROLLBACK", 0, NULL, &rb, &e2);
+		db_exec_params(k.c.c, "ROLLBACK", 0, NULL, &rb, &e2);
 		return reply_db(req, r, &err);
 	}
 	http_reply_json(req, 200, j);
@@ -954,18 +959,13 @@ static void h_function_patch(struct http_request *req, void *app_)
 static void h_function_delete(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	struct function f;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p) ||
-	    !find_function(req, c.c, &p, &f))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_FUNCTION, &k))
 		return;
-	const char *prm[] = {f.id};
+	const char *prm[] = {k.f.id};
 	_cleanup_res_ PGresult *res = NULL;
 	struct sbx_error err = {0};
-	int r = db_exec_params(c.c, "DELETE FROM functions WHERE id = $1", 1, prm, &res, &err);
-	function_done(&f);
+	int r = db_exec_params(k.c.c, "DELETE FROM functions WHERE id = $1", 1, prm, &res, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
 	http_reply_json(req, 200, json_pack("{s:b}", "deleted", 1));
@@ -974,25 +974,20 @@ static void h_function_delete(struct http_request *req, void *app_)
 static void h_versions_list(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	struct function f;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p) ||
-	    !find_function(req, c.c, &p, &f))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_FUNCTION, &k))
 		return;
-	const char *prm[] = {f.id};
+	const char *prm[] = {k.f.id};
 	json_t *j = NULL;
 	struct sbx_error err = {0};
 	int r =
-	    q_json(c.c,
+	    q_json(k.c.c,
 	           "SELECT json_build_object('current', (SELECT version FROM functions WHERE id = $1), 'versions', "
 	           "coalesce((SELECT json_agg(json_build_object('version', v.version, 'entry_point', v.entry_point, "
 	           "'language', v.language, 'timeout_ms', v.timeout_ms, 'memory_mb', v.memory_mb, 'code', v.code, "
 	           "'created_at', v.created_at) ORDER BY v.version DESC) FROM function_versions v "
 	           "WHERE v.function_id = $1), '[]'))",
 	           1, prm, &j, &err);
-	function_done(&f);
 	if (r < 0)
 		return reply_db(req, r, &err);
 	http_reply_json(req, 200, j);
@@ -1001,17 +996,12 @@ static void h_versions_list(struct http_request *req, void *app_)
 static void h_rollback(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	struct function f;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p) ||
-	    !find_function(req, c.c, &p, &f))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_FUNCTION, &k))
 		return;
 	char id[UUID_LEN + 1];
-	snprintf(id, sizeof(id), "%s", f.id);
-	int64_t current = f.version;
-	function_done(&f);
+	snprintf(id, sizeof(id), "%s", k.f.id);
+	int64_t current = k.f.version;
 	uint64_t v;
 	if (util_parse_u64(http_param(req, "v"), 1, INT32_MAX, &v) < 0)
 		return http_reply_error(req, 404, "NOT_FOUND", "no such version");
@@ -1022,11 +1012,11 @@ static void h_rollback(struct http_request *req, void *app_)
 	struct sbx_error err = {0};
 	_cleanup_res_ PGresult *r1 = NULL, *r2 = NULL, *r3 = NULL;
 	const char *prm1[] = {id};
-	int r = db_exec_params(c.c, "BEGIN", 0, NULL, &r1, &err);
+	int r = db_exec_params(k.c.c, "BEGIN", 0, NULL, &r1, &err);
 	/* The current state is snapshotted first, so that this rollback can
 	 * itself be rolled back. */
 	if (r == 0)
-		r = db_exec_params(c.c, snapshot_sql, 1, prm1, &r2, &err);
+		r = db_exec_params(k.c.c, snapshot_sql, 1, prm1, &r2, &err);
 	char sql[2048];
 	snprintf(
 	    sql, sizeof(sql),
@@ -1038,16 +1028,16 @@ static void h_rollback(struct http_request *req, void *app_)
 	const char *prm[] = {id, vs};
 	json_t *j = NULL;
 	if (r == 0)
-		r = q_json(c.c, sql, 2, prm, &j, &err);
+		r = q_json(k.c.c, sql, 2, prm, &j, &err);
 	if (r == 0 && !j)
 		r = -ENOENT;
 	if (r == 0)
-		r = db_exec_params(c.c, "COMMIT", 0, NULL, &r3, &err);
+		r = db_exec_params(k.c.c, "COMMIT", 0, NULL, &r3, &err);
 	if (r < 0) {
 		json_decref(j);
 		struct sbx_error e2 = {0};
 		_cleanup_res_ PGresult *rb = NULL;
-		db_exec_params(c.c, "ROLLBACK", 0, NULL, &rb, &e2);
+		db_exec_params(k.c.c, "ROLLBACK", 0, NULL, &rb, &e2);
 		if (r == -ENOENT)
 			return http_reply_error(req, 404, "NOT_FOUND", "no version %" PRIu64 " of this function", v);
 		return reply_db(req, r, &err);
@@ -1263,23 +1253,17 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 static void h_invoke(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	struct function f;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p) ||
-	    !find_function(req, c.c, &p, &f))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_FUNCTION, &k))
 		return;
 	struct sbx_error err = {0};
 	size_t len = 0;
 	http_body(req, &len);
 	_cleanup_json_ json_t *body = len ? http_json_body(req, &err) : json_object();
 	if (!json_is_object(body)) {
-		function_done(&f);
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", body ? "want {\"payload\": ...}" : err.msg);
 	}
-	invoke(app, req, &c, &p, &f, json_object_get(body, "payload"), "api");
-	function_done(&f);
+	invoke(app, req, &k.c, &k.p, &k.f, json_object_get(body, "payload"), "api");
 }
 
 /* Public invocation by API key: the key names the project, and slugs are
@@ -1462,11 +1446,10 @@ static void h_login(struct http_request *req, void *app_)
 static void h_users_create(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u))
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_USER, &k))
 		return;
-	if (!u.admin)
+	if (!k.u.admin)
 		return http_reply_error(req, 403, "FORBIDDEN", "only an admin creates users");
 	struct sbx_error err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
@@ -1486,7 +1469,7 @@ static void h_users_create(struct http_request *req, void *app_)
 	const char *prm[] = {email, hash, admin ? "t" : "f"};
 	json_t *j = NULL;
 	r = q_json(
-	    c.c,
+	    k.c.c,
 	    "INSERT INTO users (email, password_hash, is_admin) VALUES (lower($1), $2, $3) "
 	    "RETURNING json_build_object('id', id, 'email', email, 'is_admin', is_admin, 'created_at', created_at)",
 	    3, prm, &j, &err);

@@ -283,9 +283,28 @@ int main(int argc, char **argv)
 	       app.cfg.listen, port, port, app.cfg.admin_email);
 	fflush(stdout);
 
+	/* Wait for a stop signal; meanwhile supervise the embedded cluster: a
+	 * postmaster that died is started again (the pool reconnects). */
 	int sig = 0;
-	while (sigwait(&stop, &sig) != 0)
-		;
+	for (;;) {
+		struct timespec tick = {1, 0};
+		siginfo_t si;
+		sig = sigtimedwait(&stop, &si, &tick);
+		if (sig > 0)
+			break;
+		if (!pge || pge_check(pge, &err) != -ESRCH)
+			continue;
+		zlog(ZLOG_ERROR, "embedded_postgresql_died", "error", err.msg, NULL);
+		pge_stop(pge);
+		pge = NULL;
+		if (pge_start(app.cfg.state_dir, &pge, &err) < 0) {
+			zlog(ZLOG_ERROR, "embedded_postgresql_restart_failed", "error", err.msg, NULL);
+			pge = NULL;
+			sig = SIGTERM;
+			break;
+		}
+		zlog(ZLOG_INFO, "embedded_postgresql_restarted", NULL);
+	}
 	zlog(ZLOG_INFO, "stopping", "signal", strsignal(sig), NULL);
 	/* In-flight invocations finish (bounded by the grace period), then the
 	 * record writer drains its queue: no record is lost. */

@@ -135,3 +135,31 @@ def test_existing_cluster_by_database_url(pgtmp):
         d.cleanup()
         raise
     stop_and_check(d)
+
+
+def test_embedded_cluster_is_supervised():
+    """A postmaster that dies is started again; the daemon keeps serving."""
+    d = Daemon("superv")
+    try:
+        d.start()
+        c = d.admin()
+        p = c.create_project()
+        with open(os.path.join(d.state_dir, "pg", "data", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        os.kill(postmaster, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if http_request(d.port, "GET", "/healthz", timeout=2).status == 200 and \
+                        "embedded_postgresql_restarted" in d.log_text():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert "embedded_postgresql_died" in d.log_text(), d.log_tail()
+        assert "embedded_postgresql_restarted" in d.log_text(), d.log_tail()
+        # The data is there, and a new login and query work on the new postmaster.
+        c = d.admin()
+        assert [x["id"] for x in c.get("/projects").json["projects"]] == [p["id"]]
+    finally:
+        stop_and_check(d)

@@ -239,6 +239,7 @@ struct project {
 	char db_password[257];
 	int64_t monthly_cap; /* -1: the tier's */
 	int64_t concurrency; /* -1: the tier's */
+	bool owner;          /* the caller owns it (else a member) */
 };
 
 static const char project_cols[] = "p.id, p.slug, p.tier, coalesce(p.monthly_cap, -1), coalesce(p.concurrency, -1), "
@@ -254,6 +255,7 @@ static void project_from_row(PGresult *res, int row, struct project *p)
 	snprintf(p->db_name, sizeof(p->db_name), "%s", PQgetvalue(res, row, 5));
 	snprintf(p->db_role, sizeof(p->db_role), "%s", PQgetvalue(res, row, 6));
 	snprintf(p->db_password, sizeof(p->db_password), "%s", PQgetvalue(res, row, 7));
+	p->owner = PQnfields(res) > 8 && strcmp(PQgetvalue(res, row, 8), "owner") == 0;
 }
 
 /* The project named by {pid} (id or slug) if the user belongs to it; else
@@ -263,7 +265,7 @@ static bool find_project(struct http_request *req, PGconn *c, const struct user 
 	const char *key = http_param(req, "pid");
 	char sql[512];
 	snprintf(sql, sizeof(sql),
-	         "SELECT %s FROM projects p JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 "
+	         "SELECT %s, m.role FROM projects p JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 "
 	         "WHERE %s",
 	         project_cols, is_uuid(key) ? "p.id = $2::uuid" : "p.slug = $2");
 	const char *p[] = {u->id, key};
@@ -453,7 +455,7 @@ static int provision_database(PGconn *c, const char *name, const char *password,
 	if (r < 0)
 		return r;
 	snprintf(sql, sizeof(sql),
-	         "CREATE ROLE %s LOGIN PASSWORD %s NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT 32", qn, qp);
+	         "CREATE ROLE %s LOGIN PASSWORD %s NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT 100", qn, qp);
 	r = run_sql(c, sql, err);
 	if (r < 0)
 		return r;
@@ -510,6 +512,21 @@ static void h_projects_create(struct http_request *req, void *app_)
 	if (!tiers_find(&app->tiers, tier))
 		return http_reply_error(req, 400, "INVALID_TIER", "unknown tier \"%.32s\"", tier);
 
+	/* Every project is a database: a user who is not an admin owns a
+	 * bounded number of them. */
+	if (!k.u.admin) {
+		const char *cp[] = {k.u.id};
+		_cleanup_res_ PGresult *cr = NULL;
+		int rc =
+		    db_exec_params(k.c.c, "SELECT count(*) FROM project_members WHERE user_id = $1 AND role = 'owner'",
+		                   1, cp, &cr, &err);
+		if (rc < 0)
+			return reply_db(req, rc, &err);
+		if (strtoll(PQgetvalue(cr, 0, 0), NULL, 10) >= APP_MAX_PROJECTS_PER_USER)
+			return http_reply_error(req, 403, "PROJECT_LIMIT", "a user owns at most %d projects",
+			                        APP_MAX_PROJECTS_PER_USER);
+	}
+
 	/* The project's own database and role, reachable with the DSN handed
 	 * to its functions and nothing else. */
 	_cleanup_free_ char *rnd = NULL, *password = NULL;
@@ -565,6 +582,8 @@ static void h_project_patch(struct http_request *req, void *app_)
 	_cleanup_call_ struct call k;
 	if (!call_begin(req, app, NEED_PROJECT, &k))
 		return;
+	if (!k.p.owner)
+		return http_reply_error(req, 403, "FORBIDDEN", "only the project's owner may change the project");
 	struct sbx_error err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!json_is_object(body))
@@ -585,6 +604,8 @@ static void h_project_patch(struct http_request *req, void *app_)
 	int r = q_json(k.c.c, sql, 3, prm, &j, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
+	if (!j)
+		return http_reply_error(req, 404, "NOT_FOUND", "no such project"); /* deleted meanwhile */
 	http_reply_json(req, 200, j);
 }
 
@@ -594,6 +615,8 @@ static void h_project_delete(struct http_request *req, void *app_)
 	_cleanup_call_ struct call k;
 	if (!call_begin(req, app, NEED_PROJECT, &k))
 		return;
+	if (!k.p.owner)
+		return http_reply_error(req, 403, "FORBIDDEN", "only the project's owner may delete the project");
 	_cleanup_res_ PGresult *res = NULL;
 	struct sbx_error err = {0};
 	const char *prm[] = {k.p.id};
@@ -611,6 +634,8 @@ static void h_members_add(struct http_request *req, void *app_)
 	_cleanup_call_ struct call k;
 	if (!call_begin(req, app, NEED_PROJECT, &k))
 		return;
+	if (!k.p.owner)
+		return http_reply_error(req, 403, "FORBIDDEN", "only the project's owner may share the project");
 	struct sbx_error err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
@@ -928,7 +953,13 @@ static void h_function_patch(struct http_request *req, void *app_)
 	_cleanup_free_ char *env = in.env ? json_dumps(in.env, JSON_COMPACT) : NULL;
 	const char *prm1[] = {id};
 	_cleanup_res_ PGresult *r1 = NULL, *r2 = NULL, *r3 = NULL;
+	/* The row lock orders concurrent changes: each snapshots the state
+	 * the previous one committed, so no version is skipped. */
 	int r = db_exec_params(k.c.c, "BEGIN", 0, NULL, &r1, &err);
+	if (r == 0) {
+		_cleanup_res_ PGresult *rl = NULL;
+		r = db_exec_params(k.c.c, "SELECT 1 FROM functions WHERE id = $1 FOR UPDATE", 1, prm1, &rl, &err);
+	}
 	if (r == 0)
 		r = db_exec_params(k.c.c, snapshot_sql, 1, prm1, &r2, &err);
 	char sql[2048];
@@ -944,6 +975,8 @@ static void h_function_patch(struct http_request *req, void *app_)
 	json_t *j = NULL;
 	if (r == 0)
 		r = q_json(k.c.c, sql, 9, prm, &j, &err);
+	if (r == 0 && !j)
+		r = -ENOENT; /* deleted meanwhile */
 	if (r == 0)
 		r = db_exec_params(k.c.c, "COMMIT", 0, NULL, &r3, &err);
 	if (r < 0) {
@@ -951,6 +984,8 @@ static void h_function_patch(struct http_request *req, void *app_)
 		struct sbx_error e2 = {0};
 		_cleanup_res_ PGresult *rb = NULL;
 		db_exec_params(k.c.c, "ROLLBACK", 0, NULL, &rb, &e2);
+		if (r == -ENOENT)
+			return http_reply_error(req, 404, "NOT_FOUND", "no such function");
 		return reply_db(req, r, &err);
 	}
 	http_reply_json(req, 200, j);
@@ -1013,6 +1048,10 @@ static void h_rollback(struct http_request *req, void *app_)
 	_cleanup_res_ PGresult *r1 = NULL, *r2 = NULL, *r3 = NULL;
 	const char *prm1[] = {id};
 	int r = db_exec_params(k.c.c, "BEGIN", 0, NULL, &r1, &err);
+	if (r == 0) {
+		_cleanup_res_ PGresult *rl = NULL;
+		r = db_exec_params(k.c.c, "SELECT 1 FROM functions WHERE id = $1 FOR UPDATE", 1, prm1, &rl, &err);
+	}
 	/* The current state is snapshotted first, so that this rollback can
 	 * itself be rolled back. */
 	if (r == 0)
@@ -1141,31 +1180,37 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 		return http_reply_error(req, 409, "FUNCTION_DISABLED", "the function is disabled");
 	const struct tier *tier = project_tier(app, p);
 
-	/* The monthly cap, counted atomically in the database: right with any
-	 * number of zmeshd nodes. */
+	/* A slot first, then the monthly cap: an invocation refused for
+	 * concurrency must not use up quota. The cap is counted atomically in
+	 * the database: right with any number of zmeshd nodes. */
+	uint64_t conc = p->concurrency > 0 ? (uint64_t)p->concurrency : tier->concurrency;
+	db_release(app->pool, c->c); /* none is held while waiting or running */
+	c->c = NULL;
+	if (limiter_acquire(&app->limiter, p->id, conc, app->cfg.queue_wait_ms) < 0) {
+		atomic_fetch_add(&app->metrics.rejected_rate, 1);
+		return reply_rejected(app, req, p, f, trigger, "RATE_LIMITED",
+		                      "too many invocations at once; retry shortly");
+	}
 	char cap[24];
 	snprintf(cap, sizeof(cap), "%" PRIu64,
 	         p->monthly_cap >= 0 ? (uint64_t)p->monthly_cap : tier->monthly_invocations);
 	const char *prm[] = {p->id, cap};
 	_cleanup_res_ PGresult *res = NULL;
 	struct sbx_error err = {0};
-	int r = db_exec_params(c->c, "SELECT zmesh_take_invocation($1, $2)", 2, prm, &res, &err);
-	if (r < 0)
+	PGconn *qc = db_acquire(app->pool);
+	int r = qc ? db_exec_params(qc, "SELECT zmesh_take_invocation($1, $2)", 2, prm, &res, &err)
+	           : sbx_err(&err, -ETIMEDOUT, "no database connection");
+	if (qc)
+		db_release(app->pool, qc);
+	if (r < 0) {
+		limiter_release(&app->limiter, p->id);
 		return reply_db(req, r, &err);
-	bool over_cap = PQgetisnull(res, 0, 0);
-	/* No database connection is held while the function runs. */
-	db_release(app->pool, c->c);
-	c->c = NULL;
-	if (over_cap) {
+	}
+	if (PQgetisnull(res, 0, 0)) {
+		limiter_release(&app->limiter, p->id);
 		atomic_fetch_add(&app->metrics.rejected_quota, 1);
 		return reply_rejected(app, req, p, f, trigger, "QUOTA_EXCEEDED",
 		                      "the project's monthly invocation cap is reached");
-	}
-	uint64_t conc = p->concurrency > 0 ? (uint64_t)p->concurrency : tier->concurrency;
-	if (limiter_acquire(&app->limiter, p->id, conc, app->cfg.queue_wait_ms) < 0) {
-		atomic_fetch_add(&app->metrics.rejected_rate, 1);
-		return reply_rejected(app, req, p, f, trigger, "RATE_LIMITED",
-		                      "too many invocations at once; retry shortly");
 	}
 
 	char id[UUID_LEN + 1], dsn[512];
@@ -1194,8 +1239,8 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 	atomic_fetch_sub(&app->metrics.active, 1);
 	limiter_release(&app->limiter, p->id);
 	if (r < 0) {
-		http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
-		return;
+		/* Refused before any sandbox ran; still one record. */
+		return reply_rejected(app, req, p, f, trigger, "SANDBOX_ERROR", err.msg);
 	}
 	double wall_ms = (double)res_ex.report.wall_us / 1000.0, cpu_ms = (double)res_ex.report.cpu_us / 1000.0;
 	enum exec_outcome o = res_ex.outcome;
@@ -1315,22 +1360,18 @@ static void h_api_invoke(struct http_request *req, void *app_)
 static void h_invocations_list(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_FUNCTION, &k))
+		return;
 	/* Records are written in batches: what this node ran is in. */
 	records_flush(app->records, 2000);
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	struct function f;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p) ||
-	    !find_function(req, c.c, &p, &f))
-		return;
-	char id[UUID_LEN + 1];
-	snprintf(id, sizeof(id), "%s", f.id);
-	function_done(&f);
+	const char *id = k.f.id;
 	const char *ls = NULL, *os = NULL;
 	uint64_t limit = 20, offset = 0;
-	if ((http_query(req, "limit", &ls) == 0 && ls && util_parse_u64(ls, 1, 100, &limit) < 0) ||
-	    (http_query(req, "offset", &os) == 0 && os && util_parse_u64(os, 0, 1000000, &offset) < 0))
+	int ql = http_query(req, "limit", &ls), qo = http_query(req, "offset", &os);
+	if ((ql != 0 && ql != -ENOENT) || (qo != 0 && qo != -ENOENT) ||
+	    (ql == 0 && ls && util_parse_u64(ls, 1, 100, &limit) < 0) ||
+	    (qo == 0 && os && util_parse_u64(os, 0, 1000000, &offset) < 0))
 		return http_reply_error(req, 400, "BAD_REQUEST", "limit is 1..100, offset 0..1000000");
 	char l[24], o[24];
 	snprintf(l, sizeof(l), "%" PRIu64, limit);
@@ -1339,7 +1380,7 @@ static void h_invocations_list(struct http_request *req, void *app_)
 	json_t *j = NULL;
 	struct sbx_error err = {0};
 	int r =
-	    q_json(c.c,
+	    q_json(k.c.c,
 	           "SELECT coalesce(json_agg(x), '[]') FROM (SELECT json_build_object('id', id, 'version', version, "
 	           "'trigger', trigger, 'start', start, 'status', status, 'started_at', started_at, 'duration_ms', "
 	           "duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, 'result_excerpt', result_excerpt, "
@@ -1358,18 +1399,12 @@ static void h_invocations_list(struct http_request *req, void *app_)
 static void h_invocation_get(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
+	_cleanup_call_ struct call k;
+	if (!call_begin(req, app, NEED_FUNCTION, &k))
+		return;
 	/* Records are written in batches: what this node ran is in. */
 	records_flush(app->records, 2000);
-	_cleanup_conn_ struct conn c = {0};
-	struct user u;
-	struct project p;
-	struct function f;
-	if (!get_conn(app, req, &c) || !authenticate(app, req, c.c, &u) || !find_project(req, c.c, &u, &p) ||
-	    !find_function(req, c.c, &p, &f))
-		return;
-	char id[UUID_LEN + 1];
-	snprintf(id, sizeof(id), "%s", f.id);
-	function_done(&f);
+	const char *id = k.f.id;
 	const char *iid = http_param(req, "iid");
 	if (!is_uuid(iid))
 		return http_reply_error(req, 404, "NOT_FOUND", "no such invocation");
@@ -1377,7 +1412,7 @@ static void h_invocation_get(struct http_request *req, void *app_)
 	json_t *j = NULL;
 	struct sbx_error err = {0};
 	int r = q_json(
-	    c.c,
+	    k.c.c,
 	    "SELECT json_build_object('id', id, 'function_id', function_id, 'version', version, 'trigger', "
 	    "trigger, 'start', start, 'status', status, 'started_at', started_at, 'duration_ms', duration_ms, "
 	    "'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, 'result_excerpt', result_excerpt, 'error', error, "
@@ -1401,8 +1436,11 @@ static void h_login(struct http_request *req, void *app_)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
 	const char *email = json_string_value(json_object_get(body, "email"));
 	const char *password = json_string_value(json_object_get(body, "password"));
-	if (!email || !password || strlen(email) > 254)
-		return http_reply_error(req, 400, "BAD_REQUEST", "email and password are required");
+	/* Bounds checked before the user is looked up, so that the answer's
+	 * timing says nothing of which emails exist. */
+	if (!email || !password || strlen(email) > 254 || !password[0] || strlen(password) > 1024)
+		return http_reply_error(req, 400, "BAD_REQUEST",
+		                        "email and a password of 1 to 1024 bytes are required");
 	_cleanup_conn_ struct conn c = {0};
 	if (!get_conn(app, req, &c))
 		return;

@@ -15,7 +15,8 @@
 #include "records.h"
 #include "tiers.h"
 
-#define APP_DURATION_BUCKETS 12
+#define APP_DURATION_BUCKETS      12
+#define APP_MAX_PROJECTS_PER_USER 20 /* each is a database; admins are not bound */
 
 struct app_metrics {
 	atomic_uint_fast64_t by_outcome[8];  /* enum exec_outcome */

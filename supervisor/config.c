@@ -60,6 +60,7 @@ static const struct setting settings[] = {
         "wait for a free slot before 429"),
     NUM(max_connections, "max-connections", "ZMESH_MAX_CONNECTIONS", K_UINT, "512", 8, 8192,
         "open HTTP connections (a thread each)"),
+    NUM(max_per_ip, "max-per-ip", "ZMESH_MAX_PER_IP", K_UINT, "64", 1, 8192, "open HTTP connections from one address"),
     NUM(token_ttl_s, "token-ttl", "ZMESH_TOKEN_TTL", K_UINT, "86400", 60, 31536000, "login token lifetime, seconds"),
     NUM(shutdown_grace_ms, "shutdown-grace", "ZMESH_SHUTDOWN_GRACE_MS", K_UINT, "30000", 0, 600000,
         "wait for in-flight invocations on SIGTERM"),

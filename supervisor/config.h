@@ -26,6 +26,7 @@ struct zconfig {
 	uint64_t concurrency;     /* invocations at once, all projects */
 	uint64_t queue_wait_ms;   /* how long an invocation waits for a slot */
 	uint64_t max_connections; /* open HTTP connections, a thread each */
+	uint64_t max_per_ip;      /* of them from one client address */
 	uint64_t token_ttl_s;
 	uint64_t shutdown_grace_ms;
 	uint64_t pool_size; /* warm sandboxes per runtime (0: off) */

@@ -60,28 +60,48 @@ static int write_batch(struct records *r, json_t *batch, struct sbx_error *err)
 /* A batch that fails (a function deleted meanwhile takes its records'
  * foreign key with it) is retried record by record, so one bad record
  * costs only itself. */
+static bool transient(int rc)
+{
+	return rc == -ETIMEDOUT || rc == -ECONNRESET || rc == -EAGAIN;
+}
+
 static void write_all(struct records *r, json_t *batch)
 {
 	struct sbx_error err = {0};
 	size_t n = json_array_size(batch);
-	if (write_batch(r, batch, &err) == 0) {
+	int rc = write_batch(r, batch, &err);
+	/* The database away for a moment (a restart, a full pool): the same
+	 * batch again, backing off, rather than record by record. */
+	for (unsigned i = 0; rc < 0 && transient(rc) && i < 6; i++) {
+		struct timespec ts = {0, (long)(100000000L << (i < 3 ? i : 3))};
+		nanosleep(&ts, NULL);
+		rc = write_batch(r, batch, &err);
+	}
+	if (rc == 0) {
 		pthread_mutex_lock(&r->mu);
 		r->written += n;
 		pthread_mutex_unlock(&r->mu);
 		return;
 	}
+	if (transient(rc)) {
+		pthread_mutex_lock(&r->mu);
+		r->failed += n;
+		pthread_mutex_unlock(&r->mu);
+		zlog(ZLOG_ERROR, "records_lost", "error", err.msg, NULL);
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		json_t *one = json_pack("[O]", json_array_get(batch, i));
 		struct sbx_error e1 = {0};
-		int rc = one ? write_batch(r, one, &e1) : -ENOMEM;
+		int rc1 = one ? write_batch(r, one, &e1) : -ENOMEM;
 		json_decref(one);
 		pthread_mutex_lock(&r->mu);
-		if (rc == 0)
+		if (rc1 == 0)
 			r->written++;
 		else
 			r->failed++;
 		pthread_mutex_unlock(&r->mu);
-		if (rc < 0)
+		if (rc1 < 0)
 			zlog(ZLOG_ERROR, "record_failed", "invocation_id",
 			     json_string_value(json_object_get(json_array_get(batch, i), "id")), "error", e1.msg, NULL);
 	}

@@ -47,9 +47,16 @@ static int load_jwt_key(struct app *app, struct sbx_error *err)
 		int r = auth_random_hex(32, &hex, err);
 		if (r < 0)
 			return r;
-		_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (fd < 0 || write(fd, hex, 64) != 64)
-			return sbx_err(err, -errno, "write %s: %s", path, strerror(errno));
+		/* Written aside and renamed: a crash never leaves a short key. */
+		char tmp[620];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+		unlink(tmp);
+		_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0 || write(fd, hex, 64) != 64 || fsync(fd) < 0 || rename(tmp, path) < 0) {
+			int e = errno ? errno : EIO;
+			unlink(tmp);
+			return sbx_err(err, -e, "write %s: %s", path, strerror(e));
+		}
 		memcpy(buf, hex, 64);
 		n = 64;
 	}
@@ -196,6 +203,13 @@ int main(int argc, char **argv)
 	if (sbx_spawner_start(&sbx, &spawner, &err) < 0)
 		return fatal("spawner", &err);
 
+	/* The embedded cluster has 200 connections: the pool (concurrency + 8)
+	 * and one per running function that uses its database must fit. */
+	if (!app.cfg.database_url[0] && app.cfg.concurrency > 90) {
+		fprintf(stderr, "zmeshd: with the embedded database, --concurrency is at most 90 (use DATABASE_URL)\n");
+		return 2;
+	}
+
 	struct pge *pge = NULL;
 	char conninfo[1200];
 	if (app.cfg.database_url[0]) {
@@ -265,8 +279,10 @@ int main(int argc, char **argv)
 	struct http_config hc = {
 	    .listen = app.cfg.listen,
 	    .max_connections = (unsigned)app.cfg.max_connections,
+	    .max_per_ip = (unsigned)app.cfg.max_per_ip,
 	    .max_body = app.cfg.max_body_bytes,
-	    .grace_ms = (unsigned)app.cfg.shutdown_grace_ms,
+	    .grace_ms =
+	        app.cfg.shutdown_grace_ms ? (unsigned)app.cfg.shutdown_grace_ms : 1, /* 0 means "default" there */
 	    .log = http_log,
 	};
 	struct http_server *srv = NULL;

@@ -307,6 +307,28 @@ def test_members_share_a_project(zd, new_user):
     assert [x["id"] for x in bob.get(fn_path(p["id"])).json["functions"]] == [f["id"]]
     r = bob.invoke(p["id"], f["slug"], {"from": "bob"})
     assert r.status == 200 and r.json["result"] == {"from": "bob"}, str(r)
+    # A member uses the project; only its owner changes, shares or deletes it.
+    carol = new_user()
+    assert_error(bob.patch("/projects/" + p["id"], {"tier": "enterprise"}), 403, "FORBIDDEN")
+    assert_error(bob.post("/projects/%s/members" % p["id"], {"email": carol.email}), 403, "FORBIDDEN")
+    assert_error(bob.delete("/projects/" + p["id"]), 403, "FORBIDDEN")
+    assert alice.get("/projects/" + p["id"]).json["tier"] == "free"
+    assert alice.patch("/projects/" + p["id"], {"name": "renamed"}).status == 200
+
+
+def test_a_user_owns_a_bounded_number_of_projects(zd, new_user):
+    u = new_user()
+    for i in range(20):
+        assert u.post("/projects", {"name": "p%d" % i}).status == 201
+    assert_error(u.post("/projects", {"name": "one too many"}), 403, "PROJECT_LIMIT")
+    assert len(u.get("/projects").json["projects"]) == 20
+
+
+def test_login_bounds_the_password_before_looking_the_user_up(zd, user):
+    for pw in ("", "x" * 1025):
+        for email in (user.email, "nobody@example.test"):
+            r = http_request(zd.port, "POST", "/auth/login", json.dumps({"email": email, "password": pw}))
+            assert_error(r, 400, "BAD_REQUEST")
 
 
 # ---- API keys -----------------------------------------------------------------------------

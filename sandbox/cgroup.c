@@ -83,6 +83,8 @@ int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool crea
 		r = util_write_file(p, enable);
 		if (r < 0)
 			return sbx_err(err, r, "enable controllers in %s: %s", ctx->base[0], strerror(-r));
+		/* memory.swap.max exists only with swap accounting. */
+		ctx->has_memsw = file_exists(ctx->base[0], "memory.swap.max");
 		return 0;
 	}
 
@@ -139,8 +141,10 @@ int cg_limit_writes(const struct cg_ctx *ctx, const struct cg_limits *lim, struc
 	if (ctx->mode == CG_V2) {
 		if (lim->memory_bytes) {
 			add_write(ret, &n, 0, "memory.max", lim->memory_bytes, "");
-			/* No swap: an over-limit sandbox is killed, not slowed to a crawl. */
-			add_write(ret, &n, 0, "memory.swap.max", 0, "");
+			/* No swap: an over-limit sandbox is killed, not slowed to a
+			 * crawl. (No swap accounting: no swap file to write.) */
+			if (ctx->has_memsw)
+				add_write(ret, &n, 0, "memory.swap.max", 0, "");
 		}
 		if (lim->pids)
 			add_write(ret, &n, 0, "pids.max", lim->pids, "");
@@ -213,6 +217,14 @@ static int kill_procs(const char *dir)
 		if (n == 0)
 			return 0;
 		if (!have_kill) {
+			/* A full buffer may end in half a pid: kill whole lines
+			 * only, the rest comes in the next round. */
+			if ((size_t)n >= sizeof(buf) - 1) {
+				char *last = strrchr(buf, '\n');
+				if (!last)
+					return -EIO;
+				last[1] = '\0';
+			}
 			char *save = NULL;
 			for (char *w = strtok_r(buf, "\n", &save); w; w = strtok_r(NULL, "\n", &save)) {
 				long pid = strtol(w, NULL, 10);
@@ -392,7 +404,7 @@ int cg_reset_peak(const struct cg *cg)
 	return r < 0 ? -EOPNOTSUPP : 0;
 }
 
-int cg_sweep(const struct cg_ctx *ctx, const char *name_prefix, bool (*is_stale)(const char *name, void *userdata),
+int cg_sweep(const struct cg_ctx *ctx, const char *name_prefix, int (*is_stale)(const char *name, void *userdata),
              void *userdata)
 {
 	int removed = 0;
@@ -408,13 +420,16 @@ int cg_sweep(const struct cg_ctx *ctx, const char *name_prefix, bool (*is_stale)
 		while ((de = readdir(d))) {
 			if (de->d_type != DT_DIR || strncmp(de->d_name, name_prefix, plen) != 0)
 				continue;
-			if (!is_stale(de->d_name, userdata))
+			/* The claim (a lock) is held until the removal is done,
+			 * so that nobody can take the name meanwhile. */
+			int claim = is_stale(de->d_name, userdata);
+			if (claim < 0)
 				continue;
 			char p[CG_PATH_MAX];
-			if (snprintf(p, sizeof(p), "%s/%s", ctx->base[c], de->d_name) >= (int)sizeof(p))
-				continue;
-			if (remove_dir(p) == 0)
+			if (snprintf(p, sizeof(p), "%s/%s", ctx->base[c], de->d_name) < (int)sizeof(p) &&
+			    remove_dir(p) == 0)
 				removed++;
+			close(claim);
 		}
 		closedir(d);
 	}

@@ -86,6 +86,7 @@ int cg_reset_peak(const struct cg *cg);
 int cg_destroy(struct cg *cg);
 
 /* Remove leftovers under the prefix: for each entry whose name starts with
- * name_prefix, is_stale(name) decides whether it belongs to nobody alive. */
-int cg_sweep(const struct cg_ctx *ctx, const char *name_prefix, bool (*is_stale)(const char *name, void *userdata),
+ * name_prefix, is_stale(name) claims it when it belongs to nobody alive,
+ * returning a descriptor (the claim, closed after the removal) or -1. */
+int cg_sweep(const struct cg_ctx *ctx, const char *name_prefix, int (*is_stale)(const char *name, void *userdata),
              void *userdata);

@@ -374,6 +374,20 @@ static const char *const op_names[] = {
     [OP_RO_SELF] = "make read-only", [OP_REMOUNT_RO] = "make the root read-only",
 };
 
+/* Close every descriptor from first up: close_range, else one by one. */
+static void close_from(unsigned first, unsigned flags)
+{
+	if (syscall(SYS_close_range, first, ~0U, flags) == 0)
+		return;
+	struct rlimit rl;
+	unsigned max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < 1048576 ? (unsigned)rl.rlim_max : 1048576;
+	for (unsigned fd = first; fd < max; fd++)
+		if (flags & CLOSE_RANGE_CLOEXEC)
+			fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+		else
+			close((int)fd);
+}
+
 static void child_fds(const struct plan *p)
 {
 	/* Move the five descriptors the child keeps out of the way, then to
@@ -387,7 +401,7 @@ static void child_fds(const struct plan *p)
 	for (int i = 0; i < 5; i++)
 		if (dup3(tmp[i], i, i >= 3 ? O_CLOEXEC : 0) < 0)
 			_exit(INIT_EXIT_SETUP);
-	syscall(SYS_close_range, 5U, ~0U, 0U);
+	close_from(5, 0);
 }
 
 static void lo_up(void)
@@ -444,7 +458,7 @@ static _Noreturn void exec_program(const struct plan *p, int exec_fd)
 	 * the caller's terminal even if the policy were to allow the ioctl. */
 	setsid();
 	close(3);
-	syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);
+	close_from(4, CLOSE_RANGE_CLOEXEC);
 	int e = ENOENT;
 	for (size_t i = 0; i < p->n_candidates; i++) {
 		execve(p->candidates[i], p->argv, p->envp);
@@ -532,6 +546,12 @@ static _Noreturn void child_main(const struct plan *p)
 	 * parent's namespace would otherwise kill init with its default action. */
 	sigprocmask(SIG_BLOCK, &all, NULL);
 	child_fds(p);
+	/* Init is a copy of its parent, environment included (a daemon's
+	 * secrets, a caller's variables): wipe it, in place and without
+	 * allocating, so that /proc/1/environ holds nothing even if it could
+	 * be read. The program gets its own, built from the allowlist. */
+	for (char **e = environ; e && *e; e++)
+		memset(*e, 0, strlen(*e));
 	/* What operators see in ps for every sandbox's pid 1. */
 	prctl(PR_SET_NAME, "zmesh-init", 0, 0, 0);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
@@ -772,17 +792,16 @@ static int slot_acquire(struct sbx_ctx *ctx, int *ret_slot, struct sbx_error *er
 	return sbx_err(err, -EBUSY, "all %u sandbox slots are in use", ctx->slots);
 }
 
-static bool slot_is_stale(const char *name, void *userdata)
+/* A leftover's slot lock is free: take it (the sweep holds it while it
+ * removes the cgroup) and return it; -1 when someone alive holds it. */
+static int slot_is_stale(const char *name, void *userdata)
 {
 	const struct sbx_ctx *ctx = userdata;
 	uint64_t slot;
 	if (util_parse_u64(name + 4, 0, ctx->slots - 1, &slot) < 0)
-		return false;
+		return -1;
 	int fd = slot_lock(ctx, (int)slot);
-	if (fd < 0)
-		return false;
-	close(fd);
-	return true;
+	return fd >= 0 ? fd : -1;
 }
 
 int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct sbx_error *err)

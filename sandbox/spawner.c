@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #define WIRE_MAGIC 0x7a6d7370u /* "zmsp" */
@@ -362,6 +363,17 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 	    (rep.err == 0 && !(rep.fds & 3))) {
 		for (size_t i = 0; i < nin; i++)
 			close(in[i]);
+		/* A sandbox may exist all the same, and it is our child: end it
+		 * and reap it, or it would linger as a zombie. */
+		if (n == sizeof(rep) && rep.magic == WIRE_MAGIC && rep.pid > 0) {
+			int pfd = (int)syscall(SYS_pidfd_open, rep.pid, 0);
+			if (pfd >= 0) {
+				siginfo_t si;
+				syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+				waitid(P_PIDFD, (id_t)pfd, &si, WEXITED | __WALL);
+				close(pfd);
+			}
+		}
 		return sbx_err(err, -EBADMSG, "malformed answer from the spawner");
 	}
 	size_t k = 0;

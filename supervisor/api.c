@@ -1246,6 +1246,14 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 	enum exec_outcome o = res_ex.outcome;
 	const char *status = o == EXEC_SUCCESS ? "success" : o == EXEC_TIMEOUT ? "timeout" : "error";
 
+	if (o == EXEC_SANDBOX_ERROR) {
+		/* The platform failed, not the function: the details (host
+		 * paths, slots, cgroups) are for the operator's log only. */
+		zlog(ZLOG_ERROR, "sandbox_error", "request_id", http_request_id(req), "invocation_id", id, "error",
+		     json_string_value(json_object_get(res_ex.error, "message")), NULL);
+		json_object_set_new(res_ex.error, "message",
+		                    json_string("the platform could not run the function; try again"));
+	}
 	json_t *error = NULL;
 	if (o != EXEC_SUCCESS) {
 		error = json_pack("{s:s, s:O?, s:O?, s:O?}", "code", exec_outcome_code(o), "name",

@@ -115,11 +115,26 @@ static bool valid_identifier(const char *s)
 	return true;
 }
 
-/* Whether stdout already holds the wrappers' one answer: a JSON object
- * ending in a newline. Anything else waits for EOF, as before. */
-static bool result_complete(const struct buf *out)
+/* Whether stdout already holds the wrappers' one answer: compact JSON whose
+ * only raw newline is its last byte. Each byte is looked at once and the
+ * buffer parsed at most once, at the first newline: output shaped to look
+ * almost complete cannot make the daemon parse it again and again. Anything
+ * else waits for EOF. */
+struct result_scan {
+	size_t scanned;
+	bool done; /* decided: no early answer */
+};
+
+static bool result_complete(const struct buf *out, struct result_scan *sc)
 {
-	if (out->len < 2 || out->data[out->len - 1] != '\n' || out->data[0] != '{')
+	if (sc->done || out->overflow)
+		return false;
+	const char *nl = out->len > sc->scanned ? memchr(out->data + sc->scanned, '\n', out->len - sc->scanned) : NULL;
+	sc->scanned = out->len;
+	if (!nl)
+		return false;
+	sc->done = true;
+	if ((size_t)(nl - out->data) != out->len - 1 || out->data[0] != '{')
 		return false;
 	json_t *o = json_loadb(out->data, out->len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
 	bool ok = json_is_object(o) && json_is_boolean(json_object_get(o, "ok"));
@@ -209,6 +224,7 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
 	ctx->max_log_bytes = 64u << 10;
 	ctx->tmpfs_bytes = 64u << 20;
 	ctx->pids = 64;
+	ctx->cpu_percent = 100;
 	if (snprintf(ctx->sdk_js, sizeof(ctx->sdk_js), "%s/sdk-js", sdk_dir) >= (int)sizeof(ctx->sdk_js) ||
 	    snprintf(ctx->sdk_py, sizeof(ctx->sdk_py), "%s/sdk-python", sdk_dir) >= (int)sizeof(ctx->sdk_py) ||
 	    snprintf(ctx->pg_socket_dir, sizeof(ctx->pg_socket_dir), "%s", pg_socket_dir ? pg_socket_dir : "") >=
@@ -495,8 +511,8 @@ static void *pool_main(void *arg)
 			pthread_mutex_unlock(&pool->mu);
 			struct sbx s;
 			struct sbx_error err = {0};
-			int r =
-			    spawn_runtime(ctx, (enum exec_lang)lang, pool->memory_mb, pool->timeout_ms, 0, &s, &err);
+			int r = spawn_runtime(ctx, (enum exec_lang)lang, pool->memory_mb, pool->timeout_ms,
+			                      ctx->cpu_percent, &s, &err);
 			pthread_mutex_lock(&pool->mu);
 			if (r < 0) {
 				pool->stats.spawn_failures++;
@@ -630,12 +646,13 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	if (text_len > EXEC_MAX_MESSAGE)
 		return sbx_err(err, -E2BIG, "the invocation message exceeds %u bytes", EXEC_MAX_MESSAGE);
 
+	/* Every sandbox gets a CPU quota: the request's, else the default. */
+	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;
 	struct sbx s;
 	bool warm = take_warm(ctx, req->lang, &s);
 	int r = 0;
 	if (warm) {
-		struct cg_limits lim = {
-		    .memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = req->cpu_percent};
+		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
 		r = sbx_assign(&s, &lim, err);
 		if (r < 0) {
 			/* Its runtime may already hold more than this function
@@ -645,7 +662,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 		}
 	}
 	if (!warm)
-		r = spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, req->cpu_percent, &s, err);
+		r = spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, &s, err);
 	ret->warm = warm;
 	if (r < 0) {
 		ret->outcome = EXEC_SANDBOX_ERROR;
@@ -659,6 +676,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	struct buf out = {.limit = ctx->max_result_bytes}, logs = {.limit = ctx->max_log_bytes};
 	size_t written = 0;
 	bool out_eof = false, err_eof = false, exited = false, early = false;
+	struct result_scan scan = {0};
 	uint64_t deadline = s.start_ns + req->timeout_ms * 1000000ull;
 	int io_error = 0;
 
@@ -725,7 +743,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 			}
 			if (out.overflow && !s.killed_for_timeout)
 				sbx_kill(&s, SIGKILL); /* no reason to let it go on */
-			else if (!out_eof && !s.killed_for_timeout && result_complete(&out)) {
+			else if (!out_eof && !s.killed_for_timeout && result_complete(&out, &scan)) {
 				/* The answer is in: the runtime's exit and the
 				 * sandbox's teardown happen off the request's path. */
 				early = true;

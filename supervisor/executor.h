@@ -47,6 +47,7 @@ struct exec_ctx {
 	size_t max_log_bytes;    /* stderr kept; the rest is counted, dropped */
 	uint64_t tmpfs_bytes;
 	uint64_t pids;
+	uint64_t cpu_percent;       /* quota when the request names none: 100 = one core */
 	struct exec_pool *pool;     /* NULL: every invocation starts cold */
 	struct exec_reaper *reaper; /* destroys sandboxes after their answer; NULL: inline */
 };

@@ -109,7 +109,7 @@ static void test_probe_rejects_bad_prefix(void **state)
 
 static void test_writes_v2(void **state)
 {
-	struct cg_ctx ctx = {.mode = CG_V2, .has_cpu = true};
+	struct cg_ctx ctx = {.mode = CG_V2, .has_cpu = true, .has_memsw = true};
 	struct cg_limits lim = {.memory_bytes = 128 << 20, .pids = 32, .cpu_percent = 50};
 	struct cg_write w[CG_MAX_WRITES];
 	int n = cg_limit_writes(&ctx, &lim, w);
@@ -126,6 +126,13 @@ static void test_writes_v2(void **state)
 	lim.cpu_percent = 0;
 	n = cg_limit_writes(&ctx, &lim, w);
 	assert_string_equal(w[n - 1].value, "max 100000");
+
+	/* Without swap accounting there is no memory.swap.max to write. */
+	ctx.has_memsw = false;
+	n = cg_limit_writes(&ctx, &lim, w);
+	for (int i = 0; i < n; i++)
+		assert_string_not_equal(w[i].file, "memory.swap.max");
+	assert_string_equal(w[0].file, "memory.max");
 }
 
 static void test_writes_v1(void **state)

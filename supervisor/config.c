@@ -88,14 +88,27 @@ static int set_value(struct zconfig *cfg, const struct setting *s, const char *v
 	return 0;
 }
 
-static void usage(struct sbx_error *err)
+int zconfig_usage(char *buf, size_t size)
 {
 	size_t off = 0;
-	off += (size_t)snprintf(err->msg + off, sizeof(err->msg) - off,
-	                        "usage: zmeshd [--listen HOST:PORT] [--state-dir DIR] ...");
-	for (size_t i = 0; i < ELEMENTSOF(settings) && off < sizeof(err->msg); i++)
-		if (settings[i].name)
-			off += (size_t)snprintf(err->msg + off, sizeof(err->msg) - off, " --%s", settings[i].name);
+#define OUT(...)                                                                        \
+	do {                                                                            \
+		int _n = snprintf(buf + off, off < size ? size - off : 0, __VA_ARGS__); \
+		off += _n > 0 ? (size_t)_n : 0;                                         \
+	} while (0)
+	OUT("usage: zmeshd [OPTION VALUE]...\n\nEvery setting: --flag VALUE (or --flag=VALUE), else its environment "
+	    "variable, else the default.\n\n");
+	for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+		const struct setting *t = &settings[i];
+		char flag[48];
+		snprintf(flag, sizeof(flag), "%s%s", t->name ? "--" : "", t->name ? t->name : "");
+		OUT("  %-18s %-24s %s", flag, t->env, t->help);
+		if (t->def[0])
+			OUT(" [%s]", t->def);
+		OUT("\n");
+	}
+#undef OUT
+	return off < size ? 0 : -ENOSPC;
 }
 
 int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *err)
@@ -110,10 +123,8 @@ int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *e
 			return r;
 	}
 	for (int a = 1; a < argc; a++) {
-		if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
-			usage(err);
+		if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
 			return 1;
-		}
 		if (strncmp(argv[a], "--", 2) != 0)
 			return sbx_err(err, -EINVAL, "unexpected argument \"%s\"", argv[a]);
 		const char *name = argv[a] + 2, *value = strchr(name, '=');

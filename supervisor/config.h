@@ -33,8 +33,11 @@ struct zconfig {
 };
 
 /* Fill cfg from defaults, environment and argv. On a bad value or flag,
- * returns -EINVAL with the reason; --help returns 1 with the usage in err. */
+ * returns -EINVAL with the reason; --help returns 1 (see zconfig_usage). */
 int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *err);
+
+/* The table of settings as help text: flag, variable, meaning, default. */
+int zconfig_usage(char *buf, size_t size);
 
 /* Split "host:port" / "[v6]:port". */
 int zconfig_split_listen(const char *listen, char *host, size_t host_size, uint16_t *ret_port);

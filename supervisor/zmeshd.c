@@ -166,7 +166,9 @@ int main(int argc, char **argv)
 	struct sbx_error err = {0};
 	int r = zconfig_load(&app.cfg, argc, argv, &err);
 	if (r == 1) {
-		printf("%s\n", err.msg);
+		char help[8192];
+		zconfig_usage(help, sizeof(help));
+		fputs(help, stdout);
 		return 0;
 	}
 	if (r < 0) {

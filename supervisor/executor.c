@@ -268,6 +268,11 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
 	return 0;
 }
 
+void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns)
+{
+	atomic_store(&ctx->stop_ns, deadline_ns);
+}
+
 void exec_ctx_done(struct exec_ctx *ctx)
 {
 	exec_pool_stop(ctx);
@@ -675,7 +680,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 		fcntl(s.stdio[i], F_SETFL, fcntl(s.stdio[i], F_GETFL) | O_NONBLOCK);
 	struct buf out = {.limit = ctx->max_result_bytes}, logs = {.limit = ctx->max_log_bytes};
 	size_t written = 0;
-	bool out_eof = false, err_eof = false, exited = false, early = false;
+	bool out_eof = false, err_eof = false, exited = false, early = false, stopped = false;
 	struct result_scan scan = {0};
 	uint64_t deadline = s.start_ns + req->timeout_ms * 1000000ull;
 	int io_error = 0;
@@ -697,13 +702,23 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 			pfd[n++] = (struct pollfd){.fd = s.stdio[2], .events = POLLIN};
 		}
 		int wait_ms = -1;
-		if (!s.killed_for_timeout) {
+		if (!s.killed_for_timeout && !stopped) {
 			uint64_t now = util_now_ns();
 			if (now >= deadline) {
 				sbx_kill_timeout(&s);
 				continue;
 			}
+			/* The platform stops: past its grace period, nothing waits
+			 * for a function any more. */
+			uint64_t stop = atomic_load(&ctx->stop_ns);
+			if (stop && now >= stop) {
+				stopped = true;
+				sbx_kill(&s, SIGKILL);
+				continue;
+			}
 			wait_ms = (int)((deadline - now + 999999) / 1000000);
+			if (wait_ms > 250)
+				wait_ms = 250; /* to notice a stop */
 		}
 		int k = poll(pfd, (nfds_t)n, wait_ms);
 		if (k < 0 && errno != EINTR) {
@@ -774,6 +789,12 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 		free(out.data);
 		ret->outcome = EXEC_SANDBOX_ERROR;
 		ret->error = error_object("SandboxError", "lost track of the sandbox", "");
+		return 0;
+	}
+	if (stopped && !early) {
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = error_object("SandboxError", "the platform stopped before the function finished", "");
+		free(out.data);
 		return 0;
 	}
 	switch (ret->report.status) {

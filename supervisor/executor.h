@@ -10,6 +10,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -50,6 +51,7 @@ struct exec_ctx {
 	uint64_t cpu_percent;       /* quota when the request names none: 100 = one core */
 	struct exec_pool *pool;     /* NULL: every invocation starts cold */
 	struct exec_reaper *reaper; /* destroys sandboxes after their answer; NULL: inline */
+	_Atomic uint64_t stop_ns;   /* monotonic time after which running invocations end; 0: none */
 };
 
 enum exec_outcome {
@@ -102,6 +104,10 @@ int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_
                     struct sbx_error *err);
 void exec_pool_stop(struct exec_ctx *ctx);
 void exec_pool_get_stats(struct exec_ctx *ctx, struct exec_pool_stats *ret);
+
+/* Shutting down: invocations still running at deadline_ns (monotonic) are
+ * ended, reported as SANDBOX_ERROR. Thread-safe. */
+void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns);
 
 /* Run one invocation. Returns 0 with *ret filled whatever the function did;
  * a negative errno only when the request itself is unusable. */

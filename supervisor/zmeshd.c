@@ -324,8 +324,10 @@ int main(int argc, char **argv)
 		zlog(ZLOG_INFO, "embedded_postgresql_restarted", NULL);
 	}
 	zlog(ZLOG_INFO, "stopping", "signal", strsignal(sig), NULL);
-	/* In-flight invocations finish (bounded by the grace period), then the
-	 * record writer drains its queue: no record is lost. */
+	/* In-flight invocations finish within the grace period; those still
+	 * running after it are ended. Then the record writer drains its
+	 * queue: no record is lost. */
+	exec_stop_at(&app.exec, util_now_ns() + app.cfg.shutdown_grace_ms * 1000000ull);
 	http_server_stop(srv);
 	exec_pool_stop(&app.exec);
 	records_stop(app.records);

@@ -932,6 +932,38 @@ static const char snapshot_sql[] =
     "SELECT id, version, code, entry_point, env, timeout_ms, memory_mb, language FROM functions WHERE id = $1 "
     "ON CONFLICT (function_id, version) DO NOTHING";
 
+/* One change of a function as a new version, in one transaction: lock the
+ * row (concurrent changes then snapshot each other's committed state, so no
+ * version is skipped), snapshot the current state, run update (which
+ * returns the function's JSON). -ENOENT when update changed nothing. */
+static int versioned_update(PGconn *c, const char *id, const char *update, int n, const char *const *prm, json_t **ret,
+                            struct sbx_error *err)
+{
+	const char *pid[] = {id};
+	json_t *j = NULL;
+	_cleanup_res_ PGresult *r1 = NULL, *r2 = NULL, *r3 = NULL, *r4 = NULL;
+	int r = db_exec_params(c, "BEGIN", 0, NULL, &r1, err);
+	if (r == 0)
+		r = db_exec_params(c, "SELECT 1 FROM functions WHERE id = $1 FOR UPDATE", 1, pid, &r2, err);
+	if (r == 0)
+		r = db_exec_params(c, snapshot_sql, 1, pid, &r3, err);
+	if (r == 0)
+		r = q_json(c, update, n, prm, &j, err);
+	if (r == 0 && !j)
+		r = -ENOENT; /* deleted meanwhile, or no such version */
+	if (r == 0)
+		r = db_exec_params(c, "COMMIT", 0, NULL, &r4, err);
+	if (r < 0) {
+		json_decref(j);
+		struct sbx_error e2 = {0};
+		_cleanup_res_ PGresult *rb = NULL;
+		db_exec_params(c, "ROLLBACK", 0, NULL, &rb, &e2);
+		return r;
+	}
+	*ret = j;
+	return 0;
+}
+
 static void h_function_patch(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
@@ -951,17 +983,6 @@ static void h_function_patch(struct http_request *req, void *app_)
 	snprintf(timeout, sizeof(timeout), "%" PRId64, in.timeout_ms);
 	snprintf(memory, sizeof(memory), "%" PRId64, in.memory_mb);
 	_cleanup_free_ char *env = in.env ? json_dumps(in.env, JSON_COMPACT) : NULL;
-	const char *prm1[] = {id};
-	_cleanup_res_ PGresult *r1 = NULL, *r2 = NULL, *r3 = NULL;
-	/* The row lock orders concurrent changes: each snapshots the state
-	 * the previous one committed, so no version is skipped. */
-	int r = db_exec_params(k.c.c, "BEGIN", 0, NULL, &r1, &err);
-	if (r == 0) {
-		_cleanup_res_ PGresult *rl = NULL;
-		r = db_exec_params(k.c.c, "SELECT 1 FROM functions WHERE id = $1 FOR UPDATE", 1, prm1, &rl, &err);
-	}
-	if (r == 0)
-		r = db_exec_params(k.c.c, snapshot_sql, 1, prm1, &r2, &err);
 	char sql[2048];
 	snprintf(
 	    sql, sizeof(sql),
@@ -973,21 +994,11 @@ static void h_function_patch(struct http_request *req, void *app_)
 	    function_json);
 	const char *prm[] = {id, in.name, in.slug, in.language, in.entry_point, in.code, env, timeout, memory};
 	json_t *j = NULL;
-	if (r == 0)
-		r = q_json(k.c.c, sql, 9, prm, &j, &err);
-	if (r == 0 && !j)
-		r = -ENOENT; /* deleted meanwhile */
-	if (r == 0)
-		r = db_exec_params(k.c.c, "COMMIT", 0, NULL, &r3, &err);
-	if (r < 0) {
-		json_decref(j);
-		struct sbx_error e2 = {0};
-		_cleanup_res_ PGresult *rb = NULL;
-		db_exec_params(k.c.c, "ROLLBACK", 0, NULL, &rb, &e2);
-		if (r == -ENOENT)
-			return http_reply_error(req, 404, "NOT_FOUND", "no such function");
+	int r = versioned_update(k.c.c, id, sql, 9, prm, &j, &err);
+	if (r == -ENOENT)
+		return http_reply_error(req, 404, "NOT_FOUND", "no such function");
+	if (r < 0)
 		return reply_db(req, r, &err);
-	}
 	http_reply_json(req, 200, j);
 }
 
@@ -1045,17 +1056,8 @@ static void h_rollback(struct http_request *req, void *app_)
 	char vs[24];
 	snprintf(vs, sizeof(vs), "%" PRIu64, v);
 	struct sbx_error err = {0};
-	_cleanup_res_ PGresult *r1 = NULL, *r2 = NULL, *r3 = NULL;
-	const char *prm1[] = {id};
-	int r = db_exec_params(k.c.c, "BEGIN", 0, NULL, &r1, &err);
-	if (r == 0) {
-		_cleanup_res_ PGresult *rl = NULL;
-		r = db_exec_params(k.c.c, "SELECT 1 FROM functions WHERE id = $1 FOR UPDATE", 1, prm1, &rl, &err);
-	}
-	/* The current state is snapshotted first, so that this rollback can
-	 * itself be rolled back. */
-	if (r == 0)
-		r = db_exec_params(k.c.c, snapshot_sql, 1, prm1, &r2, &err);
+	/* versioned_update snapshots the current state first, so that this
+	 * rollback can itself be rolled back. */
 	char sql[2048];
 	snprintf(
 	    sql, sizeof(sql),
@@ -1066,21 +1068,11 @@ static void h_rollback(struct http_request *req, void *app_)
 	    function_json);
 	const char *prm[] = {id, vs};
 	json_t *j = NULL;
-	if (r == 0)
-		r = q_json(k.c.c, sql, 2, prm, &j, &err);
-	if (r == 0 && !j)
-		r = -ENOENT;
-	if (r == 0)
-		r = db_exec_params(k.c.c, "COMMIT", 0, NULL, &r3, &err);
-	if (r < 0) {
-		json_decref(j);
-		struct sbx_error e2 = {0};
-		_cleanup_res_ PGresult *rb = NULL;
-		db_exec_params(k.c.c, "ROLLBACK", 0, NULL, &rb, &e2);
-		if (r == -ENOENT)
-			return http_reply_error(req, 404, "NOT_FOUND", "no version %" PRIu64 " of this function", v);
+	int r = versioned_update(k.c.c, id, sql, 2, prm, &j, &err);
+	if (r == -ENOENT)
+		return http_reply_error(req, 404, "NOT_FOUND", "no version %" PRIu64 " of this function", v);
+	if (r < 0)
 		return reply_db(req, r, &err);
-	}
 	json_object_set_new(j, "rolled_back_to", json_integer((json_int_t)v));
 	http_reply_json(req, 200, j);
 }

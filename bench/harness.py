@@ -628,6 +628,29 @@ def goals_markdown(goals):
     return "\n".join(lines)
 
 
+
+def report_body(data, commit_label, records, goals, env):
+    """The sections every launch-style report shares, as lines: the machine,
+    the results table, the goals, and the head of the commands section."""
+    return [
+        "## Machine",
+        "",
+        machine_markdown(data["machine"], data["date_utc"], commit_label, data["commit"]),
+        "",
+        "## Results",
+        "",
+        results_table(records),
+        "",
+        "## Goals",
+        "",
+        goals_markdown(goals),
+        "",
+        "## Commands",
+        "",
+        "Environment of every variant: " + ", ".join(f"`{k}={v}`" for k, v in env.items()) + ".",
+        "",
+    ]
+
 def failures_markdown(records):
     lines = []
     for r in records:

@@ -163,23 +163,7 @@ def render_markdown(data, records, goals, bwrap_notes):
         f"(seed {cfg['seed']}). Warm-up rounds, not recorded: {cfg['warmup']}; timed rounds: {rounds}."
         + (" **Quick mode: too few rounds to mean anything.**" if cfg["quick"] else ""),
         "",
-        "## Machine",
-        "",
-        harness.machine_markdown(data["machine"], data["date_utc"], "zmesh-sandbox commit", data["commit"]),
-        "",
-        "## Results",
-        "",
-        harness.results_table(records),
-        "",
-        "## Goals",
-        "",
-        harness.goals_markdown(goals),
-        "",
-        "## Commands",
-        "",
-        "Environment of every variant: " + ", ".join(f"`{k}={v}`" for k, v in cfg["env"].items()) + ".",
-        "",
-    ]
+    ] + harness.report_body(data, "zmesh-sandbox commit", records, goals, cfg["env"])
     for r in records:
         cmd = " ".join(harness.shell_quote(a) for a in r["command"])
         line = f"- {r['workload']}/{r['variant']}: `{cmd}`"

@@ -99,23 +99,7 @@ def render_markdown(data, records, goals):
         f"{cfg['warmup']}; timed rounds: {rounds}."
         + (" **Quick mode: too few rounds to mean anything.**" if cfg["quick"] else ""),
         "",
-        "## Machine",
-        "",
-        harness.machine_markdown(data["machine"], data["date_utc"], "SDK commit", data["commit"]),
-        "",
-        "## Results",
-        "",
-        harness.results_table(records),
-        "",
-        "## Goals",
-        "",
-        harness.goals_markdown(goals),
-        "",
-        "## Commands",
-        "",
-        "Environment of every variant: " + ", ".join(f"`{k}={v}`" for k, v in cfg["env"].items()) + ".",
-        "",
-    ]
+    ] + harness.report_body(data, "SDK commit", records, goals, cfg["env"])
     for r in records:
         cmd = " ".join(harness.shell_quote(a) for a in r["command"])
         stdin = " < invocation on a pipe" if r["variant"] == "wrapper" else ""

@@ -70,6 +70,16 @@ int cli_next_opt(struct cli *c, int argc, char **argv, const struct option *opts
 	}
 }
 
+int cli_plain_opts(struct cli *c, int argc, char **argv, const char *usage, int *ret_exit)
+{
+	static const struct option opts[] = {CLI_COMMON_OPTIONS, {0}};
+	int o;
+	while ((o = cli_next_opt(c, argc, argv, opts, usage, ret_exit)) != OPT_END)
+		if (o == OPT_EXIT)
+			return OPT_EXIT;
+	return 0;
+}
+
 void cli_print_json(json_t *j)
 {
 	_cleanup_free_ char *s = json_dumps(j, JSON_ENCODE_ANY | JSON_INDENT(2));

@@ -43,6 +43,10 @@ enum {
  * optind), or OPT_EXIT with *ret_exit set. usage is the command's synopsis. */
 int cli_next_opt(struct cli *c, int argc, char **argv, const struct option *opts, const char *usage, int *ret_exit);
 
+/* The options of a command that takes only the common ones; operands start
+ * at optind. Returns OPT_EXIT with *ret_exit set, else 0. */
+int cli_plain_opts(struct cli *c, int argc, char **argv, const char *usage, int *ret_exit);
+
 /* Report a usage error ("zmesh: <msg>" and the synopsis: usage up to its
  * first blank line); returns
  * CLI_EXIT_USAGE. */

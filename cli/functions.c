@@ -30,17 +30,6 @@ static const char rollback_usage[] = "zmesh rollback NAME VERSION";
 static const char delete_usage[] = "zmesh delete NAME";
 static const char functions_usage[] = "zmesh functions deploy|list|invoke|logs|versions|rollback|delete ...";
 
-/* Common options only; returns OPT_EXIT with *ret_exit, else 0. */
-static int plain_opts(struct cli *c, int argc, char **argv, const char *usage, int *ret_exit)
-{
-	static const struct option opts[] = {CLI_COMMON_OPTIONS, {0}};
-	int o;
-	while ((o = cli_next_opt(c, argc, argv, opts, usage, ret_exit)) != OPT_END)
-		if (o == OPT_EXIT)
-			return OPT_EXIT;
-	return 0;
-}
-
 /* "/projects/{pid}/functions/{fid}[/suffix...]" for NAME, or NULL with the
  * exit status in *ret_exit. */
 static char *function_path(struct cli *c, const char *name, const char *usage, const char *suffix1, const char *suffix2,
@@ -278,7 +267,7 @@ static char *join_names(json_t *arr)
 int cmd_functions_list(struct cli *c, int argc, char **argv)
 {
 	int rc;
-	if (plain_opts(c, argc, argv, list_usage, &rc) == OPT_EXIT)
+	if (cli_plain_opts(c, argc, argv, list_usage, &rc) == OPT_EXIT)
 		return rc;
 	if (optind < argc)
 		return cli_usage_error(list_usage, "unexpected argument '%s'", argv[optind]);
@@ -547,7 +536,7 @@ int cmd_logs(struct cli *c, int argc, char **argv)
 int cmd_versions(struct cli *c, int argc, char **argv)
 {
 	int rc;
-	if (plain_opts(c, argc, argv, versions_usage, &rc) == OPT_EXIT)
+	if (cli_plain_opts(c, argc, argv, versions_usage, &rc) == OPT_EXIT)
 		return rc;
 	if (argc - optind != 1)
 		return cli_usage_error(versions_usage, "versions takes one NAME");
@@ -601,7 +590,7 @@ int cmd_versions(struct cli *c, int argc, char **argv)
 int cmd_rollback(struct cli *c, int argc, char **argv)
 {
 	int rc;
-	if (plain_opts(c, argc, argv, rollback_usage, &rc) == OPT_EXIT)
+	if (cli_plain_opts(c, argc, argv, rollback_usage, &rc) == OPT_EXIT)
 		return rc;
 	if (argc - optind != 2)
 		return cli_usage_error(rollback_usage, "rollback takes NAME and VERSION");
@@ -631,7 +620,7 @@ int cmd_rollback(struct cli *c, int argc, char **argv)
 int cmd_delete(struct cli *c, int argc, char **argv)
 {
 	int rc;
-	if (plain_opts(c, argc, argv, delete_usage, &rc) == OPT_EXIT)
+	if (cli_plain_opts(c, argc, argv, delete_usage, &rc) == OPT_EXIT)
 		return rc;
 	if (argc - optind != 1)
 		return cli_usage_error(delete_usage, "delete takes one NAME");

@@ -10,17 +10,6 @@ static const char projects_usage[] = "zmesh projects create NAME [--slug SLUG] [
 static const char use_usage[] = "zmesh use PROJECT    (a project id or slug)";
 static const char keys_usage[] = "zmesh keys create NAME | zmesh keys list | zmesh keys delete KEY_ID";
 
-/* Parse a command that only takes common options; operands from optind. */
-static int plain_opts(struct cli *c, int argc, char **argv, const char *usage, int *ret_exit)
-{
-	static const struct option opts[] = {CLI_COMMON_OPTIONS, {0}};
-	int o;
-	while ((o = cli_next_opt(c, argc, argv, opts, usage, ret_exit)) != OPT_END)
-		if (o == OPT_EXIT)
-			return OPT_EXIT;
-	return 0;
-}
-
 static int make_current(struct cli *c, json_t *project)
 {
 	const char *id = json_string_value(json_object_get(project, "id"));
@@ -88,7 +77,7 @@ static int projects_create(struct cli *c, int argc, char **argv)
 static int projects_list(struct cli *c, int argc, char **argv)
 {
 	int rc;
-	if (plain_opts(c, argc, argv, projects_usage, &rc) == OPT_EXIT)
+	if (cli_plain_opts(c, argc, argv, projects_usage, &rc) == OPT_EXIT)
 		return rc;
 	if (optind < argc)
 		return cli_usage_error(projects_usage, "unexpected argument '%s'", argv[optind]);
@@ -150,7 +139,7 @@ int cmd_projects(struct cli *c, int argc, char **argv)
 int cmd_use(struct cli *c, int argc, char **argv)
 {
 	int rc;
-	if (plain_opts(c, argc, argv, use_usage, &rc) == OPT_EXIT)
+	if (cli_plain_opts(c, argc, argv, use_usage, &rc) == OPT_EXIT)
 		return rc;
 	if (argc - optind != 1 || !*argv[optind])
 		return cli_usage_error(use_usage, "use takes one PROJECT");
@@ -281,7 +270,7 @@ int cmd_keys(struct cli *c, int argc, char **argv)
 	argv++;
 	optind = 0;
 	int rc;
-	if (plain_opts(c, argc, argv, keys_usage, &rc) == OPT_EXIT)
+	if (cli_plain_opts(c, argc, argv, keys_usage, &rc) == OPT_EXIT)
 		return rc;
 	const char *project = cli_project(c);
 	if (!project)

@@ -153,6 +153,7 @@ int cg_limit_writes(const struct cg_ctx *ctx, const struct cg_limits *lim, struc
 				add_write(ret, &n, 0, "cpu.max", lim->cpu_percent * 1000, " 100000");
 			else
 				add_write_str(ret, &n, 0, "cpu.max", "max 100000");
+			add_write(ret, &n, 0, "cpu.weight", lim->background ? 1 : 100, "");
 		}
 		return n;
 	}
@@ -171,6 +172,7 @@ int cg_limit_writes(const struct cg_ctx *ctx, const struct cg_limits *lim, struc
 			add_write(ret, &n, CG_CPU, "cpu.cfs_quota_us", lim->cpu_percent * 1000, "");
 		else
 			add_write_str(ret, &n, CG_CPU, "cpu.cfs_quota_us", "-1");
+		add_write(ret, &n, CG_CPU, "cpu.shares", lim->background ? 2 : 1024, "");
 	}
 	return n;
 }

@@ -33,6 +33,10 @@ struct cg_limits {
 	uint64_t memory_bytes; /* 0: no limit */
 	uint64_t pids;         /* 0: no limit */
 	uint64_t cpu_percent;  /* of one core; 0: no limit */
+	/* Lowest CPU weight among its siblings (a pooled sandbox starting
+	 * ahead of demand yields to the sandboxes serving invocations);
+	 * false: the default weight. */
+	bool background;
 };
 
 struct cg_stats {

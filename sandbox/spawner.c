@@ -22,6 +22,8 @@ struct wire_req {
 	uint32_t n_argv, n_env, n_binds, policy_insns;
 	uint32_t stdio_passed; /* bit i: stdio[i] travels as a descriptor */
 	uint32_t bind_rw;      /* bit i: bind i is writable */
+	uint32_t background;   /* limits.background */
+	uint32_t pad;
 	char hostname[64];
 	/* then: argv strings, env strings, bind src/dst strings, padding to 8,
 	 * the policy's instructions */
@@ -174,6 +176,7 @@ static int parse_request(const char *buf, size_t len, const int *fds, size_t nfd
 	spec->limits.memory_bytes = h.memory_bytes;
 	spec->limits.pids = h.pids;
 	spec->limits.cpu_percent = h.cpu_percent;
+	spec->limits.background = h.background != 0;
 	spec->clone_parent = true;
 	return 0;
 }
@@ -300,6 +303,7 @@ static int serialize(const struct sbx_spec *spec, char **ret_buf, size_t *ret_le
 	h.memory_bytes = spec->limits.memory_bytes;
 	h.pids = spec->limits.pids;
 	h.cpu_percent = spec->limits.cpu_percent;
+	h.background = spec->limits.background;
 	if (spec->hostname)
 		snprintf(h.hostname, sizeof(h.hostname), "%s", spec->hostname);
 	*nfds = 0;

@@ -4,6 +4,9 @@
 // It reads one JSON invocation from stdin, loads the function's code, calls
 // its handler with (payload, zmesh) and writes exactly one JSON object to
 // stdout: {"ok":true,"result":...} or {"ok":false,"error":{name,message,stack}}.
+// Before it reads, it writes a single newline on stdout (whitespace before the
+// JSON): the supervisor's warm pool learns from it that this runtime is loaded
+// and waiting.
 // Whatever the user's code prints goes to stderr. The process always exits 0:
 // the outcome is in the JSON, so a non-zero exit or an empty stdout means the
 // runtime itself was killed (timeout, memory) and the supervisor says so.
@@ -458,6 +461,7 @@ function waitOneTurn() {
 
 async function main() {
   installGuards();
+  writeAll(1, '\n');
 
   let inv;
   try {

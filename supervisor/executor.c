@@ -354,7 +354,7 @@ static void classify_output(const struct buf *out, struct exec_result *r)
  * (cold), or for the pool, with the largest limits a function may get until
  * sbx_assign() narrows them. */
 static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
-                         uint64_t cpu_percent, struct sbx *ret, struct sbx_error *err)
+                         uint64_t cpu_percent, bool pooled, struct sbx *ret, struct sbx_error *err)
 {
 	/* V8 gets a heap limit below the cgroup's, so that most overruns end
 	 * as a clean heap-limit failure rather than a kill. */
@@ -377,7 +377,10 @@ static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t mem
 	    .fsize_bytes = ctx->tmpfs_bytes,
 	    .nofile = 256,
 	    .cpu_seconds = timeout_ms / 1000 + 2,
-	    .limits = {.memory_bytes = memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu_percent},
+	    .limits = {.memory_bytes = memory_mb << 20,
+	               .pids = ctx->pids,
+	               .cpu_percent = cpu_percent,
+	               .background = pooled},
 	    .stdio = {-1, -1, -1},
 	};
 	int r = ctx->spawner ? sbx_spawner_spawn(ctx->spawner, ctx->sbx, &spec, ret, err)
@@ -416,7 +419,12 @@ struct exec_pool {
 	uint64_t memory_mb; /* limit while waiting: the largest a function gets */
 	uint64_t timeout_ms;
 	uint64_t max_age_ns;
-	struct sbx items[EXEC_PY + 1][POOL_MAX];
+	/* Oldest first. A wrapper writes one newline on stdout once its
+	 * runtime and SDK are loaded and it blocks reading the invocation. */
+	struct pool_item {
+		struct sbx s;
+		bool ready; /* that newline was read */
+	} items[EXEC_PY + 1][POOL_MAX];
 	unsigned n[EXEC_PY + 1];
 	struct exec_pool_stats stats;
 };
@@ -427,7 +435,45 @@ static bool alive(const struct sbx *s)
 	return poll(&p, 1, 0) == 0;
 }
 
-static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, struct sbx *ret)
+/* Has the wrapper announced it is waiting? Consumes the announcement. A
+ * sandbox that writes anything else first is broken: -1. */
+static int check_ready(struct pool_item *it)
+{
+	if (it->ready)
+		return 1;
+	struct pollfd p = {.fd = it->s.stdio[1], .events = POLLIN};
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	char c;
+	if (read(it->s.stdio[1], &c, 1) != 1 || c != '\n')
+		return -1;
+	it->ready = true;
+	return 1;
+}
+
+static void pool_remove(struct exec_pool *pool, int lang, unsigned i)
+{
+	memmove(&pool->items[lang][i], &pool->items[lang][i + 1],
+	        (pool->n[lang] - i - 1) * sizeof(pool->items[lang][0]));
+	pool->n[lang]--;
+}
+
+/* Discard the pooled sandbox at i (dead, too old or broken), unlocked while
+ * it is destroyed. */
+static void pool_discard(struct exec_pool *pool, int lang, unsigned i)
+{
+	struct sbx dead = pool->items[lang][i].s;
+	pool_remove(pool, lang, i);
+	pool->stats.discarded++;
+	pthread_mutex_unlock(&pool->mu);
+	sbx_destroy(&dead);
+	pthread_mutex_lock(&pool->mu);
+}
+
+/* The oldest sandbox whose wrapper is waiting; failing that, the one that
+ * has been starting longest (its runtime is part-way up: still less to wait
+ * for than a fresh spawn). *ret_ready tells which. */
+static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, struct sbx *ret, bool *ret_ready)
 {
 	struct exec_pool *pool = ctx->pool;
 	if (!pool)
@@ -435,17 +481,26 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, struct sbx *ret
 	bool got = false;
 	pthread_mutex_lock(&pool->mu);
 	pool->demand[lang]++;
-	while (pool->n[lang] > 0 && !got) {
-		struct sbx s = pool->items[lang][--pool->n[lang]];
-		if (alive(&s) && util_now_ns() - s.start_ns < pool->max_age_ns) {
-			*ret = s;
-			got = true;
-		} else {
-			pool->stats.discarded++;
-			pthread_mutex_unlock(&pool->mu);
-			sbx_destroy(&s);
-			pthread_mutex_lock(&pool->mu);
+	for (unsigned i = 0; i < pool->n[lang] && !got;) {
+		struct pool_item *it = &pool->items[lang][i];
+		int ready = check_ready(it);
+		if (ready < 0 || !alive(&it->s) || util_now_ns() - it->s.start_ns >= pool->max_age_ns) {
+			pool_discard(pool, lang, i);
+			continue;
 		}
+		if (ready) {
+			*ret = it->s;
+			*ret_ready = true;
+			pool_remove(pool, lang, i);
+			got = true;
+		} else
+			i++;
+	}
+	if (!got && pool->n[lang] > 0) {
+		*ret = pool->items[lang][0].s;
+		*ret_ready = false;
+		pool_remove(pool, lang, 0);
+		got = true;
 	}
 	if (got)
 		pool->stats.warm++;
@@ -487,37 +542,25 @@ static void *pool_main(void *arg)
 		for (int lang = EXEC_JS; lang <= EXEC_PY && !pool->stop; lang++) {
 			/* Old or dead ones first: never handed out, replaced. */
 			for (unsigned i = 0; i < pool->n[lang];) {
-				struct sbx *s = &pool->items[lang][i];
-				if (alive(s) && util_now_ns() - s->start_ns < pool->max_age_ns) {
+				struct pool_item *it = &pool->items[lang][i];
+				if (check_ready(it) >= 0 && alive(&it->s) &&
+				    util_now_ns() - it->s.start_ns < pool->max_age_ns) {
 					i++;
 					continue;
 				}
-				struct sbx dead = *s;
-				*s = pool->items[lang][--pool->n[lang]];
-				pool->stats.discarded++;
-				pthread_mutex_unlock(&pool->mu);
-				sbx_destroy(&dead);
-				pthread_mutex_lock(&pool->mu);
+				pool_discard(pool, lang, i);
 			}
 			unsigned target = pool_target(pool, lang);
 			/* Demand fell: the oldest beyond the target go. */
-			while (pool->n[lang] > target) {
-				struct sbx extra = pool->items[lang][0];
-				memmove(&pool->items[lang][0], &pool->items[lang][1],
-				        (pool->n[lang] - 1) * sizeof(pool->items[lang][0]));
-				pool->n[lang]--;
-				pool->stats.discarded++;
-				pthread_mutex_unlock(&pool->mu);
-				sbx_destroy(&extra);
-				pthread_mutex_lock(&pool->mu);
-			}
+			while (pool->n[lang] > target)
+				pool_discard(pool, lang, 0);
 			if (pool->n[lang] >= target)
 				continue;
 			pthread_mutex_unlock(&pool->mu);
 			struct sbx s;
 			struct sbx_error err = {0};
 			int r = spawn_runtime(ctx, (enum exec_lang)lang, pool->memory_mb, pool->timeout_ms,
-			                      ctx->cpu_percent, &s, &err);
+			                      ctx->cpu_percent, true, &s, &err);
 			pthread_mutex_lock(&pool->mu);
 			if (r < 0) {
 				pool->stats.spawn_failures++;
@@ -529,7 +572,7 @@ static void *pool_main(void *arg)
 				pthread_mutex_lock(&pool->mu);
 				continue;
 			}
-			pool->items[lang][pool->n[lang]++] = s;
+			pool->items[lang][pool->n[lang]++] = (struct pool_item){.s = s};
 			pool->stats.spawned++;
 			filled = true;
 		}
@@ -590,7 +633,7 @@ void exec_pool_stop(struct exec_ctx *ctx)
 	ctx->pool = NULL;
 	for (int lang = EXEC_JS; lang <= EXEC_PY; lang++)
 		for (unsigned i = 0; i < pool->n[lang]; i++)
-			sbx_destroy(&pool->items[lang][i]);
+			sbx_destroy(&pool->items[lang][i].s);
 	pthread_cond_destroy(&pool->cv);
 	pthread_mutex_destroy(&pool->mu);
 	free(pool);
@@ -604,14 +647,17 @@ void exec_pool_get_stats(struct exec_ctx *ctx, struct exec_pool_stats *ret)
 		return;
 	pthread_mutex_lock(&pool->mu);
 	*ret = pool->stats;
-	ret->ready_js = pool->n[EXEC_JS];
-	ret->ready_py = pool->n[EXEC_PY];
 	ret->target_js = pool_target(pool, EXEC_JS);
 	ret->target_py = pool_target(pool, EXEC_PY);
 	for (int lang = EXEC_JS; lang <= EXEC_PY; lang++)
 		for (unsigned i = 0; i < pool->n[lang]; i++) {
+			/* Ready: the wrapper said so (a broken one is counted as
+			 * starting until the pool's thread discards it). */
+			bool ready = check_ready(&pool->items[lang][i]) > 0;
+			*(lang == EXEC_JS ? (ready ? &ret->ready_js : &ret->starting_js)
+			                  : (ready ? &ret->ready_py : &ret->starting_py)) += 1;
 			char p[CG_PATH_MAX + 32], buf[64];
-			const struct cg *cg = &pool->items[lang][i].cg;
+			const struct cg *cg = &pool->items[lang][i].s.cg;
 			/* What the waiting runtimes hold now. */
 			snprintf(p, sizeof(p), "%s/%s", cg->path[0],
 			         cg->ctx->mode == CG_V2 ? "memory.current" : "memory.usage_in_bytes");
@@ -654,7 +700,8 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	/* Every sandbox gets a CPU quota: the request's, else the default. */
 	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;
 	struct sbx s;
-	bool warm = take_warm(ctx, req->lang, &s);
+	bool ready = false;
+	bool warm = take_warm(ctx, req->lang, &s, &ready);
 	int r = 0;
 	if (warm) {
 		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
@@ -667,7 +714,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 		}
 	}
 	if (!warm)
-		r = spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, &s, err);
+		r = spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, false, &s, err);
 	ret->warm = warm;
 	if (r < 0) {
 		ret->outcome = EXEC_SANDBOX_ERROR;
@@ -750,6 +797,13 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 		}
 		if (i_out >= 0 && pfd[i_out].revents) {
 			int rr = buf_read(&out, s.stdio[1]);
+			/* The wrapper's announcement that it waits, unless the pool
+			 * has read it already, is not part of the result. */
+			if (!ready && out.len > 0) {
+				ready = true;
+				if (out.data[0] == '\n')
+					memmove(out.data, out.data + 1, --out.len);
+			}
 			if (rr == -EPIPE)
 				out_eof = true;
 			else if (rr < 0 && rr != -EPIPE) {

@@ -32,9 +32,10 @@ struct exec_pool_stats {
 	uint64_t spawned;    /* sandboxes started for the pool */
 	uint64_t discarded;  /* died or too old while waiting: replaced */
 	uint64_t spawn_failures;
-	uint64_t ready_js, ready_py;
-	uint64_t target_js, target_py; /* what the pool aims at now, from recent demand */
-	uint64_t memory_bytes;         /* held by the waiting sandboxes now */
+	uint64_t ready_js, ready_py;       /* waiting, wrapper loaded */
+	uint64_t starting_js, starting_py; /* in the pool, runtime still starting */
+	uint64_t target_js, target_py;     /* what the pool aims at now, from recent demand */
+	uint64_t memory_bytes;             /* held by the waiting sandboxes now */
 };
 
 struct exec_ctx {

@@ -4,11 +4,13 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { invocation, run } = require('../testing/harness.js');
+const { spawn } = require('node:child_process');
+const { invocation, run, BOOTSTRAP } = require('../testing/harness.js');
 
 async function badInvocation(input, pattern) {
   const r = await run(input);
   assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.ready, true, 'the ready newline comes first even for a bad message');
   assert.equal(r.parseError, null, r.stdout);
   assert.equal(r.response.ok, false);
   assert.equal(r.response.error.name, 'BadInvocation', JSON.stringify(r.response));
@@ -209,4 +211,24 @@ test('an unusable TMPDIR is reported as the wrapper failing, not the function', 
   // CommonJS without import() needs no file at all.
   const cjs = await run(invocation('exports.handler = () => 2'), { env: { TMPDIR: '/nonexistent/zmesh-tmp' } });
   assert.deepEqual(cjs.response, { ok: true, result: 2 });
+});
+
+test('the wrapper announces itself with one newline before it reads the invocation', async () => {
+  const child = spawn(process.execPath, [BOOTSTRAP], {
+    env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const chunks = [];
+  // Nothing is written to stdin until the announcement is in.
+  const first = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (c) => resolve(c));
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`exited ${code} before announcing itself`)));
+  });
+  assert.equal(first.toString('utf8'), '\n');
+  child.stdout.on('data', (c) => chunks.push(c));
+  const done = new Promise((resolve) => child.on('close', resolve));
+  child.stdin.end(JSON.stringify(invocation('exports.handler = (p) => p.n + 1', { payload: { n: 41 } })));
+  assert.equal(await done, 0);
+  assert.equal(Buffer.concat(chunks).toString('utf8'), '{"ok":true,"result":42}\n');
 });

@@ -30,8 +30,9 @@ function invocation(code, overrides = {}) {
 
 // input: an invocation object (sent as JSON) or a raw string/Buffer; env
 // adds to or overrides the minimal environment.
-// Resolves with the exit status, both streams, the parsed stdout (or the
-// parse error) and the TMPDIR left behind, which the caller may inspect.
+// Resolves with the exit status, both streams (stdout without the leading
+// ready newline, and whether it was there), the parsed stdout (or the parse
+// error) and the TMPDIR left behind, which the caller may inspect.
 function run(input, { timeoutMs = 30000, keepTmp = false, env = {} } = {}) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zmesh-sdkjs-run-'));
   const child = spawn(NODE, [BOOTSTRAP], {
@@ -53,7 +54,11 @@ function run(input, { timeoutMs = 30000, keepTmp = false, env = {} } = {}) {
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      const stdout = Buffer.concat(out).toString('utf8');
+      const raw = Buffer.concat(out).toString('utf8');
+      // The wrapper announces with one newline that it is loaded and about
+      // to read; the result follows it.
+      const ready = raw.startsWith('\n');
+      const stdout = ready ? raw.slice(1) : raw;
       const stderr = Buffer.concat(err).toString('utf8');
       let response = null;
       let parseError = null;
@@ -68,6 +73,7 @@ function run(input, { timeoutMs = 30000, keepTmp = false, env = {} } = {}) {
         code,
         signal,
         timedOut,
+        ready,
         stdout,
         stderr,
         response,

@@ -34,7 +34,9 @@ class Run:
         self.stdout = proc.stdout.decode("utf-8")
         self.stderr = proc.stderr.decode("utf-8", "replace")
         assert self.returncode == 0, f"wrapper exited {self.returncode}; stderr:\n{self.stderr}"
-        # Exactly one JSON object and nothing else on stdout.
+        # The ready newline, then exactly one JSON object and nothing else.
+        assert self.stdout.startswith("\n"), repr(self.stdout[:2000])
+        self.stdout = self.stdout[1:]
         assert self.stdout.endswith("\n") and self.stdout.count("\n") == 1, repr(self.stdout[:2000])
         self.reply = json.loads(self.stdout)
         assert isinstance(self.reply, dict) and isinstance(self.reply.get("ok"), bool)

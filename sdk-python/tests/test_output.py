@@ -116,7 +116,7 @@ def test_runs_from_any_working_directory_and_path(tmp_path):
         capture_output=True, cwd="/", env={}, timeout=60,
     )
     assert proc.returncode == 0
-    assert proc.stdout == b'{"ok":true,"result":[1]}\n'
+    assert proc.stdout == b'\n{"ok":true,"result":[1]}\n'
 
 
 def test_precompiled_sdk_is_used_and_checked_against_its_source(invoke, tmp_path):
@@ -137,3 +137,28 @@ def test_precompiled_sdk_is_used_and_checked_against_its_source(invoke, tmp_path
                  bootstrap=copy / "bootstrap.py", python_flags=("-v",))
     assert run.result == "edited"
     assert f"code object from {copy}/zmesh/_jsonio.py" in run.stderr
+
+
+def test_announces_itself_with_a_newline_before_reading_the_invocation(tmp_path):
+    import json
+    import os
+    import select
+
+    from conftest import message, sandbox_env
+
+    proc = subprocess.Popen([PYTHON, str(BOOTSTRAP)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=sandbox_env(tmp_path))
+    try:
+        # Nothing is written to stdin until the announcement is in.
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "no announcement within 30 s"
+        assert os.read(proc.stdout.fileno(), 1) == b"\n"
+        assert proc.poll() is None
+        out, err = proc.communicate(json.dumps(message("def handler(p, z):\n    return p['n'] + 1\n",
+                                                       {"n": 41})).encode(), timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out == b'{"ok":true,"result":42}\n'

@@ -3,7 +3,8 @@
 Protocol (the supervisor's side is in supervisor/): stdin carries exactly one
 JSON object, then EOF; stdout receives exactly one JSON object,
 {"ok": true, "result": ...} or {"ok": false, "error": {"name", "message", "stack"}},
-and the process exits 0 whatever the handler did. Everything else anyone
+preceded by one newline written before stdin is read (the supervisor's warm
+pool learns from it that the runtime is loaded and waiting), and the process exits 0 whatever the handler did. Everything else anyone
 writes, to sys.stdout or to file descriptor 1, ends up on stderr.
 
 Start-up time is part of every invocation, so this module imports nothing
@@ -294,6 +295,7 @@ def _flush_logs():
 def main():
     """Runs one invocation and ends the process; never returns."""
     result_fd = _claim_stdout()
+    _write_all(result_fd if result_fd >= 0 else 1, b"\n")
     try:
         reply = _invoke()
     except BaseException as e:  # noqa: B036 - the supervisor must get an answer

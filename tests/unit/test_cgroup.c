@@ -113,7 +113,7 @@ static void test_writes_v2(void **state)
 	struct cg_limits lim = {.memory_bytes = 128 << 20, .pids = 32, .cpu_percent = 50};
 	struct cg_write w[CG_MAX_WRITES];
 	int n = cg_limit_writes(&ctx, &lim, w);
-	assert_int_equal(n, 4);
+	assert_int_equal(n, 5);
 	assert_string_equal(w[0].file, "memory.max");
 	assert_string_equal(w[0].value, "134217728");
 	assert_string_equal(w[1].file, "memory.swap.max");
@@ -122,10 +122,19 @@ static void test_writes_v2(void **state)
 	assert_string_equal(w[2].value, "32");
 	assert_string_equal(w[3].file, "cpu.max");
 	assert_string_equal(w[3].value, "50000 100000");
+	assert_string_equal(w[4].file, "cpu.weight");
+	assert_string_equal(w[4].value, "100");
+
+	/* A pooled sandbox starting ahead of demand: lowest weight. */
+	lim.background = true;
+	n = cg_limit_writes(&ctx, &lim, w);
+	assert_string_equal(w[n - 1].file, "cpu.weight");
+	assert_string_equal(w[n - 1].value, "1");
+	lim.background = false;
 
 	lim.cpu_percent = 0;
 	n = cg_limit_writes(&ctx, &lim, w);
-	assert_string_equal(w[n - 1].value, "max 100000");
+	assert_string_equal(w[n - 2].value, "max 100000");
 
 	/* Without swap accounting there is no memory.swap.max to write. */
 	ctx.has_memsw = false;
@@ -141,7 +150,7 @@ static void test_writes_v1(void **state)
 	struct cg_limits lim = {.memory_bytes = 64 << 20, .pids = 16, .cpu_percent = 200};
 	struct cg_write w[CG_MAX_WRITES];
 	int n = cg_limit_writes(&ctx, &lim, w);
-	assert_int_equal(n, 5);
+	assert_int_equal(n, 6);
 	assert_int_equal(w[0].ctl, CG_MEM);
 	assert_string_equal(w[0].file, "memory.limit_in_bytes");
 	/* memsw follows memory with the same value: no swap at all */
@@ -152,6 +161,14 @@ static void test_writes_v1(void **state)
 	assert_string_equal(w[3].file, "cpu.cfs_period_us");
 	assert_string_equal(w[4].file, "cpu.cfs_quota_us");
 	assert_string_equal(w[4].value, "200000");
+	assert_int_equal(w[5].ctl, CG_CPU);
+	assert_string_equal(w[5].file, "cpu.shares");
+	assert_string_equal(w[5].value, "1024");
+	lim.background = true;
+	n = cg_limit_writes(&ctx, &lim, w);
+	assert_string_equal(w[5].file, "cpu.shares");
+	assert_string_equal(w[5].value, "2");
+	lim.background = false;
 
 	/* Without swap accounting, swappiness 0 instead; without cpu, no cpu writes. */
 	ctx.has_memsw = false;

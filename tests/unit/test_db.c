@@ -62,7 +62,7 @@ static PGconn *su_connect(const char *db)
 	PGconn *c = NULL;
 	int r = db_connect(ci, &c, &err);
 	if (r < 0)
-		fail_msg("connect to %s: %s", db, err.msg);
+		fail_msg("connect to %s: %s", db ? db : "(maintenance database)", err.msg);
 	return c;
 }
 

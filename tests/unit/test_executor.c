@@ -130,6 +130,8 @@ static void test_pool_grows_with_demand_within_its_maximum(void **state)
 		exec_pool_get_stats(&ex_pool, &st);
 	}
 	assert_int_equal(st.ready_js, 3);
+	/* Ready means the wrapper said it waits: none is still starting. */
+	assert_int_equal(st.starting_js, 0);
 	assert_int_equal(st.target_py, 1);
 }
 

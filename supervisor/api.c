@@ -188,7 +188,9 @@ struct user {
 	bool admin;
 };
 
-static bool authenticate(struct app *app, struct http_request *req, PGconn *c, struct user *ret)
+/* The bearer token's signature and expiry; whether its user still exists is
+ * asked in call_begin()'s query. */
+static bool verify_token(struct app *app, struct http_request *req, struct user *ret)
 {
 	const char *h = http_header(req, "authorization");
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
@@ -211,20 +213,7 @@ static bool authenticate(struct app *app, struct http_request *req, PGconn *c, s
 		http_reply_error(req, 401, "INVALID_TOKEN", "the token is not valid");
 		return false;
 	}
-	_cleanup_res_ PGresult *res = NULL;
-	const char *p[] = {sub};
-	r = db_exec_params(c, "SELECT is_admin FROM users WHERE id = $1", 1, p, &res, &err);
-	if (r < 0) {
-		reply_db(req, r, &err);
-		return false;
-	}
-	if (PQntuples(res) != 1) {
-		http_reply_error(req, 401, "INVALID_TOKEN", "the token's user no longer exists");
-		return false;
-	}
 	snprintf(ret->id, sizeof(ret->id), "%s", sub);
-	ret->admin = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	http_log_field(req, "user", ret->id);
 	return true;
 }
 
@@ -245,44 +234,21 @@ struct project {
 static const char project_cols[] = "p.id, p.slug, p.tier, coalesce(p.monthly_cap, -1), coalesce(p.concurrency, -1), "
                                    "p.db_name, p.db_role, p.db_password";
 
-static void project_from_row(PGresult *res, int row, struct project *p)
-{
-	snprintf(p->id, sizeof(p->id), "%s", PQgetvalue(res, row, 0));
-	snprintf(p->slug, sizeof(p->slug), "%s", PQgetvalue(res, row, 1));
-	snprintf(p->tier, sizeof(p->tier), "%s", PQgetvalue(res, row, 2));
-	p->monthly_cap = strtoll(PQgetvalue(res, row, 3), NULL, 10);
-	p->concurrency = strtoll(PQgetvalue(res, row, 4), NULL, 10);
-	snprintf(p->db_name, sizeof(p->db_name), "%s", PQgetvalue(res, row, 5));
-	snprintf(p->db_role, sizeof(p->db_role), "%s", PQgetvalue(res, row, 6));
-	snprintf(p->db_password, sizeof(p->db_password), "%s", PQgetvalue(res, row, 7));
-	p->owner = PQnfields(res) > 8 && strcmp(PQgetvalue(res, row, 8), "owner") == 0;
-}
+#define PROJECT_NCOLS 8
 
-/* The project named by {pid} (id or slug) if the user belongs to it; else
- * a 404, the same answer as for a project that does not exist. */
-static bool find_project(struct http_request *req, PGconn *c, const struct user *u, struct project *ret)
+/* project_cols at column col; the member's role, if selected, right after. */
+static void project_from_row(PGresult *res, int row, int col, struct project *p)
 {
-	const char *key = http_param(req, "pid");
-	char sql[512];
-	snprintf(sql, sizeof(sql),
-	         "SELECT %s, m.role FROM projects p JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 "
-	         "WHERE %s",
-	         project_cols, is_uuid(key) ? "p.id = $2::uuid" : "p.slug = $2");
-	const char *p[] = {u->id, key};
-	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
-	int r = db_exec_params(c, sql, 2, p, &res, &err);
-	if (r < 0) {
-		reply_db(req, r, &err);
-		return false;
-	}
-	if (PQntuples(res) != 1) {
-		http_reply_error(req, 404, "NOT_FOUND", "no such project");
-		return false;
-	}
-	project_from_row(res, 0, ret);
-	http_log_field(req, "project", ret->id);
-	return true;
+	snprintf(p->id, sizeof(p->id), "%s", PQgetvalue(res, row, col));
+	snprintf(p->slug, sizeof(p->slug), "%s", PQgetvalue(res, row, col + 1));
+	snprintf(p->tier, sizeof(p->tier), "%s", PQgetvalue(res, row, col + 2));
+	p->monthly_cap = strtoll(PQgetvalue(res, row, col + 3), NULL, 10);
+	p->concurrency = strtoll(PQgetvalue(res, row, col + 4), NULL, 10);
+	snprintf(p->db_name, sizeof(p->db_name), "%s", PQgetvalue(res, row, col + 5));
+	snprintf(p->db_role, sizeof(p->db_role), "%s", PQgetvalue(res, row, col + 6));
+	snprintf(p->db_password, sizeof(p->db_password), "%s", PQgetvalue(res, row, col + 7));
+	p->owner =
+	    PQnfields(res) > col + PROJECT_NCOLS && strcmp(PQgetvalue(res, row, col + PROJECT_NCOLS), "owner") == 0;
 }
 
 static const struct tier *project_tier(struct app *app, const struct project *p)
@@ -325,51 +291,29 @@ static void function_done(struct function *f)
 	f->env = NULL;
 }
 
-static int load_function(PGconn *c, const char *project_id, const char *key, struct function *ret,
-                         struct sbx_error *err)
+static const char function_cols[] = "f.id, f.name, f.slug, f.language, f.entry_point, f.timeout_ms, f.memory_mb, "
+                                    "f.version, f.status = 'active', f.code, f.env";
+
+/* function_cols at column col. */
+static int function_from_row(PGresult *res, int row, int col, struct function *ret, struct sbx_error *err)
 {
-	char sql[512];
-	snprintf(sql, sizeof(sql),
-	         "SELECT id, name, slug, language, entry_point, timeout_ms, memory_mb, version, status = 'active', "
-	         "code, env FROM functions WHERE project_id = $1 AND %s",
-	         is_uuid(key) ? "id = $2::uuid" : "slug = $2");
-	const char *prm[] = {project_id, key};
-	_cleanup_res_ PGresult *res = NULL;
-	int r = db_exec_params(c, sql, 2, prm, &res, err);
-	if (r < 0)
-		return r;
-	if (PQntuples(res) != 1)
-		return -ENOENT;
 	memset(ret, 0, sizeof(*ret));
-	snprintf(ret->id, sizeof(ret->id), "%s", PQgetvalue(res, 0, 0));
-	snprintf(ret->name, sizeof(ret->name), "%s", PQgetvalue(res, 0, 1));
-	snprintf(ret->slug, sizeof(ret->slug), "%s", PQgetvalue(res, 0, 2));
-	snprintf(ret->language, sizeof(ret->language), "%s", PQgetvalue(res, 0, 3));
-	snprintf(ret->entry_point, sizeof(ret->entry_point), "%s", PQgetvalue(res, 0, 4));
-	ret->timeout_ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
-	ret->memory_mb = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
-	ret->version = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
-	ret->active = strcmp(PQgetvalue(res, 0, 8), "t") == 0;
-	ret->code = strdup(PQgetvalue(res, 0, 9));
-	ret->env = json_loads(PQgetvalue(res, 0, 10), 0, NULL);
+	snprintf(ret->id, sizeof(ret->id), "%s", PQgetvalue(res, row, col));
+	snprintf(ret->name, sizeof(ret->name), "%s", PQgetvalue(res, row, col + 1));
+	snprintf(ret->slug, sizeof(ret->slug), "%s", PQgetvalue(res, row, col + 2));
+	snprintf(ret->language, sizeof(ret->language), "%s", PQgetvalue(res, row, col + 3));
+	snprintf(ret->entry_point, sizeof(ret->entry_point), "%s", PQgetvalue(res, row, col + 4));
+	ret->timeout_ms = strtoll(PQgetvalue(res, row, col + 5), NULL, 10);
+	ret->memory_mb = strtoll(PQgetvalue(res, row, col + 6), NULL, 10);
+	ret->version = strtoll(PQgetvalue(res, row, col + 7), NULL, 10);
+	ret->active = strcmp(PQgetvalue(res, row, col + 8), "t") == 0;
+	ret->code = strdup(PQgetvalue(res, row, col + 9));
+	ret->env = json_loads(PQgetvalue(res, row, col + 10), 0, NULL);
 	if (!ret->code || !ret->env) {
 		function_done(ret);
 		return sbx_err(err, -ENOMEM, "out of memory");
 	}
 	return 0;
-}
-
-static bool find_function(struct http_request *req, PGconn *c, const struct project *p, struct function *ret)
-{
-	struct sbx_error err = {0};
-	int r = load_function(c, p->id, http_param(req, "fid"), ret, &err);
-	if (r == -ENOENT)
-		http_reply_error(req, 404, "NOT_FOUND", "no such function");
-	else if (r < 0)
-		reply_db(req, r, &err);
-	else
-		http_log_field(req, "function", ret->id);
-	return r == 0;
 }
 
 /* What a handler works with: a database connection, and as it asks, the
@@ -390,18 +334,73 @@ static void call_end(struct call *k)
 }
 #define _cleanup_call_ __attribute__((cleanup(call_end)))
 
-/* Gather what need asks for; on false the request has been answered. */
+/* Gather what need asks for, in one round trip: the token's user, the
+ * project of {pid} if the user belongs to it (else a 404, the same answer as
+ * for a project that does not exist), the function of {fid} in it. {pid} and
+ * {fid} are ids or slugs. On false the request has been answered. */
 static bool call_begin(struct http_request *req, struct app *app, unsigned need, struct call *k)
 {
 	memset(k, 0, sizeof(*k));
 	if (!get_conn(app, req, &k->c))
 		return false;
-	if ((need & NEED_USER) && !authenticate(app, req, k->c.c, &k->u))
+	if (!(need & NEED_USER))
+		return true;
+	if (!verify_token(app, req, &k->u))
 		return false;
-	if ((need & (NEED_PROJECT & ~NEED_USER)) && !find_project(req, k->c.c, &k->u, &k->p))
+	bool want_p = need & (NEED_PROJECT & ~NEED_USER), want_f = need & (NEED_FUNCTION & ~NEED_PROJECT);
+	const char *pid = http_param(req, "pid"), *fid = http_param(req, "fid");
+	const char *prm[] = {k->u.id, pid ? pid : "", fid ? fid : ""};
+	char sql[1536];
+	size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT u.is_admin");
+	if (want_p)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s, m.role", project_cols);
+	if (want_f)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s", function_cols);
+	n += (size_t)snprintf(sql + n, sizeof(sql) - n, " FROM users u");
+	if (want_p)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+		                      " LEFT JOIN (projects p JOIN project_members m ON m.project_id = p.id)"
+		                      " ON m.user_id = u.id AND %s",
+		                      is_uuid(prm[1]) ? "p.id = $2::uuid" : "p.slug = $2");
+	if (want_f)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " LEFT JOIN functions f ON f.project_id = p.id AND %s",
+		                      is_uuid(prm[2]) ? "f.id = $3::uuid" : "f.slug = $3");
+	snprintf(sql + n, sizeof(sql) - n, " WHERE u.id = $1::uuid");
+
+	_cleanup_res_ PGresult *res = NULL;
+	struct sbx_error err = {0};
+	int r = db_exec_params(k->c.c, sql, want_f ? 3 : want_p ? 2 : 1, prm, &res, &err);
+	if (r < 0) {
+		reply_db(req, r, &err);
 		return false;
-	if ((need & (NEED_FUNCTION & ~NEED_PROJECT)) && !find_function(req, k->c.c, &k->p, &k->f))
+	}
+	if (PQntuples(res) != 1) {
+		http_reply_error(req, 401, "INVALID_TOKEN", "the token's user no longer exists");
 		return false;
+	}
+	k->u.admin = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	http_log_field(req, "user", k->u.id);
+	if (!want_p)
+		return true;
+	if (PQgetisnull(res, 0, 1)) {
+		http_reply_error(req, 404, "NOT_FOUND", "no such project");
+		return false;
+	}
+	project_from_row(res, 0, 1, &k->p);
+	http_log_field(req, "project", k->p.id);
+	if (!want_f)
+		return true;
+	int fcol = 1 + PROJECT_NCOLS + 1;
+	if (PQgetisnull(res, 0, fcol)) {
+		http_reply_error(req, 404, "NOT_FOUND", "no such function");
+		return false;
+	}
+	r = function_from_row(res, 0, fcol, &k->f, &err);
+	if (r < 0) {
+		reply_db(req, r, &err);
+		return false;
+	}
+	http_log_field(req, "function", k->f.id);
 	return true;
 }
 
@@ -1190,7 +1189,15 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 	_cleanup_res_ PGresult *res = NULL;
 	struct sbx_error err = {0};
 	PGconn *qc = db_acquire(app->pool);
-	int r = qc ? db_exec_params(qc, "SELECT zmesh_take_invocation($1, $2)", 2, prm, &res, &err)
+	/* The count commits without waiting for its WAL flush (set_config is
+	 * local to this statement's transaction): a crash may forget the last
+	 * few hundred milliseconds of counting, in the users' favour, while a
+	 * flush on every invocation would cost more than everything else the
+	 * daemon does for it. */
+	int r = qc ? db_exec_params(qc,
+	                            "SELECT zmesh_take_invocation($1, $2), "
+	                            "set_config('synchronous_commit', 'off', true)",
+	                            2, prm, &res, &err)
 	           : sbx_err(&err, -ETIMEDOUT, "no database connection");
 	if (qc)
 		db_release(app->pool, qc);
@@ -1326,24 +1333,33 @@ static void h_api_invoke(struct http_request *req, void *app_)
 	_cleanup_conn_ struct conn c = {0};
 	if (!get_conn(app, req, &c))
 		return;
-	char sql[512];
+	const char *slug = http_param(req, "slug");
+	if (!slug)
+		slug = "";
+	/* The key's project and the function of {slug} in it, in one round
+	 * trip. The key's last use is written at most once a minute: a write
+	 * (and its commit) on every invocation would cost more than the rest. */
+	char sql[1536];
 	snprintf(sql, sizeof(sql),
-	         "WITH k AS (UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1 RETURNING project_id) "
-	         "SELECT %s FROM projects p JOIN k ON k.project_id = p.id",
-	         project_cols);
-	const char *prm[] = {hash};
+	         "WITH k AS (SELECT id, project_id, last_used_at FROM api_keys WHERE key_hash = $1), "
+	         "touch AS (UPDATE api_keys a SET last_used_at = now() FROM k WHERE a.id = k.id AND "
+	         "(k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')) "
+	         "SELECT %s, %s FROM k JOIN projects p ON p.id = k.project_id "
+	         "LEFT JOIN functions f ON f.project_id = p.id AND %s",
+	         project_cols, function_cols, is_uuid(slug) ? "f.id = $2::uuid" : "f.slug = $2");
+	const char *prm[] = {hash, slug};
 	_cleanup_res_ PGresult *res = NULL;
-	int r = db_exec_params(c.c, sql, 1, prm, &res, &err);
+	int r = db_exec_params(c.c, sql, 2, prm, &res, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
 	if (PQntuples(res) != 1)
 		return http_reply_error(req, 401, "INVALID_API_KEY", "the API key is not valid");
 	struct project p;
-	project_from_row(res, 0, &p);
-	struct function f;
-	r = load_function(c.c, p.id, http_param(req, "slug"), &f, &err);
-	if (r == -ENOENT)
+	project_from_row(res, 0, 0, &p);
+	if (PQgetisnull(res, 0, PROJECT_NCOLS))
 		return http_reply_error(req, 404, "NOT_FOUND", "no such function in the key's project");
+	struct function f;
+	r = function_from_row(res, 0, PROJECT_NCOLS, &f, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
 	size_t len = 0;

@@ -633,3 +633,45 @@ def test_rollback_restores_language_entry_point_and_env(zd, user, project):
     r = user.post(fn_path(pid, f["id"], "/versions/2/rollback"))
     assert r.status == 200 and r.json["language"] == "python", str(r)
     assert user.invoke(pid, f["id"]).json["result"] == "py second"
+
+
+def test_one_lookup_answers_in_the_order_token_project_function(zd, user, new_user):
+    # The user, the project and the function come from one query; which one
+    # is missing still decides the answer, in that order.
+    p = user.create_project()
+    f = user.deploy(p["id"], ECHO_JS)
+    key = zd.jwt_key()
+    now = int(time.time())
+    ghost = "Bearer " + make_jwt(key, {"sub": new_uuid(), "iat": now, "exp": now + 600})
+    path = "/projects/%s/functions/%s/invoke" % (p["id"], f["id"])
+    assert_error(user.request("POST", path, {"payload": 1}, headers={"Authorization": ghost}), 401, "INVALID_TOKEN")
+    assert_error(user.post("/projects/%s/functions/%s/invoke" % (new_uuid(), f["id"]), {"payload": 1}), 404,
+                 "NOT_FOUND")
+    assert_error(user.post("/projects/%s/functions/%s/invoke" % (p["id"], new_uuid()), {"payload": 1}), 404,
+                 "NOT_FOUND")
+    assert_error(user.post("/projects/%s/functions/%s/invoke" % (p["id"], "no-such-slug"), {"payload": 1}), 404,
+                 "NOT_FOUND")
+    # Another user's project is as absent as a missing one, function or not.
+    other = new_user()
+    assert_error(other.post(path, {"payload": 1}), 404, "NOT_FOUND")
+    r = user.post("/projects/%s/functions/%s/invoke" % (p["slug"], f["slug"]), {"payload": 7})
+    assert r.status == 200 and r.json["result"] == 7, str(r)
+
+
+def test_api_key_last_use_is_written_at_most_once_a_minute(zd, user, project):
+    f = user.deploy(project["id"], ECHO_JS)
+    k = user.create_key(project["id"])
+
+    def last_used():
+        return zd.sql("SELECT last_used_at FROM api_keys WHERE id = '%s'" % k["id"])[0][0]
+
+    assert invoke_by_key(zd, k["key"], f["slug"], b"1").status == 200
+    first = last_used()
+    assert first
+    assert invoke_by_key(zd, k["key"], f["slug"], b"2").status == 200
+    assert last_used() == first
+    # A minute later, the next use is written again.
+    zd.sql("UPDATE api_keys SET last_used_at = now() - interval '2 minutes' WHERE id = '%s'" % k["id"])
+    aged = last_used()
+    assert invoke_by_key(zd, k["key"], f["slug"], b"3").status == 200
+    assert last_used() > aged

@@ -232,3 +232,17 @@ test('the wrapper announces itself with one newline before it reads the invocati
   assert.equal(await done, 0);
   assert.equal(Buffer.concat(chunks).toString('utf8'), '{"ok":true,"result":42}\n');
 });
+
+test("the wrapper's own warm-up run leaves nothing a function can see", async () => {
+  const r = await run(
+    invocation(
+      'exports.handler = async (p, z) => [z.invocationId, z.projectId, z.function.name, globalThis.zmesh.invocationId, ' +
+        "Object.keys(require.cache).filter((k) => !k.startsWith('/opt/zmesh/') && !k.includes('/sdk-js/')), " +
+        "typeof exports.handler, module.exports === exports, p]",
+      { payload: 'real' },
+    ),
+  );
+  assert.equal(r.parseError, null, r.stdout);
+  assert.deepEqual(r.response, { ok: true, result: ['inv-0001', 'proj-42', 'hello', 'inv-0001', [], 'function', true, 'real'] });
+  assert.deepEqual(r.leftovers, []);
+});

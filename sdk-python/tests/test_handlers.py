@@ -98,6 +98,51 @@ def test_async_handler(invoke):
     assert invoke(code, "hi").result == {"got": "hi", "sum": 3}
 
 
+def test_async_handler_that_needs_no_event_loop_runs_without_asyncio(invoke):
+    # Importing asyncio costs more than the rest of an invocation: a coroutine
+    # that awaits only coroutines of its own never pays for it.
+    code = src("""
+        import sys
+        async def double(x):
+            return 2 * x
+        async def handler(payload, zmesh):
+            return {"value": await double(payload), "asyncio": "asyncio" in sys.modules}
+    """)
+    assert invoke(code, 21).result == {"value": 42, "asyncio": False}
+
+
+def test_async_handler_importing_asyncio_late_gets_a_running_loop(invoke):
+    code = src("""
+        import sys
+        async def handler(payload, zmesh):
+            before = "asyncio" in sys.modules
+            import asyncio
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(0.01)
+            results = await asyncio.gather(*(asyncio.sleep(0, result=i) for i in range(3)))
+            task = asyncio.create_task(asyncio.sleep(0, result=5))
+            try:
+                await asyncio.wait_for(asyncio.sleep(5), 0.01)
+                timed_out = False
+            except asyncio.TimeoutError:
+                timed_out = True
+            return [before, sum(results), await task, timed_out, loop is asyncio.get_running_loop(), payload]
+    """)
+    assert invoke(code, "p").result == [False, 3, 5, True, True, "p"]
+
+
+def test_async_handler_errors_without_and_with_a_loop(invoke):
+    early = invoke("async def handler(p):\n    raise ValueError('early ' + p)\n", "x")
+    assert early.error["name"] == "ValueError" and early.error["message"] == "early x"
+    late = invoke(src("""
+        async def handler(p):
+            import asyncio
+            await asyncio.sleep(0.01)
+            raise KeyError('late')
+    """), None)
+    assert late.error["name"] == "KeyError" and "late" in late.error["message"]
+
+
 def test_sync_handler_returning_a_coroutine_is_awaited(invoke):
     code = src("""
         async def work(p):

@@ -12,6 +12,7 @@ beyond what the interpreter has already loaded; asyncio, traceback and the
 database driver are imported only when a handler needs them.
 """
 
+import _thread
 import builtins
 import os
 import sys
@@ -190,17 +191,126 @@ async def _await(awaitable):
     return await awaitable
 
 
+class _LoopOnAsyncioImport:
+    """Import hook for a coroutine run without an event loop: the moment its
+    code imports asyncio, an event loop is made and marked running, so that
+    asyncio's API, which asks for the running loop, works from there on."""
+
+    def __init__(self):
+        self.loop = None
+        self.thread = _thread.get_ident()
+
+    def find_spec(self, name, path=None, target=None):
+        # Only the coroutine's own thread gets a loop marked running.
+        if name != "asyncio" or _thread.get_ident() != self.thread:
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find else None
+            if spec is not None and spec.loader is not None:
+                spec.loader = _ThenLoop(spec.loader, self)
+                return spec
+        return None
+
+
+class _ThenLoop:
+    """asyncio's loader, followed by making the loop."""
+
+    def __init__(self, loader, hook):
+        self._loader, self._hook = loader, hook
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        self._hook.loop = module.new_event_loop()
+        module.events._set_running_loop(self._hook.loop)
+
+
+class _Resume:
+    """Awaiting it hands what the coroutine waits on to the event loop, then
+    goes on driving the coroutine where it stopped."""
+
+    def __init__(self, coro, pending):
+        self._coro, self._pending = coro, pending
+
+    def __await__(self):
+        coro, pending = self._coro, self._pending
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as e:  # noqa: B036 - thrown in by the loop, passed on
+                try:
+                    pending = coro.throw(e)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _resume(coro, pending):
+    return await _Resume(coro, pending)
+
+
+def _run_coroutine(coro):
+    """Runs a coroutine to its end, like asyncio.run(). Importing asyncio costs
+    some 30 ms, more than everything else an invocation does, and most
+    handlers await nothing that needs an event loop: so unless the function
+    has loaded asyncio already, the coroutine starts without one. Once its code
+    imports asyncio (then a loop is made and marked running at once), or waits
+    on anything, an event loop takes over and runs it to its end."""
+    if "asyncio" in sys.modules:
+        return sys.modules["asyncio"].run(coro)
+    hook = _LoopOnAsyncioImport()
+    sys.meta_path.insert(0, hook)
+    try:
+        try:
+            pending = coro.send(None)
+            # A bare yield asks only to let others run: there are none.
+            while pending is None and hook.loop is None:
+                pending = coro.send(None)
+        except StopIteration as done:
+            return done.value
+        finally:
+            if hook in sys.meta_path:
+                sys.meta_path.remove(hook)
+        import asyncio
+
+        loop = hook.loop or asyncio.new_event_loop()
+        asyncio.events._set_running_loop(None)
+        try:
+            return loop.run_until_complete(_resume(coro, pending))
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+    finally:
+        coro.close()
+        if hook.loop is not None and not hook.loop.is_closed():
+            sys.modules["asyncio"].events._set_running_loop(None)
+            hook.loop.close()
+
+
 def _call(handler, payload, context):
     args = (payload, context)[: _arity(handler)]
     if _is_coroutine_function(handler):
-        import asyncio
-
-        return asyncio.run(handler(*args))
+        return _run_coroutine(handler(*args))
     result = handler(*args)
     if hasattr(type(result), "__await__"):
-        import asyncio
-
-        return asyncio.run(_await(result))
+        return _run_coroutine(_await(result))
     return result
 
 

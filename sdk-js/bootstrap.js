@@ -459,7 +459,8 @@ function waitOneTurn() {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-// A message of the wrapper's own, run before the real one is read: the path
+// A message of the wrapper's own, run before the real one is read (when
+// started with --warm-up, as the supervisor's warm pool does): the path
 // every invocation takes (parsing, the SDK object, compiling and running
 // CommonJS, picking the handler, one event-loop turn, the result's JSON) is
 // then compiled and initialised while the sandbox waits in the warm pool,
@@ -491,7 +492,9 @@ async function warmUp() {
 
 async function main() {
   installGuards();
-  await warmUp();
+  // Only where the wait is off the request's path: the supervisor's warm pool
+  // starts the wrapper with --warm-up.
+  if (process.argv.includes('--warm-up')) await warmUp();
   writeAll(1, '\n');
 
   let inv;

@@ -361,7 +361,11 @@ static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t mem
 	char heap[48];
 	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
 	         (unsigned long long)(memory_mb * 3 / 4 > 16 ? memory_mb * 3 / 4 : 16));
-	const char *js_argv[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
+	/* Pooled, the wrapper first runs a message of its own through its
+	 * path while nobody waits; started for an invocation, it would only
+	 * delay it. */
+	const char *js_argv[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", pooled ? "--warm-up" : NULL,
+	                         NULL};
 	const char *py_argv[] = {"/usr/bin/python3.11", EXEC_SDK_PY_MOUNT "/bootstrap.py", NULL};
 	struct sbx_bind binds[2] = {
 	    {.src = lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,

@@ -241,6 +241,7 @@ test("the wrapper's own warm-up run leaves nothing a function can see", async ()
         "typeof exports.handler, module.exports === exports, p]",
       { payload: 'real' },
     ),
+    { args: ['--warm-up'] },
   );
   assert.equal(r.parseError, null, r.stdout);
   assert.deepEqual(r.response, { ok: true, result: ['inv-0001', 'proj-42', 'hello', 'inv-0001', [], 'function', true, 'real'] });

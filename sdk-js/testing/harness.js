@@ -29,13 +29,13 @@ function invocation(code, overrides = {}) {
 }
 
 // input: an invocation object (sent as JSON) or a raw string/Buffer; env
-// adds to or overrides the minimal environment.
+// adds to or overrides the minimal environment; args follow bootstrap.js.
 // Resolves with the exit status, both streams (stdout without the leading
 // ready newline, and whether it was there), the parsed stdout (or the parse
 // error) and the TMPDIR left behind, which the caller may inspect.
-function run(input, { timeoutMs = 30000, keepTmp = false, env = {} } = {}) {
+function run(input, { timeoutMs = 30000, keepTmp = false, env = {}, args = [] } = {}) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zmesh-sdkjs-run-'));
-  const child = spawn(NODE, [BOOTSTRAP], {
+  const child = spawn(NODE, [BOOTSTRAP, ...args], {
     env: { PATH: '/usr/bin:/bin', HOME: tmp, TMPDIR: tmp, LANG: 'C.UTF-8', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });

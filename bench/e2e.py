@@ -11,6 +11,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -901,6 +902,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # A terminated run still stops its daemons and their clusters (the
+    # finally blocks run on SystemExit as on ^C).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         sys.exit(main(sys.argv[1:]))
     except harness.BenchError as e:

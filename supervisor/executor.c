@@ -427,7 +427,8 @@ struct exec_pool {
 	 * runtime and SDK are loaded and it blocks reading the invocation. */
 	struct pool_item {
 		struct sbx s;
-		bool ready; /* that newline was read */
+		bool ready;  /* that newline was read */
+		bool broken; /* something else came first: never handed out */
 	} items[EXEC_PY + 1][POOL_MAX];
 	unsigned n[EXEC_PY + 1];
 	struct exec_pool_stats stats;
@@ -443,14 +444,16 @@ static bool alive(const struct sbx *s)
  * sandbox that writes anything else first is broken: -1. */
 static int check_ready(struct pool_item *it)
 {
-	if (it->ready)
-		return 1;
+	if (it->ready || it->broken)
+		return it->ready ? 1 : -1;
 	struct pollfd p = {.fd = it->s.stdio[1], .events = POLLIN};
 	if (poll(&p, 1, 0) <= 0)
 		return 0;
 	char c;
-	if (read(it->s.stdio[1], &c, 1) != 1 || c != '\n')
+	if (read(it->s.stdio[1], &c, 1) != 1 || c != '\n') {
+		it->broken = true;
 		return -1;
+	}
 	it->ready = true;
 	return 1;
 }
@@ -717,8 +720,10 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 			warm = false;
 		}
 	}
-	if (!warm)
+	if (!warm) {
+		ready = false;
 		r = spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, false, &s, err);
+	}
 	ret->warm = warm;
 	if (r < 0) {
 		ret->outcome = EXEC_SANDBOX_ERROR;

@@ -3,7 +3,7 @@
 // `pg`. Required by lib/zmesh.js on the first zmesh.db call only, so a
 // function that never touches its database neither loads pg nor connects.
 
-const pg = require('pg');
+const pg = require('./pg.js');
 const { types } = require('./types.js');
 const sql = require('./sql.js');
 const { callerFrames, errorName } = require('./zmesh.js');

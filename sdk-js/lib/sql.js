@@ -5,7 +5,7 @@
 // placeholders (numbered against its own params), or an object of
 // column: value equalities (null means IS NULL) joined with AND.
 
-const { escapeIdentifier } = require('pg');
+const { escapeIdentifier } = require('./pg.js');
 
 // Longer names would be truncated by the server (NAMEDATALEN - 1), so two
 // different keys could silently hit one column.

@@ -18,7 +18,7 @@
 // Dates BC use astronomical years (1 BC = "0000", 2 BC = "-0001"); years past
 // 9999 get a leading "+"; "infinity" and "-infinity" stay as they are.
 
-const pgTypes = require('pg').types;
+const pgTypes = require('./pg.js').types;
 
 function arrayOf(elementParser) {
   return (text) => pgTypes.arrayParser.create(text, elementParser).parse();

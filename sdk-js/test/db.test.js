@@ -654,3 +654,15 @@ test('the session is closed when the invocation ends', async () => {
     return rows[0].n === 0;
   });
 });
+
+test('loading the driver leaves the globals as Node.js made them', async () => {
+  const got = await result(
+    "exports.handler = async (p, z) => { const before = typeof navigator; const one = (await z.db.queryOne('select 1 as one')).one; return [before, typeof navigator, one, typeof Response]; }",
+  );
+  assert.deepEqual(got, ['undefined', 'undefined', 1, 'function']);
+  // A navigator of the function's own is left alone.
+  const own = await result(
+    "globalThis.navigator = { userAgent: 'mine' };\nexports.handler = async (p, z) => { await z.db.query('select 1'); return navigator.userAgent; }",
+  );
+  assert.equal(own, 'mine');
+});

@@ -320,9 +320,12 @@ def cpu_per_request(ld, key):
     return v * 1000.0 / n if v is not None and n else None
 
 
+CPU_PARTS = ("sandboxes_s", "spawner_s", "zmeshd_s", "postgres_s", "bench_client_s")
+
+
 def rest_cpu(ld):
     cpu = ld.get("cpu_s") or {}
-    parts = [cpu.get(k) for k in ("machine_s", "zmeshd_s", "postgres_s", "bench_client_s")]
+    parts = [cpu.get(k) for k in ("machine_s",) + CPU_PARTS]
     if None in parts or not ld.get("ok"):
         return None
     return (parts[0] - sum(parts[1:])) * 1000.0 / ld["ok"]
@@ -373,6 +376,8 @@ def breakdown(records, loads, spawn_rates, nproc):
                 "concurrency": ld["concurrency"],
                 "ok_per_s": ld["ok_per_s"],
                 "machine_cpu_ms_per_ok": machine,
+                "sandboxes_cpu_ms_per_ok": cpu_per_request(ld, "sandboxes_s"),
+                "spawner_cpu_ms_per_ok": cpu_per_request(ld, "spawner_s"),
                 "zmeshd_cpu_ms_per_ok": cpu_per_request(ld, "zmeshd_s"),
                 "postgres_cpu_ms_per_ok": cpu_per_request(ld, "postgres_s"),
                 "bench_client_cpu_ms_per_ok": cpu_per_request(ld, "bench_client_s"),
@@ -427,11 +432,14 @@ def breakdown_markdown(bd):
         for t in b["throughput"]:
             lines.append(
                 f"- Load at concurrency {t['concurrency']}: {t['ok_per_s']:.1f}/s; machine CPU per successful "
-                f"invoke {ms(t['machine_cpu_ms_per_ok'])} ms (zmeshd {ms(t['zmeshd_cpu_ms_per_ok'])}, its "
+                f"invoke {ms(t['machine_cpu_ms_per_ok'])} ms: the sandboxes {ms(t['sandboxes_cpu_ms_per_ok'])} "
+                "(runtime, wrapper and the sandbox's init, in their cgroups, the warm pool's start-ups included), "
+                f"the spawner {ms(t['spawner_cpu_ms_per_ok'])}, zmeshd {ms(t['zmeshd_cpu_ms_per_ok'])}, its "
                 f"PostgreSQL {ms(t['postgres_cpu_ms_per_ok'])}, this benchmark's client "
-                f"{ms(t['bench_client_cpu_ms_per_ok'])}, the rest — sandboxes, runtimes, the kernel's spawn and "
-                f"teardown, and anything else running on the machine — {ms(t['rest_cpu_ms_per_ok'])}); "
-                f"{ms(t['cpu_bound_per_s'], 1)}/s would saturate every CPU.")
+                f"{ms(t['bench_client_cpu_ms_per_ok'])}, the rest {ms(t['rest_cpu_ms_per_ok'])} (the kernel's "
+                "work outside the sandboxes' cgroups — namespace teardown in kernel threads, interrupts — and "
+                f"anything else running on the machine); {ms(t['cpu_bound_per_s'], 1)}/s would saturate every "
+                "CPU.")
         best = max(b["throughput"], key=lambda t: t["ok_per_s"] or 0, default=None)
         bare_cpu = b["bare_spawn_machine_cpu_ms"]
         if bare_cpu is not None:
@@ -440,6 +448,12 @@ def breakdown_markdown(bd):
                 line += (f"; an invoke at the best load (concurrency {best['concurrency']}) costs "
                          f"{best['machine_cpu_ms_per_ok']:.2f} ms, ×{best['machine_cpu_ms_per_ok'] / bare_cpu:.2f}. "
                          "When both saturate the CPUs, that ratio is the inverse of the throughput ratio")
+                if best.get("sandboxes_cpu_ms_per_ok") is not None:
+                    line += (f". The sandboxes alone take {best['sandboxes_cpu_ms_per_ok']:.2f} ms "
+                             f"(×{best['sandboxes_cpu_ms_per_ok'] / bare_cpu:.2f} of a bare spawn): the runtime "
+                             "running the wrapper, under seccomp, charged to its own memory cgroup, plus the "
+                             "sandbox's init; everything else the platform does per invoke is "
+                             f"{best['machine_cpu_ms_per_ok'] - best['sandboxes_cpu_ms_per_ok']:.2f} ms")
             lines.append(line + ".")
         lines.append("")
     return "\n".join(lines)
@@ -544,21 +558,22 @@ def render_markdown(data, records, goals, bwrap_notes):
         "",
         "Each client on its own keep-alive connection, requests back to back. *200/s* counts successful "
         "answers over the time the clients were busy; latencies are of the 200s. CPU is per successful "
-        "invoke: the whole machine, and of it zmeshd's process, its PostgreSQL cluster and this benchmark. "
+        "invoke: the whole machine, and of it the sandboxes (their cgroups), zmeshd's spawner, zmeshd's process, "
+        "its PostgreSQL cluster and this benchmark. "
         f"*bare spawn*: {SPAWN_RATE_CONCURRENCY} threads spawning and reaping the bare runtime back to back "
         "for the same duration. Before each slice of a load the warm pool is left to refill, so each slice "
         "starts with up to the pool's size of sandboxes spawned outside it (see warm / cold).",
         "",
         "| runtime | load | requests | 200 | non-200 | 200/s | 200/s per slice | p50 ms | p99 ms | warm / cold | "
-        "CPU ms: machine | zmeshd | postgres | bench | load avg (start → end) |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "CPU ms: machine | sandboxes | spawner | zmeshd | postgres | bench | load avg (start → end) |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for w in RUNTIMES:
         for ld in data["loads"]:
             if ld["workload"] != w:
                 continue
             if ld.get("error"):
-                parts.append(f"| {w} | concurrency {ld['concurrency']} | | | {ld['error']} | | | | | | | | | | |")
+                parts.append(f"| {w} | concurrency {ld['concurrency']} | | | {ld['error']} | | | | | | | | | | | | |")
                 continue
             lat = ld["latency_ok"] or {}
             non = dict(ld["non_200"])
@@ -570,6 +585,7 @@ def render_markdown(data, records, goals, bwrap_notes):
                 f"| {w} | concurrency {ld['concurrency']} | {ld['requests']} | {ld['ok']} | {non_s} | "
                 f"{ms(ld['ok_per_s'], 1)} | {slice_range(ld)} | {ms(lat.get('p50_ms'))} | {ms(lat.get('p99_ms'))} | "
                 f"{st.get('warm', 0)} / {st.get('cold', 0)} | {ms(cpu_per_request(ld, 'machine_s'))} | "
+                f"{ms(cpu_per_request(ld, 'sandboxes_s'))} | {ms(cpu_per_request(ld, 'spawner_s'))} | "
                 f"{ms(cpu_per_request(ld, 'zmeshd_s'))} | {ms(cpu_per_request(ld, 'postgres_s'))} | "
                 f"{ms(cpu_per_request(ld, 'bench_client_s'))} | "
                 f"{harness._fmt_load(ld['loadavg_start'])} → {harness._fmt_load(ld['loadavg_end'])} |")
@@ -581,7 +597,7 @@ def render_markdown(data, records, goals, bwrap_notes):
             parts.append(
                 f"| {w} | bare spawn, concurrency {sr['concurrency']} | {sr['runs']} | {sr['ok']} | {errs} | "
                 f"{ms(sr['ok_per_s'], 1)} | {slice_range(sr)} | {ms(lat.get('p50_ms'))} | {ms(lat.get('p99_ms'))} | | "
-                f"{ms(cpu * 1000.0 / sr['ok'] if cpu is not None and sr['ok'] else None)} | | | | "
+                f"{ms(cpu * 1000.0 / sr['ok'] if cpu is not None and sr['ok'] else None)} | | | | | | "
                 f"{harness._fmt_load(sr['loadavg_start'])} → {harness._fmt_load(sr['loadavg_end'])} |")
     parts += [
         "",

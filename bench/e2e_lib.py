@@ -193,16 +193,47 @@ def self_cpu_seconds():
     return t.user + t.system
 
 
+SANDBOX_CGROUP_PREFIX = "zmesh"  # zmeshd's default
+
+
+def sandboxes_cpu_ns(prefix=SANDBOX_CGROUP_PREFIX, root="/sys/fs/cgroup"):
+    """CPU time of every sandbox zmeshd ever ran under its cgroup prefix, in
+    ns: a parent group's counter includes the groups removed under it. v1
+    cpuacct where it is mounted (zmeshd uses it there), else v2's cpu.stat.
+    None where neither can be read."""
+    text = _proc_text(os.path.join(root, "cpuacct", prefix, "cpuacct.usage"))
+    if text is not None and text.strip().isdigit():
+        return int(text.strip())
+    for base in (root, os.path.join(root, "unified")):
+        text = _proc_text(os.path.join(base, prefix, "cpu.stat"))
+        for line in (text or "").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec" and value.strip().isdigit():
+                return int(value.strip()) * 1000
+    return None
+
+
 class CpuProbe:
-    """CPU used over a window by the machine, the daemon process, its
-    PostgreSQL cluster and this benchmark. Processes that start inside the
-    window are counted from zero; those that end inside it are lost, so the
-    PostgreSQL figure is a lower bound (its backends are pooled and live
-    long)."""
+    """CPU used over a window by the machine, the sandboxes (their cgroups:
+    runtime, wrapper and the sandbox's init, the warm pool's start-ups
+    included), the daemon's spawner, the daemon process, its PostgreSQL
+    cluster and this benchmark. Processes that start inside the window are
+    counted from zero; those that end inside it are lost, so the PostgreSQL
+    figure is a lower bound (its backends are pooled and live long). The
+    sandboxes' figure counts every zmeshd on the machine with the default
+    prefix: the other daemon of a run is idle during the loads."""
 
     def __init__(self, daemon):
         self.daemon = daemon
         self.hz = os.sysconf("SC_CLK_TCK")
+
+    def _spawner_ticks(self):
+        total = {}
+        for pid in self.daemon.spawner_pids():
+            t = cpu_ticks(pid)
+            if t is not None:
+                total[pid] = t
+        return total
 
     def _pg_ticks(self):
         total = {}
@@ -220,6 +251,8 @@ class CpuProbe:
         self.machine0, _ = machine_cpu_ticks()
         self.daemon0 = cpu_ticks(self.daemon.pid)
         self.pg0 = self._pg_ticks()
+        self.spawner0 = self._spawner_ticks()
+        self.sandboxes0 = sandboxes_cpu_ns()
         self.self0 = self_cpu_seconds()
 
     def stop(self):
@@ -227,9 +260,14 @@ class CpuProbe:
         machine1, _ = machine_cpu_ticks()
         daemon1 = cpu_ticks(self.daemon.pid)
         pg1 = self._pg_ticks()
+        spawner1 = self._spawner_ticks()
+        sandboxes1 = sandboxes_cpu_ns()
         hz = float(self.hz)
         pg = sum(t - self.pg0.get(pid, 0) for pid, t in pg1.items()) / hz
         return {
+            "sandboxes_s": (sandboxes1 - self.sandboxes0) / 1e9 if None not in (sandboxes1, self.sandboxes0)
+            else None,
+            "spawner_s": sum(t - self.spawner0.get(pid, 0) for pid, t in spawner1.items()) / hz,
             "window_s": time.monotonic() - self.t0,
             "machine_s": (machine1 - self.machine0) / hz if None not in (machine1, self.machine0) else None,
             "zmeshd_s": (daemon1 - self.daemon0) / hz if None not in (daemon1, self.daemon0) else None,

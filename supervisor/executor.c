@@ -356,16 +356,21 @@ static void classify_output(const struct buf *out, struct exec_result *r)
 static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
                          uint64_t cpu_percent, bool pooled, struct sbx *ret, struct sbx_error *err)
 {
-	/* V8 gets a heap limit below the cgroup's, so that most overruns end
-	 * as a clean heap-limit failure rather than a kill. */
+	/* Started for one invocation, V8 gets a heap limit below the cgroup's,
+	 * so that most overruns end as a clean heap-limit failure rather than
+	 * a kill. A pooled runtime cannot know the function's memory (its
+	 * cgroup is narrowed at assignment, V8's heap cannot be), and any heap
+	 * flag costs Node some 4 ms of CPU at start (its built-in code cache is
+	 * keyed by V8's flags and no longer matches): there the cgroup alone
+	 * bounds memory. Pooled, the wrapper also first runs a message of its
+	 * own through its path while nobody waits; started for an invocation,
+	 * that would only delay it. */
 	char heap[48];
 	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
 	         (unsigned long long)(memory_mb * 3 / 4 > 16 ? memory_mb * 3 / 4 : 16));
-	/* Pooled, the wrapper first runs a message of its own through its
-	 * path while nobody waits; started for an invocation, it would only
-	 * delay it. */
-	const char *js_argv[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", pooled ? "--warm-up" : NULL,
-	                         NULL};
+	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
+	const char *js_pooled[] = {"/usr/bin/node", EXEC_SDK_JS_MOUNT "/bootstrap.js", "--warm-up", NULL};
+	const char **js_argv = pooled ? js_pooled : js_cold;
 	const char *py_argv[] = {"/usr/bin/python3.11", EXEC_SDK_PY_MOUNT "/bootstrap.py", NULL};
 	struct sbx_bind binds[2] = {
 	    {.src = lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,

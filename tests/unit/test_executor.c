@@ -146,6 +146,15 @@ static void test_pool_limits_are_the_functions(void **state)
 	assert_int_equal(r.outcome, EXEC_OOM);
 	exec_result_done(&r);
 	pool_ready();
+	/* A pooled Node runtime has no heap limit of V8's: the cgroup's, the
+	 * function's, ends an overrun all the same. */
+	run_in(&ex_pool, EXEC_JS,
+	       "exports.handler = async () => { const a = []; for (;;) a.push(new Array(1e6).fill(1)); };", NULL, 20000,
+	       96, &r);
+	assert_true(r.warm);
+	assert_int_equal(r.outcome, EXEC_OOM);
+	exec_result_done(&r);
+	pool_ready();
 	/* The timeout counts from the assignment, not from the spawn. */
 	run_in(&ex_pool, EXEC_JS, "exports.handler = async () => { for (;;) {} };", NULL, 600, 256, &r);
 	assert_true(r.warm);

@@ -32,6 +32,9 @@ RUNTIMES = {
                "def handler(p, zmesh):\n    return zmesh.db.query_one('select 1 as one')['one']\n",
                ["/usr/bin/python3.11", "-c", "0"], "sdk-python", "bootstrap.py", "/opt/zmesh/sdk/python"),
 }
+# What zmeshd puts between the runtime and the wrapper (bootstrap.py does
+# site's work itself; see the executor).
+WRAPPER_FLAGS = {"node": [], "python": ["-S"]}
 PAYLOAD = {"x": 1}
 DB_RESULT = 1
 EXPECTED_WRAPPER_STDOUT = {"ok": True, "result": PAYLOAD}
@@ -141,11 +144,12 @@ def process_variants(args, runner):
         variants = [
             harness.Variant(workload, "bare", bare_argv, check=harness.expect_empty_stdout),
             harness.Variant(workload, "subprocess-rlimits",
-                            [args.prlimit, *limits, "--", runtime, os.path.join(sdk_dir, script)],
+                            [args.prlimit, *limits, "--", runtime, *WRAPPER_FLAGS[workload],
+                             os.path.join(sdk_dir, script)],
                             make_stdin=msg, check=check),
             harness.Variant(workload, "zmesh-sandbox-wrapper",
                             [args.sandbox, *launch.SANDBOX_FLAGS, "--policy", policy, "--bind",
-                             f"{sdk_dir}:{mount}", "--", runtime, f"{mount}/{script}"],
+                             f"{sdk_dir}:{mount}", "--", runtime, *WRAPPER_FLAGS[workload], f"{mount}/{script}"],
                             make_stdin=msg, check=check),
             harness.Variant(workload, "zmesh-sandbox-bare",
                             [args.sandbox, *launch.SANDBOX_FLAGS, "--policy", policy, "--", *bare_argv],
@@ -160,7 +164,8 @@ def process_variants(args, runner):
         chosen = None
         for flags, note in launch.bwrap_candidates():
             v = harness.Variant(workload, "bwrap",
-                                [args.bwrap, *flags, "--ro-bind", sdk_dir, mount, "--", runtime, f"{mount}/{script}"],
+                                [args.bwrap, *flags, "--ro-bind", sdk_dir, mount, "--", runtime,
+                                 *WRAPPER_FLAGS[workload], f"{mount}/{script}"],
                                 make_stdin=msg, check=check, note=note)
             c = e2e_lib.ProcessCase(v, runner)
             if e2e_lib.precheck_case(c) is None:

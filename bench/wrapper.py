@@ -25,7 +25,7 @@ RUNTIMES = {
              ["/usr/bin/node", "sdk-js/bootstrap.js"],
              "exports.handler = async (p) => p"),
     "python": (["/usr/bin/python3.11", "-c", "0"],
-               ["/usr/bin/python3.11", "sdk-python/bootstrap.py"],
+               ["/usr/bin/python3.11", "-S", "sdk-python/bootstrap.py"],  # as zmeshd starts it
                "def handler(payload, zmesh):\n    return payload\n"),
 }
 

@@ -19,6 +19,22 @@ if __name__ == "__main__":
     if _sdk_dir not in sys.path:
         sys.path.insert(0, _sdk_dir)
 
+    if sys.flags.no_site:
+        # The platform runs Python with -S: the site module's work, chiefly
+        # executing the .pth files of every installed package, is a fifth of
+        # the interpreter's start. The system's package directories are
+        # added here instead (the database driver lives there), and the two
+        # builtins site would have defined that a function may call.
+        _v = "%d.%d" % sys.version_info[:2]
+        for _dir in ("/usr/local/lib/python%s/dist-packages" % _v, "/usr/lib/python3/dist-packages"):
+            if _dir not in sys.path and os.path.isdir(_dir):
+                sys.path.append(_dir)
+        import builtins
+        import _sitebuiltins
+
+        builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
+        builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
+
     from zmesh._runner import main
 
     main()

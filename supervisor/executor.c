@@ -371,7 +371,8 @@ static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t mem
 	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
 	const char *js_pooled[] = {"/usr/bin/node", EXEC_SDK_JS_MOUNT "/bootstrap.js", "--warm-up", NULL};
 	const char **js_argv = pooled ? js_pooled : js_cold;
-	const char *py_argv[] = {"/usr/bin/python3.11", EXEC_SDK_PY_MOUNT "/bootstrap.py", NULL};
+	/* -S: bootstrap.py does what a function needs of site's work. */
+	const char *py_argv[] = {"/usr/bin/python3.11", "-S", EXEC_SDK_PY_MOUNT "/bootstrap.py", NULL};
 	struct sbx_bind binds[2] = {
 	    {.src = lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,
 	     .dst = lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT},

@@ -96,7 +96,7 @@ def invoke(tmp_path):
     def _invoke(code=None, payload=None, *, raw=None, bootstrap=BOOTSTRAP, python_flags=(), timeout=60, **fields):
         data = raw if raw is not None else json.dumps(message(code, payload, **fields)).encode()
         proc = subprocess.run(
-            [PYTHON, *python_flags, str(bootstrap)],
+            [PYTHON, "-S", *python_flags, str(bootstrap)],  # as the supervisor starts it
             input=data,
             capture_output=True,
             env=sandbox_env(tmp_path),

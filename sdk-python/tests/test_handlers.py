@@ -244,3 +244,18 @@ def test_user_module_is_importable_by_name(invoke):
             return [back.x, back.y, __name__]
     """)
     assert invoke(code).result == [1, 2, "function"]
+
+
+def test_started_without_site_a_function_keeps_what_it_needs_of_it(invoke):
+    # -S skips site's .pth processing; bootstrap.py adds the system's package
+    # directories and the exit/quit builtins itself.
+    code = src("""
+        import sys
+        def handler(p, z):
+            import psycopg2
+            return [sys.flags.no_site, "site" in sys.modules, callable(exit), callable(quit),
+                    psycopg2.__file__.startswith("/usr/lib/python3/dist-packages/")]
+    """)
+    assert invoke(code).result == [1, False, True, True, True]
+    exited = invoke("def handler(p):\n    exit(3)\n")
+    assert exited.error["name"] == "ProcessExit" and "3" in exited.error["message"]

@@ -109,7 +109,7 @@ def test_no_bytecode_written_next_to_the_sdk(invoke, tmp_path):
 def test_runs_from_any_working_directory_and_path(tmp_path):
     # Started the way the sandbox does it: absolute path, cwd elsewhere, bare env.
     proc = subprocess.run(
-        [PYTHON, str(BOOTSTRAP)],
+        [PYTHON, "-S", str(BOOTSTRAP)],
         input=b'{"invocation_id":"i","project_id":"p","function":{"name":"f","version":1,'
               b'"entry_point":"handler"},"code":"def handler(p):\\n    return p\\n",'
               b'"payload":[1],"deadline_ms":4102444800000}',

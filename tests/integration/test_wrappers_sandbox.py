@@ -38,7 +38,7 @@ exports.handler = async (payload, zmesh) => {
         "policy": "python",
         "sdk": os.path.join(ROOT, "sdk-python"),
         "mount": "/opt/zmesh/sdk/python",
-        "argv": ["/usr/bin/python3.11", "/opt/zmesh/sdk/python/bootstrap.py"],
+        "argv": ["/usr/bin/python3.11", "-S", "/opt/zmesh/sdk/python/bootstrap.py"],
         "code": """
 def handler(payload, zmesh):
     print("log line from the handler")

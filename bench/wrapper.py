@@ -69,7 +69,9 @@ def parse_args(argv):
 def build_variants(runner):
     variants = []
     for name, (bare_argv, wrapper_argv, code) in RUNTIMES.items():
-        wrapper_argv = [wrapper_argv[0]] + [os.path.join(harness.REPO_ROOT, a) for a in wrapper_argv[1:]]
+        # Repository paths made absolute; options stay as they are.
+        wrapper_argv = [wrapper_argv[0]] + [a if a.startswith("-") else os.path.join(harness.REPO_ROOT, a)
+                                            for a in wrapper_argv[1:]]
         # Both capture stdout, so both pay the same for their stdio.
         bare = harness.Variant(name, "bare", bare_argv, check=harness.expect_empty_stdout)
         wrapper = harness.Variant(name, "wrapper", wrapper_argv, make_stdin=invocation_message(code),

@@ -76,8 +76,8 @@ def build_variants(runner):
         bare = harness.Variant(name, "bare", bare_argv, check=harness.expect_empty_stdout)
         wrapper = harness.Variant(name, "wrapper", wrapper_argv, make_stdin=invocation_message(code),
                                   check=harness.expect_stdout(EXPECTED_RESULT))
-        if not os.path.isfile(wrapper.argv[1]):
-            wrapper.broken = f"{wrapper.argv[1]} does not exist"
+        if not os.path.isfile(wrapper.argv[-1]):
+            wrapper.broken = f"{wrapper.argv[-1]} does not exist"
         for v in (bare, wrapper):
             if v.broken is None:
                 error = harness.precheck(runner, v)

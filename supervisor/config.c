@@ -64,7 +64,8 @@ static const struct setting settings[] = {
     NUM(token_ttl_s, "token-ttl", "ZMESH_TOKEN_TTL", K_UINT, "86400", 60, 31536000, "login token lifetime, seconds"),
     NUM(shutdown_grace_ms, "shutdown-grace", "ZMESH_SHUTDOWN_GRACE_MS", K_UINT, "30000", 0, 600000,
         "wait for in-flight invocations on SIGTERM"),
-    NUM(pool_size, "pool-size", "ZMESH_POOL_SIZE", K_UINT, "0", 0, 256, "warm sandboxes per runtime (0: off)"),
+    NUM(pool_size, "pool-size", "ZMESH_POOL_SIZE", K_UINT, "4", 0, 256,
+        "warm sandboxes per runtime at most; the pool follows demand (0: off)"),
 };
 
 static int set_value(struct zconfig *cfg, const struct setting *s, const char *v, const char *from,

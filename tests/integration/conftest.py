@@ -287,6 +287,9 @@ class Daemon:
                if not k.startswith("ZMESH_") and not k.startswith("PG")
                and k not in ("DATABASE_URL", "JWT_SECRET_KEY")}
         env["ZMESH_ADMIN_EMAIL"] = self.admin_email
+        # Cold starts unless a test asks for the pool (test_api_pool.py):
+        # what a test counts and times does not depend on refills.
+        env["ZMESH_POOL_SIZE"] = "0"
         if self.admin_password is not None:
             env["ZMESH_ADMIN_PASSWORD"] = self.admin_password
         env.update(self.extra_env)

@@ -79,7 +79,7 @@ class Daemon:
     def start(self):
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("ZMESH_", "PG")) and k not in ("DATABASE_URL", "JWT_SECRET_KEY")}
-        env.update(ZMESH_ADMIN_EMAIL=ADMIN_EMAIL, ZMESH_ADMIN_PASSWORD=self.password)
+        env.update(ZMESH_ADMIN_EMAIL=ADMIN_EMAIL, ZMESH_ADMIN_PASSWORD=self.password, ZMESH_POOL_SIZE="0")
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen([ZMESHD, "--listen", "127.0.0.1:0", "--state-dir", self.state],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)

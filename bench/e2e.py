@@ -714,6 +714,7 @@ def main(argv):
     if problem:
         print(f"e2e: {problem}", file=sys.stderr)
         return 2
+    harness.refresh_python_sdk_bytecode()
 
     requests = args.requests or (5 if args.quick else DEFAULT_REQUESTS)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5)

@@ -119,6 +119,7 @@ def main(argv):
         if not os.access(bare_argv[0], os.X_OK):
             print(f"wrapper: {bare_argv[0]} is missing or not executable", file=sys.stderr)
             return 2
+    harness.refresh_python_sdk_bytecode()
     if args.quick:
         rounds_of = {w: args.rounds or 5 for w in RUNTIMES}
         warmup = 1 if args.warmup is None else args.warmup

@@ -134,17 +134,31 @@ function installGuards() {
   // Logs are written synchronously: an asynchronous pipe write still queued
   // when the wrapper exits would be lost, and a reader slower than the
   // function (a busy supervisor) would see only the first pipe-full.
-  const stderr = process.stderr;
-  stderr.write = function write(chunk, encoding, cb) {
-    if (typeof encoding === 'function') {
-      cb = encoding;
-      encoding = undefined;
-    }
-    const text = typeof chunk === 'string' ? Buffer.from(chunk, encoding || 'utf8') : chunk;
-    writeAll(2, text);
-    if (typeof cb === 'function') process.nextTick(cb);
-    return true;
-  };
+  // process.stderr is made on first use, as Node does: building the stream
+  // loads Node's whole streams implementation, some 2 ms of CPU that a
+  // function which prints nothing need not pay.
+  const made = Object.getOwnPropertyDescriptor(process, 'stderr');
+  let stderr = null;
+  Object.defineProperty(process, 'stderr', {
+    configurable: true,
+    enumerable: made ? made.enumerable : true,
+    get() {
+      if (stderr === null) {
+        stderr = made && made.get ? made.get.call(process) : made.value;
+        stderr.write = function write(chunk, encoding, cb) {
+          if (typeof encoding === 'function') {
+            cb = encoding;
+            encoding = undefined;
+          }
+          const text = typeof chunk === 'string' ? Buffer.from(chunk, encoding || 'utf8') : chunk;
+          writeAll(2, text);
+          if (typeof cb === 'function') process.nextTick(cb);
+          return true;
+        };
+      }
+      return stderr;
+    },
+  });
 
   process.exit = function exit(code) {
     if (!finished) {

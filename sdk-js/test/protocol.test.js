@@ -247,3 +247,17 @@ test("the wrapper's own warm-up run leaves nothing a function can see", async ()
   assert.deepEqual(r.response, { ok: true, result: ['inv-0001', 'proj-42', 'hello', 'inv-0001', [], 'function', true, 'real'] });
   assert.deepEqual(r.leftovers, []);
 });
+
+test('a function that prints nothing never builds the stderr stream; one that prints gets it', async () => {
+  const streams = "process.moduleLoadList.includes('NativeModule internal/streams/writable')";
+  const quiet = await run(invocation(`exports.handler = async () => ${streams};`));
+  assert.deepEqual(quiet.response, { ok: true, result: false });
+  const loud = await run(
+    invocation(
+      "exports.handler = async () => { console.log('hi'); process.stderr.write('there\\n'); " +
+        `return [${streams}, process.stderr === process.stderr, process.stdout === process.stderr]; };`,
+    ),
+  );
+  assert.deepEqual(loud.response, { ok: true, result: [true, true, true] });
+  assert.equal(loud.stderr, 'hi\nthere\n');
+});

@@ -141,10 +141,10 @@ function installGuards() {
   let stderr = null;
   Object.defineProperty(process, 'stderr', {
     configurable: true,
-    enumerable: made ? made.enumerable : true,
+    enumerable: made.enumerable,
     get() {
       if (stderr === null) {
-        stderr = made && made.get ? made.get.call(process) : made.value;
+        stderr = made.get ? made.get.call(process) : made.value;
         stderr.write = function write(chunk, encoding, cb) {
           if (typeof encoding === 'function') {
             cb = encoding;

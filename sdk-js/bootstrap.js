@@ -474,7 +474,8 @@ function waitOneTurn() {
 }
 
 // A message of the wrapper's own, run before the real one is read (when
-// started with --warm-up, as the supervisor's warm pool does): the path
+// started with --warm-up, as the supervisor's warm pool does; with
+// --with-db also the database driver is loaded): the path
 // every invocation takes (parsing, the SDK object, compiling and running
 // CommonJS, picking the handler, one event-loop turn, the result's JSON) is
 // then compiled and initialised while the sandbox waits in the warm pool,
@@ -492,6 +493,17 @@ const WARM_UP = JSON.stringify({
 });
 
 async function warmUp() {
+  if (process.argv.includes('--with-db')) {
+    // For functions that use zmesh.db: the driver, and the WebCrypto that
+    // its SCRAM authentication runs on, loaded now rather than on the
+    // function's first query. No connection: that needs the invocation's DSN.
+    try {
+      require('./lib/db.js');
+      void require('crypto').webcrypto.subtle;
+    } catch {
+      // Loaded on first use then, and any failure reported there.
+    }
+  }
   try {
     const inv = parseInvocation(WARM_UP);
     const { zmesh } = createZmesh(inv);

@@ -1591,6 +1591,11 @@ static void h_metrics(struct http_request *req, void *app_)
 	    "# HELP zmesh_pool_ready Sandboxes in the warm pool whose wrapper is loaded and waiting.\n"
 	    "# TYPE zmesh_pool_ready gauge\n"
 	    "zmesh_pool_ready{runtime=\"javascript\"} %" PRIu64 "\nzmesh_pool_ready{runtime=\"python\"} %" PRIu64 "\n"
+	    "# HELP zmesh_pool_ready_with_db Of the ready, those with the database driver loaded (kept while functions "
+	    "that use zmesh.db are invoked).\n"
+	    "# TYPE zmesh_pool_ready_with_db gauge\n"
+	    "zmesh_pool_ready_with_db{runtime=\"javascript\"} %" PRIu64
+	    "\nzmesh_pool_ready_with_db{runtime=\"python\"} %" PRIu64 "\n"
 	    "# HELP zmesh_pool_starting Sandboxes in the warm pool whose runtime is still starting.\n"
 	    "# TYPE zmesh_pool_starting gauge\n"
 	    "zmesh_pool_starting{runtime=\"javascript\"} %" PRIu64 "\nzmesh_pool_starting{runtime=\"python\"} %" PRIu64
@@ -1602,8 +1607,8 @@ static void h_metrics(struct http_request *req, void *app_)
 	    "# TYPE zmesh_pool_memory_bytes gauge\nzmesh_pool_memory_bytes %" PRIu64 "\n"
 	    "# HELP zmesh_pool_discarded_total Pooled sandboxes that died or aged out before use.\n"
 	    "# TYPE zmesh_pool_discarded_total counter\nzmesh_pool_discarded_total %" PRIu64 "\n",
-	    ps.warm, ps.cold, ps.ready_js, ps.ready_py, ps.starting_js, ps.starting_py, ps.target_js, ps.target_py,
-	    ps.memory_bytes, ps.discarded);
+	    ps.warm, ps.cold, ps.ready_js, ps.ready_py, ps.ready_db_js, ps.ready_db_py, ps.starting_js, ps.starting_py,
+	    ps.target_js, ps.target_py, ps.memory_bytes, ps.discarded);
 	uint64_t queued, written, failed;
 	records_stats(app->records, &queued, &written, &failed);
 	OUT("# HELP zmesh_records_queued Invocation records waiting to be written.\n"

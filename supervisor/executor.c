@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "executor.h"
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <poll.h>
@@ -353,9 +354,12 @@ static void classify_output(const struct buf *out, struct exec_result *r)
 /* Start the runtime of lang in a fresh sandbox: for one invocation now
  * (cold), or for the pool, with the largest limits a function may get until
  * sbx_assign() narrows them. */
+enum spawn_mode { SPAWN_COLD, SPAWN_POOLED, SPAWN_POOLED_DB };
+
 static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
-                         uint64_t cpu_percent, bool pooled, struct sbx *ret, struct sbx_error *err)
+                         uint64_t cpu_percent, enum spawn_mode mode, struct sbx *ret, struct sbx_error *err)
 {
+	bool pooled = mode != SPAWN_COLD;
 	/* Started for one invocation, V8 gets a heap limit below the cgroup's,
 	 * so that most overruns end as a clean heap-limit failure rather than
 	 * a kill. A pooled runtime cannot know the function's memory (its
@@ -369,10 +373,12 @@ static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t mem
 	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
 	         (unsigned long long)(memory_mb * 3 / 4 > 16 ? memory_mb * 3 / 4 : 16));
 	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
-	const char *js_pooled[] = {"/usr/bin/node", EXEC_SDK_JS_MOUNT "/bootstrap.js", "--warm-up", NULL};
+	const char *js_pooled[] = {"/usr/bin/node", EXEC_SDK_JS_MOUNT "/bootstrap.js", "--warm-up",
+	                           mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
 	const char **js_argv = pooled ? js_pooled : js_cold;
 	/* -S: bootstrap.py does what a function needs of site's work. */
-	const char *py_argv[] = {"/usr/bin/python3.11", "-S", EXEC_SDK_PY_MOUNT "/bootstrap.py", NULL};
+	const char *py_argv[] = {"/usr/bin/python3.11", "-S", EXEC_SDK_PY_MOUNT "/bootstrap.py",
+	                         mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
 	struct sbx_bind binds[2] = {
 	    {.src = lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,
 	     .dst = lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT},
@@ -405,16 +411,53 @@ static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t mem
 	return r;
 }
 
+/* Does the code use zmesh.db? A hint for the warm pool, which keeps
+ * sandboxes with the driver loaded for such functions: the word db followed
+ * by a property access ("zmesh.db.query", "const { db } = zmesh; db.insert",
+ * "z.db['select']"). A wrong guess costs time, never correctness. */
+static bool uses_db(const char *code)
+{
+	for (const char *p = code; (p = strstr(p, "db")) != NULL; p += 2) {
+		if (p > code && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '$'))
+			continue;
+		const char *q = p + 2;
+		while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+			q++;
+		if (*q == '.' || *q == '[' || (q[0] == '?' && q[1] == '.'))
+			return true;
+	}
+	return false;
+}
+
 /* ---- the warm pool --------------------------------------------------------
  * Per runtime, sandboxes started ahead: namespaces, cgroup, workspace,
  * runtime and wrapper loaded, blocked on stdin. An invocation takes one,
  * narrows its limits (sbx_assign) and writes its message; the sandbox then
  * dies with that invocation like any other. Nothing is ever reused: the
  * pool only moves the start-up off the request's path. A background thread
- * refills it, replacing sandboxes that died or grew too old. */
+ * refills it, replacing sandboxes that died or grew too old.
+ *
+ * Each runtime's pool has two kinds: plain, and with the database driver
+ * already loaded (the wrapper's --with-db), which takes the driver's load
+ * (tens of milliseconds) off the path of functions whose code uses zmesh.db.
+ * The second kind is kept only while such functions are invoked. */
 
 #define POOL_MAX       64
 #define POOL_WINDOW_NS (10ull * 1000000000ull)
+#define POOL_KINDS     4 /* (runtime, with the driver) */
+
+static int pool_kind(enum exec_lang lang, bool db)
+{
+	return (lang == EXEC_PY) * 2 + db;
+}
+static enum exec_lang kind_lang(int kind)
+{
+	return kind >= 2 ? EXEC_PY : EXEC_JS;
+}
+static bool kind_db(int kind)
+{
+	return kind & 1;
+}
 
 struct exec_pool {
 	pthread_mutex_t mu;
@@ -422,10 +465,10 @@ struct exec_pool {
 	pthread_t thread;
 	bool stop;
 	unsigned max; /* per runtime: the configured size */
-	/* Demand: invocations per runtime in the current and the previous
-	 * window; the pool aims at what the last windows asked for. */
+	/* Demand: invocations per kind in the current and the previous window;
+	 * the pool aims at what the last windows asked for. */
 	uint64_t window_start_ns;
-	unsigned demand[EXEC_PY + 1], demand_prev[EXEC_PY + 1];
+	unsigned demand[POOL_KINDS], demand_prev[POOL_KINDS];
 	uint64_t memory_mb; /* limit while waiting: the largest a function gets */
 	uint64_t timeout_ms;
 	uint64_t max_age_ns;
@@ -435,8 +478,8 @@ struct exec_pool {
 		struct sbx s;
 		bool ready;  /* that newline was read */
 		bool broken; /* something else came first: never handed out */
-	} items[EXEC_PY + 1][POOL_MAX];
-	unsigned n[EXEC_PY + 1];
+	} items[POOL_KINDS][POOL_MAX];
+	unsigned n[POOL_KINDS];
 	struct exec_pool_stats stats;
 };
 
@@ -464,85 +507,118 @@ static int check_ready(struct pool_item *it)
 	return 1;
 }
 
-static void pool_remove(struct exec_pool *pool, int lang, unsigned i)
+static void pool_remove(struct exec_pool *pool, int kind, unsigned i)
 {
-	memmove(&pool->items[lang][i], &pool->items[lang][i + 1],
-	        (pool->n[lang] - i - 1) * sizeof(pool->items[lang][0]));
-	pool->n[lang]--;
+	memmove(&pool->items[kind][i], &pool->items[kind][i + 1],
+	        (pool->n[kind] - i - 1) * sizeof(pool->items[kind][0]));
+	pool->n[kind]--;
 }
 
 /* Discard the pooled sandbox at i (dead, too old or broken), unlocked while
  * it is destroyed. */
-static void pool_discard(struct exec_pool *pool, int lang, unsigned i)
+static void pool_discard(struct exec_pool *pool, int kind, unsigned i)
 {
-	struct sbx dead = pool->items[lang][i].s;
-	pool_remove(pool, lang, i);
+	struct sbx dead = pool->items[kind][i].s;
+	pool_remove(pool, kind, i);
 	pool->stats.discarded++;
 	pthread_mutex_unlock(&pool->mu);
 	sbx_destroy(&dead);
 	pthread_mutex_lock(&pool->mu);
 }
 
-/* The oldest sandbox whose wrapper is waiting; failing that, the one that
- * has been starting longest (its runtime is part-way up: still less to wait
- * for than a fresh spawn). *ret_ready tells which. */
-static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, struct sbx *ret, bool *ret_ready)
+/* Index of the oldest usable sandbox of kind, preferring one whose wrapper
+ * waits (*ret_ready); -1 if there is none. Discards the unusable. */
+static int pool_pick(struct exec_pool *pool, int kind, bool *ret_ready)
+{
+	for (unsigned i = 0; i < pool->n[kind];) {
+		struct pool_item *it = &pool->items[kind][i];
+		int ready = check_ready(it);
+		if (ready < 0 || !alive(&it->s) || util_now_ns() - it->s.start_ns >= pool->max_age_ns) {
+			pool_discard(pool, kind, i);
+			continue;
+		}
+		if (ready) {
+			*ret_ready = true;
+			return (int)i;
+		}
+		i++;
+	}
+	*ret_ready = false;
+	return pool->n[kind] > 0 ? 0 : -1;
+}
+
+/* Of lang's sandboxes, the oldest whose wrapper is waiting, of the kind
+ * asked for if there is one (either kind serves any function); failing
+ * that, the one of that kind that has been starting longest (its runtime is
+ * part-way up: still less to wait for than a fresh spawn). *ret_ready tells
+ * whether its wrapper has announced itself. */
+static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct sbx *ret, bool *ret_ready)
 {
 	struct exec_pool *pool = ctx->pool;
 	if (!pool)
 		return false;
-	bool got = false;
 	pthread_mutex_lock(&pool->mu);
-	pool->demand[lang]++;
-	for (unsigned i = 0; i < pool->n[lang] && !got;) {
-		struct pool_item *it = &pool->items[lang][i];
-		int ready = check_ready(it);
-		if (ready < 0 || !alive(&it->s) || util_now_ns() - it->s.start_ns >= pool->max_age_ns) {
-			pool_discard(pool, lang, i);
-			continue;
+	int want = pool_kind(lang, db), other = pool_kind(lang, !db);
+	pool->demand[want]++;
+	bool ready_want, ready_other;
+	int i = pool_pick(pool, want, &ready_want);
+	int kind = want;
+	if (i < 0 || !ready_want) {
+		int j = pool_pick(pool, other, &ready_other);
+		if (j >= 0 && (ready_other || i < 0)) {
+			i = j;
+			kind = other;
 		}
-		if (ready) {
-			*ret = it->s;
-			*ret_ready = true;
-			pool_remove(pool, lang, i);
-			got = true;
-		} else
-			i++;
 	}
-	if (!got && pool->n[lang] > 0) {
-		*ret = pool->items[lang][0].s;
-		*ret_ready = false;
-		pool_remove(pool, lang, 0);
-		got = true;
-	}
-	if (got)
+	if (i >= 0) {
+		*ret = pool->items[kind][i].s;
+		*ret_ready = pool->items[kind][i].ready;
+		pool_remove(pool, kind, (unsigned)i);
 		pool->stats.warm++;
-	else
+	} else
 		pool->stats.cold++;
 	pthread_cond_signal(&pool->cv);
 	pthread_mutex_unlock(&pool->mu);
-	return got;
+	return i >= 0;
 }
 
-/* How many to keep for lang: one at least (the next invocation should be
- * warm), as many as were asked for in a recent window at most, never above
- * the configured size. Called with the lock held. */
-static unsigned pool_target(struct exec_pool *pool, int lang)
+/* How many to keep of kind: as many as were asked for in a recent window at
+ * most, the two kinds of a runtime together never above the configured
+ * size; of the plain kind one at least (the next invocation should be
+ * warm), of the kind with the driver none while no function that uses the
+ * database is invoked. Called with the lock held. */
+static unsigned pool_want(struct exec_pool *pool, int kind)
+{
+	unsigned want = pool->demand[kind] > pool->demand_prev[kind] ? pool->demand[kind] : pool->demand_prev[kind];
+	/* Invocations of a window come spread over it; a sandbox serves one and
+	 * takes a runtime's start-up to replace: a quarter is plenty ahead. */
+	return want / 4 + (kind_db(kind) ? want > 0 : 1);
+}
+
+static unsigned pool_target(struct exec_pool *pool, int kind)
 {
 	uint64_t now = util_now_ns();
 	if (now - pool->window_start_ns >= POOL_WINDOW_NS) {
 		bool idle = now - pool->window_start_ns >= 2 * POOL_WINDOW_NS;
-		for (int l = EXEC_JS; l <= EXEC_PY; l++) {
-			pool->demand_prev[l] = idle ? 0 : pool->demand[l];
-			pool->demand[l] = 0;
+		for (int k = 0; k < POOL_KINDS; k++) {
+			pool->demand_prev[k] = idle ? 0 : pool->demand[k];
+			pool->demand[k] = 0;
 		}
 		pool->window_start_ns = now;
 	}
-	unsigned want = pool->demand[lang] > pool->demand_prev[lang] ? pool->demand[lang] : pool->demand_prev[lang];
-	/* Invocations of a window come spread over it; a sandbox serves one and
-	 * takes a runtime's start-up to replace: a quarter is plenty ahead. */
-	want = want / 4 + 1;
-	return want < pool->max ? want : pool->max;
+	/* Both kinds of a runtime share its size, in proportion to what they
+	 * want; the kind with the driver gets one at least if it wants any and
+	 * the size allows two. */
+	enum exec_lang lang = kind_lang(kind);
+	unsigned plain = pool_want(pool, pool_kind(lang, false)), db = pool_want(pool, pool_kind(lang, true));
+	if (plain + db > pool->max) {
+		unsigned share = (unsigned)((uint64_t)pool->max * db / (plain + db));
+		if (share == 0 && db > 0 && pool->max > 1)
+			share = 1;
+		db = share;
+		plain = pool->max - share;
+	}
+	return kind_db(kind) ? db : plain;
 }
 
 static void *pool_main(void *arg)
@@ -552,40 +628,40 @@ static void *pool_main(void *arg)
 	pthread_mutex_lock(&pool->mu);
 	while (!pool->stop) {
 		bool filled = false;
-		for (int lang = EXEC_JS; lang <= EXEC_PY && !pool->stop; lang++) {
+		for (int kind = 0; kind < POOL_KINDS && !pool->stop; kind++) {
 			/* Old or dead ones first: never handed out, replaced. */
-			for (unsigned i = 0; i < pool->n[lang];) {
-				struct pool_item *it = &pool->items[lang][i];
+			for (unsigned i = 0; i < pool->n[kind];) {
+				struct pool_item *it = &pool->items[kind][i];
 				if (check_ready(it) >= 0 && alive(&it->s) &&
 				    util_now_ns() - it->s.start_ns < pool->max_age_ns) {
 					i++;
 					continue;
 				}
-				pool_discard(pool, lang, i);
+				pool_discard(pool, kind, i);
 			}
-			unsigned target = pool_target(pool, lang);
+			unsigned target = pool_target(pool, kind);
 			/* Demand fell: the oldest beyond the target go. */
-			while (pool->n[lang] > target)
-				pool_discard(pool, lang, 0);
-			if (pool->n[lang] >= target)
+			while (pool->n[kind] > target)
+				pool_discard(pool, kind, 0);
+			if (pool->n[kind] >= target)
 				continue;
 			pthread_mutex_unlock(&pool->mu);
 			struct sbx s;
 			struct sbx_error err = {0};
-			int r = spawn_runtime(ctx, (enum exec_lang)lang, pool->memory_mb, pool->timeout_ms,
-			                      ctx->cpu_percent, true, &s, &err);
+			int r = spawn_runtime(ctx, kind_lang(kind), pool->memory_mb, pool->timeout_ms, ctx->cpu_percent,
+			                      kind_db(kind) ? SPAWN_POOLED_DB : SPAWN_POOLED, &s, &err);
 			pthread_mutex_lock(&pool->mu);
 			if (r < 0) {
 				pool->stats.spawn_failures++;
 				continue;
 			}
-			if (pool->stop || pool->n[lang] >= POOL_MAX) {
+			if (pool->stop || pool->n[kind] >= POOL_MAX) {
 				pthread_mutex_unlock(&pool->mu);
 				sbx_destroy(&s);
 				pthread_mutex_lock(&pool->mu);
 				continue;
 			}
-			pool->items[lang][pool->n[lang]++] = (struct pool_item){.s = s};
+			pool->items[kind][pool->n[kind]++] = (struct pool_item){.s = s};
 			pool->stats.spawned++;
 			filled = true;
 		}
@@ -644,9 +720,9 @@ void exec_pool_stop(struct exec_ctx *ctx)
 	pthread_mutex_unlock(&pool->mu);
 	pthread_join(pool->thread, NULL);
 	ctx->pool = NULL;
-	for (int lang = EXEC_JS; lang <= EXEC_PY; lang++)
-		for (unsigned i = 0; i < pool->n[lang]; i++)
-			sbx_destroy(&pool->items[lang][i].s);
+	for (int kind = 0; kind < POOL_KINDS; kind++)
+		for (unsigned i = 0; i < pool->n[kind]; i++)
+			sbx_destroy(&pool->items[kind][i].s);
 	pthread_cond_destroy(&pool->cv);
 	pthread_mutex_destroy(&pool->mu);
 	free(pool);
@@ -660,23 +736,26 @@ void exec_pool_get_stats(struct exec_ctx *ctx, struct exec_pool_stats *ret)
 		return;
 	pthread_mutex_lock(&pool->mu);
 	*ret = pool->stats;
-	ret->target_js = pool_target(pool, EXEC_JS);
-	ret->target_py = pool_target(pool, EXEC_PY);
-	for (int lang = EXEC_JS; lang <= EXEC_PY; lang++)
-		for (unsigned i = 0; i < pool->n[lang]; i++) {
+	for (int kind = 0; kind < POOL_KINDS; kind++) {
+		bool js = kind_lang(kind) == EXEC_JS;
+		*(js ? &ret->target_js : &ret->target_py) += pool_target(pool, kind);
+		for (unsigned i = 0; i < pool->n[kind]; i++) {
 			/* Ready: the wrapper said so (a broken one is counted as
 			 * starting until the pool's thread discards it). */
-			bool ready = check_ready(&pool->items[lang][i]) > 0;
-			*(lang == EXEC_JS ? (ready ? &ret->ready_js : &ret->starting_js)
-			                  : (ready ? &ret->ready_py : &ret->starting_py)) += 1;
+			bool ready = check_ready(&pool->items[kind][i]) > 0;
+			*(js ? (ready ? &ret->ready_js : &ret->starting_js)
+			     : (ready ? &ret->ready_py : &ret->starting_py)) += 1;
+			if (ready && kind_db(kind))
+				*(js ? &ret->ready_db_js : &ret->ready_db_py) += 1;
 			char p[CG_PATH_MAX + 32], buf[64];
-			const struct cg *cg = &pool->items[lang][i].s.cg;
+			const struct cg *cg = &pool->items[kind][i].s.cg;
 			/* What the waiting runtimes hold now. */
 			snprintf(p, sizeof(p), "%s/%s", cg->path[0],
 			         cg->ctx->mode == CG_V2 ? "memory.current" : "memory.usage_in_bytes");
 			if (util_read_file(p, buf, sizeof(buf)) > 0)
 				ret->memory_bytes += strtoull(buf, NULL, 10);
 		}
+	}
 	pthread_mutex_unlock(&pool->mu);
 }
 
@@ -714,7 +793,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;
 	struct sbx s;
 	bool ready = false;
-	bool warm = take_warm(ctx, req->lang, &s, &ready);
+	bool warm = take_warm(ctx, req->lang, uses_db(req->code), &s, &ready);
 	int r = 0;
 	if (warm) {
 		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
@@ -728,7 +807,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	}
 	if (!warm) {
 		ready = false;
-		r = spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, false, &s, err);
+		r = spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, SPAWN_COLD, &s, err);
 	}
 	ret->warm = warm;
 	if (r < 0) {

@@ -34,6 +34,7 @@ struct exec_pool_stats {
 	uint64_t spawn_failures;
 	uint64_t ready_js, ready_py;       /* waiting, wrapper loaded */
 	uint64_t starting_js, starting_py; /* in the pool, runtime still starting */
+	uint64_t ready_db_js, ready_db_py; /* of the ready, those with the database driver loaded */
 	uint64_t target_js, target_py;     /* what the pool aims at now, from recent demand */
 	uint64_t memory_bytes;             /* held by the waiting sandboxes now */
 };

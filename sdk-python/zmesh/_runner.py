@@ -402,9 +402,26 @@ def _flush_logs():
             pass
 
 
+def _preload_db():
+    """For functions that use zmesh.db (the supervisor's warm pool starts such
+    sandboxes with --with-db): the driver, loaded before the invocation is
+    read rather than on the function's first query. No connection: that needs
+    the invocation's DSN. A failure here is reported on first use instead."""
+    try:
+        import psycopg2  # noqa: F401
+        import psycopg2._json  # noqa: F401
+        import psycopg2.extensions  # noqa: F401
+
+        from zmesh import _pgtypes  # noqa: F401
+    except Exception:
+        pass
+
+
 def main():
     """Runs one invocation and ends the process; never returns."""
     result_fd = _claim_stdout()
+    if "--with-db" in sys.argv[1:]:
+        _preload_db()
     _write_all(result_fd if result_fd >= 0 else 1, b"\n")
     try:
         reply = _invoke()

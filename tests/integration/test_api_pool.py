@@ -153,3 +153,23 @@ def handler(p, z):
     body = invoke_warm(zp, c, p["id"], spin["id"], "python")
     assert body["result"] == "spun", body
     assert body["metrics"]["cpu_ms"] <= 1.3 * body["metrics"]["wall_ms"], body["metrics"]
+
+
+def test_functions_that_use_the_database_get_the_driver_loaded(zp, pool_project):
+    c, p = pool_project
+    js = c.deploy(p["id"], "exports.handler = async (p, zmesh) => {\n"
+                           "  const loaded = Object.keys(require.cache).some((k) => k.includes('/node_modules/pg/'));\n"
+                           "  const row = await zmesh.db.queryOne('select $1::int + 1 as n', [p]);\n"
+                           "  return [loaded, row.n];\n};")
+    py = c.deploy(p["id"], "import sys\n"
+                           "def handler(p, zmesh):\n"
+                           "    loaded = 'psycopg2' in sys.modules\n"
+                           "    return [loaded, zmesh.db.query_one('select %s::int + 1 as n', [p])['n']]\n",
+                  language="python")
+    for runtime, f in (("javascript", js), ("python", py)):
+        loaded, n = invoke_warm(zp, c, p["id"], f["id"], runtime, 1)["result"]
+        assert n == 2
+        # Now that such a function is invoked, the pool keeps some sandboxes
+        # of the runtime with the driver loaded, and hands them to it.
+        zp.wait_metric('zmesh_pool_ready_with_db{runtime="%s"}' % runtime, lambda v: v >= 1, timeout=60)
+        assert invoke_warm(zp, c, p["id"], f["id"], runtime, 41)["result"] == [True, 42]

@@ -135,6 +135,54 @@ static void test_pool_grows_with_demand_within_its_maximum(void **state)
 	assert_int_equal(st.target_py, 1);
 }
 
+/* Until the pool holds a sandbox of lang with the database driver loaded. */
+static void pool_ready_with_db(enum exec_lang lang)
+{
+	for (int i = 0; i < 200; i++) {
+		struct exec_pool_stats st;
+		exec_pool_get_stats(&ex_pool, &st);
+		if ((lang == EXEC_JS ? st.ready_db_js : st.ready_db_py) >= 1)
+			return;
+		usleep(50 * 1000);
+	}
+	fail_msg("no sandbox with the driver loaded within 10 s");
+}
+
+static void test_pool_loads_the_driver_for_functions_that_use_the_database(void **state)
+{
+	/* The code uses zmesh.db (not called here: there is no database): once
+	 * such a function is invoked, the pool keeps sandboxes with the driver
+	 * loaded, and hands them to such functions. */
+	const char *js = "exports.handler = async (p, zmesh) => { if (p) await zmesh.db.query('select 1'); "
+	                 "return Object.keys(require.cache).some((k) => k.includes('/node_modules/pg/')); };";
+	const char *py = "import sys\ndef handler(p, zmesh):\n    if p:\n        zmesh.db.query('select 1')\n"
+	                 "    return 'psycopg2' in sys.modules\n";
+	const char *plain_js = "exports.handler = async () => Object.keys(require.cache).length;";
+	struct exec_result r;
+	for (enum exec_lang lang = EXEC_JS; lang <= EXEC_PY; lang++) {
+		pool_ready();
+		run_in(&ex_pool, lang, lang == EXEC_JS ? js : py, NULL, 10000, 256, &r);
+		assert_int_equal(r.outcome, EXEC_SUCCESS);
+		assert_true(r.warm);
+		assert_true(json_is_false(r.result)); /* none of that kind asked for yet */
+		exec_result_done(&r);
+		pool_ready_with_db(lang);
+		run_in(&ex_pool, lang, lang == EXEC_JS ? js : py, NULL, 10000, 256, &r);
+		assert_int_equal(r.outcome, EXEC_SUCCESS);
+		assert_true(r.warm);
+		assert_true(json_is_true(r.result));
+		exec_result_done(&r);
+	}
+	/* A function that does not use the database gets a plain one. */
+	pool_ready();
+	pool_ready_with_db(EXEC_JS);
+	run_in(&ex_pool, EXEC_JS, plain_js, NULL, 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	assert_true(r.warm);
+	assert_true(json_integer_value(r.result) < 5);
+	exec_result_done(&r);
+}
+
 static void test_pool_limits_are_the_functions(void **state)
 {
 	pool_ready();
@@ -339,6 +387,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_requests_are_refused),
 	    cmocka_unit_test(test_pool_serves_warm_and_each_sandbox_once),
 	    cmocka_unit_test(test_pool_grows_with_demand_within_its_maximum),
+	    cmocka_unit_test(test_pool_loads_the_driver_for_functions_that_use_the_database),
 	    cmocka_unit_test(test_pool_limits_are_the_functions),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

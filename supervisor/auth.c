@@ -491,6 +491,37 @@ int auth_password_verify(const char *password, const char *encoded, bool *ret_ok
 
 /* ---- API keys ---- */
 
+int auth_scram_verifier(const char *password, unsigned iterations, char ret[AUTH_SCRAM_VERIFIER_MAX],
+                        struct sbx_error *err)
+{
+	uint8_t salt[16], salted[SHA256_LEN], client_key[SHA256_LEN], stored_key[SHA256_LEN], server_key[SHA256_LEN];
+	size_t len = strlen(password);
+	if (iterations == 0 || iterations > INT_MAX || len > AUTH_PASSWORD_MAX)
+		return sbx_err(err, -EINVAL, "scram: bad iterations or password");
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)password[i] < 0x21 || (unsigned char)password[i] > 0x7e)
+			return sbx_err(err, -EINVAL, "scram: the password must be printable ASCII");
+	int r = auth_random_bytes(salt, sizeof(salt), err);
+	if (r < 0)
+		return r;
+	unsigned out_len = 0;
+	if (PKCS5_PBKDF2_HMAC(password, (int)len, salt, sizeof(salt), (int)iterations, EVP_sha256(), SHA256_LEN,
+	                      salted) != 1 ||
+	    !HMAC(EVP_sha256(), salted, SHA256_LEN, (const unsigned char *)"Client Key", 10, client_key, &out_len) ||
+	    !HMAC(EVP_sha256(), salted, SHA256_LEN, (const unsigned char *)"Server Key", 10, server_key, &out_len) ||
+	    EVP_Digest(client_key, SHA256_LEN, stored_key, NULL, EVP_sha256(), NULL) != 1)
+		return sbx_err(err, -EIO, "scram: OpenSSL failed");
+	/* Standard base64: 16 bytes take 24 characters, 32 take 44. */
+	char b_salt[25], b_stored[45], b_server[45];
+	EVP_EncodeBlock((unsigned char *)b_salt, salt, sizeof(salt));
+	EVP_EncodeBlock((unsigned char *)b_stored, stored_key, SHA256_LEN);
+	EVP_EncodeBlock((unsigned char *)b_server, server_key, SHA256_LEN);
+	OPENSSL_cleanse(salted, sizeof(salted));
+	OPENSSL_cleanse(client_key, sizeof(client_key));
+	snprintf(ret, AUTH_SCRAM_VERIFIER_MAX, "SCRAM-SHA-256$%u:%s$%s:%s", iterations, b_salt, b_stored, b_server);
+	return 0;
+}
+
 static int sha256_hex(const char *data, size_t len, char out[65], struct sbx_error *err)
 {
 	uint8_t md[EVP_MAX_MD_SIZE];

@@ -82,6 +82,15 @@ int auth_password_hash(const char *password, char **ret_encoded, struct sbx_erro
  * *ret_ok is false, so response time does not tell which accounts exist. */
 int auth_password_verify(const char *password, const char *encoded, bool *ret_ok, struct sbx_error *err);
 
+/* The SCRAM-SHA-256 verifier PostgreSQL stores for a role's password,
+ * "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" (RFC 5802,
+ * standard base64, a random 16-byte salt), for CREATE ROLE ... PASSWORD.
+ * password is ASCII (SASLprep leaves it as it is); ret holds
+ * AUTH_SCRAM_VERIFIER_MAX bytes. */
+#define AUTH_SCRAM_VERIFIER_MAX 160
+int auth_scram_verifier(const char *password, unsigned iterations, char ret[AUTH_SCRAM_VERIFIER_MAX],
+                        struct sbx_error *err);
+
 /* Make an API key. *ret_key (the caller frees it) is shown to the user once;
  * ret_prefix gets its first AUTH_APIKEY_PREFIX_LEN characters, NUL-terminated,
  * to recognise it in listings; ret_hash_hex the lowercase hex SHA-256 of the

@@ -675,3 +675,16 @@ def test_api_key_last_use_is_written_at_most_once_a_minute(zd, user, project):
     aged = last_used()
     assert invoke_by_key(zd, k["key"], f["slug"], b"3").status == 200
     assert last_used() > aged
+
+
+def test_project_role_verifier_is_scram_with_one_iteration(zd, user):
+    # The project's role authenticates with SCRAM-SHA-256 against a verifier
+    # of one iteration (its password is 192 random bits): a function's
+    # connection works, and pays no 4096 PBKDF2 rounds on either side.
+    p = user.create_project()
+    role = zd.sql("SELECT db_role FROM projects WHERE id = '%s'" % p["id"])[0][0]
+    stored = zd.sql("SELECT rolpassword FROM pg_authid WHERE rolname = '%s'" % role, db="postgres")[0][0]
+    assert re.fullmatch(r"SCRAM-SHA-256\$1:[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=", stored), stored
+    f = user.deploy(p["id"], "exports.handler = async (p, zmesh) => (await zmesh.db.queryOne('select current_user as u')).u;")
+    r = user.invoke(p["id"], f["id"])
+    assert r.status == 200 and r.json["result"] == role, str(r)

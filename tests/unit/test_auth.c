@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -721,6 +722,42 @@ static void test_threads(void **state)
 	}
 }
 
+/* The verifier PostgreSQL stores: recomputed here from its own salt, as a
+ * server checks a client's proof against it. (That PostgreSQL accepts it is
+ * shown by every database test of the API suite.) */
+static void test_scram_verifier(void **state)
+{
+	(void)state;
+	char v[AUTH_SCRAM_VERIFIER_MAX], w[AUTH_SCRAM_VERIFIER_MAX];
+	struct sbx_error err = {0};
+	assert_int_equal(auth_scram_verifier("0123abcdef", 1, v, &err), 0);
+	assert_int_equal(auth_scram_verifier("0123abcdef", 1, w, &err), 0);
+	assert_string_not_equal(v, w); /* a fresh salt each time */
+	char salt_b64[25], stored_b64[45], server_b64[45];
+	unsigned iterations = 0;
+	assert_int_equal(sscanf(v, "SCRAM-SHA-256$%u:%24[A-Za-z0-9+/=]$%44[A-Za-z0-9+/=]:%44[A-Za-z0-9+/=]",
+	                        &iterations, salt_b64, stored_b64, server_b64),
+	                 4);
+	assert_int_equal(iterations, 1);
+	assert_int_equal(strlen(v), strlen("SCRAM-SHA-256$1:") + 24 + 1 + 44 + 1 + 44);
+	unsigned char salt[18];
+	assert_int_equal(EVP_DecodeBlock(salt, (const unsigned char *)salt_b64, 24), 18); /* 16 and padding */
+	unsigned char salted[32], ck[32], sk[32], stored[32], b[45];
+	unsigned len;
+	assert_int_equal(PKCS5_PBKDF2_HMAC("0123abcdef", 10, salt, 16, 1, EVP_sha256(), 32, salted), 1);
+	assert_non_null(HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Client Key", 10, ck, &len));
+	assert_non_null(HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Server Key", 10, sk, &len));
+	assert_int_equal(EVP_Digest(ck, 32, stored, NULL, EVP_sha256(), NULL), 1);
+	EVP_EncodeBlock(b, stored, 32);
+	assert_string_equal((char *)b, stored_b64);
+	EVP_EncodeBlock(b, sk, 32);
+	assert_string_equal((char *)b, server_b64);
+
+	assert_int_equal(auth_scram_verifier("pw", 0, v, &err), -EINVAL);
+	assert_int_equal(auth_scram_verifier("p\xc3\xa4ssword", 1, v, &err), -EINVAL); /* SASLprep would change it */
+	assert_int_equal(auth_scram_verifier("has space", 1, v, &err), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -739,6 +776,7 @@ int main(void)
 	    cmocka_unit_test(test_password_round_trip),
 	    cmocka_unit_test(test_password_unknown_user),
 	    cmocka_unit_test(test_password_malformed),
+	    cmocka_unit_test(test_scram_verifier),
 	    cmocka_unit_test(test_apikey_new),
 	    cmocka_unit_test(test_apikey_hash_known_answer),
 	    cmocka_unit_test(test_apikey_hash_rejects),

@@ -465,10 +465,12 @@ struct exec_pool {
 	pthread_t thread;
 	bool stop;
 	unsigned max; /* per runtime: the configured size */
-	/* Demand: invocations per kind in the current and the previous window;
-	 * the pool aims at what the last windows asked for. */
+	/* Demand: invocations per kind in the current and the previous window,
+	 * and of them those the pool was short for (no sandbox waiting); the
+	 * pool aims at what the last windows asked for. */
 	uint64_t window_start_ns;
 	unsigned demand[POOL_KINDS], demand_prev[POOL_KINDS];
+	unsigned short_[POOL_KINDS], short_prev[POOL_KINDS];
 	uint64_t memory_mb; /* limit while waiting: the largest a function gets */
 	uint64_t timeout_ms;
 	uint64_t max_age_ns;
@@ -577,6 +579,8 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct
 		pool->stats.warm++;
 	} else
 		pool->stats.cold++;
+	if (i < 0 || !*ret_ready)
+		pool->short_[want]++;
 	pthread_cond_signal(&pool->cv);
 	pthread_mutex_unlock(&pool->mu);
 	return i >= 0;
@@ -590,9 +594,13 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct
 static unsigned pool_want(struct exec_pool *pool, int kind)
 {
 	unsigned want = pool->demand[kind] > pool->demand_prev[kind] ? pool->demand[kind] : pool->demand_prev[kind];
+	unsigned caught = pool->short_[kind] > pool->short_prev[kind] ? pool->short_[kind] : pool->short_prev[kind];
 	/* Invocations of a window come spread over it; a sandbox serves one and
-	 * takes a runtime's start-up to replace: a quarter is plenty ahead. */
-	return want / 4 + (kind_db(kind) ? want > 0 : 1);
+	 * takes a runtime's start-up to replace: a quarter is plenty ahead.
+	 * Where they came in bursts, the pool was caught short: one more for
+	 * each time it was. */
+	unsigned ahead = want / 4 > caught ? want / 4 : caught;
+	return ahead + (kind_db(kind) ? want > 0 : 1);
 }
 
 static unsigned pool_target(struct exec_pool *pool, int kind)
@@ -602,7 +610,9 @@ static unsigned pool_target(struct exec_pool *pool, int kind)
 		bool idle = now - pool->window_start_ns >= 2 * POOL_WINDOW_NS;
 		for (int k = 0; k < POOL_KINDS; k++) {
 			pool->demand_prev[k] = idle ? 0 : pool->demand[k];
+			pool->short_prev[k] = idle ? 0 : pool->short_[k];
 			pool->demand[k] = 0;
+			pool->short_[k] = 0;
 		}
 		pool->window_start_ns = now;
 	}

@@ -112,6 +112,24 @@ static void test_pool_serves_warm_and_each_sandbox_once(void **state)
 	assert_int_equal(st.target_js, 1);
 }
 
+static void test_pool_grows_when_caught_short(void **state)
+{
+	/* Two invocations back to back: the second finds the refill of the
+	 * first still starting. The pool keeps one more from then on. */
+	pool_ready();
+	struct exec_pool_stats st;
+	exec_pool_get_stats(&ex_pool, &st);
+	assert_int_equal(st.target_js, 1);
+	struct exec_result r;
+	for (int i = 0; i < 2; i++) {
+		run_in(&ex_pool, EXEC_JS, "exports.handler = async () => 1;", NULL, 10000, 256, &r);
+		assert_int_equal(r.outcome, EXEC_SUCCESS);
+		exec_result_done(&r);
+	}
+	exec_pool_get_stats(&ex_pool, &st);
+	assert_int_equal(st.target_js, 2);
+}
+
 static void test_pool_grows_with_demand_within_its_maximum(void **state)
 {
 	pool_ready();
@@ -386,6 +404,7 @@ int main(void)
 	    cmocka_unit_test(test_large_payload_round_trip),
 	    cmocka_unit_test(test_bad_requests_are_refused),
 	    cmocka_unit_test(test_pool_serves_warm_and_each_sandbox_once),
+	    cmocka_unit_test(test_pool_grows_when_caught_short),
 	    cmocka_unit_test(test_pool_grows_with_demand_within_its_maximum),
 	    cmocka_unit_test(test_pool_loads_the_driver_for_functions_that_use_the_database),
 	    cmocka_unit_test(test_pool_limits_are_the_functions),

@@ -528,25 +528,42 @@ static void pool_discard(struct exec_pool *pool, int kind, unsigned i)
 	pthread_mutex_lock(&pool->mu);
 }
 
-/* Index of the oldest usable sandbox of kind, preferring one whose wrapper
- * waits (*ret_ready); -1 if there is none. Discards the unusable. */
-static int pool_pick(struct exec_pool *pool, int kind, bool *ret_ready)
+/* Unusable sandboxes met while taking one: destroyed once the lock is
+ * released (more are left to the pool's thread). */
+#define TAKE_GRAVE 4
+struct grave {
+	struct sbx s[TAKE_GRAVE];
+	unsigned n;
+};
+
+/* Index of the oldest usable sandbox of kind whose wrapper waits
+ * (*ret_ready), else of the oldest still starting; -1 if there is none.
+ * Never unlocks: an index stays valid until the caller unlocks. */
+static int pool_pick(struct exec_pool *pool, int kind, bool *ret_ready, struct grave *g)
 {
+	int starting = -1;
 	for (unsigned i = 0; i < pool->n[kind];) {
 		struct pool_item *it = &pool->items[kind][i];
 		int ready = check_ready(it);
 		if (ready < 0 || !alive(&it->s) || util_now_ns() - it->s.start_ns >= pool->max_age_ns) {
-			pool_discard(pool, kind, i);
+			if (g->n < TAKE_GRAVE) {
+				g->s[g->n++] = it->s;
+				pool_remove(pool, kind, i);
+				pool->stats.discarded++;
+			} else
+				i++;
 			continue;
 		}
 		if (ready) {
 			*ret_ready = true;
 			return (int)i;
 		}
+		if (starting < 0)
+			starting = (int)i;
 		i++;
 	}
 	*ret_ready = false;
-	return pool->n[kind] > 0 ? 0 : -1;
+	return starting;
 }
 
 /* Of lang's sandboxes, the oldest whose wrapper is waiting, of the kind
@@ -559,14 +576,15 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct
 	struct exec_pool *pool = ctx->pool;
 	if (!pool)
 		return false;
+	struct grave g = {.n = 0};
 	pthread_mutex_lock(&pool->mu);
 	int want = pool_kind(lang, db), other = pool_kind(lang, !db);
 	pool->demand[want]++;
 	bool ready_want, ready_other;
-	int i = pool_pick(pool, want, &ready_want);
+	int i = pool_pick(pool, want, &ready_want, &g);
 	int kind = want;
 	if (i < 0 || !ready_want) {
-		int j = pool_pick(pool, other, &ready_other);
+		int j = pool_pick(pool, other, &ready_other, &g);
 		if (j >= 0 && (ready_other || i < 0)) {
 			i = j;
 			kind = other;
@@ -583,6 +601,8 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct
 		pool->short_[want]++;
 	pthread_cond_signal(&pool->cv);
 	pthread_mutex_unlock(&pool->mu);
+	for (unsigned k = 0; k < g.n; k++)
+		sbx_destroy(&g.s[k]);
 	return i >= 0;
 }
 

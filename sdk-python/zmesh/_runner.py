@@ -4,8 +4,9 @@ Protocol (the supervisor's side is in supervisor/): stdin carries exactly one
 JSON object, then EOF; stdout receives exactly one JSON object,
 {"ok": true, "result": ...} or {"ok": false, "error": {"name", "message", "stack"}},
 preceded by one newline written before stdin is read (the supervisor's warm
-pool learns from it that the runtime is loaded and waiting), and the process exits 0 whatever the handler did. Everything else anyone
-writes, to sys.stdout or to file descriptor 1, ends up on stderr.
+pool learns from it that the runtime is loaded and waiting), and the process
+exits 0 whatever the handler did. Everything else anyone writes, to
+sys.stdout or to file descriptor 1, ends up on stderr.
 
 Start-up time is part of every invocation, so this module imports nothing
 beyond what the interpreter has already loaded; asyncio, traceback and the

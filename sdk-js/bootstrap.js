@@ -494,15 +494,11 @@ const WARM_UP = JSON.stringify({
 
 async function warmUp() {
   if (process.argv.includes('--with-db')) {
-    // For functions that use zmesh.db: the driver, and the WebCrypto that
-    // its SCRAM authentication runs on, loaded now rather than on the
-    // function's first query. No connection: that needs the invocation's DSN.
-    try {
-      require('./lib/db.js');
-      void require('crypto').webcrypto.subtle;
-    } catch {
-      // Loaded on first use then, and any failure reported there.
-    }
+    // For functions that use zmesh.db: the driver loaded, and a session run
+    // against a scripted server in memory (connect with SCRAM, a query,
+    // close), now rather than on the function's first query. No real
+    // connection: that needs the invocation's DSN.
+    await require('./lib/warmup.js').warmDatabase();
   }
   try {
     const inv = parseInvocation(WARM_UP);

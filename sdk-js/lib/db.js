@@ -71,10 +71,12 @@ function applicationName(invocationId) {
 }
 
 class Connection {
-  constructor({ dsn, deadlineMs, invocationId }) {
+  // stream: the wrapper's warm-up only (lib/warmup.js), a scripted server.
+  constructor({ dsn, deadlineMs, invocationId, stream }) {
     this.dsn = dsn;
     this.deadlineMs = deadlineMs;
     this.invocationId = invocationId;
+    this.stream = stream;
     this.client = null;
     this.ready = null;
   }
@@ -103,6 +105,7 @@ class Connection {
         // running it after the sandbox is killed.
         statement_timeout: timeLeft,
         connectionTimeoutMillis: timeLeft,
+        ...(this.stream ? { stream: this.stream } : {}),
       });
     } catch (err) {
       // Never echo the DSN: it holds the password.

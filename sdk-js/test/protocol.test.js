@@ -261,3 +261,32 @@ test('a function that prints nothing never builds the stderr stream; one that pr
   assert.deepEqual(loud.response, { ok: true, result: [true, true, true] });
   assert.equal(loud.stderr, 'hi\nthere\n');
 });
+
+test("the pool's database warm-up runs a whole session against its scripted server", async () => {
+  const { ScriptedServer } = require('../lib/warmup.js');
+  const { createSession } = require('../lib/db.js');
+  const session = createSession({
+    dsn: 'postgresql://warm-up:warm-up@localhost/warm-up',
+    deadlineMs: Date.now() + 5000,
+    invocationId: 'test',
+    stream: () => new ScriptedServer(),
+  });
+  // SCRAM-SHA-256 both ways (the driver checks the server's signature), a
+  // query with a row, a clean close: every path a function's first query takes.
+  assert.deepEqual(await session.api.queryOne('select 1 as one'), { one: 1 });
+  await session.close();
+});
+
+test('a wrapper warmed up for the database leaves no session behind for the function', async () => {
+  const r = await run(
+    invocation(
+      'exports.handler = async (p, z) => [Object.keys(require.cache).some((k) => k.includes("/node_modules/pg/")), ' +
+        "await z.db.query('select 1').then(() => 'connected', (e) => e.code)];",
+    ),
+    { args: ['--warm-up', '--with-db'] },
+  );
+  // The driver is loaded; the function's own session is its own: without a
+  // DSN it has no database at all.
+  assert.deepEqual(r.response, { ok: true, result: [true, '08001'] });
+  assert.equal(r.stderr, '');
+});

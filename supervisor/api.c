@@ -318,21 +318,36 @@ static int function_from_row(PGresult *res, int row, int col, struct function *r
 
 /* What a handler works with: a database connection, and as it asks, the
  * authenticated user, the project of {pid} and the function of {fid}. */
-enum { NEED_USER = 1, NEED_PROJECT = 2 | NEED_USER, NEED_FUNCTION = 4 | NEED_PROJECT };
+/* NEED_JSON: also the API's JSON of the function (else of the project). */
+enum { NEED_USER = 1, NEED_PROJECT = 2 | NEED_USER, NEED_FUNCTION = 4 | NEED_PROJECT, NEED_JSON = 8 };
 
 struct call {
 	struct conn c;
 	struct user u;
 	struct project p;
 	struct function f;
+	json_t *json; /* NEED_JSON */
 };
 
 static void call_end(struct call *k)
 {
 	function_done(&k->f);
+	json_decref(k->json);
 	conn_release(&k->c);
 }
 #define _cleanup_call_ __attribute__((cleanup(call_end)))
+
+/* The JSON a query built in column col; on false the request is answered. */
+static bool json_from_column(struct http_request *req, PGresult *res, int col, json_t **ret)
+{
+	json_error_t jerr;
+	*ret = json_loads(PQgetvalue(res, 0, col), JSON_DECODE_ANY, &jerr);
+	if (!*ret) {
+		struct sbx_error err = {0};
+		reply_db(req, sbx_err(&err, -EIO, "bad JSON from the database: %s", jerr.text), &err);
+	}
+	return *ret != NULL;
+}
 
 /* Gather what need asks for, in one round trip: the token's user, the
  * project of {pid} if the user belongs to it (else a 404, the same answer as
@@ -350,12 +365,17 @@ static bool call_begin(struct http_request *req, struct app *app, unsigned need,
 	bool want_p = need & (NEED_PROJECT & ~NEED_USER), want_f = need & (NEED_FUNCTION & ~NEED_PROJECT);
 	const char *pid = http_param(req, "pid"), *fid = http_param(req, "fid");
 	const char *prm[] = {k->u.id, pid ? pid : "", fid ? fid : ""};
-	char sql[1536];
+	char sql[2048];
+	/* The fixed parts below and the longest choice of columns fit. */
+	_Static_assert(sizeof(project_cols) + sizeof(function_cols) + sizeof(function_json) + 400 < sizeof(sql),
+	               "call_begin's query may not fit");
 	size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT u.is_admin");
 	if (want_p)
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s, m.role", project_cols);
 	if (want_f)
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s", function_cols);
+	if ((need & NEED_JSON) && want_p)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s", want_f ? function_json : project_json);
 	n += (size_t)snprintf(sql + n, sizeof(sql) - n, " FROM users u");
 	if (want_p)
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n,
@@ -388,6 +408,8 @@ static bool call_begin(struct http_request *req, struct app *app, unsigned need,
 	}
 	project_from_row(res, 0, 1, &k->p);
 	http_log_field(req, "project", k->p.id);
+	if ((need & NEED_JSON) && !json_from_column(req, res, PQnfields(res) - 1, &k->json))
+		return false;
 	if (!want_f)
 		return true;
 	int fcol = 1 + PROJECT_NCOLS + 1;
@@ -571,17 +593,9 @@ static void h_project_get(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
 	_cleanup_call_ struct call k;
-	if (!call_begin(req, app, NEED_PROJECT, &k))
+	if (!call_begin(req, app, NEED_PROJECT | NEED_JSON, &k))
 		return;
-	char sql[512];
-	snprintf(sql, sizeof(sql), "SELECT %s FROM projects p WHERE p.id = $1", project_json);
-	const char *prm[] = {k.p.id};
-	json_t *j = NULL;
-	struct sbx_error err = {0};
-	int r = q_json(k.c.c, sql, 1, prm, &j, &err);
-	if (r < 0 || !j)
-		return r < 0 ? reply_db(req, r, &err) : http_reply_error(req, 404, "NOT_FOUND", "no such project");
-	http_reply_json(req, 200, j);
+	http_reply_json(req, 200, json_incref(k.json));
 }
 
 static void h_project_patch(struct http_request *req, void *app_)
@@ -918,19 +932,10 @@ static void h_function_get(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
 	_cleanup_call_ struct call k;
-	if (!call_begin(req, app, NEED_FUNCTION, &k))
+	if (!call_begin(req, app, NEED_FUNCTION | NEED_JSON, &k))
 		return;
-	char sql[1536];
-	snprintf(sql, sizeof(sql), "SELECT %s FROM functions f WHERE f.id = $1", function_json);
-	const char *prm[] = {k.f.id};
-	json_t *j = NULL;
-	struct sbx_error err = {0};
-	int r = q_json(k.c.c, sql, 1, prm, &j, &err);
-	if (r == 0 && j)
-		json_object_set_new(j, "code", json_string(k.f.code));
-	if (r < 0 || !j)
-		return r < 0 ? reply_db(req, r, &err) : http_reply_error(req, 404, "NOT_FOUND", "no such function");
-	http_reply_json(req, 200, j);
+	json_object_set_new(k.json, "code", json_string(k.f.code));
+	http_reply_json(req, 200, json_incref(k.json));
 }
 
 /* Snapshot the current state of f as its version, then apply the change

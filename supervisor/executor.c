@@ -528,30 +528,21 @@ static void pool_discard(struct exec_pool *pool, int kind, unsigned i)
 	pthread_mutex_lock(&pool->mu);
 }
 
-/* Unusable sandboxes met while taking one: destroyed once the lock is
- * released (more are left to the pool's thread). */
-#define TAKE_GRAVE 4
-struct grave {
-	struct sbx s[TAKE_GRAVE];
-	unsigned n;
-};
-
 /* Index of the oldest usable sandbox of kind whose wrapper waits
  * (*ret_ready), else of the oldest still starting; -1 if there is none.
- * Never unlocks: an index stays valid until the caller unlocks. */
-static int pool_pick(struct exec_pool *pool, int kind, bool *ret_ready, struct grave *g)
+ * Unusable ones go to the reaper. Never unlocks: an index stays valid until
+ * the caller unlocks. */
+static int pool_pick(struct exec_ctx *ctx, int kind, bool *ret_ready)
 {
+	struct exec_pool *pool = ctx->pool;
 	int starting = -1;
 	for (unsigned i = 0; i < pool->n[kind];) {
 		struct pool_item *it = &pool->items[kind][i];
 		int ready = check_ready(it);
 		if (ready < 0 || !alive(&it->s) || util_now_ns() - it->s.start_ns >= pool->max_age_ns) {
-			if (g->n < TAKE_GRAVE) {
-				g->s[g->n++] = it->s;
-				pool_remove(pool, kind, i);
-				pool->stats.discarded++;
-			} else
-				i++;
+			exec_dispose(ctx, &it->s);
+			pool_remove(pool, kind, i);
+			pool->stats.discarded++;
 			continue;
 		}
 		if (ready) {
@@ -576,15 +567,14 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct
 	struct exec_pool *pool = ctx->pool;
 	if (!pool)
 		return false;
-	struct grave g = {.n = 0};
 	pthread_mutex_lock(&pool->mu);
 	int want = pool_kind(lang, db), other = pool_kind(lang, !db);
 	pool->demand[want]++;
 	bool ready_want, ready_other;
-	int i = pool_pick(pool, want, &ready_want, &g);
+	int i = pool_pick(ctx, want, &ready_want);
 	int kind = want;
 	if (i < 0 || !ready_want) {
-		int j = pool_pick(pool, other, &ready_other, &g);
+		int j = pool_pick(ctx, other, &ready_other);
 		if (j >= 0 && (ready_other || i < 0)) {
 			i = j;
 			kind = other;
@@ -601,8 +591,6 @@ static bool take_warm(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct
 		pool->short_[want]++;
 	pthread_cond_signal(&pool->cv);
 	pthread_mutex_unlock(&pool->mu);
-	for (unsigned k = 0; k < g.n; k++)
-		sbx_destroy(&g.s[k]);
 	return i >= 0;
 }
 
@@ -739,6 +727,17 @@ int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_
 	return 0;
 }
 
+void exec_pool_set_max_age(struct exec_ctx *ctx, uint64_t ms)
+{
+	struct exec_pool *pool = ctx->pool;
+	if (!pool)
+		return;
+	pthread_mutex_lock(&pool->mu);
+	pool->max_age_ns = ms * 1000000ull;
+	pthread_cond_signal(&pool->cv);
+	pthread_mutex_unlock(&pool->mu);
+}
+
 void exec_pool_stop(struct exec_ctx *ctx)
 {
 	struct exec_pool *pool = ctx->pool;
@@ -831,7 +830,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 		if (r < 0) {
 			/* Its runtime may already hold more than this function
 			 * may use: not this sandbox then, a fresh one. */
-			sbx_destroy(&s);
+			exec_dispose(ctx, &s);
 			warm = false;
 		}
 	}

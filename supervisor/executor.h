@@ -105,6 +105,9 @@ void exec_ctx_done(struct exec_ctx *ctx);
 int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_mb, uint64_t timeout_ms,
                     struct sbx_error *err);
 void exec_pool_stop(struct exec_ctx *ctx);
+/* Pooled sandboxes older than this are replaced, never handed out
+ * (default 300 s). Thread-safe. */
+void exec_pool_set_max_age(struct exec_ctx *ctx, uint64_t ms);
 void exec_pool_get_stats(struct exec_ctx *ctx, struct exec_pool_stats *ret);
 
 /* Shutting down: invocations still running at deadline_ns (monotonic) are

@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -199,6 +202,65 @@ static void test_pool_loads_the_driver_for_functions_that_use_the_database(void 
 	assert_true(r.warm);
 	assert_true(json_integer_value(r.result) < 5);
 	exec_result_done(&r);
+}
+
+/* SIGKILL every process running as a sandbox uid: the pool's, as no
+ * invocation runs now. Returns how many. */
+static int kill_sandbox_processes(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		char path[300], line[256];
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/status", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		unsigned uid = 0;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "Uid: %u", &uid) == 1)
+				break;
+		fclose(f);
+		if (uid >= 200000 && uid < 200000 + 65536 && kill(atoi(e->d_name), SIGKILL) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static void test_pool_never_hands_out_a_dead_or_aged_sandbox(void **state)
+{
+	struct exec_result r;
+	struct exec_pool_stats before, after;
+	/* Dead: the pooled runtimes are killed behind the pool's back. */
+	pool_ready();
+	exec_pool_get_stats(&ex_pool, &before);
+	assert_true(kill_sandbox_processes() >= 2);
+	usleep(100 * 1000);
+	run_in(&ex_pool, EXEC_PY, "def handler(p, z):\n    return 'alive'\n", NULL, 10000, 256, &r);
+	assert_int_equal(r.outcome, EXEC_SUCCESS);
+	assert_string_equal(json_string_value(r.result), "alive");
+	exec_result_done(&r);
+	exec_pool_get_stats(&ex_pool, &after);
+	assert_true(after.discarded > before.discarded);
+
+	/* Aged: with a maximum age of 10 ms the pool replaces its sandboxes over
+	 * and over, and an invocation gets one younger than that or none. */
+	exec_pool_set_max_age(&ex_pool, 10);
+	exec_pool_get_stats(&ex_pool, &before);
+	for (int i = 0; i < 3; i++) {
+		usleep(200 * 1000);
+		run_in(&ex_pool, EXEC_JS, "exports.handler = async () => 'fresh';", NULL, 10000, 256, &r);
+		assert_int_equal(r.outcome, EXEC_SUCCESS);
+		assert_string_equal(json_string_value(r.result), "fresh");
+		exec_result_done(&r);
+	}
+	exec_pool_get_stats(&ex_pool, &after);
+	assert_true(after.discarded >= before.discarded + 4);
+	exec_pool_set_max_age(&ex_pool, 300000);
 }
 
 static void test_pool_limits_are_the_functions(void **state)
@@ -407,6 +469,7 @@ int main(void)
 	    cmocka_unit_test(test_pool_grows_when_caught_short),
 	    cmocka_unit_test(test_pool_grows_with_demand_within_its_maximum),
 	    cmocka_unit_test(test_pool_loads_the_driver_for_functions_that_use_the_database),
+	    cmocka_unit_test(test_pool_never_hands_out_a_dead_or_aged_sandbox),
 	    cmocka_unit_test(test_pool_limits_are_the_functions),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

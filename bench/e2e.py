@@ -11,7 +11,6 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -924,13 +923,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    # A terminated run still stops its daemons and their clusters (the
-    # finally blocks run on SystemExit as on ^C).
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except harness.BenchError as e:
-        print(f"e2e: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    harness.run_main("e2e", main)

@@ -701,3 +701,31 @@ def new_rng(seed):
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 32)
     return seed, random.Random(seed)
+
+
+def finish(prefix, out_dir, date_local, data, markdown, records, goals):
+    """Writes the results, prints their tables and where they went; the
+    exit status: 1 if a variant failed, else 0."""
+    paths = write_results(out_dir, prefix, date_local, data, markdown)
+    print(results_table(records))
+    print()
+    print(goals_markdown(goals))
+    for path in paths:
+        print(f"{prefix}: wrote {path}")
+    if any_failure(records):
+        print(f"{prefix}: some variants failed to run; see the Failures section", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_main(prefix, main):
+    """The scripts' entry point: exit 2 for a run that could not start, 130 on
+    ^C; SIGTERM unwinds like ^C, so that what a run started is stopped."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as e:
+        print(f"{prefix}: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -243,24 +243,8 @@ def main(argv):
         "results": records,
         "goals": goals,
     }
-    paths = harness.write_results(out_dir, "launch", date_local, data,
-                                  render_markdown(data, records, goals, bwrap_notes))
-    print(harness.results_table(records))
-    print()
-    print(harness.goals_markdown(goals))
-    for path in paths:
-        print(f"launch: wrote {path}")
-    if harness.any_failure(records):
-        print("launch: some variants failed to run; see the Failures section", file=sys.stderr)
-        return 1
-    return 0
+    return harness.finish("launch", out_dir, date_local, data, render_markdown(data, records, goals, bwrap_notes), records, goals)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except harness.BenchError as e:
-        print(f"launch: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    harness.run_main("launch", main)

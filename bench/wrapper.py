@@ -179,24 +179,8 @@ def main(argv):
         "results": records,
         "goals": goals,
     }
-    paths = harness.write_results(out_dir, "wrapper", date_local, data,
-                                  render_markdown(data, records, goals))
-    print(harness.results_table(records))
-    print()
-    print(harness.goals_markdown(goals))
-    for path in paths:
-        print(f"wrapper: wrote {path}")
-    if harness.any_failure(records):
-        print("wrapper: some variants failed to run; see the Failures section", file=sys.stderr)
-        return 1
-    return 0
+    return harness.finish("wrapper", out_dir, date_local, data, render_markdown(data, records, goals), records, goals)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except harness.BenchError as e:
-        print(f"wrapper: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    harness.run_main("wrapper", main)

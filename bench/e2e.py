@@ -6,7 +6,6 @@ runtime), all in one run on one machine. See bench/README.md.
 """
 
 import argparse
-import json
 import math
 import os
 import secrets
@@ -111,19 +110,7 @@ def parse_args(argv):
 
 
 def invocation_message(code):
-    def make():
-        message = {
-            "invocation_id": "bench",
-            "project_id": "p",
-            "function": {"name": "f", "version": 1, "entry_point": "handler"},
-            "code": code,
-            "env": {},
-            "dsn": "",
-            "payload": PAYLOAD,
-            "deadline_ms": int(time.time() * 1000) + 60000,
-        }
-        return json.dumps(message, separators=(",", ":")).encode("utf-8")
-    return make
+    return harness.invocation_message(code, PAYLOAD)
 
 
 def process_variants(args, runner):

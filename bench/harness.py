@@ -703,6 +703,27 @@ def new_rng(seed):
     return seed, random.Random(seed)
 
 
+def invocation_message(code, payload):
+    """make_stdin for a wrapper: the invocation a supervisor would write, with
+    a deadline fresh for every run (a long benchmark would otherwise outlive
+    a fixed one)."""
+
+    def make():
+        message = {
+            "invocation_id": "bench",
+            "project_id": "p",
+            "function": {"name": "f", "version": 1, "entry_point": "handler"},
+            "code": code,
+            "env": {},
+            "dsn": "",
+            "payload": payload,
+            "deadline_ms": int(time.time() * 1000) + 60000,
+        }
+        return json.dumps(message, separators=(",", ":")).encode("utf-8")
+
+    return make
+
+
 def finish(prefix, out_dir, date_local, data, markdown, records, goals):
     """Writes the results, prints their tables and where they went; the
     exit status: 1 if a variant failed, else 0."""

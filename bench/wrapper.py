@@ -10,7 +10,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 import harness  # noqa: E402
@@ -31,23 +30,7 @@ RUNTIMES = {
 
 
 def invocation_message(code):
-    """The invocation a supervisor would write, with a deadline fresh for
-    every run: a long benchmark would otherwise outlive a fixed one."""
-
-    def make():
-        message = {
-            "invocation_id": "bench",
-            "project_id": "p",
-            "function": {"name": "f", "version": 1, "entry_point": "handler"},
-            "code": code,
-            "env": {},
-            "dsn": "",
-            "payload": {"x": 1},
-            "deadline_ms": int(time.time() * 1000) + 60000,
-        }
-        return json.dumps(message, separators=(",", ":")).encode("utf-8")
-
-    return make
+    return harness.invocation_message(code, {"x": 1})
 
 
 def parse_args(argv):

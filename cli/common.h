@@ -1,5 +1,5 @@
 /* common.h - what every module of the zmesh client shares: cleanup
- * attributes, the error object and the exit codes. */
+ * attributes (sandbox/cleanup.h), the error object and the exit codes. */
 #pragma once
 
 #include <stdarg.h>
@@ -10,20 +10,9 @@
 
 #include <jansson.h>
 
-#define _cleanup_(f)    __attribute__((cleanup(f)))
-#define _cleanup_free_  _cleanup_(cli_freep)
-#define _cleanup_close_ _cleanup_(cli_closep)
-#define _cleanup_json_  _cleanup_(cli_json_decrefp)
-#define _printf_(a, b)  __attribute__((format(printf, a, b)))
-#define ELEMENTSOF(x)   (sizeof(x) / sizeof((x)[0]))
+#include "cleanup.h"
 
-/* Hand ownership on: the variable is reset so its cleanup does nothing. */
-#define TAKE_PTR(p)                     \
-	({                              \
-		__typeof__(p) _p = (p); \
-		(p) = NULL;             \
-		_p;                     \
-	})
+#define _cleanup_json_ _cleanup_(cli_json_decrefp)
 
 /* Exit statuses: scripts tell a refused command (usage) from a failed one. */
 enum {
@@ -32,15 +21,6 @@ enum {
 	CLI_EXIT_USAGE = 2,
 };
 
-static inline void cli_freep(void *p)
-{
-	free(*(void **)p);
-}
-static inline void cli_closep(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-}
 static inline void cli_json_decrefp(json_t **j)
 {
 	json_decref(*j);

@@ -20,15 +20,24 @@ int sbx_err(struct sbx_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
-int util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+/* The decimal number s starts with (no sign, no space): its value and where
+ * it ends. */
+static int leading_u64(const char *s, unsigned long long *ret, char **end)
 {
 	if (!s || !isdigit((unsigned char)s[0]))
 		return -EINVAL;
 	errno = 0;
+	*ret = strtoull(s, end, 10);
+	return errno == ERANGE ? -ERANGE : 0;
+}
+
+int util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
 	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
+	unsigned long long v;
+	int r = leading_u64(s, &v, &end);
+	if (r < 0)
+		return r;
 	if (*end != '\0')
 		return -EINVAL;
 	if (v < min || v > max)
@@ -39,13 +48,11 @@ int util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 
 int util_parse_size(const char *s, uint64_t max, uint64_t *ret)
 {
-	if (!s || !isdigit((unsigned char)s[0]))
-		return -EINVAL;
-	errno = 0;
 	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
+	unsigned long long v;
+	int r = leading_u64(s, &v, &end);
+	if (r < 0)
+		return r;
 	unsigned shift = 0;
 	switch (*end) {
 	case '\0':

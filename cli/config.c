@@ -122,16 +122,31 @@ int config_load(const char *path, struct cli_config *ret, struct cli_error *err)
 	return 0;
 }
 
-/* mkdir -p of path's parent directories, each new one mode 0700. */
-static int make_parents(const char *path, struct cli_error *err)
+/* The directory path is in, in *ret (the caller frees it); NULL for a
+ * file in the current directory or in /. */
+static int parent_dir(const char *path, char **ret, struct cli_error *err)
 {
-	_cleanup_free_ char *dir = strdup(path);
+	*ret = NULL;
+	char *dir = strdup(path);
 	if (!dir)
 		return cli_err(err, -ENOMEM, "out of memory");
 	char *slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
+	if (!slash || slash == dir) {
+		free(dir);
 		return 0;
+	}
 	*slash = '\0';
+	*ret = dir;
+	return 0;
+}
+
+/* mkdir -p of path's parent directories, each new one mode 0700. */
+static int make_parents(const char *path, struct cli_error *err)
+{
+	_cleanup_free_ char *dir = NULL;
+	int r = parent_dir(path, &dir, err);
+	if (r < 0 || !dir)
+		return r;
 	for (char *p = dir + 1;; p++) {
 		bool last = *p == '\0';
 		if (*p != '/' && !last)
@@ -148,13 +163,10 @@ static int make_parents(const char *path, struct cli_error *err)
 
 static int tighten_parent(const char *path, struct cli_error *err)
 {
-	_cleanup_free_ char *dir = strdup(path);
-	if (!dir)
-		return cli_err(err, -ENOMEM, "out of memory");
-	char *slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
+	_cleanup_free_ char *dir = NULL;
+	int r = parent_dir(path, &dir, err);
+	if (r < 0 || !dir)
+		return r;
 	struct stat st;
 	if (stat(dir, &st) < 0)
 		return cli_err(err, -errno, "cannot stat %s: %s", dir, strerror(errno));

@@ -117,7 +117,7 @@ int cli_call(struct cli *c, const char *method, const char *path, const json_t *
 {
 	int r;
 	if (!c->cfg.url || !c->cfg.token)
-		return cli_err(&c->err, -ENOTCONN, "not logged in: run zmesh login --url URL --email EMAIL");
+		return zerr_set(&c->err, -ENOTCONN, "not logged in: run zmesh login --url URL --email EMAIL");
 	if (!c->http_ready) {
 		/* The saved URL is checked again: the file may have been edited. */
 		_cleanup_free_ char *base = NULL;
@@ -133,7 +133,7 @@ int cli_call(struct cli *c, const char *method, const char *path, const json_t *
 	if (!accept_errors && (rep.status < 200 || rep.status > 299)) {
 		_cleanup_free_ char *line = reply_error_line(&rep);
 		const char *hint = rep.status == 401 ? " (run zmesh login)" : "";
-		r = cli_err(&c->err, -EPROTO, "%s%s", line ? line : "request failed", hint);
+		r = zerr_set(&c->err, -EPROTO, "%s%s", line ? line : "request failed", hint);
 		reply_done(&rep);
 		return r;
 	}
@@ -171,14 +171,14 @@ const char *cli_project(struct cli *c)
 {
 	/* Say the first thing to fix first. */
 	if (!c->cfg.url || !c->cfg.token) {
-		cli_err(&c->err, -ENOTCONN, "not logged in: run zmesh login --url URL --email EMAIL");
+		zerr_set(&c->err, -ENOTCONN, "not logged in: run zmesh login --url URL --email EMAIL");
 		return NULL;
 	}
 	if (c->project)
 		return c->project;
 	if (c->cfg.project)
 		return c->cfg.project;
-	cli_err(&c->err, -ENOENT, "no project chosen: run zmesh use PROJECT (or pass --project)");
+	zerr_set(&c->err, -ENOENT, "no project chosen: run zmesh use PROJECT (or pass --project)");
 	return NULL;
 }
 

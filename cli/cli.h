@@ -17,7 +17,7 @@ struct cli {
 	bool http_ready;
 	bool json;           /* --json: the server's JSON as is, for scripts */
 	const char *project; /* --project: overrides the current project */
-	struct cli_error err;
+	struct zerr err;
 };
 
 /* Options every command takes. A command numbers its own options from 1,

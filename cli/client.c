@@ -58,35 +58,35 @@ static void curl_freep(char **p)
 	curl_free(*p);
 }
 
-int client_check_url(const char *url, char **ret, struct cli_error *err)
+int client_check_url(const char *url, char **ret, struct zerr *err)
 {
 	if (strlen(url) > CLIENT_MAX_URL)
-		return cli_err(err, -EINVAL, "the URL is longer than %d characters", CLIENT_MAX_URL);
+		return zerr_set(err, -EINVAL, "the URL is longer than %d characters", CLIENT_MAX_URL);
 	if (!printable_ascii(url, false))
-		return cli_err(err, -EINVAL, "the URL must be printable ASCII without spaces");
+		return zerr_set(err, -EINVAL, "the URL must be printable ASCII without spaces");
 	_cleanup_(curl_urlp) CURLU *u = curl_url();
 	if (!u)
-		return cli_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-		return cli_err(err, -EINVAL, "not a URL: give one like http://127.0.0.1:8080");
+		return zerr_set(err, -EINVAL, "not a URL: give one like http://127.0.0.1:8080");
 	_cleanup_(curl_freep) char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL, *frag = NULL,
 	                           *full = NULL;
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
-		return cli_err(err, -EINVAL, "the URL must start with http:// or https://");
+		return zerr_set(err, -EINVAL, "the URL must start with http:// or https://");
 	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
-		return cli_err(err, -EINVAL, "the URL has no host");
+		return zerr_set(err, -EINVAL, "the URL has no host");
 	/* Credentials in a URL end up in messages and shell history. */
 	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
-		return cli_err(err, -EINVAL, "the URL must not contain a user name or password");
+		return zerr_set(err, -EINVAL, "the URL must not contain a user name or password");
 	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK)
-		return cli_err(err, -EINVAL, "the URL must not have a query or fragment");
+		return zerr_set(err, -EINVAL, "the URL must not have a query or fragment");
 	if (curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
-		return cli_err(err, -EINVAL, "not a URL: give one like http://127.0.0.1:8080");
+		return zerr_set(err, -EINVAL, "not a URL: give one like http://127.0.0.1:8080");
 	char *out = strdup(full);
 	if (!out)
-		return cli_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	size_t n = strlen(out);
 	while (n > 0 && out[n - 1] == '/')
 		out[--n] = '\0';
@@ -94,14 +94,14 @@ int client_check_url(const char *url, char **ret, struct cli_error *err)
 	return 0;
 }
 
-int client_init(struct client *c, const char *base, struct cli_error *err)
+int client_init(struct client *c, const char *base, struct zerr *err)
 {
 	*c = (struct client){.timeout_ms = CLIENT_TIMEOUT_MS};
 	c->curl = curl_easy_init();
 	c->base = strdup(base);
 	if (!c->curl || !c->base) {
 		client_done(c);
-		return cli_err(err, -ENOMEM, "cannot set up the HTTP client");
+		return zerr_set(err, -ENOMEM, "cannot set up the HTTP client");
 	}
 	return 0;
 }
@@ -177,21 +177,21 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
 }
 
 int client_request(struct client *c, const char *method, const char *path, const json_t *body, const char *api_key,
-                   struct reply *ret, struct cli_error *err)
+                   struct reply *ret, struct zerr *err)
 {
 	/* Values from the config file or the command line go into headers:
 	 * a CR or LF there would forge other headers. */
 	if (c->token && !printable_ascii(c->token, false))
-		return cli_err(err, -EINVAL, "the saved session token is malformed: run zmesh login again");
+		return zerr_set(err, -EINVAL, "the saved session token is malformed: run zmesh login again");
 	if (api_key && !printable_ascii(api_key, false))
-		return cli_err(err, -EINVAL, "the API key must be printable ASCII without spaces");
+		return zerr_set(err, -EINVAL, "the API key must be printable ASCII without spaces");
 
 	_cleanup_free_ char *url = NULL;
 	if (asprintf(&url, "%s%s", c->base, path) < 0)
-		return cli_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	_cleanup_(wipe_freep) char *payload = NULL;
 	if (body && !(payload = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY)))
-		return cli_err(err, -EINVAL, "cannot encode the request as JSON");
+		return zerr_set(err, -EINVAL, "cannot encode the request as JSON");
 
 	_cleanup_(slist_freep) struct curl_slist *headers = NULL;
 	int r = add_header(&headers, "Accept", "application/json");
@@ -210,7 +210,7 @@ int client_request(struct client *c, const char *method, const char *path, const
 	if (r >= 0 && api_key)
 		r = add_header(&headers, "x-api-key", api_key);
 	if (r < 0)
-		return cli_err(err, r, "out of memory");
+		return zerr_set(err, r, "out of memory");
 
 	CURL *h = c->curl;
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -244,20 +244,20 @@ int client_request(struct client *c, const char *method, const char *path, const
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	_cleanup_free_ char *data = sink.data;
 	if (sink.too_big)
-		return cli_err(err, -EFBIG, "the response from %s is larger than %u MB", c->base,
-		               CLIENT_MAX_RESPONSE >> 20);
+		return zerr_set(err, -EFBIG, "the response from %s is larger than %u MB", c->base,
+		                CLIENT_MAX_RESPONSE >> 20);
 	if (cr == CURLE_OPERATION_TIMEDOUT)
-		return cli_err(err, -ETIMEDOUT, "no answer from %s within %ld s", c->base, c->timeout_ms / 1000);
+		return zerr_set(err, -ETIMEDOUT, "no answer from %s within %ld s", c->base, c->timeout_ms / 1000);
 	if (cr != CURLE_OK)
-		return cli_err(err, -EIO, "cannot reach %s: %s", c->base, *errbuf ? errbuf : curl_easy_strerror(cr));
+		return zerr_set(err, -EIO, "cannot reach %s: %s", c->base, *errbuf ? errbuf : curl_easy_strerror(cr));
 
 	long status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	json_error_t jerr;
 	json_t *json = data ? json_loadb(data, sink.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
 	if (!json)
-		return cli_err(err, -EBADMSG, "unexpected answer from %s (HTTP %ld, not JSON): is it a zmesh server?",
-		               c->base, status);
+		return zerr_set(err, -EBADMSG, "unexpected answer from %s (HTTP %ld, not JSON): is it a zmesh server?",
+		                c->base, status);
 	*ret = (struct reply){.status = status, .raw = TAKE_PTR(data), .len = sink.len, .json = json};
 	return 0;
 }

@@ -36,10 +36,10 @@ struct reply {
 /* Check a base URL given by a person: http or https, a host, no user
  * credentials, no query or fragment, bounded. *ret is the normalised form
  * (trailing slashes removed). */
-int client_check_url(const char *url, char **ret, struct cli_error *err);
+int client_check_url(const char *url, char **ret, struct zerr *err);
 
 /* Set up a client for base (already checked). Free with client_done. */
-int client_init(struct client *c, const char *base, struct cli_error *err);
+int client_init(struct client *c, const char *base, struct zerr *err);
 void client_done(struct client *c);
 
 /* Send one request. path starts with '/' and has every segment escaped
@@ -48,7 +48,7 @@ void client_done(struct client *c);
  * body must then be JSON. Transport failures, oversized or non-JSON bodies
  * are errors. Free *ret with reply_done. */
 int client_request(struct client *c, const char *method, const char *path, const json_t *body, const char *api_key,
-                   struct reply *ret, struct cli_error *err);
+                   struct reply *ret, struct zerr *err);
 
 void reply_done(struct reply *r);
 

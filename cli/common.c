@@ -1,20 +1,9 @@
-/* common.c - the error object and terminal-safe strings. */
+/* common.c - terminal-safe strings and reading a descriptor whole. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common.h"
-
-int cli_err(struct cli_error *err, int code, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
 
 char *cli_sanitize(const char *s, size_t max, bool keep_lines)
 {

@@ -1,5 +1,6 @@
-/* common.h - what every module of the zmesh client shares: cleanup
- * attributes (sandbox/cleanup.h), the error object and the exit codes. */
+/* common.h - what every module of the zmesh client shares: the exit
+ * codes and terminal-safe text; the error object and cleanup attributes come
+ * from common/. */
 #pragma once
 
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <jansson.h>
 
 #include "cleanup.h"
+#include "error.h"
 
 #define _cleanup_json_ _cleanup_(cli_json_decrefp)
 
@@ -25,15 +27,6 @@ static inline void cli_json_decrefp(json_t **j)
 {
 	json_decref(*j);
 }
-
-/* One line saying what failed. Modules fill it and return a negative errno;
- * main prints it once. */
-struct cli_error {
-	char msg[768];
-};
-
-/* Fill *err (may be NULL) and return code, which must be negative. */
-int cli_err(struct cli_error *err, int code, const char *fmt, ...) _printf_(3, 4);
 
 /* A copy of s fit for a terminal: control characters (escape sequences from a
  * hostile server or function) become '?'; newlines and tabs are kept when

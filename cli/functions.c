@@ -73,23 +73,23 @@ static char *name_of(const char *file)
 	return strndup(base, dot && dot != base ? (size_t)(dot - base) : strlen(base));
 }
 
-static int read_code(const char *file, char **ret, size_t *ret_len, struct cli_error *err)
+static int read_code(const char *file, char **ret, size_t *ret_len, struct zerr *err)
 {
 	_cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
-		return cli_err(err, -errno, "cannot open %s: %s", file, strerror(errno));
+		return zerr_set(err, -errno, "cannot open %s: %s", file, strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return cli_err(err, -errno, "cannot stat %s: %s", file, strerror(errno));
+		return zerr_set(err, -errno, "cannot stat %s: %s", file, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return cli_err(err, -EINVAL, "%s is not a regular file", file);
+		return zerr_set(err, -EINVAL, "%s is not a regular file", file);
 	if ((uint64_t)st.st_size > DEPLOY_MAX_FILE)
-		return cli_err(err, -EFBIG, "%s is larger than %u MB", file, DEPLOY_MAX_FILE >> 20);
+		return zerr_set(err, -EFBIG, "%s is larger than %u MB", file, DEPLOY_MAX_FILE >> 20);
 	int r = cli_read_fd(fd, DEPLOY_MAX_FILE, ret, ret_len);
 	if (r == -EFBIG)
-		return cli_err(err, r, "%s is larger than %u MB", file, DEPLOY_MAX_FILE >> 20);
+		return zerr_set(err, r, "%s is larger than %u MB", file, DEPLOY_MAX_FILE >> 20);
 	if (r < 0)
-		return cli_err(err, r, "cannot read %s: %s", file, strerror(-r));
+		return zerr_set(err, r, "cannot read %s: %s", file, strerror(-r));
 	return 0;
 }
 

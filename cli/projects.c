@@ -15,7 +15,7 @@ static int make_current(struct cli *c, json_t *project)
 	const char *id = json_string_value(json_object_get(project, "id"));
 	const char *slug = json_string_value(json_object_get(project, "slug"));
 	if (!id)
-		return cli_err(&c->err, -EBADMSG, "the server's answer has no project id");
+		return zerr_set(&c->err, -EBADMSG, "the server's answer has no project id");
 	int r;
 	if ((r = config_set(&c->cfg.project, id, &c->err)) < 0 ||
 	    (r = config_set(&c->cfg.project_slug, slug, &c->err)) < 0)

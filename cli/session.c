@@ -55,11 +55,11 @@ static int read_line(int fd, char *buf, size_t size)
 /* Ask on the terminal with echo off. Ctrl-C must not leave the terminal
  * without echo: SIGINT and friends interrupt read() (no SA_RESTART), and
  * the mode is restored before we go. */
-static int prompt_password(char *buf, size_t size, struct cli_error *err)
+static int prompt_password(char *buf, size_t size, struct zerr *err)
 {
 	struct termios old, quiet;
 	if (tcgetattr(STDIN_FILENO, &old) < 0)
-		return cli_err(err, -errno, "cannot read the terminal's settings: %s", strerror(errno));
+		return zerr_set(err, -errno, "cannot read the terminal's settings: %s", strerror(errno));
 	quiet = old;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
 	quiet.c_lflag |= ECHONL;
@@ -81,22 +81,22 @@ static int prompt_password(char *buf, size_t size, struct cli_error *err)
 
 	if (r == -EINTR) {
 		fputc('\n', stderr);
-		return cli_err(err, r, "interrupted");
+		return zerr_set(err, r, "interrupted");
 	}
 	if (r == -E2BIG)
-		return cli_err(err, r, "the password is longer than %d bytes", PASSWORD_MAX - 1);
+		return zerr_set(err, r, "the password is longer than %d bytes", PASSWORD_MAX - 1);
 	if (r == -ENODATA)
-		return cli_err(err, r, "no password given");
+		return zerr_set(err, r, "no password given");
 	if (r < 0)
-		return cli_err(err, r, "cannot read the password: %s", strerror(-r));
+		return zerr_set(err, r, "cannot read the password: %s", strerror(-r));
 	return 0;
 }
 
-static int get_password(const char *given, char *buf, size_t size, struct cli_error *err)
+static int get_password(const char *given, char *buf, size_t size, struct zerr *err)
 {
 	if (given) {
 		if (strlen(given) >= size)
-			return cli_err(err, -E2BIG, "the password is longer than %zu bytes", size - 1);
+			return zerr_set(err, -E2BIG, "the password is longer than %zu bytes", size - 1);
 		snprintf(buf, size, "%s", given);
 		return 0;
 	}
@@ -104,11 +104,11 @@ static int get_password(const char *given, char *buf, size_t size, struct cli_er
 		return prompt_password(buf, size, err);
 	int r = read_line(STDIN_FILENO, buf, size);
 	if (r == -ENODATA)
-		return cli_err(err, r, "no password given: pass --password or write it to stdin");
+		return zerr_set(err, r, "no password given: pass --password or write it to stdin");
 	if (r == -E2BIG)
-		return cli_err(err, r, "the password is longer than %zu bytes", size - 1);
+		return zerr_set(err, r, "the password is longer than %zu bytes", size - 1);
 	if (r < 0)
-		return cli_err(err, r, "cannot read the password from stdin: %s", strerror(-r));
+		return zerr_set(err, r, "cannot read the password from stdin: %s", strerror(-r));
 	return 0;
 }
 

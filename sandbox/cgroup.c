@@ -47,11 +47,11 @@ static int make_dir(const char *path)
 	return 0;
 }
 
-int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool create, struct sbx_error *err)
+int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool create, struct zerr *err)
 {
 	memset(ctx, 0, sizeof(*ctx));
 	if (!prefix || !prefix[0] || strstr(prefix, "..") || prefix[0] == '/')
-		return sbx_err(err, -EINVAL, "cgroup prefix \"%s\" must be a relative path", prefix ? prefix : "");
+		return zerr_set(err, -EINVAL, "cgroup prefix \"%s\" must be a relative path", prefix ? prefix : "");
 
 	char mount[CG_PATH_MAX];
 	bool cpu = false;
@@ -64,7 +64,7 @@ int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool crea
 		ctx->has_cpu = cpu;
 		ctx->has_cpu_usage = true; /* cpu.stat usage_usec is always there */
 		if (snprintf(ctx->base[0], CG_PATH_MAX, "%s/%s", mount, prefix) >= CG_PATH_MAX)
-			return sbx_err(err, -ENAMETOOLONG, "cgroup path too long");
+			return zerr_set(err, -ENAMETOOLONG, "cgroup path too long");
 		if (!create)
 			return 0;
 		/* Controllers must be enabled on every level above a leaf. The
@@ -75,14 +75,14 @@ int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool crea
 		snprintf(p, sizeof(p), "%s/cgroup.subtree_control", mount);
 		int r = util_write_file(p, enable);
 		if (r < 0)
-			return sbx_err(err, r, "enable controllers in %s: %s", mount, strerror(-r));
+			return zerr_set(err, r, "enable controllers in %s: %s", mount, strerror(-r));
 		r = make_dir(ctx->base[0]);
 		if (r < 0)
-			return sbx_err(err, r, "mkdir %s: %s", ctx->base[0], strerror(-r));
+			return zerr_set(err, r, "mkdir %s: %s", ctx->base[0], strerror(-r));
 		snprintf(p, sizeof(p), "%s/cgroup.subtree_control", ctx->base[0]);
 		r = util_write_file(p, enable);
 		if (r < 0)
-			return sbx_err(err, r, "enable controllers in %s: %s", ctx->base[0], strerror(-r));
+			return zerr_set(err, r, "enable controllers in %s: %s", ctx->base[0], strerror(-r));
 		/* memory.swap.max exists only with swap accounting. */
 		ctx->has_memsw = file_exists(ctx->base[0], "memory.swap.max");
 		return 0;
@@ -101,7 +101,7 @@ int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool crea
 	snprintf(dir, sizeof(dir), "%s/cpuacct", root);
 	ctx->has_cpu_usage = file_exists(dir, "cpuacct.usage");
 	if (!mem || !pids)
-		return sbx_err(
+		return zerr_set(
 		    err, -ENOTSUP,
 		    "no usable cgroup hierarchy under %s (need v2 with memory and pids, or v1 memory and pids)", root);
 	ctx->mode = CG_V1;
@@ -109,12 +109,12 @@ int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool crea
 		if ((c == CG_CPU && !ctx->has_cpu) || (c == CG_CPUACCT && !ctx->has_cpu_usage))
 			continue;
 		if (snprintf(ctx->base[c], CG_PATH_MAX, "%s/%s/%s", root, v1_names[c], prefix) >= CG_PATH_MAX)
-			return sbx_err(err, -ENAMETOOLONG, "cgroup path too long");
+			return zerr_set(err, -ENAMETOOLONG, "cgroup path too long");
 		if (!create)
 			continue;
 		int r = make_dir(ctx->base[c]);
 		if (r < 0)
-			return sbx_err(err, r, "mkdir %s: %s", ctx->base[c], strerror(-r));
+			return zerr_set(err, r, "mkdir %s: %s", ctx->base[c], strerror(-r));
 	}
 	return 0;
 }
@@ -280,7 +280,7 @@ int cg_destroy(struct cg *cg)
 	return ret;
 }
 
-int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct sbx_error *err)
+int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct zerr *err)
 {
 	struct cg cg = {.ctx = ctx, .dirfd = -1};
 	int n = ctx->mode == CG_V2 ? 1 : CG_NCTL;
@@ -289,7 +289,7 @@ int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct
 			continue;
 		if (snprintf(cg.path[c], CG_PATH_MAX, "%s/%s", ctx->base[c], name) >= CG_PATH_MAX) {
 			cg_destroy(&cg);
-			return sbx_err(err, -ENAMETOOLONG, "cgroup path too long");
+			return zerr_set(err, -ENAMETOOLONG, "cgroup path too long");
 		}
 		if (mkdir(cg.path[c], 0755) < 0) {
 			int r = -errno;
@@ -306,7 +306,7 @@ int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct
 				snprintf(failed, sizeof(failed), "%s", cg.path[c]);
 				cg.path[c][0] = '\0';
 				cg_destroy(&cg);
-				return sbx_err(err, saved, "mkdir %s: %s", failed, strerror(-saved));
+				return zerr_set(err, saved, "mkdir %s: %s", failed, strerror(-saved));
 			}
 		}
 	}
@@ -315,14 +315,14 @@ int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct
 		if (cg.dirfd < 0) {
 			int r = -errno;
 			cg_destroy(&cg);
-			return sbx_err(err, r, "open cgroup %s: %s", name, strerror(-r));
+			return zerr_set(err, r, "open cgroup %s: %s", name, strerror(-r));
 		}
 	}
 	*ret = cg;
 	return 0;
 }
 
-int cg_open(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct sbx_error *err)
+int cg_open(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct zerr *err)
 {
 	struct cg cg = {.ctx = ctx, .dirfd = -1};
 	int n = ctx->mode == CG_V2 ? 1 : CG_NCTL;
@@ -330,13 +330,13 @@ int cg_open(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct s
 		if (!ctx->base[c][0])
 			continue;
 		if (snprintf(cg.path[c], CG_PATH_MAX, "%s/%s", ctx->base[c], name) >= CG_PATH_MAX)
-			return sbx_err(err, -ENAMETOOLONG, "cgroup path too long");
+			return zerr_set(err, -ENAMETOOLONG, "cgroup path too long");
 	}
 	*ret = cg;
 	return 0;
 }
 
-int cg_attach(const struct cg *cg, pid_t pid, struct sbx_error *err)
+int cg_attach(const struct cg *cg, pid_t pid, struct zerr *err)
 {
 	char p[CG_PATH_MAX + 32], v[24];
 	snprintf(v, sizeof(v), "%d", (int)pid);
@@ -347,12 +347,12 @@ int cg_attach(const struct cg *cg, pid_t pid, struct sbx_error *err)
 		snprintf(p, sizeof(p), "%s/cgroup.procs", cg->path[c]);
 		int r = util_write_file(p, v);
 		if (r < 0)
-			return sbx_err(err, r, "attach %d to %s: %s", (int)pid, cg->path[c], strerror(-r));
+			return zerr_set(err, r, "attach %d to %s: %s", (int)pid, cg->path[c], strerror(-r));
 	}
 	return 0;
 }
 
-int cg_set_limits(const struct cg *cg, const struct cg_limits *lim, struct sbx_error *err)
+int cg_set_limits(const struct cg *cg, const struct cg_limits *lim, struct zerr *err)
 {
 	struct cg_write w[CG_MAX_WRITES];
 	int n = cg_limit_writes(cg->ctx, lim, w);
@@ -370,7 +370,7 @@ int cg_set_limits(const struct cg *cg, const struct cg_limits *lim, struct sbx_e
 				r = util_write_file(p, w[i].value);
 		}
 		if (r < 0)
-			return sbx_err(err, r, "set %s=%s: %s", p, w[i].value, strerror(-r));
+			return zerr_set(err, r, "set %s=%s: %s", p, w[i].value, strerror(-r));
 	}
 	return 0;
 }

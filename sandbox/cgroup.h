@@ -63,7 +63,7 @@ struct cg_write {
  * prefix directories (v2: enabling the memory, pids and cpu controllers for
  * them). Fails with -ENOTSUP where neither a usable v2 nor v1 memory+pids
  * exists. When create is false, nothing is written (for tests on fake trees). */
-int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool create, struct sbx_error *err);
+int cg_probe(struct cg_ctx *ctx, const char *root, const char *prefix, bool create, struct zerr *err);
 
 /* The writes that set limits, in the order they must be made. Pure logic;
  * returns the number of entries filled in ret (at most CG_MAX_WRITES). */
@@ -74,13 +74,13 @@ int cg_parse_keyed(const char *text, const char *key, uint64_t *ret);
 
 /* Create the cgroup name under every hierarchy. A leftover of the same name
  * (from a crash) is killed and removed first. On failure nothing is left. */
-int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct sbx_error *err);
+int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct zerr *err);
 /* Name an existing cgroup (created by another process) without touching it. */
-int cg_open(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct sbx_error *err);
+int cg_open(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct zerr *err);
 /* v1: move pid into the cgroup of every hierarchy. v2: nothing to do when the
  * child was cloned into it; otherwise writes cgroup.procs. */
-int cg_attach(const struct cg *cg, pid_t pid, struct sbx_error *err);
-int cg_set_limits(const struct cg *cg, const struct cg_limits *lim, struct sbx_error *err);
+int cg_attach(const struct cg *cg, pid_t pid, struct zerr *err);
+int cg_set_limits(const struct cg *cg, const struct cg_limits *lim, struct zerr *err);
 int cg_get_stats(const struct cg *cg, struct cg_stats *ret);
 /* Restart the memory high-water mark (v1 memory.max_usage_in_bytes, v2
  * memory.peak where the kernel takes a reset); -EOPNOTSUPP otherwise. */

@@ -221,7 +221,7 @@ int main(int argc, char **argv)
 		return r;
 	c.spec.cpu_seconds = c.timeout_ms / 1000 + 2;
 
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	struct sbx_ctx ctx;
 	if (sbx_ctx_init(&ctx, NULL, &err) < 0)
 		return fail(&c, "%s", err.msg);

@@ -24,11 +24,11 @@ static void seccomp_releasep(scmp_filter_ctx *ctx)
 		seccomp_release(*ctx);
 }
 
-int pol_resolve(const char *name_or_path, const char *dir, char *ret, size_t size, struct sbx_error *err)
+int pol_resolve(const char *name_or_path, const char *dir, char *ret, size_t size, struct zerr *err)
 {
 	size_t len = strlen(name_or_path);
 	if (len == 0)
-		return sbx_err(err, -EINVAL, "empty policy name");
+		return zerr_set(err, -EINVAL, "empty policy name");
 	bool is_path = strchr(name_or_path, '/') || (len > 5 && strcmp(name_or_path + len - 5, ".json") == 0);
 	int n;
 	if (is_path)
@@ -36,11 +36,11 @@ int pol_resolve(const char *name_or_path, const char *dir, char *ret, size_t siz
 	else {
 		for (const char *c = name_or_path; *c; c++)
 			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '_'))
-				return sbx_err(err, -EINVAL, "bad policy name \"%s\"", name_or_path);
+				return zerr_set(err, -EINVAL, "bad policy name \"%s\"", name_or_path);
 		n = snprintf(ret, size, "%s/%s.json", dir, name_or_path);
 	}
 	if (n < 0 || (size_t)n >= size)
-		return sbx_err(err, -ENAMETOOLONG, "policy path too long");
+		return zerr_set(err, -ENAMETOOLONG, "policy path too long");
 	return 0;
 }
 
@@ -111,43 +111,43 @@ static int parse_op(const char *s, enum scmp_compare *ret)
 	return -EINVAL;
 }
 
-static int syscall_nr(const char *name, const char *file, struct sbx_error *err)
+static int syscall_nr(const char *name, const char *file, struct zerr *err)
 {
 	int nr = seccomp_syscall_resolve_name(name);
 	if (nr == __NR_SCMP_ERROR)
-		return sbx_err(err, -EINVAL, "%s: unknown syscall \"%s\"", file, name);
+		return zerr_set(err, -EINVAL, "%s: unknown syscall \"%s\"", file, name);
 	return nr;
 }
 
-static int add_rule(scmp_filter_ctx ctx, const char *file, json_t *rule, struct sbx_error *err)
+static int add_rule(scmp_filter_ctx ctx, const char *file, json_t *rule, struct zerr *err)
 {
 	if (!json_is_object(rule))
-		return sbx_err(err, -EINVAL, "%s: a rule must be an object", file);
+		return zerr_set(err, -EINVAL, "%s: a rule must be an object", file);
 	const char *action_s = json_string_value(json_object_get(rule, "action"));
 	uint32_t action;
 	if (!action_s || parse_action(action_s, &action) < 0)
-		return sbx_err(err, -EINVAL, "%s: bad or missing rule action", file);
+		return zerr_set(err, -EINVAL, "%s: bad or missing rule action", file);
 
 	struct scmp_arg_cmp cmps[6];
 	unsigned ncmp = 0;
 	json_t *args = json_object_get(rule, "args");
 	if (args && !json_is_array(args))
-		return sbx_err(err, -EINVAL, "%s: rule args must be an array", file);
+		return zerr_set(err, -EINVAL, "%s: rule args must be an array", file);
 	size_t i;
 	json_t *a;
 	json_array_foreach (args, i, a) {
 		if (ncmp >= ELEMENTSOF(cmps))
-			return sbx_err(err, -E2BIG, "%s: too many argument conditions", file);
+			return zerr_set(err, -E2BIG, "%s: too many argument conditions", file);
 		json_t *idx = json_object_get(a, "index");
 		const char *op_s = json_string_value(json_object_get(a, "op"));
 		enum scmp_compare op;
 		uint64_t value = 0, mask = 0;
 		if (!json_is_integer(idx) || json_integer_value(idx) < 0 || json_integer_value(idx) > 5 || !op_s ||
 		    parse_op(op_s, &op) < 0 || parse_u64(json_object_get(a, "value"), &value) < 0)
-			return sbx_err(err, -EINVAL, "%s: bad argument condition", file);
+			return zerr_set(err, -EINVAL, "%s: bad argument condition", file);
 		if (op == SCMP_CMP_MASKED_EQ) {
 			if (parse_u64(json_object_get(a, "mask"), &mask) < 0)
-				return sbx_err(err, -EINVAL, "%s: masked_eq needs a mask", file);
+				return zerr_set(err, -EINVAL, "%s: masked_eq needs a mask", file);
 			cmps[ncmp++] = (struct scmp_arg_cmp){(unsigned)json_integer_value(idx), op, mask, value};
 		} else
 			cmps[ncmp++] = (struct scmp_arg_cmp){(unsigned)json_integer_value(idx), op, value, 0};
@@ -155,35 +155,35 @@ static int add_rule(scmp_filter_ctx ctx, const char *file, json_t *rule, struct 
 
 	json_t *names = json_object_get(rule, "syscalls");
 	if (!json_is_array(names) || json_array_size(names) == 0)
-		return sbx_err(err, -EINVAL, "%s: a rule needs a non-empty \"syscalls\" array", file);
+		return zerr_set(err, -EINVAL, "%s: a rule needs a non-empty \"syscalls\" array", file);
 	json_t *n;
 	json_array_foreach (names, i, n) {
 		if (!json_is_string(n))
-			return sbx_err(err, -EINVAL, "%s: syscall names must be strings", file);
+			return zerr_set(err, -EINVAL, "%s: syscall names must be strings", file);
 		int nr = syscall_nr(json_string_value(n), file, err);
 		if (nr == -EINVAL)
 			return nr;
 		int r = seccomp_rule_add_array(ctx, action, nr, ncmp, cmps);
 		if (r < 0)
-			return sbx_err(err, r, "%s: rule for %s: %s", file, json_string_value(n), strerror(-r));
+			return zerr_set(err, r, "%s: rule for %s: %s", file, json_string_value(n), strerror(-r));
 	}
 	return 0;
 }
 
-static int load_json(const char *path, json_t **ret, struct sbx_error *err)
+static int load_json(const char *path, json_t **ret, struct zerr *err)
 {
 	struct stat st;
 	if (stat(path, &st) < 0)
-		return sbx_err(err, -errno, "policy %s: %s", path, strerror(errno));
+		return zerr_set(err, -errno, "policy %s: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode) || st.st_size > POL_MAX_FILE_BYTES)
-		return sbx_err(err, -EINVAL, "policy %s: not a regular file under %d bytes", path, POL_MAX_FILE_BYTES);
+		return zerr_set(err, -EINVAL, "policy %s: not a regular file under %d bytes", path, POL_MAX_FILE_BYTES);
 	json_error_t jerr;
 	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j)
-		return sbx_err(err, -EINVAL, "policy %s:%d: %s", path, jerr.line, jerr.text);
+		return zerr_set(err, -EINVAL, "policy %s:%d: %s", path, jerr.line, jerr.text);
 	if (!json_is_object(j)) {
 		json_decref(j);
-		return sbx_err(err, -EINVAL, "policy %s: not a JSON object", path);
+		return zerr_set(err, -EINVAL, "policy %s: not a JSON object", path);
 	}
 	*ret = j;
 	return 0;
@@ -191,13 +191,13 @@ static int load_json(const char *path, json_t **ret, struct sbx_error *err)
 
 /* Collect the file and its includes, includes first, each once. */
 static int collect(const char *path, const char *dir, json_t **files, char (*paths)[512], int *n, int depth,
-                   struct sbx_error *err)
+                   struct zerr *err)
 {
 	for (int i = 0; i < *n; i++)
 		if (strcmp(paths[i], path) == 0)
 			return 0;
 	if (depth > 4 || *n >= POL_MAX_FILES)
-		return sbx_err(err, -ELOOP, "policy %s: includes nest too deep or form a cycle", path);
+		return zerr_set(err, -ELOOP, "policy %s: includes nest too deep or form a cycle", path);
 	json_t *j = NULL;
 	int r = load_json(path, &j, err);
 	if (r < 0)
@@ -205,7 +205,7 @@ static int collect(const char *path, const char *dir, json_t **files, char (*pat
 	json_t *inc = json_object_get(j, "include");
 	if (inc && !json_is_array(inc)) {
 		json_decref(j);
-		return sbx_err(err, -EINVAL, "policy %s: \"include\" must be an array", path);
+		return zerr_set(err, -EINVAL, "policy %s: \"include\" must be an array", path);
 	}
 	size_t i;
 	json_t *name;
@@ -214,12 +214,12 @@ static int collect(const char *path, const char *dir, json_t **files, char (*pat
 		if (!json_is_string(name) || (r = pol_resolve(json_string_value(name), dir, p, sizeof(p), err)) < 0 ||
 		    (r = collect(p, dir, files, paths, n, depth + 1, err)) < 0) {
 			json_decref(j);
-			return r < 0 ? r : sbx_err(err, -EINVAL, "policy %s: bad include", path);
+			return r < 0 ? r : zerr_set(err, -EINVAL, "policy %s: bad include", path);
 		}
 	}
 	if (*n >= POL_MAX_FILES) {
 		json_decref(j);
-		return sbx_err(err, -E2BIG, "policy %s: too many includes", path);
+		return zerr_set(err, -E2BIG, "policy %s: too many includes", path);
 	}
 	snprintf(paths[*n], 512, "%s", path);
 	files[(*n)++] = j;
@@ -228,7 +228,7 @@ static int collect(const char *path, const char *dir, json_t **files, char (*pat
 
 /* Compile path; paths[] receives every file read, *ret_nfiles their count. */
 static int compile_files(const char *path, struct pol_program *ret, char (*paths)[512], int *ret_nfiles,
-                         struct sbx_error *err)
+                         struct zerr *err)
 {
 	json_t *files[POL_MAX_FILES] = {0};
 	int nfiles = 0;
@@ -252,14 +252,14 @@ static int compile_files(const char *path, struct pol_program *ret, char (*paths
 	for (int i = 0; i < nfiles; i++) {
 		json_t *d = json_object_get(files[i], "default_action");
 		if (d && (!json_is_string(d) || parse_action(json_string_value(d), &def) < 0)) {
-			r = sbx_err(err, -EINVAL, "policy %s: bad default_action", paths[i]);
+			r = zerr_set(err, -EINVAL, "policy %s: bad default_action", paths[i]);
 			goto out;
 		}
 	}
 
 	ctx = seccomp_init(def);
 	if (!ctx) {
-		r = sbx_err(err, -ENOMEM, "seccomp_init failed");
+		r = zerr_set(err, -ENOMEM, "seccomp_init failed");
 		goto out;
 	}
 	/* A binary tree of syscall numbers instead of a linear chain: every
@@ -272,14 +272,14 @@ static int compile_files(const char *path, struct pol_program *ret, char (*paths
 	for (int f = 0; f < nfiles; f++) {
 		json_t *allow = json_object_get(files[f], "allow");
 		if (allow && !json_is_array(allow)) {
-			r = sbx_err(err, -EINVAL, "policy %s: \"allow\" must be an array", paths[f]);
+			r = zerr_set(err, -EINVAL, "policy %s: \"allow\" must be an array", paths[f]);
 			goto out;
 		}
 		size_t i;
 		json_t *n;
 		json_array_foreach (allow, i, n) {
 			if (!json_is_string(n) || ++nrules > POL_MAX_RULES) {
-				r = sbx_err(err, -EINVAL, "policy %s: bad or too many allow entries", paths[f]);
+				r = zerr_set(err, -EINVAL, "policy %s: bad or too many allow entries", paths[f]);
 				goto out;
 			}
 			int nr = syscall_nr(json_string_value(n), paths[f], err);
@@ -289,20 +289,20 @@ static int compile_files(const char *path, struct pol_program *ret, char (*paths
 			}
 			r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 			if (r < 0) {
-				r = sbx_err(err, r, "policy %s: allow %s: %s", paths[f], json_string_value(n),
-				            strerror(-r));
+				r = zerr_set(err, r, "policy %s: allow %s: %s", paths[f], json_string_value(n),
+				             strerror(-r));
 				goto out;
 			}
 		}
 		json_t *rules = json_object_get(files[f], "rules");
 		if (rules && !json_is_array(rules)) {
-			r = sbx_err(err, -EINVAL, "policy %s: \"rules\" must be an array", paths[f]);
+			r = zerr_set(err, -EINVAL, "policy %s: \"rules\" must be an array", paths[f]);
 			goto out;
 		}
 		json_t *rule;
 		json_array_foreach (rules, i, rule) {
 			if (++nrules > POL_MAX_RULES) {
-				r = sbx_err(err, -E2BIG, "policy %s: too many rules", paths[f]);
+				r = zerr_set(err, -E2BIG, "policy %s: too many rules", paths[f]);
 				goto out;
 			}
 			r = add_rule(ctx, paths[f], rule, err);
@@ -313,28 +313,28 @@ static int compile_files(const char *path, struct pol_program *ret, char (*paths
 
 	fd = memfd_create("zmesh-policy", MFD_CLOEXEC);
 	if (fd < 0) {
-		r = sbx_err(err, -errno, "memfd_create: %s", strerror(errno));
+		r = zerr_set(err, -errno, "memfd_create: %s", strerror(errno));
 		goto out;
 	}
 	r = seccomp_export_bpf(ctx, fd);
 	if (r < 0) {
-		r = sbx_err(err, r, "policy %s: export: %s", path, strerror(-r));
+		r = zerr_set(err, r, "policy %s: export: %s", path, strerror(-r));
 		goto out;
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0 ||
 	    st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS) {
-		r = sbx_err(err, -EINVAL, "policy %s: compiled program has a bad size", path);
+		r = zerr_set(err, -EINVAL, "policy %s: compiled program has a bad size", path);
 		goto out;
 	}
 	struct sock_filter *insns = malloc((size_t)st.st_size);
 	if (!insns) {
-		r = sbx_err(err, -ENOMEM, "out of memory");
+		r = zerr_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	if (pread(fd, insns, (size_t)st.st_size, 0) != st.st_size) {
 		free(insns);
-		r = sbx_err(err, -EIO, "policy %s: reading compiled program failed", path);
+		r = zerr_set(err, -EIO, "policy %s: reading compiled program failed", path);
 		goto out;
 	}
 	ret->fprog.len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
@@ -347,7 +347,7 @@ out:
 	return r;
 }
 
-int pol_compile(const char *path, struct pol_program *ret, struct sbx_error *err)
+int pol_compile(const char *path, struct pol_program *ret, struct zerr *err)
 {
 	char paths[POL_MAX_FILES][512];
 	int n;
@@ -452,7 +452,7 @@ static void cache_store(const char *cache, const struct pol_program *prog, char 
 		unlink(tmp);
 }
 
-int pol_compile_cached(const char *path, const char *cache_dir, struct pol_program *ret, struct sbx_error *err)
+int pol_compile_cached(const char *path, const char *cache_dir, struct pol_program *ret, struct zerr *err)
 {
 	char abs[PATH_MAX];
 	if (!cache_dir || strlen(cache_dir) > 256 || !realpath(path, abs) || strlen(abs) >= 512)

@@ -24,15 +24,15 @@ struct pol_program {
 
 /* Find a policy: a name ("node") is looked up as DIR/name.json, anything
  * with a '/' or ending in ".json" is a path. */
-int pol_resolve(const char *name_or_path, const char *dir, char *ret, size_t size, struct sbx_error *err);
+int pol_resolve(const char *name_or_path, const char *dir, char *ret, size_t size, struct zerr *err);
 
 /* Parse and compile a policy file (with its includes) for the native arch. */
-int pol_compile(const char *path, struct pol_program *ret, struct sbx_error *err);
+int pol_compile(const char *path, struct pol_program *ret, struct zerr *err);
 
 /* The same, through a cache of compiled programs in cache_dir (a directory
  * of root's, not writable by others). Falls back to compiling when the cache
  * is missing, stale or unusable; a failure to write it is not an error. */
-int pol_compile_cached(const char *path, const char *cache_dir, struct pol_program *ret, struct sbx_error *err);
+int pol_compile_cached(const char *path, const char *cache_dir, struct pol_program *ret, struct zerr *err);
 
 /* Install the program on the calling thread. Async-signal-safe: one syscall,
  * no allocation; meant for a freshly cloned child, after no_new_privs. */

@@ -133,15 +133,15 @@ static struct op *plan_add(struct plan *p, enum op_kind kind, const char *inside
 	return op;
 }
 
-#define PLAN_ADD(p, kind, inside)                                                              \
-	({                                                                                     \
-		struct op *_op = plan_add(p, kind, inside);                                    \
-		if (!_op)                                                                      \
-			return sbx_err(err, -E2BIG, "sandbox layout too large at %s", inside); \
-		_op;                                                                           \
+#define PLAN_ADD(p, kind, inside)                                                               \
+	({                                                                                      \
+		struct op *_op = plan_add(p, kind, inside);                                     \
+		if (!_op)                                                                       \
+			return zerr_set(err, -E2BIG, "sandbox layout too large at %s", inside); \
+		_op;                                                                            \
 	})
 
-static int plan_mkdirs(struct plan *p, const char *inside, struct sbx_error *err)
+static int plan_mkdirs(struct plan *p, const char *inside, struct zerr *err)
 {
 	/* Create every missing parent of inside (not inside itself). Parents
 	 * already in the plan are skipped by EEXIST at run time. */
@@ -155,7 +155,7 @@ static int plan_mkdirs(struct plan *p, const char *inside, struct sbx_error *err
 	return 0;
 }
 
-static int plan_build(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct plan *p, struct sbx_error *err)
+static int plan_build(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct plan *p, struct zerr *err)
 {
 	struct op *op;
 
@@ -266,7 +266,7 @@ static int plan_build(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct p
 		const struct sbx_bind *b = &spec->binds[i];
 		struct stat st;
 		if (stat(b->src, &st) < 0)
-			return sbx_err(err, -errno, "bind source %s: %s", b->src, strerror(errno));
+			return zerr_set(err, -errno, "bind source %s: %s", b->src, strerror(errno));
 		int r = plan_mkdirs(p, b->dst, err);
 		if (r < 0)
 			return r;
@@ -653,59 +653,59 @@ static bool valid_dst(const char *d)
 	return strcmp(d, "/tmp") != 0;
 }
 
-int sbx_spec_check(const struct sbx_spec *spec, struct sbx_error *err)
+int sbx_spec_check(const struct sbx_spec *spec, struct zerr *err)
 {
 	if (!spec->argv || !spec->argv[0] || !spec->argv[0][0])
-		return sbx_err(err, -EINVAL, "no program given");
+		return zerr_set(err, -EINVAL, "no program given");
 	if (!spec->policy)
-		return sbx_err(err, -EINVAL, "no seccomp policy given");
+		return zerr_set(err, -EINVAL, "no seccomp policy given");
 	size_t bytes = 0, n = 0;
 	for (; spec->argv[n]; n++) {
 		bytes += strlen(spec->argv[n]) + 1;
 		if (n >= SBX_MAX_ARGS)
-			return sbx_err(err, -E2BIG, "more than %d arguments", SBX_MAX_ARGS);
+			return zerr_set(err, -E2BIG, "more than %d arguments", SBX_MAX_ARGS);
 	}
 	if (strlen(spec->argv[0]) >= SBX_PATH - 64)
-		return sbx_err(err, -ENAMETOOLONG, "program name too long");
+		return zerr_set(err, -ENAMETOOLONG, "program name too long");
 	for (n = 0; spec->env && spec->env[n]; n++) {
 		const char *e = spec->env[n];
 		const char *eq = strchr(e, '=');
 		if (!eq || !valid_env_name(e, (size_t)(eq - e)))
-			return sbx_err(err, -EINVAL,
-			               "bad environment entry \"%.64s\": want NAME=VALUE, NAME of [A-Za-z0-9_]", e);
+			return zerr_set(err, -EINVAL,
+			                "bad environment entry \"%.64s\": want NAME=VALUE, NAME of [A-Za-z0-9_]", e);
 		bytes += strlen(e) + 1;
 		if (n >= SBX_MAX_ENV)
-			return sbx_err(err, -E2BIG, "more than %d environment entries", SBX_MAX_ENV);
+			return zerr_set(err, -E2BIG, "more than %d environment entries", SBX_MAX_ENV);
 	}
 	if (bytes > SBX_MAX_STRINGS)
-		return sbx_err(err, -E2BIG, "arguments and environment exceed %d bytes", SBX_MAX_STRINGS);
+		return zerr_set(err, -E2BIG, "arguments and environment exceed %d bytes", SBX_MAX_STRINGS);
 	if (spec->n_binds > SBX_MAX_BINDS)
-		return sbx_err(err, -E2BIG, "more than %d binds", SBX_MAX_BINDS);
+		return zerr_set(err, -E2BIG, "more than %d binds", SBX_MAX_BINDS);
 	for (size_t i = 0; i < spec->n_binds; i++) {
 		const struct sbx_bind *b = &spec->binds[i];
 		if (!b->src || b->src[0] != '/' || strlen(b->src) >= SBX_PATH)
-			return sbx_err(err, -EINVAL, "bind source \"%s\" must be an absolute path",
-			               b->src ? b->src : "");
+			return zerr_set(err, -EINVAL, "bind source \"%s\" must be an absolute path",
+			                b->src ? b->src : "");
 		if (!b->dst || !valid_dst(b->dst))
-			return sbx_err(err, -EINVAL,
-			               "bind target \"%s\" must be a normalised absolute path outside /, /tmp, /proc, "
-			               "/dev, /usr, /etc and the /usr links",
-			               b->dst ? b->dst : "");
+			return zerr_set(err, -EINVAL,
+			                "bind target \"%s\" must be a normalised absolute path outside /, /tmp, /proc, "
+			                "/dev, /usr, /etc and the /usr links",
+			                b->dst ? b->dst : "");
 	}
 	const char *h = spec->hostname ? spec->hostname : "zmesh";
 	if (!h[0] || strlen(h) > 63)
-		return sbx_err(err, -EINVAL, "bad hostname");
+		return zerr_set(err, -EINVAL, "bad hostname");
 	for (const char *c = h; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
-			return sbx_err(err, -EINVAL, "bad hostname");
+			return zerr_set(err, -EINVAL, "bad hostname");
 	if (spec->tmpfs_bytes < 64 * 1024)
-		return sbx_err(err, -EINVAL, "workspace below 64K");
+		return zerr_set(err, -EINVAL, "workspace below 64K");
 	if (spec->nofile < 16 || spec->nofile > 1048576)
-		return sbx_err(err, -EINVAL, "nofile must be within 16..1048576");
+		return zerr_set(err, -EINVAL, "nofile must be within 16..1048576");
 	return 0;
 }
 
-static int build_exec(const struct sbx_spec *spec, struct plan *p, struct sbx_error *err)
+static int build_exec(const struct sbx_spec *spec, struct plan *p, struct zerr *err)
 {
 	size_t n = 0;
 	for (; spec->argv[n]; n++)
@@ -738,7 +738,7 @@ static int build_exec(const struct sbx_spec *spec, struct plan *p, struct sbx_er
 	static const char *const dirs[] = {"/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin"};
 	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
 		if (snprintf(p->candidate_buf[i], SBX_PATH, "%s/%s", dirs[i], prog) >= SBX_PATH)
-			return sbx_err(err, -ENAMETOOLONG, "program name too long");
+			return zerr_set(err, -ENAMETOOLONG, "program name too long");
 		p->candidates[i] = p->candidate_buf[i];
 	}
 	p->n_candidates = ELEMENTSOF(dirs);
@@ -776,7 +776,7 @@ static int slot_lock(const struct sbx_ctx *ctx, int slot)
 	return fd;
 }
 
-static int slot_acquire(struct sbx_ctx *ctx, int *ret_slot, struct sbx_error *err)
+static int slot_acquire(struct sbx_ctx *ctx, int *ret_slot, struct zerr *err)
 {
 	for (uint32_t i = 0; i < ctx->slots; i++) {
 		int slot = (int)((ctx->next_slot + i) % ctx->slots);
@@ -787,9 +787,9 @@ static int slot_acquire(struct sbx_ctx *ctx, int *ret_slot, struct sbx_error *er
 			return fd;
 		}
 		if (fd != -EWOULDBLOCK)
-			return sbx_err(err, fd, "lock slot %d in %s: %s", slot, ctx->run_dir, strerror(-fd));
+			return zerr_set(err, fd, "lock slot %d in %s: %s", slot, ctx->run_dir, strerror(-fd));
 	}
-	return sbx_err(err, -EBUSY, "all %u sandbox slots are in use", ctx->slots);
+	return zerr_set(err, -EBUSY, "all %u sandbox slots are in use", ctx->slots);
 }
 
 /* A leftover's slot lock is free: take it (the sweep holds it while it
@@ -804,7 +804,7 @@ static int slot_is_stale(const char *name, void *userdata)
 	return fd >= 0 ? fd : -1;
 }
 
-int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct sbx_error *err)
+int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct zerr *err)
 {
 	memset(ctx, 0, sizeof(*ctx));
 	struct sbx_options o = opt ? *opt : (struct sbx_options){0};
@@ -817,13 +817,13 @@ int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct sbx_
 	ctx->uid_base = o.uid_base ? o.uid_base : 200000;
 	ctx->slots = o.slots ? o.slots : 1024;
 	if (ctx->uid_base < 1000 || (uint64_t)ctx->uid_base + ctx->slots > 0x7fffffff)
-		return sbx_err(err, -EINVAL, "sandbox uid range %u+%u is not an unprivileged range", ctx->uid_base,
-		               ctx->slots);
+		return zerr_set(err, -EINVAL, "sandbox uid range %u+%u is not an unprivileged range", ctx->uid_base,
+		                ctx->slots);
 	if (snprintf(ctx->run_dir, sizeof(ctx->run_dir), "%s", o.run_dir) >= (int)sizeof(ctx->run_dir))
-		return sbx_err(err, -ENAMETOOLONG, "run directory path too long");
+		return zerr_set(err, -ENAMETOOLONG, "run directory path too long");
 
 	if (geteuid() != 0)
-		return sbx_err(err, -EPERM, "the sandbox needs root (it creates namespaces and cgroups)");
+		return zerr_set(err, -EPERM, "the sandbox needs root (it creates namespaces and cgroups)");
 
 	int r = cg_probe(&ctx->cg, o.cgroup_root, o.cgroup_prefix, true, err);
 	if (r < 0)
@@ -834,7 +834,7 @@ int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct sbx_
 	for (size_t i = 0; i < ELEMENTSOF(sub); i++) {
 		snprintf(p, sizeof(p), "%s%s", ctx->run_dir, sub[i]);
 		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			return sbx_err(err, -errno, "mkdir %s: %s", p, strerror(errno));
+			return zerr_set(err, -errno, "mkdir %s: %s", p, strerror(errno));
 	}
 
 	/* Mirror the host's merged-/usr links; a host with a real /lib is not
@@ -876,7 +876,7 @@ static void close_fd(int *fd)
 	}
 }
 
-int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct sbx_error *err)
+int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct zerr *err)
 {
 	ret->pid = -1;
 	ret->pidfd = -1;
@@ -889,7 +889,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	_cleanup_free_ struct plan *p = calloc(1, sizeof(*p));
 	int child_stdio[3] = {-1, -1, -1}, info[2] = {-1, -1}, go[2] = {-1, -1};
 	if (!p) {
-		r = sbx_err(err, -ENOMEM, "out of memory");
+		r = zerr_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 
@@ -922,7 +922,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 
 	p->caps_empty = cap_init();
 	if (!p->caps_empty) {
-		r = sbx_err(err, -ENOMEM, "cap_init: out of memory");
+		r = zerr_set(err, -ENOMEM, "cap_init: out of memory");
 		goto fail;
 	}
 
@@ -947,7 +947,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 		}
 		int pp[2];
 		if (pipe2(pp, O_CLOEXEC) < 0) {
-			r = sbx_err(err, -errno, "pipe: %s", strerror(errno));
+			r = zerr_set(err, -errno, "pipe: %s", strerror(errno));
 			goto fail;
 		}
 		child_stdio[i] = i == 0 ? pp[0] : pp[1];
@@ -957,7 +957,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	/* go is a socket, not a pipe: sending to a child that died must give
 	 * EPIPE, not SIGPIPE to a caller that never asked for it. */
 	if (pipe2(info, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) < 0) {
-		r = sbx_err(err, -errno, "pipe: %s", strerror(errno));
+		r = zerr_set(err, -errno, "pipe: %s", strerror(errno));
 		goto fail;
 	}
 	p->fds[3] = info[1];
@@ -987,7 +987,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	if (pid == 0)
 		child_main(p);
 	if (pid < 0) {
-		r = sbx_err(err, -errno, "clone3: %s", strerror(errno));
+		r = zerr_set(err, -errno, "clone3: %s", strerror(errno));
 		goto fail;
 	}
 	s.pid = (pid_t)pid;
@@ -1014,7 +1014,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 		}
 	}
 	if (send(go[1], "G", 1, MSG_NOSIGNAL) != 1 && errno != EPIPE && errno != ECONNRESET) {
-		r = sbx_err(err, -errno, "release sandbox: %s", strerror(errno));
+		r = zerr_set(err, -errno, "release sandbox: %s", strerror(errno));
 		goto fail;
 	}
 released:
@@ -1043,19 +1043,19 @@ fail:
 	return r;
 }
 
-int sbx_adopt_cgroup(const struct sbx_ctx *ctx, struct sbx *sbx, struct sbx_error *err)
+int sbx_adopt_cgroup(const struct sbx_ctx *ctx, struct sbx *sbx, struct zerr *err)
 {
 	char name[32];
 	snprintf(name, sizeof(name), "sbx-%d", sbx->slot);
 	return cg_open(&ctx->cg, name, &sbx->cg, err);
 }
 
-int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err)
+int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err)
 {
 	return cg_set_limits(&sbx->cg, lim, err);
 }
 
-int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err)
+int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err)
 {
 	int r = cg_set_limits(&sbx->cg, lim, err);
 	if (r < 0)

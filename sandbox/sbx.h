@@ -110,10 +110,10 @@ struct sbx {
 
 /* Probe cgroups, prepare the run directory, remove leftovers of crashed
  * sandboxes. opt may be NULL for the defaults. */
-int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct sbx_error *err);
+int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct zerr *err);
 
 /* Validate spec (sizes, names, paths) without side effects. */
-int sbx_spec_check(const struct sbx_spec *spec, struct sbx_error *err);
+int sbx_spec_check(const struct sbx_spec *spec, struct zerr *err);
 
 /* Start a sandbox. On success *ret owns a slot, a cgroup, a pidfd and pipes,
  * released by sbx_destroy(). On failure nothing is left. A failure inside the
@@ -122,16 +122,16 @@ int sbx_spec_check(const struct sbx_spec *spec, struct sbx_error *err);
  * With spec->clone_parent, a failure after the clone leaves ret->pid and
  * ret->pidfd set (else -1): the child is killed, and only the caller's parent
  * can reap it. */
-int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct sbx_error *err);
+int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct zerr *err);
 
 /* Change the cgroup limits of a running sandbox (assign time). */
-int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err);
+int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err);
 
 /* Give a sandbox started ahead of time its work: set the limits of the
  * function it will run and restart its accounting (wall time, CPU, memory
  * peak where the cgroup allows) from now, so the report covers the work
  * only. The runtime is already waiting on stdin. */
-int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct sbx_error *err);
+int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err);
 
 /* Send a signal to the sandbox's init. SIGKILL ends the whole sandbox; other
  * signals are forwarded by init to the program. */
@@ -160,7 +160,7 @@ void sbx_destroy(struct sbx *sbx);
 
 /* Open the cgroup of a sandbox spawned elsewhere (by the spawner) so that its
  * limits, statistics and removal work from this process. */
-int sbx_adopt_cgroup(const struct sbx_ctx *ctx, struct sbx *sbx, struct sbx_error *err);
+int sbx_adopt_cgroup(const struct sbx_ctx *ctx, struct sbx *sbx, struct zerr *err);
 
 /* Exit status a command-line tool should return for a report. */
 int sbx_report_exit_status(const struct sbx_report *r);

@@ -37,7 +37,7 @@ struct wire_rep {
 	uint32_t uid;
 	uint32_t fds; /* bit 0: pidfd; bit 1: info+slot; bits 2-4: stdio[0..2] */
 	uint64_t start_ns;
-	char msg[512];
+	char msg[sizeof(((struct zerr *)0)->msg)];
 };
 
 static int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
@@ -121,36 +121,36 @@ static const char *next_string(const char **cur, const char *end)
 
 static int parse_request(const char *buf, size_t len, const int *fds, size_t nfds, struct sbx_spec *spec,
                          const char **argv, const char **env, struct sbx_bind *binds, struct pol_program *prog,
-                         struct sbx_error *err)
+                         struct zerr *err)
 {
 	struct wire_req h;
 	if (len < sizeof(h))
-		return sbx_err(err, -EBADMSG, "spawn request too short");
+		return zerr_set(err, -EBADMSG, "spawn request too short");
 	memcpy(&h, buf, sizeof(h));
 	if (h.magic != WIRE_MAGIC || h.len != len || h.n_argv == 0 || h.n_argv > SBX_MAX_ARGS ||
 	    h.n_env > SBX_MAX_ENV || h.n_binds > SBX_MAX_BINDS || h.policy_insns == 0 ||
 	    h.policy_insns > BPF_MAXINSNS || memchr(h.hostname, '\0', sizeof(h.hostname)) == NULL)
-		return sbx_err(err, -EBADMSG, "malformed spawn request");
+		return zerr_set(err, -EBADMSG, "malformed spawn request");
 	const char *cur = buf + sizeof(h), *end = buf + len;
 	for (uint32_t i = 0; i < h.n_argv; i++)
 		if (!(argv[i] = next_string(&cur, end)))
-			return sbx_err(err, -EBADMSG, "malformed spawn request (argv)");
+			return zerr_set(err, -EBADMSG, "malformed spawn request (argv)");
 	argv[h.n_argv] = NULL;
 	for (uint32_t i = 0; i < h.n_env; i++)
 		if (!(env[i] = next_string(&cur, end)))
-			return sbx_err(err, -EBADMSG, "malformed spawn request (env)");
+			return zerr_set(err, -EBADMSG, "malformed spawn request (env)");
 	env[h.n_env] = NULL;
 	for (uint32_t i = 0; i < h.n_binds; i++) {
 		binds[i].src = next_string(&cur, end);
 		binds[i].dst = binds[i].src ? next_string(&cur, end) : NULL;
 		if (!binds[i].dst)
-			return sbx_err(err, -EBADMSG, "malformed spawn request (binds)");
+			return zerr_set(err, -EBADMSG, "malformed spawn request (binds)");
 		binds[i].rw = (h.bind_rw >> i) & 1;
 	}
 	size_t off = (size_t)(cur - buf);
 	off = (off + 7) & ~(size_t)7;
 	if (off + (size_t)h.policy_insns * sizeof(struct sock_filter) != len)
-		return sbx_err(err, -EBADMSG, "malformed spawn request (policy)");
+		return zerr_set(err, -EBADMSG, "malformed spawn request (policy)");
 	prog->fprog.len = (unsigned short)h.policy_insns;
 	prog->fprog.filter = (struct sock_filter *)(void *)(buf + off);
 
@@ -159,7 +159,7 @@ static int parse_request(const char *buf, size_t len, const int *fds, size_t nfd
 		spec->stdio[i] = -1;
 		if ((h.stdio_passed >> i) & 1) {
 			if (k >= nfds)
-				return sbx_err(err, -EBADMSG, "spawn request lacks a stdio descriptor");
+				return zerr_set(err, -EBADMSG, "spawn request lacks a stdio descriptor");
 			spec->stdio[i] = fds[k++];
 		}
 	}
@@ -198,13 +198,13 @@ static _Noreturn void spawner_main(struct sbx_ctx *ctx, int sock)
 		if (n == 0)
 			_exit(0);
 		struct wire_rep rep = {.magic = WIRE_MAGIC};
-		struct sbx_error err = {0};
+		struct zerr err = {0};
 		struct sbx s = {.pid = -1, .pidfd = -1, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
 		struct sbx_spec spec = {0};
 		struct pol_program prog = {0};
 		int r;
 		if (n < 0)
-			r = n == -EMSGSIZE ? sbx_err(&err, -EMSGSIZE, "spawn request too large") : (_exit(1), 0);
+			r = n == -EMSGSIZE ? zerr_set(&err, -EMSGSIZE, "spawn request too large") : (_exit(1), 0);
 		else {
 			r = parse_request(buf, (size_t)n, in, nin, &spec, argv, env, binds, &prog, &err);
 			if (r == 0)
@@ -246,11 +246,11 @@ static _Noreturn void spawner_main(struct sbx_ctx *ctx, int sock)
 	}
 }
 
-int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct sbx_error *err)
+int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct zerr *err)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return sbx_err(err, -errno, "socketpair: %s", strerror(errno));
+		return zerr_set(err, -errno, "socketpair: %s", strerror(errno));
 	/* A request carries argv, env and the policy: room for the largest. */
 	int size = WIRE_BUF;
 	for (int i = 0; i < 2; i++) {
@@ -262,7 +262,7 @@ int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct sbx_e
 		int r = -errno;
 		close(sv[0]);
 		close(sv[1]);
-		return sbx_err(err, r, "fork spawner: %s", strerror(-r));
+		return zerr_set(err, r, "fork spawner: %s", strerror(-r));
 	}
 	if (pid == 0) {
 		close(sv[0]);
@@ -276,7 +276,7 @@ int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct sbx_e
 }
 
 static int serialize(const struct sbx_spec *spec, char **ret_buf, size_t *ret_len, int *fds, size_t *nfds,
-                     struct sbx_error *err)
+                     struct zerr *err)
 {
 	struct wire_req h = {.magic = WIRE_MAGIC};
 	size_t strings = 0;
@@ -294,7 +294,7 @@ static int serialize(const struct sbx_spec *spec, char **ret_buf, size_t *ret_le
 	size_t off = (sizeof(h) + strings + 7) & ~(size_t)7;
 	size_t len = off + (size_t)h.policy_insns * sizeof(struct sock_filter);
 	if (len > WIRE_MAX)
-		return sbx_err(err, -E2BIG, "spawn request too large");
+		return zerr_set(err, -E2BIG, "spawn request too large");
 	h.len = (uint32_t)len;
 	h.tmpfs_bytes = spec->tmpfs_bytes;
 	h.fsize_bytes = spec->fsize_bytes;
@@ -315,7 +315,7 @@ static int serialize(const struct sbx_spec *spec, char **ret_buf, size_t *ret_le
 
 	char *buf = calloc(1, len);
 	if (!buf)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	memcpy(buf, &h, sizeof(h));
 	char *cur = buf + sizeof(h);
 #define PUT(s) (cur = stpcpy(cur, (s)) + 1)
@@ -335,7 +335,7 @@ static int serialize(const struct sbx_spec *spec, char **ret_buf, size_t *ret_le
 }
 
 int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
-                      struct sbx_error *err)
+                      struct zerr *err)
 {
 	ret->pid = -1;
 	ret->pidfd = -1;
@@ -357,9 +357,9 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 	ssize_t n = r < 0 ? r : recv_fds(sp->fd, &rep, sizeof(rep), in, 6, &nin);
 	pthread_mutex_unlock(&sp->lock);
 	if (r < 0)
-		return sbx_err(err, r, "send to spawner: %s", strerror(-r));
+		return zerr_set(err, r, "send to spawner: %s", strerror(-r));
 	if (n <= 0)
-		return sbx_err(err, n < 0 ? (int)n : -EPIPE, "spawner: %s", n < 0 ? strerror((int)-n) : "gone");
+		return zerr_set(err, n < 0 ? (int)n : -EPIPE, "spawner: %s", n < 0 ? strerror((int)-n) : "gone");
 
 	size_t want = (size_t)__builtin_popcount(rep.fds & 1) + ((rep.fds & 2) ? 2 : 0) +
 	              (size_t)__builtin_popcount((rep.fds >> 2) & 7);
@@ -378,7 +378,7 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 				close(pfd);
 			}
 		}
-		return sbx_err(err, -EBADMSG, "malformed answer from the spawner");
+		return zerr_set(err, -EBADMSG, "malformed answer from the spawner");
 	}
 	size_t k = 0;
 	if (rep.fds & 1) {
@@ -387,7 +387,7 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 	}
 	if (rep.err < 0) {
 		rep.msg[sizeof(rep.msg) - 1] = '\0';
-		return sbx_err(err, rep.err, "%s", rep.msg);
+		return zerr_set(err, rep.err, "%s", rep.msg);
 	}
 	struct sbx s = {.pid = rep.pid,
 	                .pidfd = ret->pidfd,

@@ -25,13 +25,13 @@ struct sbx_spawner {
 
 /* Fork the spawner. ctx must have been initialised (sbx_ctx_init) in this
  * process; the spawner inherits a copy. */
-int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct sbx_error *err);
+int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct zerr *err);
 
 /* Spawn through the spawner. Same contract as sbx_spawn(): on success *ret
  * is a sandbox of this process (sbx_reap, sbx_destroy work as usual).
  * Thread-safe. */
 int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
-                      struct sbx_error *err);
+                      struct zerr *err);
 
 /* Close the channel and wait for the spawner to exit. */
 void sbx_spawner_stop(struct sbx_spawner *sp);

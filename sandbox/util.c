@@ -8,18 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-int sbx_err(struct sbx_error *err, int code, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		err->code = code;
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 /* The decimal number s starts with (no sign, no space): its value and where
  * it ends. */
 static int leading_u64(const char *s, unsigned long long *ret, char **end)

@@ -1,5 +1,5 @@
 /* util.h - small helpers shared by the sandbox library and its tools:
- * cleanup attributes, the error object, bounded parsing and sysfs I/O. */
+ * bounded parsing and sysfs I/O. */
 #pragma once
 
 #include <errno.h>
@@ -11,16 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-
-/* The error object: a negative errno and one line saying what failed.
- * Library code fills it and returns the code; the caller reports it once. */
-struct sbx_error {
-	int code;
-	char msg[512];
-};
-
-/* Fill *err (may be NULL) and return code, which must be negative. */
-int sbx_err(struct sbx_error *err, int code, const char *fmt, ...) _printf_(3, 4);
+#include "error.h"
 
 /* Parse "512", "64K", "256M", "2G" (powers of 1024) into bytes. Rejects empty,
  * negative, trailing garbage, overflow and values above max. */

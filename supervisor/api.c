@@ -42,7 +42,7 @@ static void conn_release(struct conn *c)
 
 /* ---- replies ------------------------------------------------------------- */
 
-static void reply_db(struct http_request *req, int code, const struct sbx_error *err)
+static void reply_db(struct http_request *req, int code, const struct zerr *err)
 {
 	if (code == -EEXIST) {
 		http_reply_error(req, 409, "CONFLICT", "%s", "that name or slug is already taken");
@@ -66,7 +66,7 @@ static bool get_conn(struct app *app, struct http_request *req, struct conn *ret
 }
 
 /* One row, one column of JSON built by the query. *ret is NULL without a row. */
-static int q_json(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, struct sbx_error *err)
+static int q_json(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, struct zerr *err)
 {
 	_cleanup_res_ PGresult *res = NULL;
 	int r = db_exec_params(c, sql, n, p, &res, err);
@@ -77,7 +77,7 @@ static int q_json(PGconn *c, const char *sql, int n, const char *const *p, json_
 		return 0;
 	json_error_t jerr;
 	*ret = json_loads(PQgetvalue(res, 0, 0), JSON_DECODE_ANY, &jerr);
-	return *ret ? 0 : sbx_err(err, -EIO, "bad JSON from the database: %s", jerr.text);
+	return *ret ? 0 : zerr_set(err, -EIO, "bad JSON from the database: %s", jerr.text);
 }
 
 /* ---- validation ---------------------------------------------------------- */
@@ -198,7 +198,7 @@ static bool verify_token(struct app *app, struct http_request *req, struct user 
 		http_reply_error(req, 401, "UNAUTHORIZED", "missing bearer token (POST /auth/login gives one)");
 		return false;
 	}
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_free_ char *sub = NULL;
 	int r = auth_jwt_verify(app->jwt_key, app->jwt_key_len, h + 7, (int64_t)time(NULL), &sub, NULL, &err);
 	if (r < 0) {
@@ -295,7 +295,7 @@ static const char function_cols[] = "f.id, f.name, f.slug, f.language, f.entry_p
                                     "f.version, f.status = 'active', f.code, f.env";
 
 /* function_cols at column col. */
-static int function_from_row(PGresult *res, int row, int col, struct function *ret, struct sbx_error *err)
+static int function_from_row(PGresult *res, int row, int col, struct function *ret, struct zerr *err)
 {
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->id, sizeof(ret->id), "%s", PQgetvalue(res, row, col));
@@ -311,7 +311,7 @@ static int function_from_row(PGresult *res, int row, int col, struct function *r
 	ret->env = json_loads(PQgetvalue(res, row, col + 10), 0, NULL);
 	if (!ret->code || !ret->env) {
 		function_done(ret);
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	}
 	return 0;
 }
@@ -343,8 +343,8 @@ static bool json_from_column(struct http_request *req, PGresult *res, int col, j
 	json_error_t jerr;
 	*ret = json_loads(PQgetvalue(res, 0, col), JSON_DECODE_ANY, &jerr);
 	if (!*ret) {
-		struct sbx_error err = {0};
-		reply_db(req, sbx_err(&err, -EIO, "bad JSON from the database: %s", jerr.text), &err);
+		struct zerr err = {0};
+		reply_db(req, zerr_set(&err, -EIO, "bad JSON from the database: %s", jerr.text), &err);
 	}
 	return *ret != NULL;
 }
@@ -388,7 +388,7 @@ static bool call_begin(struct http_request *req, struct app *app, unsigned need,
 	snprintf(sql + n, sizeof(sql) - n, " WHERE u.id = $1::uuid");
 
 	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = db_exec_params(k->c.c, sql, want_f ? 3 : want_p ? 2 : 1, prm, &res, &err);
 	if (r < 0) {
 		reply_db(req, r, &err);
@@ -441,7 +441,7 @@ static void h_projects_list(struct http_request *req, void *app_)
 	         project_json);
 	const char *p[] = {k.u.id};
 	json_t *j = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = q_json(k.c.c, sql, 1, p, &j, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
@@ -451,17 +451,17 @@ static void h_projects_list(struct http_request *req, void *app_)
 /* CREATE/DROP ROLE and DATABASE take no bound parameters. The names and the
  * password are generated here (hex) and still quoted by libpq; this is the
  * only SQL of the daemon not made of bound parameters. */
-static int quote(PGconn *c, const char *s, bool literal, char *buf, size_t size, struct sbx_error *err)
+static int quote(PGconn *c, const char *s, bool literal, char *buf, size_t size, struct zerr *err)
 {
 	char *q = literal ? PQescapeLiteral(c, s, strlen(s)) : PQescapeIdentifier(c, s, strlen(s));
 	if (!q)
-		return sbx_err(err, -EINVAL, "cannot quote %s", literal ? "a literal" : "an identifier");
+		return zerr_set(err, -EINVAL, "cannot quote %s", literal ? "a literal" : "an identifier");
 	int n = snprintf(buf, size, "%s", q);
 	PQfreemem(q);
-	return n < (int)size ? 0 : sbx_err(err, -ENAMETOOLONG, "name too long");
+	return n < (int)size ? 0 : zerr_set(err, -ENAMETOOLONG, "name too long");
 }
 
-static int run_sql(PGconn *c, const char *sql, struct sbx_error *err)
+static int run_sql(PGconn *c, const char *sql, struct zerr *err)
 {
 	_cleanup_res_ PGresult *res = NULL;
 	return db_exec_params(c, sql, 0, NULL, &res, err);
@@ -474,7 +474,7 @@ static int run_sql(PGconn *c, const char *sql, struct sbx_error *err)
  * 4096 rounds on each side cost every invocation's connection some 3 ms. */
 #define PROJECT_SCRAM_ITERATIONS 1
 
-static int provision_database(PGconn *c, const char *name, const char *password, struct sbx_error *err)
+static int provision_database(PGconn *c, const char *name, const char *password, struct zerr *err)
 {
 	char qn[160], qp[300], sql[600], verifier[AUTH_SCRAM_VERIFIER_MAX];
 	int r = quote(c, name, false, qn, sizeof(qn), err);
@@ -502,7 +502,7 @@ static int provision_database(PGconn *c, const char *name, const char *password,
 
 static void drop_database(PGconn *c, const char *name)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	char qn[160], sql[400];
 	if (quote(c, name, false, qn, sizeof(qn), &err) < 0)
 		return;
@@ -520,7 +520,7 @@ static void h_projects_create(struct http_request *req, void *app_)
 	_cleanup_call_ struct call k;
 	if (!call_begin(req, app, NEED_USER, &k))
 		return;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
@@ -606,7 +606,7 @@ static void h_project_patch(struct http_request *req, void *app_)
 		return;
 	if (!k.p.owner)
 		return http_reply_error(req, 403, "FORBIDDEN", "only the project's owner may change the project");
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!json_is_object(body))
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", body ? "want a JSON object" : err.msg);
@@ -640,7 +640,7 @@ static void h_project_delete(struct http_request *req, void *app_)
 	if (!k.p.owner)
 		return http_reply_error(req, 403, "FORBIDDEN", "only the project's owner may delete the project");
 	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	const char *prm[] = {k.p.id};
 	int r = db_exec_params(k.c.c, "DELETE FROM projects WHERE id = $1", 1, prm, &res, &err);
 	if (r < 0)
@@ -658,7 +658,7 @@ static void h_members_add(struct http_request *req, void *app_)
 		return;
 	if (!k.p.owner)
 		return http_reply_error(req, 403, "FORBIDDEN", "only the project's owner may share the project");
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
@@ -691,7 +691,7 @@ static void h_keys_list(struct http_request *req, void *app_)
 		return;
 	const char *prm[] = {k.p.id};
 	json_t *j = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = q_json(k.c.c,
 	               "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'prefix', prefix, "
 	               "'created_at', created_at, 'last_used_at', last_used_at) ORDER BY created_at), '[]') "
@@ -708,7 +708,7 @@ static void h_keys_create(struct http_request *req, void *app_)
 	_cleanup_call_ struct call k;
 	if (!call_begin(req, app, NEED_PROJECT, &k))
 		return;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
@@ -744,7 +744,7 @@ static void h_key_delete(struct http_request *req, void *app_)
 		return http_reply_error(req, 404, "NOT_FOUND", "no such API key");
 	const char *prm[] = {k.p.id, kid};
 	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = db_exec_params(k.c.c, "DELETE FROM api_keys WHERE project_id = $1 AND id = $2::uuid RETURNING id", 2,
 	                       prm, &res, &err);
 	if (r < 0)
@@ -877,7 +877,7 @@ static void h_functions_list(struct http_request *req, void *app_)
 	         function_json);
 	const char *prm[] = {k.p.id};
 	json_t *j = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = q_json(k.c.c, sql, 1, prm, &j, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
@@ -890,7 +890,7 @@ static void h_functions_create(struct http_request *req, void *app_)
 	_cleanup_call_ struct call k;
 	if (!call_begin(req, app, NEED_PROJECT, &k))
 		return;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
@@ -950,7 +950,7 @@ static const char snapshot_sql[] =
  * version is skipped), snapshot the current state, run update (which
  * returns the function's JSON). -ENOENT when update changed nothing. */
 static int versioned_update(PGconn *c, const char *id, const char *update, int n, const char *const *prm, json_t **ret,
-                            struct sbx_error *err)
+                            struct zerr *err)
 {
 	const char *pid[] = {id};
 	json_t *j = NULL;
@@ -968,7 +968,7 @@ static int versioned_update(PGconn *c, const char *id, const char *update, int n
 		r = db_exec_params(c, "COMMIT", 0, NULL, &r4, err);
 	if (r < 0) {
 		json_decref(j);
-		struct sbx_error e2 = {0};
+		struct zerr e2 = {0};
 		_cleanup_res_ PGresult *rb = NULL;
 		db_exec_params(c, "ROLLBACK", 0, NULL, &rb, &e2);
 		return r;
@@ -985,7 +985,7 @@ static void h_function_patch(struct http_request *req, void *app_)
 		return;
 	char id[UUID_LEN + 1];
 	snprintf(id, sizeof(id), "%s", k.f.id);
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
@@ -1023,7 +1023,7 @@ static void h_function_delete(struct http_request *req, void *app_)
 		return;
 	const char *prm[] = {k.f.id};
 	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = db_exec_params(k.c.c, "DELETE FROM functions WHERE id = $1", 1, prm, &res, &err);
 	if (r < 0)
 		return reply_db(req, r, &err);
@@ -1038,7 +1038,7 @@ static void h_versions_list(struct http_request *req, void *app_)
 		return;
 	const char *prm[] = {k.f.id};
 	json_t *j = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r =
 	    q_json(k.c.c,
 	           "SELECT json_build_object('current', (SELECT version FROM functions WHERE id = $1), 'versions', "
@@ -1068,7 +1068,7 @@ static void h_rollback(struct http_request *req, void *app_)
 		return http_reply_error(req, 409, "ALREADY_CURRENT", "version %" PRIu64 " is the current one", v);
 	char vs[24];
 	snprintf(vs, sizeof(vs), "%" PRIu64, v);
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	/* versioned_update snapshots the current state first, so that this
 	 * rollback can itself be rolled back. */
 	char sql[2048];
@@ -1201,7 +1201,7 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 	         p->monthly_cap >= 0 ? (uint64_t)p->monthly_cap : tier->monthly_invocations);
 	const char *prm[] = {p->id, cap};
 	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	PGconn *qc = db_acquire(app->pool);
 	/* The count commits without waiting for its WAL flush (set_config is
 	 * local to this statement's transaction): a crash may forget the last
@@ -1212,7 +1212,7 @@ static void invoke(struct app *app, struct http_request *req, struct conn *c, co
 	                            "SELECT zmesh_take_invocation($1, $2), "
 	                            "set_config('synchronous_commit', 'off', true)",
 	                            2, prm, &res, &err)
-	           : sbx_err(&err, -ETIMEDOUT, "no database connection");
+	           : zerr_set(&err, -ETIMEDOUT, "no database connection");
 	if (qc)
 		db_release(app->pool, qc);
 	if (r < 0) {
@@ -1322,7 +1322,7 @@ static void h_invoke(struct http_request *req, void *app_)
 	_cleanup_call_ struct call k;
 	if (!call_begin(req, app, NEED_FUNCTION, &k))
 		return;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	size_t len = 0;
 	http_body(req, &len);
 	_cleanup_json_ json_t *body = len ? http_json_body(req, &err) : json_object();
@@ -1339,7 +1339,7 @@ static void h_api_invoke(struct http_request *req, void *app_)
 	struct app *app = app_;
 	const char *key = http_header(req, "x-api-key");
 	char hash[65];
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	if (!key)
 		return http_reply_error(req, 401, "UNAUTHORIZED", "missing x-api-key header");
 	if (auth_apikey_hash(key, hash, &err) < 0)
@@ -1408,7 +1408,7 @@ static void h_invocations_list(struct http_request *req, void *app_)
 	snprintf(o, sizeof(o), "%" PRIu64, offset);
 	const char *prm[] = {id, l, o};
 	json_t *j = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r =
 	    q_json(k.c.c,
 	           "SELECT coalesce(json_agg(x), '[]') FROM (SELECT json_build_object('id', id, 'version', version, "
@@ -1440,7 +1440,7 @@ static void h_invocation_get(struct http_request *req, void *app_)
 		return http_reply_error(req, 404, "NOT_FOUND", "no such invocation");
 	const char *prm[] = {id, iid};
 	json_t *j = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = q_json(
 	    k.c.c,
 	    "SELECT json_build_object('id', id, 'function_id', function_id, 'version', version, 'trigger', "
@@ -1460,7 +1460,7 @@ static void h_invocation_get(struct http_request *req, void *app_)
 static void h_login(struct http_request *req, void *app_)
 {
 	struct app *app = app_;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
@@ -1519,7 +1519,7 @@ static void h_users_create(struct http_request *req, void *app_)
 		return;
 	if (!k.u.admin)
 		return http_reply_error(req, 403, "FORBIDDEN", "only an admin creates users");
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_json_ json_t *body = http_json_body(req, &err);
 	if (!body)
 		return http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
@@ -1555,7 +1555,7 @@ static void h_healthz(struct http_request *req, void *app_)
 	if (!get_conn(app, req, &c))
 		return;
 	_cleanup_res_ PGresult *res = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	if (db_exec_params(c.c, "SELECT 1", 0, NULL, &res, &err) < 0)
 		return http_reply_error(req, 503, "UNAVAILABLE", "the database does not answer");
 	http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));

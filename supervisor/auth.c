@@ -74,33 +74,33 @@ static void b64url_encode_into(const uint8_t *in, size_t n, char *out)
 	out[o] = '\0';
 }
 
-int auth_b64url_encode(const uint8_t *in, size_t len, char **ret, struct sbx_error *err)
+int auth_b64url_encode(const uint8_t *in, size_t len, char **ret, struct zerr *err)
 {
 	if (!ret || (!in && len > 0))
-		return sbx_err(err, -EINVAL, "base64url encode: missing argument");
+		return zerr_set(err, -EINVAL, "base64url encode: missing argument");
 	if (len > AUTH_B64URL_MAX)
-		return sbx_err(err, -EINVAL, "base64url encode: input of %zu bytes exceeds %u", len, AUTH_B64URL_MAX);
+		return zerr_set(err, -EINVAL, "base64url encode: input of %zu bytes exceeds %u", len, AUTH_B64URL_MAX);
 	char *out = malloc(B64URL_LEN(len) + 1);
 	if (!out)
-		return sbx_err(err, -ENOMEM, "base64url encode: out of memory");
+		return zerr_set(err, -ENOMEM, "base64url encode: out of memory");
 	b64url_encode_into(in, len, out);
 	*ret = out;
 	return 0;
 }
 
-int auth_b64url_decode(const char *in, size_t len, uint8_t **ret, size_t *ret_len, struct sbx_error *err)
+int auth_b64url_decode(const char *in, size_t len, uint8_t **ret, size_t *ret_len, struct zerr *err)
 {
 	if (!ret || !ret_len || (!in && len > 0))
-		return sbx_err(err, -EINVAL, "base64url decode: missing argument");
+		return zerr_set(err, -EINVAL, "base64url decode: missing argument");
 	if (len > AUTH_B64URL_MAX)
-		return sbx_err(err, -EINVAL, "base64url decode: input of %zu bytes exceeds %u", len, AUTH_B64URL_MAX);
+		return zerr_set(err, -EINVAL, "base64url decode: input of %zu bytes exceeds %u", len, AUTH_B64URL_MAX);
 	if (len % 4 == 1)
-		return sbx_err(err, -EINVAL, "base64url decode: impossible length %zu", len);
+		return zerr_set(err, -EINVAL, "base64url decode: impossible length %zu", len);
 
 	size_t n = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
 	_cleanup_free_ uint8_t *out = malloc(n + 1);
 	if (!out)
-		return sbx_err(err, -ENOMEM, "base64url decode: out of memory");
+		return zerr_set(err, -ENOMEM, "base64url decode: out of memory");
 
 	uint32_t acc = 0;
 	int bits = 0;
@@ -108,7 +108,7 @@ int auth_b64url_decode(const char *in, size_t len, uint8_t **ret, size_t *ret_le
 	for (size_t i = 0; i < len; i++) {
 		int v = b64url_value((unsigned char)in[i]);
 		if (v < 0)
-			return sbx_err(err, -EINVAL, "base64url decode: invalid character at offset %zu", i);
+			return zerr_set(err, -EINVAL, "base64url decode: invalid character at offset %zu", i);
 		acc = (acc << 6 | (uint32_t)v) & 0xffffff;
 		bits += 6;
 		if (bits >= 8) {
@@ -120,7 +120,7 @@ int auth_b64url_decode(const char *in, size_t len, uint8_t **ret, size_t *ret_le
 	 * zero. Refusing anything else keeps one encoding per value, so a
 	 * signature cannot be altered without changing what it decodes to. */
 	if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
-		return sbx_err(err, -EINVAL, "base64url decode: non-canonical final character");
+		return zerr_set(err, -EINVAL, "base64url decode: non-canonical final character");
 	out[o] = 0;
 	*ret = TAKE_PTR(out);
 	*ret_len = o;
@@ -137,25 +137,25 @@ static void hex_encode(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-int auth_random_bytes(uint8_t *buf, size_t n, struct sbx_error *err)
+int auth_random_bytes(uint8_t *buf, size_t n, struct zerr *err)
 {
 	if (n > AUTH_RANDOM_MAX)
-		return sbx_err(err, -EINVAL, "random: %zu bytes requested, at most %d", n, AUTH_RANDOM_MAX);
+		return zerr_set(err, -EINVAL, "random: %zu bytes requested, at most %d", n, AUTH_RANDOM_MAX);
 	if (n == 0)
 		return 0;
 	if (!buf)
-		return sbx_err(err, -EINVAL, "random: no buffer");
+		return zerr_set(err, -EINVAL, "random: no buffer");
 	if (RAND_bytes(buf, (int)n) != 1)
-		return sbx_err(err, -EIO, "random: the OpenSSL generator failed");
+		return zerr_set(err, -EIO, "random: the OpenSSL generator failed");
 	return 0;
 }
 
-int auth_random_hex(size_t nbytes, char **ret, struct sbx_error *err)
+int auth_random_hex(size_t nbytes, char **ret, struct zerr *err)
 {
 	if (!ret)
-		return sbx_err(err, -EINVAL, "random hex: missing argument");
+		return zerr_set(err, -EINVAL, "random hex: missing argument");
 	if (nbytes < 1 || nbytes > AUTH_RANDOM_MAX)
-		return sbx_err(err, -EINVAL, "random hex: %zu bytes requested, need 1..%d", nbytes, AUTH_RANDOM_MAX);
+		return zerr_set(err, -EINVAL, "random hex: %zu bytes requested, need 1..%d", nbytes, AUTH_RANDOM_MAX);
 	uint8_t raw[AUTH_RANDOM_MAX];
 	int r = auth_random_bytes(raw, nbytes, err);
 	if (r < 0)
@@ -163,7 +163,7 @@ int auth_random_hex(size_t nbytes, char **ret, struct sbx_error *err)
 	char *out = malloc(2 * nbytes + 1);
 	if (!out) {
 		OPENSSL_cleanse(raw, nbytes);
-		return sbx_err(err, -ENOMEM, "random hex: out of memory");
+		return zerr_set(err, -ENOMEM, "random hex: out of memory");
 	}
 	hex_encode(raw, nbytes, out);
 	OPENSSL_cleanse(raw, nbytes);
@@ -173,59 +173,59 @@ int auth_random_hex(size_t nbytes, char **ret, struct sbx_error *err)
 
 /* ---- JWT ---- */
 
-static int check_jwt_key(const uint8_t *key, size_t key_len, struct sbx_error *err)
+static int check_jwt_key(const uint8_t *key, size_t key_len, struct zerr *err)
 {
 	if (!key)
-		return sbx_err(err, -EINVAL, "jwt: no key");
+		return zerr_set(err, -EINVAL, "jwt: no key");
 	if (key_len < AUTH_JWT_KEY_MIN || key_len > AUTH_JWT_KEY_MAX)
-		return sbx_err(err, -EINVAL, "jwt: key of %zu bytes, need %d..%d", key_len, AUTH_JWT_KEY_MIN,
-		               AUTH_JWT_KEY_MAX);
+		return zerr_set(err, -EINVAL, "jwt: key of %zu bytes, need %d..%d", key_len, AUTH_JWT_KEY_MIN,
+		                AUTH_JWT_KEY_MAX);
 	return 0;
 }
 
 static int hmac_sha256(const uint8_t *key, size_t key_len, const char *data, size_t len, uint8_t out[SHA256_LEN],
-                       struct sbx_error *err)
+                       struct zerr *err)
 {
 	unsigned int out_len = 0;
 	/* key_len is bounded by AUTH_JWT_KEY_MAX, so the int conversion is exact. */
 	if (!HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)data, len, out, &out_len) ||
 	    out_len != SHA256_LEN)
-		return sbx_err(err, -EIO, "jwt: HMAC-SHA256 failed");
+		return zerr_set(err, -EIO, "jwt: HMAC-SHA256 failed");
 	return 0;
 }
 
 int auth_jwt_sign(const uint8_t *key, size_t key_len, const char *sub, int64_t iat, int64_t exp, char **ret_token,
-                  struct sbx_error *err)
+                  struct zerr *err)
 {
 	int r = check_jwt_key(key, key_len, err);
 	if (r < 0)
 		return r;
 	if (!ret_token || !sub)
-		return sbx_err(err, -EINVAL, "jwt sign: missing argument");
+		return zerr_set(err, -EINVAL, "jwt sign: missing argument");
 	size_t sub_len = strnlen(sub, AUTH_JWT_SUB_MAX + 1);
 	if (sub_len == 0 || sub_len > AUTH_JWT_SUB_MAX)
-		return sbx_err(err, -EINVAL, "jwt sign: subject must be 1..%d bytes", AUTH_JWT_SUB_MAX);
+		return zerr_set(err, -EINVAL, "jwt sign: subject must be 1..%d bytes", AUTH_JWT_SUB_MAX);
 	if (iat < 0 || exp <= iat)
-		return sbx_err(err, -EINVAL, "jwt sign: need 0 <= iat < exp");
+		return zerr_set(err, -EINVAL, "jwt sign: need 0 <= iat < exp");
 
 	/* json_string refuses invalid UTF-8. */
 	json_t *sub_json = json_string(sub);
 	if (!sub_json)
-		return sbx_err(err, -EINVAL, "jwt sign: subject is not valid UTF-8");
+		return zerr_set(err, -EINVAL, "jwt sign: subject is not valid UTF-8");
 	json_auto_t *claims = json_object();
 	if (!claims) {
 		json_decref(sub_json);
-		return sbx_err(err, -ENOMEM, "jwt sign: out of memory");
+		return zerr_set(err, -ENOMEM, "jwt sign: out of memory");
 	}
 	/* json_object_set_new takes the value even when it fails. */
 	if (json_object_set_new(claims, "sub", sub_json) < 0 ||
 	    json_object_set_new(claims, "iat", json_integer(iat)) < 0 ||
 	    json_object_set_new(claims, "exp", json_integer(exp)) < 0)
-		return sbx_err(err, -ENOMEM, "jwt sign: out of memory");
+		return zerr_set(err, -ENOMEM, "jwt sign: out of memory");
 	/* jansson keeps insertion order, so the claims read sub, iat, exp. */
 	_cleanup_free_ char *claims_text = json_dumps(claims, JSON_COMPACT);
 	if (!claims_text)
-		return sbx_err(err, -ENOMEM, "jwt sign: out of memory");
+		return zerr_set(err, -ENOMEM, "jwt sign: out of memory");
 
 	static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 	size_t hdr_len = B64URL_LEN(sizeof(header) - 1);
@@ -235,7 +235,7 @@ int auth_jwt_sign(const uint8_t *key, size_t key_len, const char *sub, int64_t i
 	size_t total = hdr_len + 1 + pay_len + 1 + sig_len;
 	_cleanup_free_ char *token = malloc(total + 1);
 	if (!token)
-		return sbx_err(err, -ENOMEM, "jwt sign: out of memory");
+		return zerr_set(err, -ENOMEM, "jwt sign: out of memory");
 
 	b64url_encode_into((const uint8_t *)header, sizeof(header) - 1, token);
 	token[hdr_len] = '.';
@@ -251,67 +251,67 @@ int auth_jwt_sign(const uint8_t *key, size_t key_len, const char *sub, int64_t i
 }
 
 /* Decode one base64url segment holding a JSON object. */
-static int decode_json_object(const char *seg, size_t len, const char *what, json_t **ret, struct sbx_error *err)
+static int decode_json_object(const char *seg, size_t len, const char *what, json_t **ret, struct zerr *err)
 {
 	_cleanup_free_ uint8_t *raw = NULL;
 	size_t raw_len = 0;
 	if (len == 0)
-		return sbx_err(err, -EINVAL, "jwt: empty %s", what);
+		return zerr_set(err, -EINVAL, "jwt: empty %s", what);
 	int r = auth_b64url_decode(seg, len, &raw, &raw_len, NULL);
 	if (r == -ENOMEM)
-		return sbx_err(err, r, "jwt: out of memory");
+		return zerr_set(err, r, "jwt: out of memory");
 	if (r < 0)
-		return sbx_err(err, -EINVAL, "jwt: %s is not base64url", what);
+		return zerr_set(err, -EINVAL, "jwt: %s is not base64url", what);
 	/* Duplicate names are refused: two readers must never see two
 	 * different values for the same claim. The parser's own message is
 	 * not passed on, since it quotes the input. */
 	json_error_t jerr;
 	json_t *j = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j)
-		return sbx_err(err, -EINVAL, "jwt: %s is not valid JSON", what);
+		return zerr_set(err, -EINVAL, "jwt: %s is not valid JSON", what);
 	if (!json_is_object(j)) {
 		json_decref(j);
-		return sbx_err(err, -EINVAL, "jwt: %s is not a JSON object", what);
+		return zerr_set(err, -EINVAL, "jwt: %s is not a JSON object", what);
 	}
 	*ret = j;
 	return 0;
 }
 
-static int check_header(const json_t *hdr, struct sbx_error *err)
+static int check_header(const json_t *hdr, struct zerr *err)
 {
 	const json_t *alg = json_object_get(hdr, "alg");
 	if (!json_is_string(alg))
-		return sbx_err(err, -EINVAL, "jwt: header has no algorithm");
+		return zerr_set(err, -EINVAL, "jwt: header has no algorithm");
 	/* The algorithm is fixed by us, never chosen by the token: this is
 	 * what stops "none" and the HS/RS key-confusion attacks. */
 	if (strcmp(json_string_value(alg), "HS256") != 0 || json_string_length(alg) != 5)
-		return sbx_err(err, -EINVAL, "jwt: algorithm is not HS256");
+		return zerr_set(err, -EINVAL, "jwt: algorithm is not HS256");
 	const json_t *typ = json_object_get(hdr, "typ");
 	if (typ && (!json_is_string(typ) || strcasecmp(json_string_value(typ), "JWT") != 0))
-		return sbx_err(err, -EINVAL, "jwt: type is not JWT");
+		return zerr_set(err, -EINVAL, "jwt: type is not JWT");
 	/* RFC 7515 section 4.1.11: extensions listed in "crit" must be
 	 * understood, and we understand none. */
 	if (json_object_get(hdr, "crit"))
-		return sbx_err(err, -EINVAL, "jwt: critical header extensions are not supported");
+		return zerr_set(err, -EINVAL, "jwt: critical header extensions are not supported");
 	return 0;
 }
 
 int auth_jwt_verify(const uint8_t *key, size_t key_len, const char *token, int64_t now, char **ret_sub,
-                    int64_t *ret_exp, struct sbx_error *err)
+                    int64_t *ret_exp, struct zerr *err)
 {
 	int r = check_jwt_key(key, key_len, err);
 	if (r < 0)
 		return r;
 	if (!token || !ret_sub)
-		return sbx_err(err, -EINVAL, "jwt verify: missing argument");
+		return zerr_set(err, -EINVAL, "jwt verify: missing argument");
 	size_t len = strnlen(token, AUTH_JWT_MAX + 1);
 	if (len > AUTH_JWT_MAX)
-		return sbx_err(err, -EINVAL, "jwt: token longer than %d bytes", AUTH_JWT_MAX);
+		return zerr_set(err, -EINVAL, "jwt: token longer than %d bytes", AUTH_JWT_MAX);
 
 	const char *dot1 = memchr(token, '.', len);
 	const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
 	if (!dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)))
-		return sbx_err(err, -EINVAL, "jwt: token must have exactly three segments");
+		return zerr_set(err, -EINVAL, "jwt: token must have exactly three segments");
 	size_t hdr_len = (size_t)(dot1 - token);
 	size_t pay_len = (size_t)(dot2 - dot1 - 1);
 	size_t sig_len = len - (size_t)(dot2 + 1 - token);
@@ -328,15 +328,15 @@ int auth_jwt_verify(const uint8_t *key, size_t key_len, const char *token, int64
 	size_t sig_raw_len = 0;
 	r = auth_b64url_decode(dot2 + 1, sig_len, &sig, &sig_raw_len, NULL);
 	if (r == -ENOMEM)
-		return sbx_err(err, r, "jwt: out of memory");
+		return zerr_set(err, r, "jwt: out of memory");
 	if (r < 0 || sig_raw_len != SHA256_LEN)
-		return sbx_err(err, -EINVAL, "jwt: malformed signature");
+		return zerr_set(err, -EINVAL, "jwt: malformed signature");
 	uint8_t mac[SHA256_LEN];
 	r = hmac_sha256(key, key_len, token, (size_t)(dot2 - token), mac, err);
 	if (r < 0)
 		return r;
 	if (CRYPTO_memcmp(mac, sig, SHA256_LEN) != 0)
-		return sbx_err(err, -EINVAL, "jwt: bad signature");
+		return zerr_set(err, -EINVAL, "jwt: bad signature");
 
 	/* Only a payload we signed ourselves gets parsed. */
 	json_auto_t *claims = NULL;
@@ -347,19 +347,19 @@ int auth_jwt_verify(const uint8_t *key, size_t key_len, const char *token, int64
 	const json_t *iat = json_object_get(claims, "iat");
 	const json_t *exp = json_object_get(claims, "exp");
 	if (!json_is_string(sub) || json_string_length(sub) == 0 || json_string_length(sub) > AUTH_JWT_SUB_MAX)
-		return sbx_err(err, -EINVAL, "jwt: claim \"sub\" missing or not a string of 1..%d bytes",
-		               AUTH_JWT_SUB_MAX);
+		return zerr_set(err, -EINVAL, "jwt: claim \"sub\" missing or not a string of 1..%d bytes",
+		                AUTH_JWT_SUB_MAX);
 	if (!json_is_integer(iat))
-		return sbx_err(err, -EINVAL, "jwt: claim \"iat\" missing or not an integer");
+		return zerr_set(err, -EINVAL, "jwt: claim \"iat\" missing or not an integer");
 	if (!json_is_integer(exp))
-		return sbx_err(err, -EINVAL, "jwt: claim \"exp\" missing or not an integer");
+		return zerr_set(err, -EINVAL, "jwt: claim \"exp\" missing or not an integer");
 	int64_t exp_v = json_integer_value(exp);
 	if (now >= exp_v)
-		return sbx_err(err, -EKEYEXPIRED, "jwt: token expired");
+		return zerr_set(err, -EKEYEXPIRED, "jwt: token expired");
 
 	char *s = strndup(json_string_value(sub), json_string_length(sub));
 	if (!s)
-		return sbx_err(err, -ENOMEM, "jwt: out of memory");
+		return zerr_set(err, -ENOMEM, "jwt: out of memory");
 	*ret_sub = s;
 	if (ret_exp)
 		*ret_exp = exp_v;
@@ -369,22 +369,22 @@ int auth_jwt_verify(const uint8_t *key, size_t key_len, const char *token, int64
 /* ---- passwords ---- */
 
 static int pbkdf2(const char *password, size_t pw_len, const uint8_t *salt, size_t salt_len, unsigned iterations,
-                  uint8_t out[PW_HASH_LEN], struct sbx_error *err)
+                  uint8_t out[PW_HASH_LEN], struct zerr *err)
 {
 	/* Every length here is bounded far below INT_MAX by the callers. */
 	if (PKCS5_PBKDF2_HMAC(password, (int)pw_len, salt, (int)salt_len, (int)iterations, EVP_sha256(), PW_HASH_LEN,
 	                      out) != 1)
-		return sbx_err(err, -EIO, "password: PBKDF2 failed");
+		return zerr_set(err, -EIO, "password: PBKDF2 failed");
 	return 0;
 }
 
-int auth_password_hash(const char *password, char **ret_encoded, struct sbx_error *err)
+int auth_password_hash(const char *password, char **ret_encoded, struct zerr *err)
 {
 	if (!password || !ret_encoded)
-		return sbx_err(err, -EINVAL, "password hash: missing argument");
+		return zerr_set(err, -EINVAL, "password hash: missing argument");
 	size_t pw_len = strnlen(password, AUTH_PASSWORD_MAX + 1);
 	if (pw_len < AUTH_PASSWORD_MIN || pw_len > AUTH_PASSWORD_MAX)
-		return sbx_err(err, -EINVAL, "password must be %d..%d bytes", AUTH_PASSWORD_MIN, AUTH_PASSWORD_MAX);
+		return zerr_set(err, -EINVAL, "password must be %d..%d bytes", AUTH_PASSWORD_MIN, AUTH_PASSWORD_MAX);
 
 	uint8_t salt[PW_SALT_LEN], hash[PW_HASH_LEN];
 	int r = auth_random_bytes(salt, sizeof(salt), err);
@@ -400,7 +400,7 @@ int auth_password_hash(const char *password, char **ret_encoded, struct sbx_erro
 
 	char *out = NULL;
 	if (asprintf(&out, PW_SCHEME "$%d$%s$%s", AUTH_PBKDF2_ITERATIONS, salt_b64, hash_b64) < 0)
-		return sbx_err(err, -ENOMEM, "password hash: out of memory");
+		return zerr_set(err, -ENOMEM, "password hash: out of memory");
 	*ret_encoded = out;
 	return 0;
 }
@@ -423,10 +423,10 @@ static int parse_iterations(const char *s, size_t len, unsigned *ret)
 	return 0;
 }
 
-int auth_password_verify(const char *password, const char *encoded, bool *ret_ok, struct sbx_error *err)
+int auth_password_verify(const char *password, const char *encoded, bool *ret_ok, struct zerr *err)
 {
 	if (!password || !ret_ok)
-		return sbx_err(err, -EINVAL, "password verify: missing argument");
+		return zerr_set(err, -EINVAL, "password verify: missing argument");
 	size_t pw_len = strnlen(password, AUTH_PASSWORD_MAX + 1);
 	uint8_t got[PW_HASH_LEN];
 	int r;
@@ -444,7 +444,7 @@ int auth_password_verify(const char *password, const char *encoded, bool *ret_ok
 
 	size_t enc_len = strnlen(encoded, PW_ENCODED_MAX + 1);
 	if (enc_len > PW_ENCODED_MAX)
-		return sbx_err(err, -EINVAL, "password hash: encoding too long");
+		return zerr_set(err, -EINVAL, "password hash: encoding too long");
 	/* scheme $ iterations $ salt $ hash: exactly four fields. */
 	const char *f[4];
 	size_t flen[4];
@@ -452,29 +452,29 @@ int auth_password_verify(const char *password, const char *encoded, bool *ret_ok
 	for (int i = 0; i < 4; i++) {
 		const char *d = memchr(p, '$', (size_t)(end - p));
 		if ((i < 3) != (d != NULL))
-			return sbx_err(err, -EINVAL, "password hash: expected 4 fields separated by '$'");
+			return zerr_set(err, -EINVAL, "password hash: expected 4 fields separated by '$'");
 		f[i] = p;
 		flen[i] = d ? (size_t)(d - p) : (size_t)(end - p);
 		p = d ? d + 1 : end;
 	}
 	if (flen[0] != strlen(PW_SCHEME) || memcmp(f[0], PW_SCHEME, flen[0]) != 0)
-		return sbx_err(err, -EINVAL, "password hash: unknown scheme");
+		return zerr_set(err, -EINVAL, "password hash: unknown scheme");
 	unsigned iterations = 0;
 	if (parse_iterations(f[1], flen[1], &iterations) < 0)
-		return sbx_err(err, -EINVAL, "password hash: iteration count must be 1..%d",
-		               AUTH_PBKDF2_ITERATIONS_MAX);
+		return zerr_set(err, -EINVAL, "password hash: iteration count must be 1..%d",
+		                AUTH_PBKDF2_ITERATIONS_MAX);
 	_cleanup_free_ uint8_t *salt = NULL, *want = NULL;
 	size_t salt_len = 0, want_len = 0;
 	r = auth_b64url_decode(f[2], flen[2], &salt, &salt_len, NULL);
 	if (r == -ENOMEM)
-		return sbx_err(err, r, "password verify: out of memory");
+		return zerr_set(err, r, "password verify: out of memory");
 	if (r < 0 || salt_len < 1 || salt_len > PW_SALT_MAX)
-		return sbx_err(err, -EINVAL, "password hash: malformed salt");
+		return zerr_set(err, -EINVAL, "password hash: malformed salt");
 	r = auth_b64url_decode(f[3], flen[3], &want, &want_len, NULL);
 	if (r == -ENOMEM)
-		return sbx_err(err, r, "password verify: out of memory");
+		return zerr_set(err, r, "password verify: out of memory");
 	if (r < 0 || want_len != PW_HASH_LEN)
-		return sbx_err(err, -EINVAL, "password hash: malformed hash");
+		return zerr_set(err, -EINVAL, "password hash: malformed hash");
 
 	if (pw_len < AUTH_PASSWORD_MIN || pw_len > AUTH_PASSWORD_MAX) {
 		*ret_ok = false;
@@ -491,16 +491,15 @@ int auth_password_verify(const char *password, const char *encoded, bool *ret_ok
 
 /* ---- API keys ---- */
 
-int auth_scram_verifier(const char *password, unsigned iterations, char ret[AUTH_SCRAM_VERIFIER_MAX],
-                        struct sbx_error *err)
+int auth_scram_verifier(const char *password, unsigned iterations, char ret[AUTH_SCRAM_VERIFIER_MAX], struct zerr *err)
 {
 	uint8_t salt[16], salted[SHA256_LEN], client_key[SHA256_LEN], stored_key[SHA256_LEN], server_key[SHA256_LEN];
 	size_t len = strlen(password);
 	if (iterations == 0 || iterations > INT_MAX || len > AUTH_PASSWORD_MAX)
-		return sbx_err(err, -EINVAL, "scram: bad iterations or password");
+		return zerr_set(err, -EINVAL, "scram: bad iterations or password");
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)password[i] < 0x21 || (unsigned char)password[i] > 0x7e)
-			return sbx_err(err, -EINVAL, "scram: the password must be printable ASCII");
+			return zerr_set(err, -EINVAL, "scram: the password must be printable ASCII");
 	int r = auth_random_bytes(salt, sizeof(salt), err);
 	if (r < 0)
 		return r;
@@ -510,7 +509,7 @@ int auth_scram_verifier(const char *password, unsigned iterations, char ret[AUTH
 	    !HMAC(EVP_sha256(), salted, SHA256_LEN, (const unsigned char *)"Client Key", 10, client_key, &out_len) ||
 	    !HMAC(EVP_sha256(), salted, SHA256_LEN, (const unsigned char *)"Server Key", 10, server_key, &out_len) ||
 	    EVP_Digest(client_key, SHA256_LEN, stored_key, NULL, EVP_sha256(), NULL) != 1)
-		return sbx_err(err, -EIO, "scram: OpenSSL failed");
+		return zerr_set(err, -EIO, "scram: OpenSSL failed");
 	/* Standard base64: 16 bytes take 24 characters, 32 take 44. */
 	char b_salt[25], b_stored[45], b_server[45];
 	EVP_EncodeBlock((unsigned char *)b_salt, salt, sizeof(salt));
@@ -522,20 +521,20 @@ int auth_scram_verifier(const char *password, unsigned iterations, char ret[AUTH
 	return 0;
 }
 
-static int sha256_hex(const char *data, size_t len, char out[65], struct sbx_error *err)
+static int sha256_hex(const char *data, size_t len, char out[65], struct zerr *err)
 {
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned int md_len = 0;
 	if (EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != SHA256_LEN)
-		return sbx_err(err, -EIO, "api key: SHA-256 failed");
+		return zerr_set(err, -EIO, "api key: SHA-256 failed");
 	hex_encode(md, SHA256_LEN, out);
 	return 0;
 }
 
-int auth_apikey_new(char **ret_key, char ret_prefix[16], char ret_hash_hex[65], struct sbx_error *err)
+int auth_apikey_new(char **ret_key, char ret_prefix[16], char ret_hash_hex[65], struct zerr *err)
 {
 	if (!ret_key || !ret_prefix || !ret_hash_hex)
-		return sbx_err(err, -EINVAL, "api key: missing argument");
+		return zerr_set(err, -EINVAL, "api key: missing argument");
 	uint8_t raw[APIKEY_RAW_LEN];
 	int r = auth_random_bytes(raw, sizeof(raw), err);
 	if (r < 0)
@@ -543,7 +542,7 @@ int auth_apikey_new(char **ret_key, char ret_prefix[16], char ret_hash_hex[65], 
 	_cleanup_free_ char *key = malloc(AUTH_APIKEY_LEN + 1);
 	if (!key) {
 		OPENSSL_cleanse(raw, sizeof(raw));
-		return sbx_err(err, -ENOMEM, "api key: out of memory");
+		return zerr_set(err, -ENOMEM, "api key: out of memory");
 	}
 	memcpy(key, APIKEY_TAG, APIKEY_TAG_LEN);
 	b64url_encode_into(raw, sizeof(raw), key + APIKEY_TAG_LEN);
@@ -562,21 +561,21 @@ int auth_apikey_new(char **ret_key, char ret_prefix[16], char ret_hash_hex[65], 
 	return 0;
 }
 
-int auth_apikey_hash(const char *key, char ret_hash_hex[65], struct sbx_error *err)
+int auth_apikey_hash(const char *key, char ret_hash_hex[65], struct zerr *err)
 {
 	if (!key || !ret_hash_hex)
-		return sbx_err(err, -EINVAL, "api key: missing argument");
+		return zerr_set(err, -EINVAL, "api key: missing argument");
 	if (strnlen(key, AUTH_APIKEY_LEN + 1) != AUTH_APIKEY_LEN || strncmp(key, APIKEY_TAG, APIKEY_TAG_LEN) != 0)
-		return sbx_err(err, -EINVAL, "api key: not a zmesh API key");
+		return zerr_set(err, -EINVAL, "api key: not a zmesh API key");
 	/* The strict decoder checks the alphabet and that the tail is the
 	 * canonical encoding of 32 bytes. */
 	_cleanup_free_ uint8_t *raw = NULL;
 	size_t raw_len = 0;
 	int r = auth_b64url_decode(key + APIKEY_TAG_LEN, AUTH_APIKEY_LEN - APIKEY_TAG_LEN, &raw, &raw_len, NULL);
 	if (r == -ENOMEM)
-		return sbx_err(err, r, "api key: out of memory");
+		return zerr_set(err, r, "api key: out of memory");
 	if (r < 0 || raw_len != APIKEY_RAW_LEN)
-		return sbx_err(err, -EINVAL, "api key: not a zmesh API key");
+		return zerr_set(err, -EINVAL, "api key: not a zmesh API key");
 	OPENSSL_cleanse(raw, raw_len);
 	return sha256_hex(key, AUTH_APIKEY_LEN, ret_hash_hex, err);
 }

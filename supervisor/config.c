@@ -68,23 +68,22 @@ static const struct setting settings[] = {
         "warm sandboxes per runtime at most; the pool follows demand (0: off)"),
 };
 
-static int set_value(struct zconfig *cfg, const struct setting *s, const char *v, const char *from,
-                     struct sbx_error *err)
+static int set_value(struct zconfig *cfg, const struct setting *s, const char *v, const char *from, struct zerr *err)
 {
 	char *field = (char *)cfg + s->offset;
 	if (s->kind == K_STR) {
 		if (strlen(v) >= s->size)
-			return sbx_err(err, -EINVAL, "%s: %s is too long (at most %zu bytes)", from,
-			               s->name ? s->name : s->env, s->size - 1);
+			return zerr_set(err, -EINVAL, "%s: %s is too long (at most %zu bytes)", from,
+			                s->name ? s->name : s->env, s->size - 1);
 		memcpy(field, v, strlen(v) + 1);
 		return 0;
 	}
 	uint64_t x;
 	int r = s->kind == K_SIZE ? util_parse_size(v, s->max, &x) : util_parse_u64(v, s->min, s->max, &x);
 	if (r < 0 || x < s->min || x > s->max)
-		return sbx_err(err, -EINVAL, "%s: bad value \"%s\" for %s (%llu..%llu%s)", from, v,
-		               s->name ? s->name : s->env, (unsigned long long)s->min, (unsigned long long)s->max,
-		               s->kind == K_SIZE ? " bytes, K/M/G" : "");
+		return zerr_set(err, -EINVAL, "%s: bad value \"%s\" for %s (%llu..%llu%s)", from, v,
+		                s->name ? s->name : s->env, (unsigned long long)s->min, (unsigned long long)s->max,
+		                s->kind == K_SIZE ? " bytes, K/M/G" : "");
 	memcpy(field, &x, sizeof(x));
 	return 0;
 }
@@ -112,7 +111,7 @@ int zconfig_usage(char *buf, size_t size)
 	return off < size ? 0 : -ENOSPC;
 }
 
-int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *err)
+int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct zerr *err)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
@@ -127,7 +126,7 @@ int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *e
 		if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
 			return 1;
 		if (strncmp(argv[a], "--", 2) != 0)
-			return sbx_err(err, -EINVAL, "unexpected argument \"%s\"", argv[a]);
+			return zerr_set(err, -EINVAL, "unexpected argument \"%s\"", argv[a]);
 		const char *name = argv[a] + 2, *value = strchr(name, '=');
 		size_t nlen = value ? (size_t)(value - name) : strlen(name);
 		const struct setting *s = NULL;
@@ -136,13 +135,13 @@ int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *e
 			    strncmp(settings[i].name, name, nlen) == 0)
 				s = &settings[i];
 		if (!s)
-			return sbx_err(err, -EINVAL, "unknown option \"%s\" (see --help)", argv[a]);
+			return zerr_set(err, -EINVAL, "unknown option \"%s\" (see --help)", argv[a]);
 		if (value)
 			value++;
 		else if (a + 1 < argc)
 			value = argv[++a];
 		else
-			return sbx_err(err, -EINVAL, "--%s needs a value", s->name);
+			return zerr_set(err, -EINVAL, "--%s needs a value", s->name);
 		int r = set_value(cfg, s, value, "command line", err);
 		if (r < 0)
 			return r;
@@ -150,7 +149,7 @@ int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *e
 	char host[128];
 	uint16_t port;
 	if (zconfig_split_listen(cfg->listen, host, sizeof(host), &port) < 0)
-		return sbx_err(err, -EINVAL, "listen address \"%s\" is not HOST:PORT", cfg->listen);
+		return zerr_set(err, -EINVAL, "listen address \"%s\" is not HOST:PORT", cfg->listen);
 	return 0;
 }
 

@@ -34,7 +34,7 @@ struct zconfig {
 
 /* Fill cfg from defaults, environment and argv. On a bad value or flag,
  * returns -EINVAL with the reason; --help returns 1 (see zconfig_usage). */
-int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct sbx_error *err);
+int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct zerr *err);
 
 /* The table of settings as help text: flag, variable, meaning, default. */
 int zconfig_usage(char *buf, size_t size);

@@ -96,7 +96,7 @@ static bool sqlstate_shaped(const char *s)
 
 /* Fill err from a failed result (or a NULL one: out of memory, or no
  * connection), with context appended when given. */
-static int result_error(struct sbx_error *err, PGconn *conn, const PGresult *res, const char *context)
+static int result_error(struct zerr *err, PGconn *conn, const PGresult *res, const char *context)
 {
 	char msg[400];
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -107,12 +107,12 @@ static int result_error(struct sbx_error *err, PGconn *conn, const PGresult *res
 		context = "";
 	if (sqlstate_shaped(state) && primary) {
 		one_line(msg, sizeof(msg), primary);
-		return sbx_err(err, errno_from_sqlstate(state), "%s: %s%s%s%s", state, msg, ctx_sep, context, ctx_end);
+		return zerr_set(err, errno_from_sqlstate(state), "%s: %s%s%s%s", state, msg, ctx_sep, context, ctx_end);
 	}
 	/* A client-side failure: libpq gives no SQLSTATE for a lost connection. */
 	one_line(msg, sizeof(msg), res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
 	int code = PQstatus(conn) == CONNECTION_BAD ? -ECONNRESET : (res ? -EIO : -ENOMEM);
-	return sbx_err(err, code, "query failed: %s%s%s%s", msg[0] ? msg : "no message", ctx_sep, context, ctx_end);
+	return zerr_set(err, code, "query failed: %s%s%s%s", msg[0] ? msg : "no message", ctx_sep, context, ctx_end);
 }
 
 static bool result_ok(const PGresult *res)
@@ -127,13 +127,12 @@ static bool result_ok(const PGresult *res)
 	}
 }
 
-int db_exec_params(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **ret,
-                   struct sbx_error *err)
+int db_exec_params(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **ret, struct zerr *err)
 {
 	if (!conn || !sql)
-		return sbx_err(err, -EINVAL, "no connection or no statement");
+		return zerr_set(err, -EINVAL, "no connection or no statement");
 	if (n < 0 || n > PG_MAX_PARAMS || (n > 0 && !params))
-		return sbx_err(err, -EINVAL, "bad parameter count %d", n);
+		return zerr_set(err, -EINVAL, "bad parameter count %d", n);
 	_cleanup_pgresult_ PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
 	if (!res || PQresultStatus(res) == PGRES_FATAL_ERROR || PQresultStatus(res) == PGRES_BAD_RESPONSE ||
 	    PQresultStatus(res) == PGRES_NONFATAL_ERROR)
@@ -141,13 +140,13 @@ int db_exec_params(PGconn *conn, const char *sql, int n, const char *const *para
 	if (!result_ok(res))
 		/* COPY and friends: the connection now waits for a protocol
 		 * exchange nobody will do; db_release() re-opens it. */
-		return sbx_err(err, -ENOTSUP, "unsupported result %s", PQresStatus(PQresultStatus(res)));
+		return zerr_set(err, -ENOTSUP, "unsupported result %s", PQresStatus(PQresultStatus(res)));
 	if (ret)
 		*ret = TAKE_PTR(res);
 	return 0;
 }
 
-bool db_err_is(const struct sbx_error *err, const char *sqlstate)
+bool db_err_is(const struct zerr *err, const char *sqlstate)
 {
 	if (!err || !sqlstate_shaped(sqlstate))
 		return false;
@@ -160,12 +159,12 @@ static void drop_notice(void *arg, const char *message)
 {
 }
 
-int db_connect(const char *conninfo, PGconn **ret, struct sbx_error *err)
+int db_connect(const char *conninfo, PGconn **ret, struct zerr *err)
 {
 	if (!conninfo)
-		return sbx_err(err, -EINVAL, "no conninfo");
+		return zerr_set(err, -EINVAL, "no conninfo");
 	if (strnlen(conninfo, CONNINFO_MAX + 1) > CONNINFO_MAX)
-		return sbx_err(err, -EINVAL, "conninfo longer than %d bytes", CONNINFO_MAX);
+		return zerr_set(err, -EINVAL, "conninfo longer than %d bytes", CONNINFO_MAX);
 	/* Entries before an expanded dbname are defaults the conninfo
 	 * overrides (libpq processes the arrays in order, the last value of a
 	 * keyword wins). */
@@ -173,11 +172,11 @@ int db_connect(const char *conninfo, PGconn **ret, struct sbx_error *err)
 	const char *const values[] = {DB_CONNECT_TIMEOUT_S, "zmeshd", conninfo, NULL};
 	_cleanup_pgconn_ PGconn *conn = PQconnectdbParams(keys, values, 1);
 	if (!conn)
-		return sbx_err(err, -ENOMEM, "out of memory opening a connection");
+		return zerr_set(err, -ENOMEM, "out of memory opening a connection");
 	if (PQstatus(conn) != CONNECTION_OK) {
 		char msg[400];
 		one_line(msg, sizeof(msg), PQerrorMessage(conn));
-		return sbx_err(err, -ECONNREFUSED, "connect: %s", msg);
+		return zerr_set(err, -ECONNREFUSED, "connect: %s", msg);
 	}
 	PQsetNoticeProcessor(conn, drop_notice, NULL);
 	*ret = TAKE_PTR(conn);
@@ -186,15 +185,15 @@ int db_connect(const char *conninfo, PGconn **ret, struct sbx_error *err)
 
 /* ---- the pool ------------------------------------------------------------ */
 
-int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct sbx_error *err)
+int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct zerr *err)
 {
 	if (size < 1 || size > DB_POOL_MAX)
-		return sbx_err(err, -EINVAL, "pool size %d outside 1..%d", size, DB_POOL_MAX);
+		return zerr_set(err, -EINVAL, "pool size %d outside 1..%d", size, DB_POOL_MAX);
 	if (!PQisthreadsafe())
-		return sbx_err(err, -ENOTSUP, "libpq was built without thread safety");
+		return zerr_set(err, -ENOTSUP, "libpq was built without thread safety");
 	struct db_pool *p = calloc(1, sizeof(*p));
 	if (!p)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	/* Deadlines on the monotonic clock: a wall-clock step must not make
@@ -205,11 +204,11 @@ int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct sb
 	pthread_mutex_init(&p->lock, NULL);
 	p->timeout_ms = DB_ACQUIRE_TIMEOUT_MS;
 	for (int i = 0; i < size; i++) {
-		struct sbx_error e = {0};
+		struct zerr e = {0};
 		int r = db_connect(conninfo, &p->conns[i], &e);
 		if (r < 0) {
 			db_pool_close(p);
-			return sbx_err(err, r, "pool connection %d of %d: %s", i + 1, size, e.msg);
+			return zerr_set(err, r, "pool connection %d of %d: %s", i + 1, size, e.msg);
 		}
 		p->size++;
 		p->idle[p->n_idle++] = i;
@@ -388,16 +387,16 @@ static bool ends_with_sql(const char *name)
 	return len > 4 && strcmp(name + len - 4, ".sql") == 0;
 }
 
-static int list_migrations(int dfd, const char *dir, struct name_list *ret, struct sbx_error *err)
+static int list_migrations(int dfd, const char *dir, struct name_list *ret, struct zerr *err)
 {
 	int dup = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
 	if (dup < 0)
-		return sbx_err(err, -errno, "dup: %s", strerror(errno));
+		return zerr_set(err, -errno, "dup: %s", strerror(errno));
 	DIR *d = fdopendir(dup);
 	if (!d) {
 		int r = -errno;
 		close(dup);
-		return sbx_err(err, r, "read %s: %s", dir, strerror(-r));
+		return zerr_set(err, r, "read %s: %s", dir, strerror(-r));
 	}
 	struct name_list l = {0};
 	int r = 0;
@@ -407,22 +406,22 @@ static int list_migrations(int dfd, const char *dir, struct name_list *ret, stru
 		if (name[0] == '.' || !ends_with_sql(name))
 			continue;
 		if (!migration_name_ok(name)) {
-			r = sbx_err(err, -EINVAL,
-			            "migration file name \"%.64s\" in %s: only letters, digits, '_', '-', '.'", name,
-			            dir);
+			r = zerr_set(err, -EINVAL,
+			             "migration file name \"%.64s\" in %s: only letters, digits, '_', '-', '.'", name,
+			             dir);
 			break;
 		}
 		struct stat st;
 		if (fstatat(dfd, name, &st, 0) < 0) {
-			r = sbx_err(err, -errno, "stat %s/%s: %s", dir, name, strerror(errno));
+			r = zerr_set(err, -errno, "stat %s/%s: %s", dir, name, strerror(errno));
 			break;
 		}
 		if (!S_ISREG(st.st_mode)) {
-			r = sbx_err(err, -EINVAL, "%s/%s is not a regular file", dir, name);
+			r = zerr_set(err, -EINVAL, "%s/%s is not a regular file", dir, name);
 			break;
 		}
 		if (l.n >= DB_MIGRATION_MAX_FILES) {
-			r = sbx_err(err, -E2BIG, "more than %d migrations in %s", DB_MIGRATION_MAX_FILES, dir);
+			r = zerr_set(err, -E2BIG, "more than %d migrations in %s", DB_MIGRATION_MAX_FILES, dir);
 			break;
 		}
 		char **v = realloc(l.v, (l.n + 1) * sizeof(*v));
@@ -431,7 +430,7 @@ static int list_migrations(int dfd, const char *dir, struct name_list *ret, stru
 			l.v = v;
 		if (!v || !copy) {
 			free(copy);
-			r = sbx_err(err, -ENOMEM, "out of memory");
+			r = zerr_set(err, -ENOMEM, "out of memory");
 			break;
 		}
 		l.v[l.n++] = copy;
@@ -447,21 +446,21 @@ static int list_migrations(int dfd, const char *dir, struct name_list *ret, stru
 	return 0;
 }
 
-static int read_migration(int dfd, const char *name, char **ret, struct sbx_error *err)
+static int read_migration(int dfd, const char *name, char **ret, struct zerr *err)
 {
 	_cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return sbx_err(err, -errno, "open %s: %s", name, strerror(errno));
+		return zerr_set(err, -errno, "open %s: %s", name, strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return sbx_err(err, -errno, "stat %s: %s", name, strerror(errno));
+		return zerr_set(err, -errno, "stat %s: %s", name, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return sbx_err(err, -EINVAL, "%s is not a regular file", name);
+		return zerr_set(err, -EINVAL, "%s is not a regular file", name);
 	if (st.st_size > DB_MIGRATION_MAX_BYTES)
-		return sbx_err(err, -EFBIG, "%s is larger than %d bytes", name, DB_MIGRATION_MAX_BYTES);
+		return zerr_set(err, -EFBIG, "%s is larger than %d bytes", name, DB_MIGRATION_MAX_BYTES);
 	_cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
 	if (!buf)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	size_t off = 0;
 	/* Read what stat promised and no more: a file growing meanwhile must
 	 * not overrun the bound. */
@@ -470,7 +469,7 @@ static int read_migration(int dfd, const char *name, char **ret, struct sbx_erro
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return sbx_err(err, -errno, "read %s: %s", name, strerror(errno));
+			return zerr_set(err, -errno, "read %s: %s", name, strerror(errno));
 		if (n == 0)
 			break;
 		off += (size_t)n;
@@ -479,12 +478,12 @@ static int read_migration(int dfd, const char *name, char **ret, struct sbx_erro
 	/* libpq takes a C string: an embedded NUL would silently cut the
 	 * migration short. */
 	if (memchr(buf, '\0', off))
-		return sbx_err(err, -EINVAL, "%s contains a NUL byte", name);
+		return zerr_set(err, -EINVAL, "%s contains a NUL byte", name);
 	*ret = TAKE_PTR(buf);
 	return 0;
 }
 
-static int exec0(PGconn *conn, const char *sql, struct sbx_error *err)
+static int exec0(PGconn *conn, const char *sql, struct zerr *err)
 {
 	return db_exec_params(conn, sql, 0, NULL, NULL, err);
 }
@@ -497,7 +496,7 @@ static void rollback_quietly(PGconn *conn)
 }
 
 /* Apply one file unless recorded; *ret_applied tells which. */
-static int apply_one(PGconn *conn, const char *version, const char *sql, bool *ret_applied, struct sbx_error *err)
+static int apply_one(PGconn *conn, const char *version, const char *sql, bool *ret_applied, struct zerr *err)
 {
 	/* READ COMMITTED whatever the role's default: every statement after the
 	 * lock must see what the previous holder committed. */
@@ -543,8 +542,8 @@ static int apply_one(PGconn *conn, const char *version, const char *sql, bool *r
 		}
 	}
 	if (PQtransactionStatus(conn) != PQTRANS_INTRANS) {
-		r = sbx_err(err, -EINVAL, "migration %s ends the transaction itself (no BEGIN/COMMIT/ROLLBACK allowed)",
-		            version);
+		r = zerr_set(err, -EINVAL,
+		             "migration %s ends the transaction itself (no BEGIN/COMMIT/ROLLBACK allowed)", version);
 		goto fail;
 	}
 	{
@@ -564,17 +563,17 @@ fail:
 	return r;
 }
 
-int db_migrate(PGconn *conn, const char *sql_dir, int *ret_applied, struct sbx_error *err)
+int db_migrate(PGconn *conn, const char *sql_dir, int *ret_applied, struct zerr *err)
 {
 	if (!conn || !sql_dir)
-		return sbx_err(err, -EINVAL, "no connection or no directory");
+		return zerr_set(err, -EINVAL, "no connection or no directory");
 	if (PQstatus(conn) != CONNECTION_OK)
-		return sbx_err(err, -ECONNRESET, "connection is not open");
+		return zerr_set(err, -ECONNRESET, "connection is not open");
 	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
-		return sbx_err(err, -EBUSY, "connection is inside a transaction");
+		return zerr_set(err, -EBUSY, "connection is inside a transaction");
 	_cleanup_close_ int dfd = open(sql_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return sbx_err(err, -errno, "open migrations directory %s: %s", sql_dir, strerror(errno));
+		return zerr_set(err, -errno, "open migrations directory %s: %s", sql_dir, strerror(errno));
 	_cleanup_(name_list_free) struct name_list files = {0};
 	int r = list_migrations(dfd, sql_dir, &files, err);
 	if (r < 0)

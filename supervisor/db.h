@@ -40,12 +40,12 @@ struct db_pool;
  * application_name "zmeshd"; the conninfo, a "key=value" string or a
  * postgresql:// URI, overrides them). Server notices are discarded rather
  * than printed. For one-off work: migrations, CREATE DATABASE. */
-int db_connect(const char *conninfo, PGconn **ret, struct sbx_error *err);
+int db_connect(const char *conninfo, PGconn **ret, struct zerr *err);
 
 /* Open a pool of size (1..DB_POOL_MAX) connections, all at once, so that a
  * wrong conninfo fails here rather than on the first request. Thread-safe
  * from then on. */
-int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct sbx_error *err);
+int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct zerr *err);
 
 /* How long db_acquire() waits for a free connection (default
  * DB_ACQUIRE_TIMEOUT_MS); call before the pool is shared. */
@@ -80,7 +80,7 @@ void db_pool_close(struct db_pool *pool);
  * Stops at the first failure, leaving earlier files applied and the failing
  * one rolled back. conn must be idle (not in a transaction).
  * *ret_applied is the number of files applied by this call. */
-int db_migrate(PGconn *conn, const char *sql_dir, int *ret_applied, struct sbx_error *err);
+int db_migrate(PGconn *conn, const char *sql_dir, int *ret_applied, struct zerr *err);
 
 /* Run one statement with n text parameters ($1..$n; NULL entries are SQL
  * NULL) and text results. Succeeds for a command or a query, and then
@@ -93,9 +93,8 @@ int db_migrate(PGconn *conn, const char *sql_dir, int *ret_applied, struct sbx_e
  * failure, deadlock, lock not available (also lock_timeout), -ETIMEDOUT
  * statement_timeout or cancel, -ECONNRESET connection lost, -EIO anything
  * else. */
-int db_exec_params(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **ret,
-                   struct sbx_error *err);
+int db_exec_params(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **ret, struct zerr *err);
 
 /* Whether err was filled by this module for a server error with this
  * SQLSTATE (five characters, e.g. "23505" for a unique violation). */
-bool db_err_is(const struct sbx_error *err, const char *sqlstate);
+bool db_err_is(const struct zerr *err, const char *sqlstate);

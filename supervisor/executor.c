@@ -216,7 +216,7 @@ static void reaper_stop(struct exec_ctx *ctx)
 }
 
 int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
-                  const char *sdk_dir, const char *pg_socket_dir, struct sbx_error *err)
+                  const char *sdk_dir, const char *pg_socket_dir, struct zerr *err)
 {
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->sbx = sbx;
@@ -230,25 +230,25 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
 	    snprintf(ctx->sdk_py, sizeof(ctx->sdk_py), "%s/sdk-python", sdk_dir) >= (int)sizeof(ctx->sdk_py) ||
 	    snprintf(ctx->pg_socket_dir, sizeof(ctx->pg_socket_dir), "%s", pg_socket_dir ? pg_socket_dir : "") >=
 	        (int)sizeof(ctx->pg_socket_dir))
-		return sbx_err(err, -ENAMETOOLONG, "SDK or socket path too long");
+		return zerr_set(err, -ENAMETOOLONG, "SDK or socket path too long");
 	struct stat st;
 	const char *dirs[] = {ctx->sdk_js, ctx->sdk_py};
 	for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
 		if (stat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode))
-			return sbx_err(err, -ENOENT, "SDK directory %s not found", dirs[i]);
+			return zerr_set(err, -ENOENT, "SDK directory %s not found", dirs[i]);
 
 	if (spawner) {
 		/* Threads only beside a spawner: a process that clones sandboxes
 		 * itself stays single-threaded. */
 		struct exec_reaper *rp = calloc(1, sizeof(*rp));
 		if (!rp)
-			return sbx_err(err, -ENOMEM, "out of memory");
+			return zerr_set(err, -ENOMEM, "out of memory");
 		pthread_mutex_init(&rp->mu, NULL);
 		pthread_cond_init(&rp->cv, NULL);
 		int rc = pthread_create(&rp->thread, NULL, reaper_main, rp);
 		if (rc != 0) {
 			free(rp);
-			return sbx_err(err, -rc, "pthread_create: %s", strerror(rc));
+			return zerr_set(err, -rc, "pthread_create: %s", strerror(rc));
 		}
 		ctx->reaper = rp;
 	}
@@ -357,7 +357,7 @@ static void classify_output(const struct buf *out, struct exec_result *r)
 enum spawn_mode { SPAWN_COLD, SPAWN_POOLED, SPAWN_POOLED_DB };
 
 static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
-                         uint64_t cpu_percent, enum spawn_mode mode, struct sbx *ret, struct sbx_error *err)
+                         uint64_t cpu_percent, enum spawn_mode mode, struct sbx *ret, struct zerr *err)
 {
 	bool pooled = mode != SPAWN_COLD;
 	/* Started for one invocation, V8 gets a heap limit below the cgroup's,
@@ -665,7 +665,7 @@ static void *pool_main(void *arg)
 				continue;
 			pthread_mutex_unlock(&pool->mu);
 			struct sbx s;
-			struct sbx_error err = {0};
+			struct zerr err = {0};
 			int r = spawn_runtime(ctx, kind_lang(kind), pool->memory_mb, pool->timeout_ms, ctx->cpu_percent,
 			                      kind_db(kind) ? SPAWN_POOLED_DB : SPAWN_POOLED, &s, &err);
 			pthread_mutex_lock(&pool->mu);
@@ -695,17 +695,17 @@ static void *pool_main(void *arg)
 }
 
 int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_mb, uint64_t timeout_ms,
-                    struct sbx_error *err)
+                    struct zerr *err)
 {
 	if (per_runtime == 0)
 		return 0;
 	if (!ctx->spawner)
-		return sbx_err(err, -EINVAL, "the warm pool needs the spawner (it spawns from a thread)");
+		return zerr_set(err, -EINVAL, "the warm pool needs the spawner (it spawns from a thread)");
 	if (per_runtime > POOL_MAX)
-		return sbx_err(err, -EINVAL, "pool size above %d", POOL_MAX);
+		return zerr_set(err, -EINVAL, "pool size above %d", POOL_MAX);
 	struct exec_pool *pool = calloc(1, sizeof(*pool));
 	if (!pool)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	pool->max = per_runtime;
 	pool->window_start_ns = util_now_ns();
 	pool->memory_mb = memory_mb;
@@ -722,7 +722,7 @@ int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_
 	if (r != 0) {
 		ctx->pool = NULL;
 		free(pool);
-		return sbx_err(err, -r, "pthread_create: %s", strerror(r));
+		return zerr_set(err, -r, "pthread_create: %s", strerror(r));
 	}
 	return 0;
 }
@@ -788,19 +788,19 @@ void exec_pool_get_stats(struct exec_ctx *ctx, struct exec_pool_stats *ret)
 	pthread_mutex_unlock(&pool->mu);
 }
 
-int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct sbx_error *err)
+int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err)
 {
 	memset(ret, 0, sizeof(*ret));
 	const char *entry = req->entry_point && req->entry_point[0] ? req->entry_point : "handler";
 	if (req->lang != EXEC_JS && req->lang != EXEC_PY)
-		return sbx_err(err, -EINVAL, "unknown runtime");
+		return zerr_set(err, -EINVAL, "unknown runtime");
 	if (!req->code || !valid_identifier(entry))
-		return sbx_err(err, -EINVAL, "missing code or bad entry point");
+		return zerr_set(err, -EINVAL, "missing code or bad entry point");
 	if (req->timeout_ms == 0 || req->timeout_ms > EXEC_MAX_TIMEOUT_MS || req->memory_mb < 16 ||
 	    req->memory_mb > EXEC_MAX_MEMORY_MB)
-		return sbx_err(err, -EINVAL, "timeout or memory out of range");
+		return zerr_set(err, -EINVAL, "timeout or memory out of range");
 	if (req->env && !json_is_object(req->env))
-		return sbx_err(err, -EINVAL, "env must be an object");
+		return zerr_set(err, -EINVAL, "env must be an object");
 
 	json_t *env = req->env ? json_incref(req->env) : json_object();
 	json_t *payload = req->payload ? json_incref(req->payload) : json_null();
@@ -813,10 +813,10 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	_cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
 	json_decref(msg);
 	if (!text)
-		return sbx_err(err, -EINVAL, "the invocation cannot be encoded (invalid UTF-8?)");
+		return zerr_set(err, -EINVAL, "the invocation cannot be encoded (invalid UTF-8?)");
 	size_t text_len = strlen(text);
 	if (text_len > EXEC_MAX_MESSAGE)
-		return sbx_err(err, -E2BIG, "the invocation message exceeds %u bytes", EXEC_MAX_MESSAGE);
+		return zerr_set(err, -E2BIG, "the invocation message exceeds %u bytes", EXEC_MAX_MESSAGE);
 
 	/* Every sandbox gets a CPU quota: the request's, else the default. */
 	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;

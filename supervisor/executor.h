@@ -95,7 +95,7 @@ struct exec_result {
 /* Compile the runtime policies from policy_dir (cached under the sandbox run
  * directory) and fill defaults. */
 int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
-                  const char *sdk_dir, const char *pg_socket_dir, struct sbx_error *err);
+                  const char *sdk_dir, const char *pg_socket_dir, struct zerr *err);
 void exec_ctx_done(struct exec_ctx *ctx);
 
 /* Keep up to per_runtime sandboxes of each runtime started ahead (0: no
@@ -103,7 +103,7 @@ void exec_ctx_done(struct exec_ctx *ctx);
  * waiting with memory_mb and timeout_ms as their limits until assigned.
  * Needs ctx->spawner: the pool spawns from its own thread. */
 int exec_pool_start(struct exec_ctx *ctx, unsigned per_runtime, uint64_t memory_mb, uint64_t timeout_ms,
-                    struct sbx_error *err);
+                    struct zerr *err);
 void exec_pool_stop(struct exec_ctx *ctx);
 /* Pooled sandboxes older than this are replaced, never handed out
  * (default 300 s). Thread-safe. */
@@ -116,7 +116,7 @@ void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns);
 
 /* Run one invocation. Returns 0 with *ret filled whatever the function did;
  * a negative errno only when the request itself is unusable. */
-int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct sbx_error *err);
+int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err);
 void exec_result_done(struct exec_result *r);
 
 const char *exec_outcome_code(enum exec_outcome o); /* "FUNCTION_ERROR"... */

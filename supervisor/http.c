@@ -174,29 +174,29 @@ static bool unreserved(char c)
 	return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-static int compile_route(const struct http_route *in, size_t idx, struct route_c *rc, struct sbx_error *err)
+static int compile_route(const struct http_route *in, size_t idx, struct route_c *rc, struct zerr *err)
 {
 	if (!in->method || !in->pattern || !in->handler)
-		return sbx_err(err, -EINVAL, "route %zu: method, pattern and handler are required", idx);
+		return zerr_set(err, -EINVAL, "route %zu: method, pattern and handler are required", idx);
 	size_t ml = strlen(in->method);
 	if (ml == 0 || ml > METHOD_MAX)
-		return sbx_err(err, -EINVAL, "route %zu: bad method", idx);
+		return zerr_set(err, -EINVAL, "route %zu: bad method", idx);
 	for (size_t i = 0; i < ml; i++)
 		if (in->method[i] < 'A' || in->method[i] > 'Z')
-			return sbx_err(err, -EINVAL, "route %zu: method '%s' is not upper-case letters", idx,
-			               in->method);
+			return zerr_set(err, -EINVAL, "route %zu: method '%s' is not upper-case letters", idx,
+			                in->method);
 	const char *p = in->pattern;
 	size_t pl = strlen(p);
 	if (pl == 0 || pl > HTTP_PATH_MAX || p[0] != '/')
-		return sbx_err(err, -EINVAL, "route %zu: pattern must start with '/'", idx);
+		return zerr_set(err, -EINVAL, "route %zu: pattern must start with '/'", idx);
 	if (pl > 1 && p[pl - 1] == '/')
-		return sbx_err(err, -EINVAL, "route %zu: pattern '%s' ends with '/'", idx, p);
+		return zerr_set(err, -EINVAL, "route %zu: pattern '%s' ends with '/'", idx, p);
 
 	rc->method = strdup(in->method);
 	rc->pattern = strdup(p);
 	rc->split = strdup(p);
 	if (!rc->method || !rc->pattern || !rc->split)
-		return sbx_err(err, -ENOMEM, "route %zu: out of memory", idx);
+		return zerr_set(err, -ENOMEM, "route %zu: out of memory", idx);
 	rc->r.method = rc->method;
 	rc->r.pattern = rc->pattern;
 	rc->r.handler = in->handler;
@@ -212,32 +212,32 @@ static int compile_route(const struct http_route *in, size_t idx, struct route_c
 			*slash = '\0';
 		size_t sl = strlen(s);
 		if (sl == 0)
-			return sbx_err(err, -EINVAL, "route %zu: empty segment in '%s'", idx, p);
+			return zerr_set(err, -EINVAL, "route %zu: empty segment in '%s'", idx, p);
 		if (rc->n_segs == HTTP_MAX_SEGMENTS)
-			return sbx_err(err, -EINVAL, "route %zu: more than %d segments", idx, HTTP_MAX_SEGMENTS);
+			return zerr_set(err, -EINVAL, "route %zu: more than %d segments", idx, HTTP_MAX_SEGMENTS);
 		if (s[0] == '{') {
 			if (sl < 3 || s[sl - 1] != '}' || sl - 2 > PARAM_NAME_MAX)
-				return sbx_err(err, -EINVAL, "route %zu: bad parameter '%s'", idx, s);
+				return zerr_set(err, -EINVAL, "route %zu: bad parameter '%s'", idx, s);
 			s[sl - 1] = '\0';
 			s++;
 			if (!(islower((unsigned char)s[0]) || s[0] == '_'))
-				return sbx_err(err, -EINVAL, "route %zu: bad parameter name '%s'", idx, s);
+				return zerr_set(err, -EINVAL, "route %zu: bad parameter name '%s'", idx, s);
 			for (const char *q = s; *q; q++)
 				if (!(islower((unsigned char)*q) || isdigit((unsigned char)*q) || *q == '_'))
-					return sbx_err(err, -EINVAL, "route %zu: bad parameter name '%s'", idx, s);
+					return zerr_set(err, -EINVAL, "route %zu: bad parameter name '%s'", idx, s);
 			for (size_t i = 0; i < rc->n_segs; i++)
 				if (rc->is_param[i] && strcmp(rc->seg[i], s) == 0)
-					return sbx_err(err, -EINVAL, "route %zu: parameter '%s' repeated", idx, s);
+					return zerr_set(err, -EINVAL, "route %zu: parameter '%s' repeated", idx, s);
 			if (++n_params > HTTP_MAX_PARAMS)
-				return sbx_err(err, -EINVAL, "route %zu: more than %d parameters", idx,
-				               HTTP_MAX_PARAMS);
+				return zerr_set(err, -EINVAL, "route %zu: more than %d parameters", idx,
+				                HTTP_MAX_PARAMS);
 			rc->is_param[rc->n_segs] = true;
 		} else {
 			if (sl > HTTP_PARAM_MAX)
-				return sbx_err(err, -EINVAL, "route %zu: segment too long", idx);
+				return zerr_set(err, -EINVAL, "route %zu: segment too long", idx);
 			for (size_t i = 0; i < sl; i++)
 				if (!unreserved(s[i]))
-					return sbx_err(err, -EINVAL, "route %zu: bad character in '%s'", idx, s);
+					return zerr_set(err, -EINVAL, "route %zu: bad character in '%s'", idx, s);
 			rc->is_param[rc->n_segs] = false;
 		}
 		rc->seg[rc->n_segs++] = s;
@@ -276,19 +276,19 @@ void http_router_free(struct http_router *r)
 	free(r);
 }
 
-int http_router_new(const struct http_route *routes, size_t n_routes, struct http_router **ret, struct sbx_error *err)
+int http_router_new(const struct http_route *routes, size_t n_routes, struct http_router **ret, struct zerr *err)
 {
 	if (!routes && n_routes)
-		return sbx_err(err, -EINVAL, "no route table");
+		return zerr_set(err, -EINVAL, "no route table");
 	if (n_routes > 4096)
-		return sbx_err(err, -EINVAL, "too many routes");
+		return zerr_set(err, -EINVAL, "too many routes");
 	struct http_router *r = calloc(1, sizeof(*r));
 	if (!r)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	r->routes = calloc(n_routes ? n_routes : 1, sizeof(*r->routes));
 	if (!r->routes) {
 		free(r);
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < n_routes; i++) {
 		r->n = i + 1; /* so that free releases a half-built entry */
@@ -299,8 +299,8 @@ int http_router_new(const struct http_route *routes, size_t n_routes, struct htt
 		}
 		for (size_t j = 0; j < i; j++)
 			if (routes_clash(&r->routes[j], &r->routes[i])) {
-				sbx_err(err, -EEXIST, "route %zu: %s %s repeats route %zu", i, routes[i].method,
-				        routes[i].pattern, j);
+				zerr_set(err, -EEXIST, "route %zu: %s %s repeats route %zu", i, routes[i].method,
+				         routes[i].pattern, j);
 				http_router_free(r);
 				return -EEXIST;
 			}
@@ -617,7 +617,7 @@ const char *http_body(const struct http_request *req, size_t *ret_len)
 	return req->body ? req->body : "";
 }
 
-json_t *http_json_body(struct http_request *req, struct sbx_error *err)
+json_t *http_json_body(struct http_request *req, struct zerr *err)
 {
 	if (!req->json_tried) {
 		req->json_tried = true;
@@ -635,7 +635,7 @@ json_t *http_json_body(struct http_request *req, struct sbx_error *err)
 		}
 	}
 	if (!req->json) {
-		sbx_err(err, req->json_rc, "%s", req->json_msg);
+		zerr_set(err, req->json_rc, "%s", req->json_msg);
 		return NULL;
 	}
 	return json_incref(req->json);
@@ -1208,38 +1208,37 @@ static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
 
 /* ---- start / stop ----------------------------------------------------------- */
 
-static int parse_listen(const char *addr, char *host, size_t host_size, char *port, size_t port_size,
-                        struct sbx_error *err)
+static int parse_listen(const char *addr, char *host, size_t host_size, char *port, size_t port_size, struct zerr *err)
 {
 	if (!addr || !*addr)
-		return sbx_err(err, -EINVAL, "empty addr address");
+		return zerr_set(err, -EINVAL, "empty addr address");
 	const char *colon, *h = addr;
 	size_t hl;
 	if (addr[0] == '[') {
 		const char *close = strchr(addr, ']');
 		if (!close || close[1] != ':')
-			return sbx_err(err, -EINVAL, "addr address '%s': expected [ADDR]:PORT", addr);
+			return zerr_set(err, -EINVAL, "addr address '%s': expected [ADDR]:PORT", addr);
 		h = addr + 1;
 		hl = (size_t)(close - h);
 		colon = close + 1;
 	} else {
 		colon = strrchr(addr, ':');
 		if (!colon || memchr(addr, ':', (size_t)(colon - addr)))
-			return sbx_err(err, -EINVAL, "addr address '%s': expected HOST:PORT or [V6]:PORT", addr);
+			return zerr_set(err, -EINVAL, "addr address '%s': expected HOST:PORT or [V6]:PORT", addr);
 		hl = (size_t)(colon - addr);
 	}
 	if (hl == 0 || hl >= host_size)
-		return sbx_err(err, -EINVAL, "addr address '%s': bad host", addr);
+		return zerr_set(err, -EINVAL, "addr address '%s': bad host", addr);
 	uint64_t p;
 	if (util_parse_u64(colon + 1, 0, 65535, &p) < 0)
-		return sbx_err(err, -EINVAL, "addr address '%s': bad port", addr);
+		return zerr_set(err, -EINVAL, "addr address '%s': bad port", addr);
 	memcpy(host, h, hl);
 	host[hl] = '\0';
 	snprintf(port, port_size, "%u", (unsigned)p);
 	return 0;
 }
 
-static int open_listener(const char *addr, int *ret_fd, int *ret_port, struct sbx_error *err)
+static int open_listener(const char *addr, int *ret_fd, int *ret_port, struct zerr *err)
 {
 	char host[256], port[8];
 	int r = parse_listen(addr, host, sizeof(host), port, sizeof(port), err);
@@ -1250,30 +1249,30 @@ static int open_listener(const char *addr, int *ret_fd, int *ret_port, struct sb
 	struct addrinfo *ai = NULL;
 	int g = getaddrinfo(host, port, &hints, &ai);
 	if (g != 0)
-		return sbx_err(err, -EADDRNOTAVAIL, "addr address '%s': %s", addr, gai_strerror(g));
+		return zerr_set(err, -EADDRNOTAVAIL, "addr address '%s': %s", addr, gai_strerror(g));
 	_cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		r = -errno;
 		freeaddrinfo(ai);
-		return sbx_err(err, r, "socket: %s", strerror(-r));
+		return zerr_set(err, r, "socket: %s", strerror(-r));
 	}
 	int one = 1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 		r = -errno;
 		freeaddrinfo(ai);
-		return sbx_err(err, r, "bind %s: %s", addr, strerror(-r));
+		return zerr_set(err, r, "bind %s: %s", addr, strerror(-r));
 	}
 	freeaddrinfo(ai);
 	if (listen(fd, SOMAXCONN) < 0) {
 		r = -errno;
-		return sbx_err(err, r, "listen %s: %s", addr, strerror(-r));
+		return zerr_set(err, r, "listen %s: %s", addr, strerror(-r));
 	}
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
 		r = -errno;
-		return sbx_err(err, r, "getsockname: %s", strerror(-r));
+		return zerr_set(err, r, "getsockname: %s", strerror(-r));
 	}
 	if (ss.ss_family == AF_INET)
 		*ret_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -1310,10 +1309,10 @@ static void server_free(struct http_server *s)
 }
 
 int http_server_start(const struct http_config *cfg, const struct http_route *routes, size_t n_routes, void *app,
-                      struct http_server **ret, struct sbx_error *err)
+                      struct http_server **ret, struct zerr *err)
 {
 	if (!cfg || !ret)
-		return sbx_err(err, -EINVAL, "no configuration");
+		return zerr_set(err, -EINVAL, "no configuration");
 	const char *addr = cfg->listen ? cfg->listen : "127.0.0.1:8080";
 	unsigned max_conn = cfg->max_connections ? cfg->max_connections : DEF_MAX_CONNECTIONS;
 	unsigned idle = cfg->idle_timeout_s ? cfg->idle_timeout_s : DEF_IDLE_TIMEOUT_S;
@@ -1321,21 +1320,21 @@ int http_server_start(const struct http_config *cfg, const struct http_route *ro
 	size_t hdr = cfg->max_header_bytes ? cfg->max_header_bytes : DEF_HEADER_BYTES;
 	size_t body = cfg->max_body ? cfg->max_body : DEF_MAX_BODY;
 	if (max_conn > 8192)
-		return sbx_err(err, -EINVAL, "max_connections %u is above 8192", max_conn);
+		return zerr_set(err, -EINVAL, "max_connections %u is above 8192", max_conn);
 	if (cfg->max_per_ip > max_conn)
-		return sbx_err(err, -EINVAL, "max_per_ip is above max_connections");
+		return zerr_set(err, -EINVAL, "max_per_ip is above max_connections");
 	if (idle > 3600)
-		return sbx_err(err, -EINVAL, "idle_timeout_s %u is above 3600", idle);
+		return zerr_set(err, -EINVAL, "idle_timeout_s %u is above 3600", idle);
 	if (req_to > 3600000)
-		return sbx_err(err, -EINVAL, "request_timeout_ms %u is above 3600000", req_to);
+		return zerr_set(err, -EINVAL, "request_timeout_ms %u is above 3600000", req_to);
 	if (hdr < 8192 || hdr > 1024 * 1024)
-		return sbx_err(err, -EINVAL, "max_header_bytes %zu is outside 8 KiB..1 MiB", hdr);
+		return zerr_set(err, -EINVAL, "max_header_bytes %zu is outside 8 KiB..1 MiB", hdr);
 	if (body > 1024u * 1024 * 1024)
-		return sbx_err(err, -EINVAL, "max_body %zu is above 1 GiB", body);
+		return zerr_set(err, -EINVAL, "max_body %zu is above 1 GiB", body);
 
 	struct http_server *s = calloc(1, sizeof(*s));
 	if (!s)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	s->listen_fd = s->mhd_fd = -1;
 	s->app = app;
 	s->log = cfg->log;
@@ -1361,12 +1360,12 @@ int http_server_start(const struct http_config *cfg, const struct http_route *ro
 	 * is not documented. Ours stays for shutdown() and the final close. */
 	s->mhd_fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 3);
 	if (s->mhd_fd < 0) {
-		r = sbx_err(err, -errno, "dup: %m");
+		r = zerr_set(err, -errno, "dup: %m");
 		goto fail;
 	}
 	r = pthread_create(&s->watchdog, NULL, watchdog_main, s);
 	if (r != 0) {
-		r = sbx_err(err, -r, "cannot start the request watchdog");
+		r = zerr_set(err, -r, "cannot start the request watchdog");
 		goto fail;
 	}
 	s->watchdog_running = true;
@@ -1383,7 +1382,7 @@ int http_server_start(const struct http_config *cfg, const struct http_route *ro
 	    on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK,
 	    unescape_none, s, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
 	if (!s->mhd) {
-		r = sbx_err(err, errno > 0 ? -errno : -EIO, "cannot start the HTTP daemon on %s", addr);
+		r = zerr_set(err, errno > 0 ? -errno : -EIO, "cannot start the HTTP daemon on %s", addr);
 		s->mhd_fd = -1; /* see above: possibly closed already */
 		goto fail;
 	}

@@ -107,7 +107,7 @@ struct http_config {
  * twice, -EADDRNOTAVAIL for a host that does not resolve, or the errno of
  * bind/listen (-EADDRINUSE, -EACCES). */
 int http_server_start(const struct http_config *cfg, const struct http_route *routes, size_t n_routes, void *app,
-                      struct http_server **ret, struct sbx_error *err);
+                      struct http_server **ret, struct zerr *err);
 /* The bound TCP port (useful after listening on port 0). */
 int http_server_port(const struct http_server *s);
 /* Stop accepting: new connections are refused, new requests on kept-alive
@@ -141,7 +141,7 @@ const char *http_body(const struct http_request *req, size_t *ret_len);
  * once however often this is called. Returns a new reference: json_decref it.
  * NULL with err filled on an empty body (-ENODATA) or malformed JSON
  * (-EINVAL): the caller answers 400. */
-json_t *http_json_body(struct http_request *req, struct sbx_error *err);
+json_t *http_json_body(struct http_request *req, struct zerr *err);
 /* The peer's address, e.g. "127.0.0.1" or "::1". */
 const char *http_client_addr(const struct http_request *req);
 /* 16 lower-case hex characters, also in the x-request-id response header. */
@@ -183,7 +183,7 @@ struct http_match {
 
 /* Compile and check a route table: -EINVAL for a bad method or pattern
  * (message names the route), -EEXIST for a method+pattern given twice. */
-int http_router_new(const struct http_route *routes, size_t n_routes, struct http_router **ret, struct sbx_error *err);
+int http_router_new(const struct http_route *routes, size_t n_routes, struct http_router **ret, struct zerr *err);
 void http_router_free(struct http_router *r);
 /* Route method + raw_path (undecoded, no query string) per the rules above.
  * Always fills *ret. */

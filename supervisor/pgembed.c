@@ -122,49 +122,48 @@ static void log_tail(const char *path, off_t from, char *buf, size_t size)
 	snprintf(buf, size, "%s", line + skip);
 }
 
-static int mkdir_p(const char *path, mode_t last_mode, struct sbx_error *err)
+static int mkdir_p(const char *path, mode_t last_mode, struct zerr *err)
 {
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return sbx_err(err, -ENAMETOOLONG, "path too long: %.64s...", path);
+		return zerr_set(err, -ENAMETOOLONG, "path too long: %.64s...", path);
 	for (char *s = strchr(tmp + 1, '/'); s; s = strchr(s + 1, '/')) {
 		*s = '\0';
 		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return sbx_err(err, -errno, "mkdir %s: %s", tmp, strerror(errno));
+			return zerr_set(err, -errno, "mkdir %s: %s", tmp, strerror(errno));
 		*s = '/';
 	}
 	if (mkdir(tmp, last_mode) < 0 && errno != EEXIST)
-		return sbx_err(err, -errno, "mkdir %s: %s", tmp, strerror(errno));
+		return zerr_set(err, -errno, "mkdir %s: %s", tmp, strerror(errno));
 	return 0;
 }
 
 /* A directory of ours, exactly: created if missing, never a symlink (which
  * could point root's chown elsewhere), with this owner and mode. */
-static int ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, struct sbx_error *err)
+static int ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, struct zerr *err)
 {
 	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		return sbx_err(err, -errno, "mkdir %s: %s", path, strerror(errno));
+		return zerr_set(err, -errno, "mkdir %s: %s", path, strerror(errno));
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return sbx_err(err, -errno, "%s: %s (must be a directory, not a link)", path, strerror(errno));
+		return zerr_set(err, -errno, "%s: %s (must be a directory, not a link)", path, strerror(errno));
 	if (fchown(fd, uid, gid) < 0)
-		return sbx_err(err, -errno, "chown %s: %s", path, strerror(errno));
+		return zerr_set(err, -errno, "chown %s: %s", path, strerror(errno));
 	if (fchmod(fd, mode) < 0)
-		return sbx_err(err, -errno, "chmod %s: %s", path, strerror(errno));
+		return zerr_set(err, -errno, "chmod %s: %s", path, strerror(errno));
 	return 0;
 }
 
 /* Replace a file atomically (a crash leaves the old or the new one). */
-static int write_file_atomic(const char *path, const char *content, mode_t mode, uid_t uid, gid_t gid,
-                             struct sbx_error *err)
+static int write_file_atomic(const char *path, const char *content, mode_t mode, uid_t uid, gid_t gid, struct zerr *err)
 {
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return sbx_err(err, -ENAMETOOLONG, "path too long: %s", path);
+		return zerr_set(err, -ENAMETOOLONG, "path too long: %s", path);
 	unlink(tmp);
 	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
-		return sbx_err(err, -errno, "create %s: %s", tmp, strerror(errno));
+		return zerr_set(err, -errno, "create %s: %s", tmp, strerror(errno));
 	int r = 0;
 	size_t len = strlen(content), off = 0;
 	if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0)
@@ -184,7 +183,7 @@ static int write_file_atomic(const char *path, const char *content, mode_t mode,
 		r = -errno;
 	if (r < 0) {
 		unlink(tmp);
-		return sbx_err(err, r, "write %s: %s", path, strerror(-r));
+		return zerr_set(err, r, "write %s: %s", path, strerror(-r));
 	}
 	return 0;
 }
@@ -217,25 +216,25 @@ static bool path_chars_ok(const char *s)
 
 /* ---- the postgres user and its processes --------------------------------- */
 
-static int lookup_user(struct pg_user *ret, struct sbx_error *err)
+static int lookup_user(struct pg_user *ret, struct zerr *err)
 {
 	char buf[16384];
 	struct passwd pw, *res = NULL;
 	int r = getpwnam_r(PGE_SUPERUSER, &pw, buf, sizeof(buf), &res);
 	if (r != 0)
-		return sbx_err(err, -r, "look up user %s: %s", PGE_SUPERUSER, strerror(r));
+		return zerr_set(err, -r, "look up user %s: %s", PGE_SUPERUSER, strerror(r));
 	if (!res)
-		return sbx_err(
+		return zerr_set(
 		    err, -ENOENT,
 		    "no \"%s\" system user: install PostgreSQL %s, or set DATABASE_URL to use another cluster",
 		    PGE_SUPERUSER, PGE_BINDIR);
 	if (pw.pw_uid == 0)
-		return sbx_err(err, -EINVAL, "the %s user is uid 0; PostgreSQL refuses to run as root", PGE_SUPERUSER);
+		return zerr_set(err, -EINVAL, "the %s user is uid 0; PostgreSQL refuses to run as root", PGE_SUPERUSER);
 	ret->uid = pw.pw_uid;
 	ret->gid = pw.pw_gid;
 	int n = MAX_GROUPS;
 	if (getgrouplist(PGE_SUPERUSER, pw.pw_gid, ret->groups, &n) < 0)
-		return sbx_err(err, -E2BIG, "user %s is in more than %d groups", PGE_SUPERUSER, MAX_GROUPS);
+		return zerr_set(err, -E2BIG, "user %s is in more than %d groups", PGE_SUPERUSER, MAX_GROUPS);
 	ret->n_groups = n;
 	return 0;
 }
@@ -308,7 +307,7 @@ static bool wait_gone(pid_t pid, long timeout_ms)
 }
 
 /* Stop a postmaster we did not start: one left by a crashed zmeshd. */
-static int stop_orphan(pid_t pid, struct sbx_error *err)
+static int stop_orphan(pid_t pid, struct zerr *err)
 {
 	static const struct {
 		int sig;
@@ -320,14 +319,14 @@ static int stop_orphan(pid_t pid, struct sbx_error *err)
 		if (wait_gone(pid, steps[i].wait_ms))
 			return 0;
 	}
-	return sbx_err(err, -EBUSY, "a postmaster (pid %d) left in the data directory does not stop", (int)pid);
+	return zerr_set(err, -EBUSY, "a postmaster (pid %d) left in the data directory does not stop", (int)pid);
 }
 
 /* Make the data directory free for a new postmaster: the previous one and
  * its backends gone, and no lock file that names a live process that is
  * not a postmaster of this cluster (a pid reused after a crash), which
  * postgres would take for a running server. */
-static int clear_leftovers(struct pge *p, struct sbx_error *err)
+static int clear_leftovers(struct pge *p, struct zerr *err)
 {
 	char pidfile[PATH_MAX], socklock[PATH_MAX];
 	snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", p->data_dir);
@@ -349,15 +348,16 @@ static int clear_leftovers(struct pge *p, struct sbx_error *err)
 		sleep_ms(50);
 	n = cluster_procs(p->data_dir, procs, (int)ELEMENTSOF(procs));
 	if (n > 0)
-		return sbx_err(err, -EBUSY,
-		               "process %d (and %d more) still works in %s with no postmaster; stop it before starting "
-		               "zmeshd",
-		               (int)procs[0], n - 1, p->data_dir);
+		return zerr_set(
+		    err, -EBUSY,
+		    "process %d (and %d more) still works in %s with no postmaster; stop it before starting "
+		    "zmeshd",
+		    (int)procs[0], n - 1, p->data_dir);
 	const char *locks[] = {pidfile, socklock};
 	for (size_t i = 0; i < ELEMENTSOF(locks); i++) {
 		pid_t lp = lock_file_pid(locks[i]);
 		if (lp > 0 && !pid_gone(lp) && unlink(locks[i]) < 0 && errno != ENOENT)
-			return sbx_err(err, -errno, "remove stale %s: %s", locks[i], strerror(errno));
+			return zerr_set(err, -errno, "remove stale %s: %s", locks[i], strerror(errno));
 	}
 	return 0;
 }
@@ -395,14 +395,14 @@ static int move_fd(int fd, int target)
  * credentials are resolved before, and a failure travels back as
  * {step, errno} over a close-on-exec pipe. */
 static int spawn_as_postgres(const struct pg_user *u, char *const argv[], int out_fd, const char *fd3_data,
-                             int pdeath_sig, const char *workdir, pid_t *ret_pid, struct sbx_error *err)
+                             int pdeath_sig, const char *workdir, pid_t *ret_pid, struct zerr *err)
 {
 	_cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0)
-		return sbx_err(err, -errno, "open /dev/null: %s", strerror(errno));
+		return zerr_set(err, -errno, "open /dev/null: %s", strerror(errno));
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return sbx_err(err, -errno, "pipe: %s", strerror(errno));
+		return zerr_set(err, -errno, "pipe: %s", strerror(errno));
 	_cleanup_close_ int rd = pfd[0];
 	_cleanup_close_ int wr = pfd[1];
 	pid_t parent = getpid();
@@ -410,7 +410,7 @@ static int spawn_as_postgres(const struct pg_user *u, char *const argv[], int ou
 
 	pid_t pid = fork();
 	if (pid < 0)
-		return sbx_err(err, -errno, "fork: %s", strerror(errno));
+		return zerr_set(err, -errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		/* Lift the descriptors to place above 0..3 first, so that no
 		 * dup2 overwrites one still to be moved. */
@@ -469,18 +469,18 @@ static int spawn_as_postgres(const struct pg_user *u, char *const argv[], int ou
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	if (n != (ssize_t)sizeof(rep))
-		return sbx_err(err, -EIO, "starting %s failed without a report", argv[0]);
+		return zerr_set(err, -EIO, "starting %s failed without a report", argv[0]);
 	switch (rep.step) {
 	case STEP_CHDIR:
-		return sbx_err(err, -rep.err,
-		               "the %s user cannot enter %s (%s): every directory above it must be searchable (o+x)",
-		               PGE_SUPERUSER, workdir, strerror(rep.err));
+		return zerr_set(err, -rep.err,
+		                "the %s user cannot enter %s (%s): every directory above it must be searchable (o+x)",
+		                PGE_SUPERUSER, workdir, strerror(rep.err));
 	case STEP_CREDS:
-		return sbx_err(err, -rep.err, "switch to the %s user: %s", PGE_SUPERUSER, strerror(rep.err));
+		return zerr_set(err, -rep.err, "switch to the %s user: %s", PGE_SUPERUSER, strerror(rep.err));
 	case STEP_EXEC:
-		return sbx_err(err, -rep.err, "exec %s: %s", argv[0], strerror(rep.err));
+		return zerr_set(err, -rep.err, "exec %s: %s", argv[0], strerror(rep.err));
 	default:
-		return sbx_err(err, -rep.err, "prepare %s (step %d): %s", argv[0], rep.step, strerror(rep.err));
+		return zerr_set(err, -rep.err, "prepare %s (step %d): %s", argv[0], rep.step, strerror(rep.err));
 	}
 }
 
@@ -515,7 +515,7 @@ static void describe_status(int st, char *buf, size_t size)
 
 /* ---- first start --------------------------------------------------------- */
 
-static int make_password(char ret[2 * PASSWORD_BYTES + 1], struct sbx_error *err)
+static int make_password(char ret[2 * PASSWORD_BYTES + 1], struct zerr *err)
 {
 	unsigned char raw[PASSWORD_BYTES];
 	size_t got = 0;
@@ -524,7 +524,7 @@ static int make_password(char ret[2 * PASSWORD_BYTES + 1], struct sbx_error *err
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return sbx_err(err, -errno, "getrandom: %s", strerror(errno));
+			return zerr_set(err, -errno, "getrandom: %s", strerror(errno));
 		got += (size_t)n;
 	}
 	for (size_t i = 0; i < sizeof(raw); i++)
@@ -535,14 +535,14 @@ static int make_password(char ret[2 * PASSWORD_BYTES + 1], struct sbx_error *err
 
 /* Run initdb into scratch, handing it the superuser's password through a
  * pipe (--pwfile=/dev/fd/3): never on a command line, never in a file. */
-static int initdb_with(struct pge *p, const char *scratch, const char *password, struct sbx_error *err)
+static int initdb_with(struct pge *p, const char *scratch, const char *password, struct zerr *err)
 {
 	_cleanup_free_ char *initdb = NULL, *initlog = NULL;
 	if (asprintf(&initdb, "%s/initdb", PGE_BINDIR) < 0 || asprintf(&initlog, "%s/initdb.log", p->pg_dir) < 0)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	_cleanup_close_ int logfd = open(initlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (logfd < 0)
-		return sbx_err(err, -errno, "open %s: %s", initlog, strerror(errno));
+		return zerr_set(err, -errno, "open %s: %s", initlog, strerror(errno));
 	char line[2 * PASSWORD_BYTES + 2];
 	snprintf(line, sizeof(line), "%s\n", password);
 	char *const argv[] = {initdb,
@@ -566,15 +566,15 @@ static int initdb_with(struct pge *p, const char *scratch, const char *password,
 	if (r == -ETIMEDOUT) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		return sbx_err(err, -ETIMEDOUT, "initdb did not finish within %d s", PGE_INITDB_TIMEOUT_S);
+		return zerr_set(err, -ETIMEDOUT, "initdb did not finish within %d s", PGE_INITDB_TIMEOUT_S);
 	}
 	if (r < 0)
-		return sbx_err(err, r, "wait for initdb: %s", strerror(-r));
+		return zerr_set(err, r, "wait for initdb: %s", strerror(-r));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		char how[64], tail[320];
 		describe_status(st, how, sizeof(how));
 		log_tail(initlog, 0, tail, sizeof(tail));
-		return sbx_err(err, -EIO, "initdb failed (%s): %s", how, tail);
+		return zerr_set(err, -EIO, "initdb failed (%s): %s", how, tail);
 	}
 	return 0;
 }
@@ -582,15 +582,15 @@ static int initdb_with(struct pge *p, const char *scratch, const char *password,
 /* initdb into a scratch directory renamed into place once complete: a
  * "data" directory is always a whole cluster, and an interrupted first
  * start simply starts over. */
-static int run_initdb(struct pge *p, struct sbx_error *err)
+static int run_initdb(struct pge *p, struct zerr *err)
 {
 	_cleanup_free_ char *scratch = NULL, *pwpath = NULL;
 	if (asprintf(&scratch, "%s/data.init", p->pg_dir) < 0 ||
 	    asprintf(&pwpath, "%s/superuser.password", p->pg_dir) < 0)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	int r = rm_rf(scratch);
 	if (r < 0)
-		return sbx_err(err, r, "remove the interrupted %s: %s", scratch, strerror(-r));
+		return zerr_set(err, r, "remove the interrupted %s: %s", scratch, strerror(-r));
 	r = ensure_dir(scratch, 0700, p->user.uid, p->user.gid, err);
 	if (r < 0)
 		return r;
@@ -605,14 +605,14 @@ static int run_initdb(struct pge *p, struct sbx_error *err)
 	if (r < 0)
 		return r;
 	if (rename(scratch, p->data_dir) < 0)
-		return sbx_err(err, -errno, "rename %s to %s: %s", scratch, p->data_dir, strerror(errno));
+		return zerr_set(err, -errno, "rename %s to %s: %s", scratch, p->data_dir, strerror(errno));
 	p->created = true;
 	return 0;
 }
 
 /* Authentication is this module's, rewritten at every start so that it
  * always says what pgembed.h promises. */
-static int write_auth_config(struct pge *p, struct sbx_error *err)
+static int write_auth_config(struct pge *p, struct zerr *err)
 {
 	static const char hba[] = "# Rewritten by zmeshd at every start.\n"
 	                          "# The superuser: peer authentication only, for the OS users of pg_ident.conf.\n"
@@ -633,42 +633,42 @@ static int write_auth_config(struct pge *p, struct sbx_error *err)
 
 /* ---- start and stop ------------------------------------------------------ */
 
-static int take_lock(struct pge *p, struct sbx_error *err)
+static int take_lock(struct pge *p, struct zerr *err)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/owner.lock", p->pg_dir);
 	_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
 	if (fd < 0)
-		return sbx_err(err, -errno, "open %s: %s", path, strerror(errno));
+		return zerr_set(err, -errno, "open %s: %s", path, strerror(errno));
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno != EWOULDBLOCK)
-			return sbx_err(err, -errno, "lock %s: %s", path, strerror(errno));
+			return zerr_set(err, -errno, "lock %s: %s", path, strerror(errno));
 		pid_t holder = lock_file_pid(path);
-		return sbx_err(err, -EBUSY, "another zmeshd (pid %d) runs the cluster under %s", (int)holder,
-		               p->pg_dir);
+		return zerr_set(err, -EBUSY, "another zmeshd (pid %d) runs the cluster under %s", (int)holder,
+		                p->pg_dir);
 	}
 	char line[32];
 	int len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, line, (size_t)len, 0) != len)
-		return sbx_err(err, -errno, "write %s: %s", path, strerror(errno));
+		return zerr_set(err, -errno, "write %s: %s", path, strerror(errno));
 	p->lock_fd = TAKE_FD(fd);
 	return 0;
 }
 
-static int open_server_log(struct pge *p, struct sbx_error *err)
+static int open_server_log(struct pge *p, struct zerr *err)
 {
 	struct stat st;
 	if (stat(p->log_path, &st) == 0 && st.st_size > LOG_ROTATE_SIZE) {
 		char old[PATH_MAX];
 		snprintf(old, sizeof(old), "%s.1", p->log_path);
 		if (rename(p->log_path, old) < 0)
-			return sbx_err(err, -errno, "rotate %s: %s", p->log_path, strerror(errno));
+			return zerr_set(err, -errno, "rotate %s: %s", p->log_path, strerror(errno));
 	}
 	/* Opened by root and inherited: postgres writes it without being
 	 * able to open (or read) it. */
 	int fd = open(p->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
 	if (fd < 0)
-		return sbx_err(err, -errno, "open %s: %s", p->log_path, strerror(errno));
+		return zerr_set(err, -errno, "open %s: %s", p->log_path, strerror(errno));
 	return fd;
 }
 
@@ -685,12 +685,12 @@ static void kill_now(struct pge *p)
 	p->pid = 0;
 }
 
-static int start_postgres(struct pge *p, struct sbx_error *err)
+static int start_postgres(struct pge *p, struct zerr *err)
 {
 	_cleanup_free_ char *postgres = NULL, *sockdirs = NULL;
 	if (asprintf(&postgres, "%s/postgres", PGE_BINDIR) < 0 ||
 	    asprintf(&sockdirs, "unix_socket_directories=%s", p->run_dir) < 0)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	int r = open_server_log(p, err);
 	if (r < 0)
 		return r;
@@ -739,7 +739,7 @@ static int start_postgres(struct pge *p, struct sbx_error *err)
 			char how[64], tail[320];
 			describe_status(st, how, sizeof(how));
 			log_tail(p->log_path, log_from, tail, sizeof(tail));
-			return sbx_err(err, -EIO, "postgres exited during start (%s): %s", how, tail);
+			return zerr_set(err, -EIO, "postgres exited during start (%s): %s", how, tail);
 		}
 		if (PQping(conninfo) == PQPING_OK)
 			return 0;
@@ -750,50 +750,51 @@ static int start_postgres(struct pge *p, struct sbx_error *err)
 	kill_now(p);
 	char tail[320];
 	log_tail(p->log_path, log_from, tail, sizeof(tail));
-	return sbx_err(err, -ETIMEDOUT, "postgres not ready within %d s: %s", PGE_READY_TIMEOUT_S, tail);
+	return zerr_set(err, -ETIMEDOUT, "postgres not ready within %d s: %s", PGE_READY_TIMEOUT_S, tail);
 }
 
-static int set_paths(struct pge *p, const char *state_dir, struct sbx_error *err)
+static int set_paths(struct pge *p, const char *state_dir, struct zerr *err)
 {
 	char abs[PATH_MAX];
 	if (!realpath(state_dir, abs))
-		return sbx_err(err, -errno, "resolve %s: %s", state_dir, strerror(errno));
+		return zerr_set(err, -errno, "resolve %s: %s", state_dir, strerror(errno));
 	if (!path_chars_ok(abs))
-		return sbx_err(err, -EINVAL,
-		               "state directory %s: whitespace, quotes, backslashes and commas are not supported", abs);
+		return zerr_set(err, -EINVAL,
+		                "state directory %s: whitespace, quotes, backslashes and commas are not supported",
+		                abs);
 	if (strlen(abs) + strlen("/pg/run" SOCKET_NAME) >= SUN_PATH_SIZE)
-		return sbx_err(err, -ENAMETOOLONG, "state directory %s is too long for a unix socket path (%zu bytes)",
-		               abs, SUN_PATH_SIZE - 1);
+		return zerr_set(err, -ENAMETOOLONG, "state directory %s is too long for a unix socket path (%zu bytes)",
+		                abs, SUN_PATH_SIZE - 1);
 	if (!(p->state_dir = strdup(abs)) || asprintf(&p->pg_dir, "%s/pg", abs) < 0 ||
 	    asprintf(&p->data_dir, "%s/pg/data", abs) < 0 || asprintf(&p->run_dir, "%s/pg/run", abs) < 0 ||
 	    asprintf(&p->log_path, "%s/pg/server.log", abs) < 0)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	return 0;
 }
 
-int pge_start(const char *state_dir, struct pge **ret, struct sbx_error *err)
+int pge_start(const char *state_dir, struct pge **ret, struct zerr *err)
 {
 	if (!state_dir || !state_dir[0])
-		return sbx_err(err, -EINVAL, "no state directory");
+		return zerr_set(err, -EINVAL, "no state directory");
 	if (strnlen(state_dir, PATH_MAX) >= PATH_MAX)
-		return sbx_err(err, -ENAMETOOLONG, "state directory path too long");
+		return zerr_set(err, -ENAMETOOLONG, "state directory path too long");
 	if (geteuid() != 0)
-		return sbx_err(err, -EPERM,
-		               "the embedded PostgreSQL needs root (it runs as the %s user); "
-		               "or set DATABASE_URL",
-		               PGE_SUPERUSER);
+		return zerr_set(err, -EPERM,
+		                "the embedded PostgreSQL needs root (it runs as the %s user); "
+		                "or set DATABASE_URL",
+		                PGE_SUPERUSER);
 	char bin[PATH_MAX];
 	const char *progs[] = {"initdb", "postgres"};
 	for (size_t i = 0; i < ELEMENTSOF(progs); i++) {
 		snprintf(bin, sizeof(bin), "%s/%s", PGE_BINDIR, progs[i]);
 		if (access(bin, X_OK) < 0)
-			return sbx_err(err, -errno, "%s: %s (install PostgreSQL 15, or set DATABASE_URL)", bin,
-			               strerror(errno));
+			return zerr_set(err, -errno, "%s: %s (install PostgreSQL 15, or set DATABASE_URL)", bin,
+			                strerror(errno));
 	}
 
 	struct pge *p = calloc(1, sizeof(*p));
 	if (!p)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	p->lock_fd = -1;
 	int r = lookup_user(&p->user, err);
 	if (r < 0)
@@ -801,13 +802,13 @@ int pge_start(const char *state_dir, struct pge **ret, struct sbx_error *err)
 	/* Before anything is created, on the path as given; repeated on the
 	 * resolved path. */
 	if (!path_chars_ok(state_dir)) {
-		r = sbx_err(err, -EINVAL,
-		            "state directory %s: whitespace, quotes, backslashes and commas are not supported",
-		            state_dir);
+		r = zerr_set(err, -EINVAL,
+		             "state directory %s: whitespace, quotes, backslashes and commas are not supported",
+		             state_dir);
 		goto fail;
 	}
 	if (state_dir[0] == '/' && strlen(state_dir) + strlen("/pg/run" SOCKET_NAME) >= SUN_PATH_SIZE) {
-		r = sbx_err(err, -ENAMETOOLONG, "state directory %s is too long for a unix socket path", state_dir);
+		r = zerr_set(err, -ENAMETOOLONG, "state directory %s is too long for a unix socket path", state_dir);
 		goto fail;
 	}
 	r = mkdir_p(state_dir, 0711, err);
@@ -821,11 +822,11 @@ int pge_start(const char *state_dir, struct pge **ret, struct sbx_error *err)
 	 * the state directory; listing it is nobody's business. */
 	struct stat st;
 	if (stat(p->state_dir, &st) < 0) {
-		r = sbx_err(err, -errno, "stat %s: %s", p->state_dir, strerror(errno));
+		r = zerr_set(err, -errno, "stat %s: %s", p->state_dir, strerror(errno));
 		goto fail;
 	}
 	if ((st.st_mode & 0011) != 0011 && chmod(p->state_dir, (st.st_mode & 07777) | 0011) < 0) {
-		r = sbx_err(err, -errno, "chmod %s: %s", p->state_dir, strerror(errno));
+		r = zerr_set(err, -errno, "chmod %s: %s", p->state_dir, strerror(errno));
 		goto fail;
 	}
 	r = ensure_dir(p->pg_dir, 0755, 0, 0, err);
@@ -843,15 +844,15 @@ int pge_start(const char *state_dir, struct pge **ret, struct sbx_error *err)
 	struct stat dst;
 	if (lstat(p->data_dir, &dst) < 0) {
 		if (errno != ENOENT) {
-			r = sbx_err(err, -errno, "stat %s: %s", p->data_dir, strerror(errno));
+			r = zerr_set(err, -errno, "stat %s: %s", p->data_dir, strerror(errno));
 			goto fail;
 		}
 		r = run_initdb(p, err);
 		if (r < 0)
 			goto fail;
 	} else if (!S_ISDIR(dst.st_mode) || access(version, F_OK) < 0) {
-		r = sbx_err(err, -EINVAL, "%s exists but holds no PostgreSQL cluster; move it away to start afresh",
-		            p->data_dir);
+		r = zerr_set(err, -EINVAL, "%s exists but holds no PostgreSQL cluster; move it away to start afresh",
+		             p->data_dir);
 		goto fail;
 	}
 	r = clear_leftovers(p, err);
@@ -940,12 +941,12 @@ int pge_conninfo(const struct pge *p, const char *dbname, char *buf, size_t n)
 	return 0;
 }
 
-int pge_check(struct pge *p, struct sbx_error *err)
+int pge_check(struct pge *p, struct zerr *err)
 {
 	if (!p)
-		return sbx_err(err, -EINVAL, "no cluster");
+		return zerr_set(err, -EINVAL, "no cluster");
 	if (p->pid <= 0)
-		return sbx_err(err, -ESRCH, "postgres is not running");
+		return zerr_set(err, -ESRCH, "postgres is not running");
 	int st;
 	pid_t r = waitpid(p->pid, &st, WNOHANG);
 	if (r == 0)
@@ -953,11 +954,11 @@ int pge_check(struct pge *p, struct sbx_error *err)
 	pid_t was = p->pid;
 	p->pid = 0;
 	if (r < 0)
-		return sbx_err(err, -ESRCH, "postgres (pid %d) was reaped elsewhere: %s", (int)was, strerror(errno));
+		return zerr_set(err, -ESRCH, "postgres (pid %d) was reaped elsewhere: %s", (int)was, strerror(errno));
 	char how[64], tail[320];
 	describe_status(st, how, sizeof(how));
 	log_tail(p->log_path, 0, tail, sizeof(tail));
-	return sbx_err(err, -ESRCH, "postgres (pid %d) exited (%s): %s", (int)was, how, tail);
+	return zerr_set(err, -ESRCH, "postgres (pid %d) exited (%s): %s", (int)was, how, tail);
 }
 
 int pge_stop(struct pge *p)

@@ -52,7 +52,7 @@ struct pge;
  * for the postgres user and sandboxes), running initdb on first start, and
  * return once it accepts connections (at most PGE_READY_TIMEOUT_S). On
  * failure the error carries the tail of the relevant log. */
-int pge_start(const char *state_dir, struct pge **ret, struct sbx_error *err);
+int pge_start(const char *state_dir, struct pge **ret, struct zerr *err);
 
 /* The directory holding the cluster's socket (absolute). */
 const char *pge_socket_dir(const struct pge *p);
@@ -71,7 +71,7 @@ bool pge_created(const struct pge *p);
 
 /* Supervision: 0 while postgres runs; -ESRCH once it has exited, with its
  * exit status in err (it is reaped here). */
-int pge_check(struct pge *p, struct sbx_error *err);
+int pge_check(struct pge *p, struct zerr *err);
 
 /* Stop the cluster and free p (NULL is accepted): SIGINT (fast shutdown:
  * sessions end, a checkpoint is written), waiting at most

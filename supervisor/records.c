@@ -40,14 +40,14 @@ static const char insert_sql[] =
     "cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, logs_truncated boolean, "
     "error jsonb)";
 
-static int write_batch(struct records *r, json_t *batch, struct sbx_error *err)
+static int write_batch(struct records *r, json_t *batch, struct zerr *err)
 {
 	_cleanup_free_ char *text = json_dumps(batch, JSON_COMPACT);
 	if (!text)
-		return sbx_err(err, -ENOMEM, "cannot encode records");
+		return zerr_set(err, -ENOMEM, "cannot encode records");
 	PGconn *c = db_acquire(r->pool);
 	if (!c)
-		return sbx_err(err, -ETIMEDOUT, "no database connection");
+		return zerr_set(err, -ETIMEDOUT, "no database connection");
 	const char *p[] = {text};
 	PGresult *res = NULL;
 	int rc = db_exec_params(c, insert_sql, 1, p, &res, err);
@@ -67,7 +67,7 @@ static bool transient(int rc)
 
 static void write_all(struct records *r, json_t *batch)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	size_t n = json_array_size(batch);
 	int rc = write_batch(r, batch, &err);
 	/* The database away for a moment (a restart, a full pool): the same
@@ -92,7 +92,7 @@ static void write_all(struct records *r, json_t *batch)
 	}
 	for (size_t i = 0; i < n; i++) {
 		json_t *one = json_pack("[O]", json_array_get(batch, i));
-		struct sbx_error e1 = {0};
+		struct zerr e1 = {0};
 		int rc1 = one ? write_batch(r, one, &e1) : -ENOMEM;
 		json_decref(one);
 		pthread_mutex_lock(&r->mu);
@@ -149,11 +149,11 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-int records_start(struct db_pool *pool, struct records **ret, struct sbx_error *err)
+int records_start(struct db_pool *pool, struct records **ret, struct zerr *err)
 {
 	struct records *r = calloc(1, sizeof(*r));
 	if (!r)
-		return sbx_err(err, -ENOMEM, "out of memory");
+		return zerr_set(err, -ENOMEM, "out of memory");
 	r->pool = pool;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_condattr_t ca;
@@ -165,7 +165,7 @@ int records_start(struct db_pool *pool, struct records **ret, struct sbx_error *
 	int rc = pthread_create(&r->thread, NULL, writer_main, r);
 	if (rc != 0) {
 		free(r);
-		return sbx_err(err, -rc, "pthread_create: %s", strerror(rc));
+		return zerr_set(err, -rc, "pthread_create: %s", strerror(rc));
 	}
 	*ret = r;
 	return 0;

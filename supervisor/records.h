@@ -15,7 +15,7 @@ struct records;
  * (id, function_id, project_id, version, trigger, start, status,
  * started_at_ms, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs,
  * logs_truncated, error). */
-int records_start(struct db_pool *pool, struct records **ret, struct sbx_error *err);
+int records_start(struct db_pool *pool, struct records **ret, struct zerr *err);
 /* Queue rec (the reference is stolen). When the queue is full the caller
  * writes it itself: slower, never lost. */
 void records_push(struct records *r, json_t *rec);

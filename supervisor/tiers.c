@@ -14,12 +14,12 @@ static int get_u64(json_t *o, const char *key, uint64_t min, uint64_t max, uint6
 	return 0;
 }
 
-int tiers_load(const char *path, struct tiers *ret, struct sbx_error *err)
+int tiers_load(const char *path, struct tiers *ret, struct zerr *err)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
-		return sbx_err(err, -EINVAL, "tiers %s:%d: %s", path, jerr.line, jerr.text);
+		return zerr_set(err, -EINVAL, "tiers %s:%d: %s", path, jerr.line, jerr.text);
 	struct tiers t = {0};
 	json_t *tiers = json_object_get(root, "tiers");
 	const char *name;
@@ -38,19 +38,19 @@ int tiers_load(const char *path, struct tiers *ret, struct sbx_error *err)
 		    get_u64(v, "max_memory_mb", 16, 1 << 20, &x->max_memory_mb) < 0 ||
 		    get_u64(v, "monthly_invocations", 0, UINT32_MAX * 1000ull, &x->monthly_invocations) < 0 ||
 		    get_u64(v, "concurrency", 1, 100000, &x->concurrency) < 0) {
-			r = sbx_err(err, -EINVAL,
-			            "tiers %s: tier \"%s\" needs max_timeout_ms, max_memory_mb, "
-			            "monthly_invocations and concurrency within bounds",
-			            path, name);
+			r = zerr_set(err, -EINVAL,
+			             "tiers %s: tier \"%s\" needs max_timeout_ms, max_memory_mb, "
+			             "monthly_invocations and concurrency within bounds",
+			             path, name);
 			break;
 		}
 		t.n++;
 	}
 	json_decref(root);
 	if (r < 0)
-		return err && err->code ? r : sbx_err(err, r, "tiers %s: want {\"tiers\": {NAME: {...}}}", path);
+		return err && err->code ? r : zerr_set(err, r, "tiers %s: want {\"tiers\": {NAME: {...}}}", path);
 	if (!tiers_find(&t, "free"))
-		return sbx_err(err, -EINVAL, "tiers %s: a \"free\" tier is required (the default)", path);
+		return zerr_set(err, -EINVAL, "tiers %s: a \"free\" tier is required (the default)", path);
 	*ret = t;
 	return 0;
 }

@@ -20,5 +20,5 @@ struct tiers {
 	int n;
 };
 
-int tiers_load(const char *path, struct tiers *ret, struct sbx_error *err);
+int tiers_load(const char *path, struct tiers *ret, struct zerr *err);
 const struct tier *tiers_find(const struct tiers *t, const char *name);

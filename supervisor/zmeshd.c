@@ -20,7 +20,7 @@
 #include "log.h"
 #include "pgembed.h"
 
-static int fatal(const char *what, const struct sbx_error *err)
+static int fatal(const char *what, const struct zerr *err)
 {
 	zlog(ZLOG_ERROR, "startup_failed", "step", what, "error", err->msg, NULL);
 	return 1;
@@ -28,12 +28,12 @@ static int fatal(const char *what, const struct sbx_error *err)
 
 /* JWT_SECRET_KEY, or a generated key kept (0600) in the state directory so
  * that tokens survive a restart. */
-static int load_jwt_key(struct app *app, struct sbx_error *err)
+static int load_jwt_key(struct app *app, struct zerr *err)
 {
 	const char *k = app->cfg.jwt_secret;
 	if (k[0]) {
 		if (strlen(k) < 32)
-			return sbx_err(err, -EINVAL, "JWT_SECRET_KEY must be at least 32 bytes");
+			return zerr_set(err, -EINVAL, "JWT_SECRET_KEY must be at least 32 bytes");
 		app->jwt_key_len = strlen(k) < sizeof(app->jwt_key) ? strlen(k) : sizeof(app->jwt_key);
 		memcpy(app->jwt_key, k, app->jwt_key_len);
 		return 0;
@@ -55,19 +55,19 @@ static int load_jwt_key(struct app *app, struct sbx_error *err)
 		if (fd < 0 || write(fd, hex, 64) != 64 || fsync(fd) < 0 || rename(tmp, path) < 0) {
 			int e = errno ? errno : EIO;
 			unlink(tmp);
-			return sbx_err(err, -e, "write %s: %s", path, strerror(e));
+			return zerr_set(err, -e, "write %s: %s", path, strerror(e));
 		}
 		memcpy(buf, hex, 64);
 		n = 64;
 	}
 	if (n < 64)
-		return sbx_err(err, n < 0 ? n : -EINVAL, "read %s: %s", path, n < 0 ? strerror(-n) : "too short");
+		return zerr_set(err, n < 0 ? n : -EINVAL, "read %s: %s", path, n < 0 ? strerror(-n) : "too short");
 	memcpy(app->jwt_key, buf, 64);
 	app->jwt_key_len = 64;
 	return 0;
 }
 
-static int ensure_database(const char *conninfo_postgres, const char *name, struct sbx_error *err)
+static int ensure_database(const char *conninfo_postgres, const char *name, struct zerr *err)
 {
 	PGconn *c = NULL;
 	int r = db_connect(conninfo_postgres, &c, err);
@@ -93,7 +93,7 @@ static int ensure_database(const char *conninfo_postgres, const char *name, stru
 
 /* Functions' roles must reach their own database only: no CONNECT for
  * PUBLIC on the control plane and the cluster's maintenance databases. */
-static int lock_down(PGconn *c, struct sbx_error *err)
+static int lock_down(PGconn *c, struct zerr *err)
 {
 	PGresult *res = NULL;
 	int r = db_exec_params(
@@ -107,7 +107,7 @@ static int lock_down(PGconn *c, struct sbx_error *err)
 	return r;
 }
 
-static int bootstrap_admin(struct app *app, PGconn *c, struct sbx_error *err)
+static int bootstrap_admin(struct app *app, PGconn *c, struct zerr *err)
 {
 	PGresult *res = NULL;
 	int r = db_exec_params(c, "SELECT count(*) FROM users", 0, NULL, &res, err);
@@ -163,7 +163,7 @@ static void http_log(void *app, const char *line)
 int main(int argc, char **argv)
 {
 	static struct app app;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = zconfig_load(&app.cfg, argc, argv, &err);
 	if (r == 1) {
 		char help[8192];

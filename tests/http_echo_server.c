@@ -36,7 +36,7 @@ static void h_hello(struct http_request *req, void *app)
 
 static void h_echo(struct http_request *req, void *app)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	json_t *body = http_json_body(req, &err);
 	if (!body) {
 		http_reply_error(req, 400, "BAD_REQUEST", "%s", err.msg);
@@ -243,7 +243,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	struct http_server *srv = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	if (http_server_start(&cfg, routes, sizeof(routes) / sizeof(routes[0]), NULL, &srv, &err) < 0) {
 		fprintf(stderr, "start: %s\n", err.msg);
 		return 1;

@@ -60,7 +60,7 @@ static int verify(const char *token, int64_t now)
 {
 	char *sub = (char *)"untouched";
 	int64_t exp = -7;
-	struct sbx_error e = {0};
+	struct zerr e = {0};
 	int r = auth_jwt_verify(KEY, KEY_LEN, token, now, &sub, &exp, &e);
 	if (r == 0) {
 		free(sub);
@@ -130,7 +130,7 @@ static void test_b64url_rejects(void **state)
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		uint8_t *out = (uint8_t *)"untouched";
 		size_t n = 5;
-		struct sbx_error e = {0};
+		struct zerr e = {0};
 		int r = auth_b64url_decode(bad[i], strlen(bad[i]), &out, &n, &e);
 		assert_int_equal(r, -EINVAL);
 		assert_int_equal(e.code, -EINVAL);
@@ -206,7 +206,7 @@ static void test_jwt_round_trip_and_expiry(void **state)
 static void test_jwt_sign_rejects(void **state)
 {
 	char *tok = NULL;
-	struct sbx_error e = {0};
+	struct zerr e = {0};
 	char long_sub[AUTH_JWT_SUB_MAX + 2];
 	memset(long_sub, 'u', sizeof(long_sub) - 1);
 	long_sub[sizeof(long_sub) - 1] = '\0';
@@ -433,7 +433,7 @@ static char *encoding(const char *iterations, const char *salt, const uint8_t ha
 static bool check(const char *password, const char *encoded)
 {
 	bool ok = true;
-	struct sbx_error e = {0};
+	struct zerr e = {0};
 	assert_int_equal(auth_password_verify(password, encoded, &ok, &e), 0);
 	return ok;
 }
@@ -504,7 +504,7 @@ static void test_password_round_trip(void **state)
 	assert_false(check(pw, a));
 	free(a);
 	a = NULL;
-	struct sbx_error e = {0};
+	struct zerr e = {0};
 	assert_int_equal(auth_password_hash(pw, &a, &e), -EINVAL);
 	assert_int_equal(auth_password_hash("", &a, &e), -EINVAL);
 	assert_int_equal(auth_password_hash(NULL, &a, &e), -EINVAL);
@@ -565,7 +565,7 @@ static void test_password_malformed(void **state)
 		snprintf(buf[i], sizeof(buf[i]), fmt[i], h);
 #pragma GCC diagnostic pop
 		bool ok = true;
-		struct sbx_error e = {0};
+		struct zerr e = {0};
 		assert_int_equal(auth_password_verify("passwd", buf[i], &ok, &e), -EINVAL);
 		assert_int_equal(e.code, -EINVAL);
 		assert_true(ok); /* untouched */
@@ -636,7 +636,7 @@ static void test_apikey_hash_rejects(void **state)
 	};
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		char hash[65] = "untouched";
-		struct sbx_error e = {0};
+		struct zerr e = {0};
 		assert_int_equal(auth_apikey_hash(bad[i], hash, &e), -EINVAL);
 		assert_int_equal(e.code, -EINVAL);
 		assert_string_equal(hash, "untouched");
@@ -729,7 +729,7 @@ static void test_scram_verifier(void **state)
 {
 	(void)state;
 	char v[AUTH_SCRAM_VERIFIER_MAX], w[AUTH_SCRAM_VERIFIER_MAX];
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_int_equal(auth_scram_verifier("0123abcdef", 1, v, &err), 0);
 	assert_int_equal(auth_scram_verifier("0123abcdef", 1, w, &err), 0);
 	assert_string_not_equal(v, w); /* a fresh salt each time */

@@ -94,7 +94,7 @@ static void test_probe_nothing_usable(void **state)
 	put("unified/cgroup.controllers", "cpu\n");
 	put("pids/cgroup.procs", ""); /* no memory controller */
 	struct cg_ctx ctx;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_int_equal(cg_probe(&ctx, root, "zmesh", false, &err), -ENOTSUP);
 	assert_non_null(strstr(err.msg, "no usable cgroup"));
 }

@@ -40,7 +40,7 @@ static const struct http_route table[] = {
 static struct http_router *router(void)
 {
 	struct http_router *r = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_int_equal(http_router_new(table, ELEMENTSOF(table), &r, &err), 0);
 	assert_non_null(r);
 	return r;
@@ -220,7 +220,7 @@ static void test_trailing_slash_and_empty_segments(void **state)
 static void expect_bad_table(const struct http_route *routes, size_t n, int code)
 {
 	struct http_router *r = (struct http_router *)0x1;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int rc = http_router_new(routes, n, &r, &err);
 	if (rc != code)
 		fail_msg("%s %s: got %d, expected %d", routes[n - 1].method ? routes[n - 1].method : "(null)",
@@ -269,7 +269,7 @@ static void test_bad_tables(void **state)
 	    {"GET", "/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16", h_a},
 	};
 	struct http_router *r = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_int_equal(http_router_new(fine, ELEMENTSOF(fine), &r, &err), 0);
 	http_router_free(r);
 	assert_int_equal(http_router_new(NULL, 0, &r, &err), 0);
@@ -281,7 +281,7 @@ static void test_bad_tables(void **state)
 static void expect_bad_config(const struct http_config *cfg, int code)
 {
 	struct http_server *s = (struct http_server *)0x1;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int rc = http_server_start(cfg, table, ELEMENTSOF(table), NULL, &s, &err);
 	if (rc != code)
 		fail_msg("listen '%s': got %d (%s), expected %d", cfg->listen ? cfg->listen : "(null)", rc, err.msg,
@@ -310,7 +310,7 @@ static void test_bad_configs(void **state)
 	expect_bad_config(&cfg, -EINVAL);
 
 	struct http_server *s = NULL;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	const struct http_route bad_route = {"GET", "/x/", h_a};
 	cfg = (struct http_config){.listen = "127.0.0.1:0"};
 	assert_int_equal(http_server_start(&cfg, &bad_route, 1, NULL, &s, &err), -EINVAL);
@@ -353,7 +353,7 @@ static void test_live_exchange(void **state)
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		struct http_config cfg = {.listen = cases[i].listen};
 		struct http_server *s = NULL;
-		struct sbx_error err = {0};
+		struct zerr err = {0};
 		assert_int_equal(http_server_start(&cfg, table, ELEMENTSOF(table), NULL, &s, &err), 0);
 		int port = http_server_port(s);
 		assert_true(port > 0 && port < 65536);

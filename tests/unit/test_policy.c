@@ -90,7 +90,7 @@ static void test_bad_policies_are_refused_with_a_reason(void **state)
 		char p[512];
 		snprintf(p, sizeof(p), "%s/self.json", dir);
 		struct pol_program prog = {0};
-		struct sbx_error err = {0};
+		struct zerr err = {0};
 		int r = pol_compile(p, &prog, &err);
 		if (cases[i].why[0] == '\0') {
 			assert_int_equal(r, 0);
@@ -154,7 +154,7 @@ static int run_confined(int (*fn)(void))
 	char p[512];
 	snprintf(p, sizeof(p), "%s/base.json", ZMESH_POLICY_DIR);
 	struct pol_program prog = {0};
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	if (pol_compile(p, &prog, &err) < 0)
 		fail_msg("compile %s: %s", p, err.msg);
 	pid_t pid = fork();

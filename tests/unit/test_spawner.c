@@ -21,7 +21,7 @@ static struct pol_program prog;
 
 static int setup(void **state)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	char p[512];
 	snprintf(p, sizeof(p), "%s/base.json", ZMESH_POLICY_DIR);
 	if (pol_compile(p, &prog, &err) < 0 || sbx_ctx_init(&ctx, NULL, &err) < 0 ||
@@ -68,7 +68,7 @@ static void *echo_once(void *arg)
 	                        .limits = {.memory_bytes = 64 << 20, .pids = 16},
 	                        .stdio = {-1, -1, 2}};
 	struct sbx s;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	if (sbx_spawner_spawn(&sp, &ctx, &spec, &s, &err) < 0) {
 		fprintf(stderr, "spawn: %s\n", err.msg);
 		return NULL;
@@ -125,7 +125,7 @@ static void test_spawn_failure_is_reported(void **state)
 	                        .n_binds = 1,
 	                        .stdio = {-1, -1, -1}};
 	struct sbx s;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &spec, &s, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "/nonexistent/zmesh"));
 	assert_int_equal(s.pidfd, -1);
@@ -137,7 +137,7 @@ static void test_program_not_found_is_a_sandbox_error(void **state)
 	struct sbx_spec spec = {
 	    .argv = argv, .policy = &prog, .tmpfs_bytes = 1 << 20, .nofile = 64, .stdio = {-1, -1, -1}};
 	struct sbx s;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &spec, &s, &err), 0);
 	struct sbx_report rep;
 	assert_int_equal(sbx_wait(&s, 5000, &rep), 0);

@@ -46,11 +46,11 @@ static void test_parse_u64_bounds(void **state)
 
 static void test_error_object(void **state)
 {
-	struct sbx_error e = {0};
-	assert_int_equal(sbx_err(&e, -ENOENT, "bind source %s: missing", "/x"), -ENOENT);
+	struct zerr e = {0};
+	assert_int_equal(zerr_set(&e, -ENOENT, "bind source %s: missing", "/x"), -ENOENT);
 	assert_int_equal(e.code, -ENOENT);
 	assert_string_equal(e.msg, "bind source /x: missing");
-	assert_int_equal(sbx_err(NULL, -EIO, "ignored"), -EIO);
+	assert_int_equal(zerr_set(NULL, -EIO, "ignored"), -EIO);
 }
 
 int main(void)

@@ -58,7 +58,7 @@ static PGconn *su_connect(const char *db)
 {
 	char ci[512];
 	conninfo(db, ci, sizeof(ci));
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	PGconn *c = NULL;
 	int r = db_connect(ci, &c, &err);
 	if (r < 0)
@@ -68,7 +68,7 @@ static PGconn *su_connect(const char *db)
 
 static void exec_ok(PGconn *c, const char *sql)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = db_exec_params(c, sql, 0, NULL, NULL, &err);
 	if (r < 0)
 		fail_msg("%s: %s", sql, err.msg);
@@ -77,7 +77,7 @@ static void exec_ok(PGconn *c, const char *sql)
 /* One text value of a one-row query, copied into buf. */
 static void query_value(PGconn *c, const char *sql, int n, const char *const *params, char *buf, size_t size)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	_cleanup_pgresult_ PGresult *res = NULL;
 	int r = db_exec_params(c, sql, n, params, &res, &err);
 	if (r < 0)
@@ -214,7 +214,7 @@ static int group_teardown(void **state)
 
 static void test_pge_rejects_bad_state_dirs(void **state)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	struct pge *p = NULL;
 	assert_int_equal(pge_start(NULL, &p, &err), -EINVAL);
 	assert_int_equal(pge_start("", &p, &err), -EINVAL);
@@ -245,7 +245,7 @@ static void test_pge_rejects_bad_state_dirs(void **state)
 
 static void test_pge_first_start_initialises(void **state)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = pge_start(fx.state, &fx.pge, &err);
 	if (r < 0)
 		fail_msg("pge_start: %s", err.msg);
@@ -317,7 +317,7 @@ static void test_pge_auth_from_an_unprivileged_uid(void **state)
 
 static void test_pge_refuses_a_second_owner(void **state)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	struct pge *p = NULL;
 	assert_int_equal(pge_start(fx.state, &p, &err), -EBUSY);
 	assert_null(p);
@@ -372,7 +372,7 @@ static void test_pge_stop_leaves_nothing_and_restart_reuses(void **state)
 	snprintf(sock, sizeof(sock), "%s/pg/run/.s.PGSQL.5432", fx.state);
 	assert_int_equal(access(sock, F_OK), -1);
 
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = pge_start(fx.state, &fx.pge, &err);
 	if (r < 0)
 		fail_msg("restart: %s", err.msg);
@@ -418,7 +418,7 @@ static void test_pge_takes_over_an_orphaned_cluster(void **state)
 	assert_true(orphan > 0);
 	assert_true(alive(orphan));
 
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = pge_start(fx.state, &fx.pge, &err);
 	if (r < 0)
 		fail_msg("start over an orphan: %s", err.msg);
@@ -439,7 +439,7 @@ static void test_pge_reports_a_crash_and_recovers(void **state)
 	pid_t pid = pge_pid(fx.pge);
 	assert_true(pid > 0);
 	assert_int_equal(kill(pid, SIGKILL), 0);
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = 0;
 	uint64_t deadline = ms_now() + 10000;
 	while ((r = pge_check(fx.pge, &err)) == 0 && ms_now() < deadline)
@@ -476,7 +476,7 @@ static void test_pge_failed_start_reports_the_log(void **state)
 	fputs("shared_buffers = 'plenty'\n", f);
 	fclose(f);
 
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	struct pge *p = NULL;
 	assert_int_equal(pge_start(fx.state, &p, &err), -EIO);
 	assert_null(p);
@@ -500,7 +500,7 @@ static void test_exec_params_reports_sqlstate(void **state)
 	PGconn *c = su_connect("zt_exec");
 	exec_ok(c, "CREATE TABLE t (k text CONSTRAINT t_k_key UNIQUE, n int CHECK (n > 0))");
 
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	const char *row[] = {"a", "1"};
 	assert_int_equal(db_exec_params(c, "INSERT INTO t VALUES ($1, $2::int)", 2, row, NULL, &err), 0);
 
@@ -543,7 +543,7 @@ static void test_exec_params_reports_sqlstate(void **state)
 
 static void test_connect_failure_is_clear(void **state)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	PGconn *c = NULL;
 	char ci[512];
 	conninfo("no_such_database", ci, sizeof(ci));
@@ -555,7 +555,7 @@ static void test_connect_failure_is_clear(void **state)
 
 /* ---- migrations ---------------------------------------------------------- */
 
-static int migrate(const char *db, const char *dir, int *applied, struct sbx_error *err)
+static int migrate(const char *db, const char *dir, int *applied, struct zerr *err)
 {
 	PGconn *c = su_connect(db);
 	int r = db_migrate(c, dir, applied, err);
@@ -578,7 +578,7 @@ static void test_migrations_apply_once_in_order(void **state)
 	put_file(dir, ".001_editor_swap.sql", "garbage");
 	fresh_db("zt_mig_once");
 
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int applied = -1;
 	assert_int_equal(migrate("zt_mig_once", dir, &applied, &err), 0);
 	assert_int_equal(applied, 3);
@@ -611,7 +611,7 @@ struct runner {
 	const char *dir;
 	int rc;
 	int applied;
-	struct sbx_error err;
+	struct zerr err;
 	PGconn *conn;
 	atomic_int *go;
 };
@@ -671,7 +671,7 @@ static void test_failed_migration_rolls_back_and_stops(void **state)
 	put_file(dir, "003_after.sql", "CREATE TABLE after (x int);");
 	fresh_db("zt_mig_fail");
 
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int applied = 77;
 	assert_int_equal(migrate("zt_mig_fail", dir, &applied, &err), -EINVAL);
 	assert_int_equal(applied, 77);
@@ -697,7 +697,7 @@ static void test_migration_may_not_end_the_transaction(void **state)
 	make_dir(dir, sizeof(dir), "txctl");
 	put_file(dir, "001_commits.sql", "CREATE TABLE early (x int); COMMIT; CREATE TABLE late (x int);");
 	fresh_db("zt_mig_tx");
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int applied = 0;
 	assert_int_equal(migrate("zt_mig_tx", dir, &applied, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "001_commits"));
@@ -708,7 +708,7 @@ static void test_migration_may_not_end_the_transaction(void **state)
 
 static void test_migration_inputs_are_bounded(void **state)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int applied = 0;
 	char dir[256];
 	snprintf(dir, sizeof(dir), "%s/does-not-exist", fx.migrations);
@@ -761,7 +761,7 @@ static int count_sql_files(const char *dir)
 
 static void expect_fail(PGconn *c, const char *sql, int n, const char *const *params, const char *sqlstate)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int r = db_exec_params(c, sql, n, params, NULL, &err);
 	if (r >= 0)
 		fail_msg("expected %s, succeeded: %s", sqlstate, sql);
@@ -777,7 +777,7 @@ static void insert_id(PGconn *c, const char *sql, int n, const char *const *para
 static void test_control_plane_schema(void **state)
 {
 	fresh_db("zt_cp");
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	int applied = -1;
 	int r = migrate("zt_cp", ZMESH_SQL_DIR, &applied, &err);
 	if (r < 0)
@@ -995,7 +995,7 @@ static struct db_pool *open_pool(const char *db, int size)
 {
 	char ci[512];
 	conninfo(db, ci, sizeof(ci));
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	struct db_pool *pool = NULL;
 	int r = db_pool_open(ci, size, &pool, &err);
 	if (r < 0)
@@ -1106,7 +1106,7 @@ static void test_pool_acquire_is_bounded(void **state)
 	db_pool_close(pool);
 	db_pool_close(NULL);
 
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	struct db_pool *p = NULL;
 	assert_int_equal(db_pool_open("dbname=zt_pool", 0, &p, &err), -EINVAL);
 	assert_int_equal(db_pool_open("dbname=zt_pool", DB_POOL_MAX + 1, &p, &err), -EINVAL);
@@ -1132,7 +1132,7 @@ static void test_pool_rolls_back_abandoned_transactions(void **state)
 
 	/* A failed transaction too. */
 	exec_ok(c, "BEGIN");
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_true(db_exec_params(c, "SELECT 1/0", 0, NULL, NULL, &err) < 0);
 	assert_int_equal(PQtransactionStatus(c), PQTRANS_INERROR);
 	db_release(pool, c);
@@ -1187,7 +1187,7 @@ static void test_pool_recovers_broken_connections(void **state)
 
 	/* Killed while held: the caller's query fails, release re-opens. */
 	terminate(pid2);
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_int_equal(db_exec_params(c, "SELECT 1", 0, NULL, NULL, &err), -ECONNRESET);
 	assert_int_equal(PQstatus(c), CONNECTION_BAD);
 	db_release(pool, c);

@@ -22,7 +22,7 @@ static struct sbx_spawner spawner;
 
 static int setup(void **state)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	/* The spawner is forked while this process has one thread. */
 	if (sbx_ctx_init(&sbx, NULL, &err) < 0 || sbx_spawner_start(&sbx, &spawner, &err) < 0 ||
 	    exec_ctx_init(&ex, &sbx, NULL, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0 ||
@@ -53,7 +53,7 @@ static void run_in(struct exec_ctx *ctx, enum exec_lang lang, const char *code, 
 	                           .payload = payload,
 	                           .timeout_ms = timeout_ms,
 	                           .memory_mb = memory_mb};
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	json_t *env = json_pack("{s:s}", "GREETING", "hello");
 	req.env = env;
 	assert_int_equal(exec_run(ctx, &req, r, &err), 0);
@@ -82,7 +82,7 @@ static void pool_ready(void)
 
 static void test_pool_serves_warm_and_each_sandbox_once(void **state)
 {
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	assert_int_equal(exec_pool_start(&ex_pool, 3, 512, 30000, &err), 0);
 	pool_ready();
 	struct exec_result r;
@@ -432,7 +432,7 @@ static void test_bad_requests_are_refused(void **state)
 {
 	struct exec_request req = {.lang = EXEC_JS, .code = "x", .timeout_ms = 1000, .memory_mb = 128};
 	struct exec_result r;
-	struct sbx_error err = {0};
+	struct zerr err = {0};
 	req.entry_point = "bad name";
 	assert_int_equal(exec_run(&ex, &req, &r, &err), -EINVAL);
 	req.entry_point = NULL;

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "log.h"
 #include "pgembed.h"
+#include "store.h"
 
 static int fatal(const char *what, const struct zerr *err)
 {
@@ -67,56 +68,12 @@ static int load_jwt_key(struct app *app, struct zerr *err)
 	return 0;
 }
 
-static int ensure_database(const char *conninfo_postgres, const char *name, struct zerr *err)
-{
-	PGconn *c = NULL;
-	int r = db_connect(conninfo_postgres, &c, err);
-	if (r < 0)
-		return r;
-	const char *p[] = {name};
-	PGresult *res = NULL;
-	r = db_exec_params(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, p, &res, err);
-	bool exists = r == 0 && PQntuples(res) == 1;
-	if (res)
-		PQclear(res);
-	res = NULL;
-	if (r == 0 && !exists) {
-		char sql[128];
-		snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name); /* a constant of ours */
-		r = db_exec_params(c, sql, 0, NULL, &res, err);
-		if (res)
-			PQclear(res);
-	}
-	PQfinish(c);
-	return r;
-}
-
-/* Functions' roles must reach their own database only: no CONNECT for
- * PUBLIC on the control plane and the cluster's maintenance databases. */
-static int lock_down(PGconn *c, struct zerr *err)
-{
-	PGresult *res = NULL;
-	int r = db_exec_params(
-	    c,
-	    "DO $$ DECLARE d text; BEGIN FOR d IN SELECT datname FROM pg_database "
-	    "WHERE datname IN (current_database(), 'postgres', 'template1') LOOP "
-	    "EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', d); END LOOP; END $$",
-	    0, NULL, &res, err);
-	if (res)
-		PQclear(res);
-	return r;
-}
-
 static int bootstrap_admin(struct app *app, PGconn *c, struct zerr *err)
 {
-	PGresult *res = NULL;
-	int r = db_exec_params(c, "SELECT count(*) FROM users", 0, NULL, &res, err);
-	if (r < 0)
+	uint64_t users = 0;
+	int r = store_count_users(c, &users, err);
+	if (r < 0 || users > 0)
 		return r;
-	bool empty = strcmp(PQgetvalue(res, 0, 0), "0") == 0;
-	PQclear(res);
-	if (!empty)
-		return 0;
 	_cleanup_free_ char *generated = NULL;
 	const char *password = app->cfg.admin_password;
 	if (!password[0]) {
@@ -129,12 +86,7 @@ static int bootstrap_admin(struct app *app, PGconn *c, struct zerr *err)
 	r = auth_password_hash(password, &hash, err);
 	if (r < 0)
 		return r;
-	const char *p[] = {app->cfg.admin_email, hash};
-	res = NULL;
-	r = db_exec_params(c, "INSERT INTO users (email, password_hash, is_admin) VALUES (lower($1), $2, true)", 2, p,
-	                   &res, err);
-	if (res)
-		PQclear(res);
+	r = store_user_create(c, app->cfg.admin_email, hash, true, err);
 	if (r < 0)
 		return r;
 	zlog(ZLOG_INFO, "admin_created", "email", app->cfg.admin_email, NULL);
@@ -222,7 +174,7 @@ int main(int argc, char **argv)
 			return fatal("embedded postgresql", &err);
 		char admin[1200];
 		pge_conninfo(pge, "postgres", admin, sizeof(admin));
-		if (ensure_database(admin, "zmesh", &err) < 0)
+		if (store_ensure_database(admin, "zmesh", &err) < 0)
 			return fatal("control-plane database", &err);
 		pge_conninfo(pge, "zmesh", conninfo, sizeof(conninfo));
 		snprintf(app.pg_socket_dir, sizeof(app.pg_socket_dir), "%s", pge_socket_dir(pge));
@@ -232,7 +184,7 @@ int main(int argc, char **argv)
 	PGconn *c = NULL;
 	int applied = 0;
 	if (db_connect(conninfo, &c, &err) < 0 || db_migrate(c, app.cfg.sql_dir, &applied, &err) < 0 ||
-	    lock_down(c, &err) < 0 || load_jwt_key(&app, &err) < 0 || bootstrap_admin(&app, c, &err) < 0) {
+	    store_lock_down(c, &err) < 0 || load_jwt_key(&app, &err) < 0 || bootstrap_admin(&app, c, &err) < 0) {
 		if (c)
 			PQfinish(c);
 		if (pge)

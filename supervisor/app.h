@@ -12,20 +12,11 @@
 #include "executor.h"
 #include "http.h"
 #include "limiter.h"
+#include "metrics.h"
 #include "records.h"
 #include "tiers.h"
 
-#define APP_DURATION_BUCKETS      12
 #define APP_MAX_PROJECTS_PER_USER 20 /* each is a database; admins are not bound */
-
-struct app_metrics {
-	atomic_uint_fast64_t by_outcome[8];  /* enum exec_outcome */
-	atomic_uint_fast64_t rejected_rate;  /* 429 RATE_LIMITED */
-	atomic_uint_fast64_t rejected_quota; /* 429 QUOTA_EXCEEDED */
-	atomic_uint_fast64_t duration_bucket[APP_DURATION_BUCKETS + 1];
-	atomic_uint_fast64_t duration_ms_sum;
-	atomic_uint_fast64_t active;
-};
 
 struct app {
 	struct zconfig cfg;
@@ -43,6 +34,6 @@ struct app {
 	struct limiter login_limiter;
 };
 
-/* The route table of the HTTP API (DESIGN.md section 4). */
+/* The route table of the HTTP API (api.c; docs/ARCHITECTURE.md). */
 extern const struct http_route app_routes[];
 extern const size_t app_n_routes;

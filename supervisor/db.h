@@ -1,5 +1,6 @@
 /* db.h - the control plane's access to PostgreSQL: a small connection pool
- * for a threaded daemon, a migration runner and a checked query helper.
+ * for a threaded daemon and checked query helpers. It holds no SQL of its
+ * own: the statements are the store's (store.h).
  *
  * Queries take values only as $n parameters (PQexecParams): SQL text is never
  * built from values. Errors carry the server's SQLSTATE so that callers can
@@ -70,17 +71,9 @@ void db_release(struct db_pool *pool, PGconn *conn);
  * released and no thread may be waiting in db_acquire(). Accepts NULL. */
 void db_pool_close(struct db_pool *pool);
 
-/* Apply the migrations of sql_dir: every "*.sql" file (not starting with a
- * dot), in byte order of name, that schema_migrations does not record yet,
- * recorded under its name without ".sql". Each file runs in its own
- * transaction holding a transaction-level advisory lock, so nodes starting
- * together apply each file once: the others wait, then find it recorded.
- * A file must not contain transaction control (BEGIN, COMMIT), nor commands
- * that cannot run in a transaction (CREATE DATABASE, ... CONCURRENTLY).
- * Stops at the first failure, leaving earlier files applied and the failing
- * one rolled back. conn must be idle (not in a transaction).
- * *ret_applied is the number of files applied by this call. */
-int db_migrate(PGconn *conn, const char *sql_dir, int *ret_applied, struct zerr *err);
+/* Run a trusted script of several statements (a migration file) as is:
+ * the one way text runs without parameters. */
+int db_exec_script(PGconn *conn, const char *sql, const char *context, struct zerr *err);
 
 /* Run one statement with n text parameters ($1..$n; NULL entries are SQL
  * NULL) and text results. Succeeds for a command or a query, and then

@@ -415,7 +415,7 @@ static int spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t mem
  * sandboxes with the driver loaded for such functions: the word db followed
  * by a property access ("zmesh.db.query", "const { db } = zmesh; db.insert",
  * "z.db['select']"). A wrong guess costs time, never correctness. */
-static bool uses_db(const char *code)
+bool exec_code_wants_db(const char *code)
 {
 	for (const char *p = code; (p = strstr(p, "db")) != NULL; p += 2) {
 		if (p > code && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '$'))
@@ -822,7 +822,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;
 	struct sbx s;
 	bool ready = false;
-	bool warm = take_warm(ctx, req->lang, uses_db(req->code), &s, &ready);
+	bool warm = take_warm(ctx, req->lang, exec_code_wants_db(req->code), &s, &ready);
 	int r = 0;
 	if (warm) {
 		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};

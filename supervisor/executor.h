@@ -119,5 +119,9 @@ void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns);
 int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err);
 void exec_result_done(struct exec_result *r);
 
+/* Whether code uses the database (a name "db" followed by a property
+ * access): a hint for the pool, decided when the code is saved. */
+bool exec_code_wants_db(const char *code);
+
 const char *exec_outcome_code(enum exec_outcome o); /* "FUNCTION_ERROR"... */
 unsigned exec_outcome_http_status(enum exec_outcome o);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "store.h"
 
 #define RECORDS_QUEUE    4096
 #define RECORDS_BATCH    256
@@ -27,19 +28,6 @@ struct records {
 	uint64_t written, failed;
 };
 
-/* One statement for a whole batch: the records travel as one JSON array
- * parameter and PostgreSQL unpacks them. */
-static const char insert_sql[] =
-    "INSERT INTO invocations (id, function_id, project_id, version, trigger, start, status, started_at, "
-    "duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error) "
-    "SELECT id, function_id, project_id, version, trigger, start, status, "
-    "to_timestamp(started_at_ms / 1000.0), duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, "
-    "coalesce(logs_truncated, false), error "
-    "FROM json_to_recordset($1::json) AS x(id uuid, function_id uuid, project_id uuid, version int, "
-    "trigger text, start text, status text, started_at_ms double precision, duration_ms double precision, "
-    "cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, logs_truncated boolean, "
-    "error jsonb)";
-
 static int write_batch(struct records *r, json_t *batch, struct zerr *err)
 {
 	_cleanup_free_ char *text = json_dumps(batch, JSON_COMPACT);
@@ -48,11 +36,7 @@ static int write_batch(struct records *r, json_t *batch, struct zerr *err)
 	PGconn *c = db_acquire(r->pool);
 	if (!c)
 		return zerr_set(err, -ETIMEDOUT, "no database connection");
-	const char *p[] = {text};
-	PGresult *res = NULL;
-	int rc = db_exec_params(c, insert_sql, 1, p, &res, err);
-	if (res)
-		PQclear(res);
+	int rc = store_records_insert(c, text, err);
 	db_release(r->pool, c);
 	return rc;
 }

@@ -49,7 +49,7 @@ int tiers_load(const char *path, struct tiers *ret, struct zerr *err)
 	json_decref(root);
 	if (r < 0)
 		return err && err->code ? r : zerr_set(err, r, "tiers %s: want {\"tiers\": {NAME: {...}}}", path);
-	if (!tiers_find(&t, "free"))
+	if (!tiers_find(&t, TIERS_DEFAULT))
 		return zerr_set(err, -EINVAL, "tiers %s: a \"free\" tier is required (the default)", path);
 	*ret = t;
 	return 0;
@@ -61,4 +61,10 @@ const struct tier *tiers_find(const struct tiers *t, const char *name)
 		if (strcmp(t->t[i].name, name) == 0)
 			return &t->t[i];
 	return NULL;
+}
+
+const struct tier *tiers_for(const struct tiers *t, const char *name)
+{
+	const struct tier *x = tiers_find(t, name);
+	return x ? x : tiers_find(t, TIERS_DEFAULT);
 }

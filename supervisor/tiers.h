@@ -5,7 +5,8 @@
 
 #include "util.h"
 
-#define TIERS_MAX 16
+#define TIERS_MAX     16
+#define TIERS_DEFAULT "free" /* every project starts on it; tiers.json must have it */
 
 struct tier {
 	char name[32];
@@ -22,3 +23,6 @@ struct tiers {
 
 int tiers_load(const char *path, struct tiers *ret, struct zerr *err);
 const struct tier *tiers_find(const struct tiers *t, const char *name);
+/* The tier of that name, or the default one for a name the file no longer
+ * has (a project keeps running when the operator drops its tier). */
+const struct tier *tiers_for(const struct tiers *t, const char *name);

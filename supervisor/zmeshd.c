@@ -86,7 +86,7 @@ static int bootstrap_admin(struct app *app, PGconn *c, struct zerr *err)
 	r = auth_password_hash(password, &hash, err);
 	if (r < 0)
 		return r;
-	r = store_user_create(c, app->cfg.admin_email, hash, true, err);
+	r = store_user_create(c, app->cfg.admin_email, hash, true, NULL, err);
 	if (r < 0)
 		return r;
 	zlog(ZLOG_INFO, "admin_created", "email", app->cfg.admin_email, NULL);
@@ -183,7 +183,7 @@ int main(int argc, char **argv)
 
 	PGconn *c = NULL;
 	int applied = 0;
-	if (db_connect(conninfo, &c, &err) < 0 || db_migrate(c, app.cfg.sql_dir, &applied, &err) < 0 ||
+	if (db_connect(conninfo, &c, &err) < 0 || store_migrate(c, app.cfg.sql_dir, &applied, &err) < 0 ||
 	    store_lock_down(c, &err) < 0 || load_jwt_key(&app, &err) < 0 || bootstrap_admin(&app, c, &err) < 0) {
 		if (c)
 			PQfinish(c);

@@ -526,6 +526,18 @@ def user(new_user):
 
 
 @pytest.fixture
+def grant_tier(admin):
+    """A tier is a plan the operator grants: only an admin sets it."""
+
+    def grant(project, tier):
+        r = admin.patch("/projects/" + project["id"], {"tier": tier})
+        assert r.status == 200 and r.json["tier"] == tier, str(r)
+        return r.json
+
+    return grant
+
+
+@pytest.fixture
 def project(user):
     return user.create_project()
 

@@ -222,10 +222,10 @@ def test_project_crud(zd, user):
     listed = user.get("/projects").json["projects"]
     assert [x["id"] for x in listed] == [p["id"]]
 
-    r = user.patch("/projects/" + p["slug"], {"name": "Renamed", "tier": "pro"})
+    r = user.patch("/projects/" + p["slug"], {"name": "Renamed"})
     assert r.status == 200, str(r)
-    assert r.json["name"] == "Renamed" and r.json["tier"] == "pro" and r.json["slug"] == p["slug"]
-    assert user.get("/projects/" + p["id"]).json["tier"] == "pro"
+    assert r.json["name"] == "Renamed" and r.json["tier"] == "free" and r.json["slug"] == p["slug"]
+    assert user.get("/projects/" + p["id"]).json["name"] == "Renamed"
 
     r = user.delete("/projects/" + p["id"])
     assert r.status == 200 and r.json == {"deleted": True}, str(r)
@@ -314,6 +314,36 @@ def test_members_share_a_project(zd, new_user):
     assert_error(bob.delete("/projects/" + p["id"]), 403, "FORBIDDEN")
     assert alice.get("/projects/" + p["id"]).json["tier"] == "free"
     assert alice.patch("/projects/" + p["id"], {"name": "renamed"}).status == 200
+
+
+def test_only_admins_grant_tiers(zd, admin, user, new_user):
+    # An owner cannot buy themselves a plan: creating at another tier and
+    # changing the tier are the operator's.
+    assert_error(user.post("/projects", {"name": unique("p"), "tier": "enterprise"}), 403, "FORBIDDEN")
+    assert [x for x in user.get("/projects").json["projects"]] == [], "a refused create made nothing"
+    p = user.create_project(tier="free")  # naming the default is allowed
+    assert p["tier"] == "free"
+    assert_error(user.patch("/projects/" + p["id"], {"tier": "enterprise"}), 403, "FORBIDDEN")
+    assert_error(user.patch("/projects/" + p["id"], {"name": "x", "tier": "pro"}), 403, "FORBIDDEN")
+    assert user.get("/projects/" + p["id"]).json == dict(p), "a refused change changed nothing"
+    # On a free project the limits of the enterprise plan are refused, on
+    # create and on change.
+    big = {"name": "big", "language": "javascript", "code": ECHO_JS, "timeout_ms": 900000, "memory_mb": 4096}
+    assert_error(user.post(fn_path(p["id"]), big), 400, "INVALID_TIMEOUT")
+    f = user.deploy(p["id"], ECHO_JS)
+    assert_error(user.patch(fn_path(p["id"], f["id"]), {"memory_mb": 4096}), 400, "INVALID_MEMORY")
+    # An admin grants the tier on any project, without being a member of
+    # it; then the owner may use its limits.
+    r = admin.patch("/projects/" + p["id"], {"tier": "enterprise"})
+    assert r.status == 200 and r.json["tier"] == "enterprise", str(r)
+    r = user.patch(fn_path(p["id"], f["id"]), {"memory_mb": 4096, "timeout_ms": 900000})
+    assert r.status == 200 and r.json["memory_mb"] == 4096, str(r)
+    # Another user still sees nothing of it.
+    assert_error(new_user().get("/projects/" + p["id"]), 404, "NOT_FOUND")
+    # An admin creates a project at any tier.
+    r = admin.post("/projects", {"name": unique("p"), "tier": "pro"})
+    assert r.status == 201 and r.json["tier"] == "pro", str(r)
+    assert admin.delete("/projects/" + r.json["id"]).status == 200
 
 
 def test_a_user_owns_a_bounded_number_of_projects(zd, new_user):
@@ -526,14 +556,14 @@ def test_function_create_validation(zd, user, project):
     assert r.status == 201 and r.json["slug"] == "edge", str(r)
 
 
-def test_function_limits_follow_the_tier(zd, user):
-    p = user.create_project(tier="pro")
+def test_function_limits_follow_the_tier(zd, user, grant_tier):
+    p = grant_tier(user.create_project(), "pro")
     base = {"name": "x", "language": "python", "code": "def handler(p):\n    return p\n"}
     r = user.post(fn_path(p["id"]), dict(base, timeout_ms=300000, memory_mb=1024))
     assert r.status == 201, str(r)
     assert_error(user.post(fn_path(p["id"]), dict(base, name="y", timeout_ms=300001)), 400, "INVALID_TIMEOUT")
     assert_error(user.post(fn_path(p["id"]), dict(base, name="y", memory_mb=1025)), 400, "INVALID_MEMORY")
-    e = user.create_project(tier="enterprise")
+    e = grant_tier(user.create_project(), "enterprise")
     r = user.post(fn_path(e["id"]), dict(base, timeout_ms=900000, memory_mb=4096))
     assert r.status == 201, str(r)
     assert_error(user.post(fn_path(e["id"]), dict(base, name="y", timeout_ms=900001)), 400, "INVALID_TIMEOUT")

@@ -705,8 +705,8 @@ def test_project_concurrency_queues_then_refuses(zd, user):
     assert r.status == 200, str(r)
 
 
-def test_free_tier_runs_four_at_once(zd, user):
-    free, pro = user.create_project(), user.create_project(tier="pro")
+def test_free_tier_runs_four_at_once(zd, user, grant_tier):
+    free, pro = user.create_project(), grant_tier(user.create_project(), "pro")
     assert free["tier"] == "free" and free["concurrency"] is None
     f = user.deploy(free["id"], MULTI_JS)
     g = user.deploy(pro["id"], MULTI_JS)

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "store.h"
 #include "pgembed.h"
 
 static struct {
@@ -558,7 +559,7 @@ static void test_connect_failure_is_clear(void **state)
 static int migrate(const char *db, const char *dir, int *applied, struct zerr *err)
 {
 	PGconn *c = su_connect(db);
-	int r = db_migrate(c, dir, applied, err);
+	int r = store_migrate(c, dir, applied, err);
 	/* The runner leaves the connection idle, whatever happened. */
 	assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
 	PQfinish(c);
@@ -621,7 +622,7 @@ static void *run_migrations(void *arg)
 	struct runner *r = arg;
 	while (!atomic_load(r->go))
 		;
-	r->rc = db_migrate(r->conn, r->dir, &r->applied, &r->err);
+	r->rc = store_migrate(r->conn, r->dir, &r->applied, &r->err);
 	return NULL;
 }
 
@@ -739,7 +740,7 @@ static void test_migration_inputs_are_bounded(void **state)
 	PGconn *c = su_connect("zt_mig_tx");
 	exec_ok(c, "BEGIN");
 	snprintf(dir, sizeof(dir), "%s/once", fx.migrations);
-	assert_int_equal(db_migrate(c, dir, &applied, &err), -EBUSY);
+	assert_int_equal(store_migrate(c, dir, &applied, &err), -EBUSY);
 	PQfinish(c);
 }
 

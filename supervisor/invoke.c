@@ -1,0 +1,222 @@
+/* invoke.c - see invoke.h */
+#define _GNU_SOURCE
+#include "invoke.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "errors.h"
+#include "log.h"
+#include "metrics.h"
+
+#define RESULT_EXCERPT_BYTES 1024
+
+void inv_uuid(char out[STORE_ID_LEN + 1])
+{
+	uint8_t b[16];
+	if (auth_random_bytes(b, sizeof(b), NULL) < 0)
+		memset(b, 0, sizeof(b));
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	snprintf(out, STORE_ID_LEN + 1, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+	         b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static double now_epoch_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Cut s to at most max bytes on a character boundary (s is valid UTF-8),
+ * marking the cut. */
+static void cut_utf8(char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n <= max)
+		return;
+	n = max - 3;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	memcpy(s + n, "...", 4);
+}
+
+struct record {
+	const char *id, *start, *status;
+	double started_ms, duration_ms, cpu_ms;
+	uint64_t memory_bytes;
+	json_t *result; /* borrowed */
+	json_t *error;  /* borrowed */
+	const char *logs;
+	bool logs_truncated;
+};
+
+/* Exactly one record per invocation, whatever became of it; written by the
+ * record writer, off the caller's path. */
+static void record(struct app *app, const struct inv_call *call, const struct record *rec)
+{
+	_cleanup_free_ char *result = rec->result ? json_dumps(rec->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	if (result)
+		cut_utf8(result, RESULT_EXCERPT_BYTES);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:s, s:I, s:s, s:s?, s:s, s:f, s:f, s:f, s:I, s:s?, s:s?, s:b, s:O?}", "id", rec->id,
+	              "function_id", call->function->id, "project_id", call->project->id, "version",
+	              (json_int_t)call->function->version, "trigger", call->trigger, "start", rec->start, "status",
+	              rec->status, "started_at_ms", rec->started_ms, "duration_ms", rec->duration_ms, "cpu_ms",
+	              rec->cpu_ms, "memory_bytes", (json_int_t)rec->memory_bytes, "result_excerpt", result, "logs",
+	              rec->logs ? rec->logs : "", "logs_truncated", rec->logs_truncated, "error", rec->error);
+	if (!o) {
+		zlog(ZLOG_ERROR, "record_lost", "invocation_id", rec->id, "error", "cannot encode the record", NULL);
+		return;
+	}
+	records_push(app->records, o);
+}
+
+/* A refusal before anything ran: one record, and the code to answer. */
+static int rejected(struct app *app, const struct inv_call *call, int code, struct zerr *err)
+{
+	char id[STORE_ID_LEN + 1];
+	inv_uuid(id);
+	struct ze_reply rp;
+	errors_lookup(code, &rp);
+	json_t *error = json_pack("{s:s, s:s}", "code", rp.code, "message", err->msg);
+	struct record rec = {.id = id, .status = "rejected", .started_ms = now_epoch_ms(), .error = error};
+	record(app, call, &rec);
+	json_decref(error);
+	metrics_count_rejection(&app->metrics, code);
+	return code;
+}
+
+/* Count the invocation against the monthly cap. */
+static int take_quota(struct app *app, const struct inv_call *call, const struct tier *tier, struct zerr *err)
+{
+	const struct project *p = call->project;
+	uint64_t cap = p->monthly_cap >= 0 ? (uint64_t)p->monthly_cap : tier->monthly_invocations;
+	PGconn *c = db_acquire(app->pool);
+	if (!c)
+		return zerr_set(err, -ETIMEDOUT, "no database connection to count the invocation");
+	bool ok = false;
+	int r = store_take_invocation(c, p->id, cap, &ok, err);
+	db_release(app->pool, c);
+	if (r == 0 && !ok)
+		return ze(err, ZE_QUOTA_EXCEEDED, "the project's monthly invocation cap is reached");
+	return r;
+}
+
+int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret, struct zerr *err)
+{
+	const struct project *p = call->project;
+	const struct function *f = call->function;
+	if (!f->active)
+		return ze(err, ZE_FUNCTION_DISABLED, "the function is disabled");
+	const struct tier *tier = tiers_for(&app->tiers, p->tier);
+
+	/* A slot first, then the monthly cap: an invocation refused for
+	 * concurrency must not use up quota. */
+	uint64_t conc = p->concurrency > 0 ? (uint64_t)p->concurrency : tier->concurrency;
+	if (limiter_acquire(&app->limiter, p->id, conc, call->wait_ms) < 0)
+		return rejected(app, call, ze(err, ZE_RATE_LIMITED, "too many invocations at once; retry shortly"),
+		                err);
+	int r = take_quota(app, call, tier, err);
+	if (r < 0) {
+		limiter_release(&app->limiter, p->id);
+		return r == -ZE_QUOTA_EXCEEDED ? rejected(app, call, r, err) : r;
+	}
+
+	memset(ret, 0, sizeof(*ret));
+	inv_uuid(ret->id);
+	char dsn[512];
+	/* Role, password and database are generated hex: nothing to encode. */
+	snprintf(dsn, sizeof(dsn), "postgresql://%s:%s@/%s?host=" EXEC_PG_MOUNT, p->db_role, p->db_password,
+	         p->db_name);
+	struct exec_request er = {
+	    .lang = strcmp(f->language, "python") == 0 ? EXEC_PY : EXEC_JS,
+	    .invocation_id = ret->id,
+	    .project_id = p->id,
+	    .function_name = f->name,
+	    .version = f->version,
+	    .entry_point = f->entry_point,
+	    .code = f->code,
+	    .env = f->env,
+	    .dsn = app->pg_socket_dir[0] ? dsn : NULL,
+	    .payload = call->payload,
+	    .timeout_ms = (uint64_t)f->timeout_ms,
+	    .memory_mb = (uint64_t)f->memory_mb,
+	};
+	double started = now_epoch_ms();
+	struct exec_result ex = {0};
+	struct zerr xerr = {0};
+	atomic_fetch_add(&app->metrics.active, 1);
+	r = exec_run(&app->exec, &er, &ex, &xerr);
+	atomic_fetch_sub(&app->metrics.active, 1);
+	limiter_release(&app->limiter, p->id);
+	if (r < 0) {
+		/* Refused by the executor before any sandbox ran: the platform
+		 * failed, the same outcome as a sandbox that could not start. */
+		ex.outcome = EXEC_SANDBOX_ERROR;
+		ex.error = json_pack("{s:s, s:s}", "name", "SandboxError", "message", xerr.msg);
+	}
+	if (ex.outcome == EXEC_SANDBOX_ERROR) {
+		/* The details (host paths, slots, cgroups) are for the
+		 * operator's log only. */
+		zlog(ZLOG_ERROR, "sandbox_error", "request_id", call->request_id ? call->request_id : "",
+		     "invocation_id", ret->id, "error", json_string_value(json_object_get(ex.error, "message")), NULL);
+		json_object_set_new(ex.error, "message",
+		                    json_string("the platform could not run the function; try again"));
+		json_object_del(ex.error, "stack");
+	}
+	enum exec_outcome o = ex.outcome;
+	ret->outcome = o;
+	ret->status = o == EXEC_SUCCESS ? "success" : o == EXEC_TIMEOUT ? "timeout" : "error";
+	ret->warm = ex.warm;
+	ret->wall_ms = (double)ex.report.wall_us / 1000.0;
+	ret->cpu_ms = (double)ex.report.cpu_us / 1000.0;
+	ret->memory_bytes = ex.report.memory_peak_bytes;
+	if (o == EXEC_SUCCESS)
+		ret->result = json_incref(ex.result);
+	else
+		ret->error =
+		    json_pack("{s:s, s:O?, s:O?, s:O?}", "code", errors_outcome_code(o), "name",
+		              json_object_get(ex.error, "name"), "message", json_object_get(ex.error, "message"),
+		              "stack", json_object_get(ex.error, "stack"));
+	struct record rec = {.id = ret->id,
+	                     .start = ret->warm ? "warm" : "cold",
+	                     .status = ret->status,
+	                     .started_ms = started,
+	                     .duration_ms = ret->wall_ms,
+	                     .cpu_ms = ret->cpu_ms,
+	                     .memory_bytes = ret->memory_bytes,
+	                     .result = ex.result,
+	                     .error = ret->error,
+	                     .logs = ex.logs,
+	                     .logs_truncated = ex.logs_truncated};
+	record(app, call, &rec);
+	metrics_count_invocation(&app->metrics, o, ret->wall_ms);
+	zlog(ZLOG_INFO, "invoke", "request_id", call->request_id ? call->request_id : "", "invocation_id", ret->id,
+	     "function", f->id, "trigger", call->trigger, "outcome", errors_outcome_code(o), NULL);
+	if (r < 0)
+		json_decref(ex.error);
+	else
+		exec_result_done(&ex);
+	return 0;
+}
+
+void inv_result_done(struct inv_result *r)
+{
+	json_decref(r->result);
+	json_decref(r->error);
+	r->result = r->error = NULL;
+}
+
+json_t *inv_response(const struct inv_result *r)
+{
+	return json_pack("{s:s, s:O, s:O, s:s, s:f, s:s, s:{s:f, s:f, s:I}}", "status", r->status, "result",
+	                 r->result ? r->result : json_null(), "error", r->error ? r->error : json_null(),
+	                 "invocation_id", r->id, "duration_ms", r->wall_ms, "start", r->warm ? "warm" : "cold",
+	                 "metrics", "wall_ms", r->wall_ms, "cpu_ms", r->cpu_ms, "memory_bytes",
+	                 (json_int_t)r->memory_bytes);
+}

@@ -1,0 +1,110 @@
+/* metrics.c - see metrics.h */
+#include "metrics.h"
+
+#include <inttypes.h>
+
+#include "app.h"
+#include "errors.h"
+
+static const uint64_t duration_bounds_ms[METRICS_DURATION_BUCKETS] = {5,   10,   25,   50,    100,   250,
+                                                                      500, 1000, 2500, 10000, 30000, 120000};
+
+void metrics_count_invocation(struct app_metrics *m, enum exec_outcome o, double wall_ms)
+{
+	if ((size_t)o < ELEMENTSOF(m->by_outcome))
+		atomic_fetch_add(&m->by_outcome[o], 1);
+	size_t b = 0;
+	while (b < METRICS_DURATION_BUCKETS && wall_ms > (double)duration_bounds_ms[b])
+		b++;
+	atomic_fetch_add(&m->duration_bucket[b], 1);
+	atomic_fetch_add(&m->duration_ms_sum, (uint64_t)wall_ms);
+}
+
+void metrics_count_rejection(struct app_metrics *m, int code)
+{
+	if (code == -ZE_RATE_LIMITED)
+		atomic_fetch_add(&m->rejected_rate, 1);
+	else if (code == -ZE_QUOTA_EXCEEDED)
+		atomic_fetch_add(&m->rejected_quota, 1);
+}
+
+int metrics_render(struct app *app, struct buf *out)
+{
+	struct app_metrics *m = &app->metrics;
+	buf_puts(out, "# HELP zmesh_invocations_total Invocations that ran, by outcome.\n"
+	              "# TYPE zmesh_invocations_total counter\n");
+	for (int o = EXEC_SUCCESS; o <= EXEC_SANDBOX_ERROR; o++)
+		buf_printf(out, "zmesh_invocations_total{outcome=\"%s\"} %" PRIuFAST64 "\n",
+		           errors_outcome_code((enum exec_outcome)o), atomic_load(&m->by_outcome[o]));
+	buf_printf(out,
+	           "# HELP zmesh_rejections_total Invocations refused before running.\n"
+	           "# TYPE zmesh_rejections_total counter\n"
+	           "zmesh_rejections_total{reason=\"rate_limited\"} %" PRIuFAST64 "\n"
+	           "zmesh_rejections_total{reason=\"quota_exceeded\"} %" PRIuFAST64 "\n",
+	           atomic_load(&m->rejected_rate), atomic_load(&m->rejected_quota));
+	buf_puts(out, "# HELP zmesh_invocation_duration_ms Wall time of invocations.\n"
+	              "# TYPE zmesh_invocation_duration_ms histogram\n");
+	uint64_t cum = 0;
+	for (int b = 0; b < METRICS_DURATION_BUCKETS; b++) {
+		cum += atomic_load(&m->duration_bucket[b]);
+		buf_printf(out, "zmesh_invocation_duration_ms_bucket{le=\"%" PRIu64 "\"} %" PRIu64 "\n",
+		           duration_bounds_ms[b], cum);
+	}
+	cum += atomic_load(&m->duration_bucket[METRICS_DURATION_BUCKETS]);
+	buf_printf(out,
+	           "zmesh_invocation_duration_ms_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+	           "zmesh_invocation_duration_ms_sum %" PRIuFAST64 "\nzmesh_invocation_duration_ms_count %" PRIu64 "\n",
+	           cum, atomic_load(&m->duration_ms_sum), cum);
+	uint64_t used, waiting, rejected;
+	limiter_stats(&app->limiter, &used, &waiting, &rejected);
+	buf_printf(out,
+	           "# HELP zmesh_active_sandboxes Sandboxes running an invocation now.\n"
+	           "# TYPE zmesh_active_sandboxes gauge\nzmesh_active_sandboxes %" PRIuFAST64 "\n"
+	           "# HELP zmesh_queue_waiting Invocations waiting for a free slot.\n"
+	           "# TYPE zmesh_queue_waiting gauge\nzmesh_queue_waiting %" PRIu64 "\n",
+	           atomic_load(&m->active), waiting);
+	struct exec_pool_stats ps;
+	exec_pool_get_stats(&app->exec, &ps);
+	buf_printf(out,
+	           "# HELP zmesh_starts_total Invocations by start: from the warm pool or a fresh spawn.\n"
+	           "# TYPE zmesh_starts_total counter\nzmesh_starts_total{start=\"warm\"} %" PRIu64 "\n"
+	           "zmesh_starts_total{start=\"cold\"} %" PRIu64 "\n",
+	           ps.warm, ps.cold);
+	static const struct {
+		const char *name, *help, *type;
+	} gauges[] = {
+	    {"zmesh_pool_ready", "Sandboxes in the warm pool whose wrapper is loaded and waiting.", "gauge"},
+	    {"zmesh_pool_ready_with_db",
+	     "Of the ready, those with the database driver loaded (kept while functions that use zmesh.db are "
+	     "invoked).",
+	     "gauge"},
+	    {"zmesh_pool_starting", "Sandboxes in the warm pool whose runtime is still starting.", "gauge"},
+	    {"zmesh_pool_target", "Sandboxes the pool aims at, from recent demand within --pool-size.", "gauge"},
+	};
+	const uint64_t per_runtime[][2] = {{ps.ready_js, ps.ready_py},
+	                                   {ps.ready_db_js, ps.ready_db_py},
+	                                   {ps.starting_js, ps.starting_py},
+	                                   {ps.target_js, ps.target_py}};
+	for (size_t i = 0; i < ELEMENTSOF(gauges); i++)
+		buf_printf(out,
+		           "# HELP %s %s\n# TYPE %s %s\n%s{runtime=\"javascript\"} %" PRIu64
+		           "\n%s{runtime=\"python\"} %" PRIu64 "\n",
+		           gauges[i].name, gauges[i].help, gauges[i].name, gauges[i].type, gauges[i].name,
+		           per_runtime[i][0], gauges[i].name, per_runtime[i][1]);
+	buf_printf(out,
+	           "# HELP zmesh_pool_memory_bytes Memory held by the sandboxes waiting in the pool.\n"
+	           "# TYPE zmesh_pool_memory_bytes gauge\nzmesh_pool_memory_bytes %" PRIu64 "\n"
+	           "# HELP zmesh_pool_discarded_total Pooled sandboxes that died or aged out before use.\n"
+	           "# TYPE zmesh_pool_discarded_total counter\nzmesh_pool_discarded_total %" PRIu64 "\n",
+	           ps.memory_bytes, ps.discarded);
+	uint64_t queued, written, failed;
+	records_stats(app->records, &queued, &written, &failed);
+	return buf_printf(out,
+	                  "# HELP zmesh_records_queued Invocation records waiting to be written.\n"
+	                  "# TYPE zmesh_records_queued gauge\nzmesh_records_queued %" PRIu64 "\n"
+	                  "# HELP zmesh_records_written_total Invocation records written.\n"
+	                  "# TYPE zmesh_records_written_total counter\nzmesh_records_written_total %" PRIu64 "\n"
+	                  "# HELP zmesh_records_failed_total Invocation records the database refused.\n"
+	                  "# TYPE zmesh_records_failed_total counter\nzmesh_records_failed_total %" PRIu64 "\n",
+	                  queued, written, failed);
+}

@@ -19,14 +19,10 @@ const fs = require('fs');
 const path = require('path');
 const { isUtf8 } = require('buffer');
 const { createZmesh, describeError, cleanStack, writeAll, truncate } = require('./lib/zmesh.js');
-
-// Far above any payload or code size the supervisor accepts; only a guard
-// against an unbounded stream.
-const MAX_INVOCATION_BYTES = 32 * 1024 * 1024;
-const MAX_ID_CHARS = 256;
-const MAX_DSN_CHARS = 4096;
-const ENTRY_POINT = /^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/;
-const DEFAULT_ENTRY_POINT = 'handler';
+// The protocol's limits (common/protocol.h). The supervisor checks the same
+// bounds before it writes a message; they are checked again here so that a
+// malformed or hostile message is refused by name, never half-used.
+const P = require('./lib/protocol.js');
 const CJS_PARAMS = ['exports', 'require', 'module', '__filename', '__dirname'];
 
 // SyntaxErrors of a CommonJS compile that mean the code is an ES module
@@ -54,7 +50,11 @@ let closeDatabase = () => Promise.resolve();
 class Outcome extends Error {
   constructor(name, message, stack) {
     super(message);
-    this.report = { name, message: truncate(message, 8192), stack: truncate(stack || '', 16384) };
+    this.report = {
+      name: truncate(name, P.MAX_ERROR_NAME_BYTES),
+      message: truncate(message, P.MAX_ERROR_MESSAGE_BYTES),
+      stack: truncate(stack || '', P.MAX_ERROR_STACK_BYTES),
+    };
   }
 }
 
@@ -212,7 +212,7 @@ function readStdin() {
     }
     if (n === 0) break;
     total += n;
-    if (total > MAX_INVOCATION_BYTES) throw badInvocation(`the invocation is larger than ${MAX_INVOCATION_BYTES} bytes`);
+    if (total > P.MAX_MESSAGE_BYTES) throw badInvocation(`the invocation is larger than ${P.MAX_MESSAGE_BYTES} bytes`);
     chunks.push(chunk.subarray(0, n));
   }
   if (total === 0) throw badInvocation('stdin was empty: expected one JSON invocation');
@@ -225,11 +225,40 @@ function isObject(value) {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
+// UTF-8 bytes in text; encodes only when the length alone cannot decide.
+function fitsBytes(text, max) {
+  return text.length * 3 <= max || (text.length <= max && Buffer.byteLength(text, 'utf8') <= max);
+}
+
 function requireString(obj, key, where, max) {
   const value = obj[key];
   if (typeof value !== 'string' || value === '') throw badInvocation(`${where}${key} must be a non-empty string`);
-  if (value.length > max) throw badInvocation(`${where}${key} is longer than ${max} characters`);
+  if (!fitsBytes(value, max)) throw badInvocation(`${where}${key} is longer than ${max} bytes`);
   return value;
+}
+
+function isEntryPoint(text) {
+  if (text.length > P.MAX_ENTRY_POINT_BYTES || !P.ENTRY_POINT_FIRST_CHARS.includes(text[0])) return false;
+  for (let i = 1; i < text.length; i++) if (!P.ENTRY_POINT_CHARS.includes(text[i])) return false;
+  return true;
+}
+
+function checkEnv(env) {
+  if (!isObject(env)) throw badInvocation('env must be an object of strings');
+  const names = Object.keys(env);
+  if (names.length > P.MAX_ENV_VARS) throw badInvocation(`env has more than ${P.MAX_ENV_VARS} entries`);
+  let total = 0;
+  for (const name of names) {
+    if (name === '') throw badInvocation('env names must not be empty');
+    const value = env[name];
+    if (typeof value !== 'string') throw badInvocation(`env.${truncate(name, 64)} must be a string`);
+    if (!fitsBytes(name, P.MAX_ENV_NAME_BYTES)) throw badInvocation(`an env name is longer than ${P.MAX_ENV_NAME_BYTES} bytes`);
+    if (!fitsBytes(value, P.MAX_ENV_VALUE_BYTES)) {
+      throw badInvocation(`env.${name} is longer than ${P.MAX_ENV_VALUE_BYTES} bytes`);
+    }
+    total += Buffer.byteLength(name, 'utf8') + Buffer.byteLength(value, 'utf8');
+  }
+  if (total > P.MAX_ENV_BYTES) throw badInvocation(`env holds more than ${P.MAX_ENV_BYTES} bytes`);
 }
 
 // Field by field, so a malformed message is named precisely.
@@ -242,33 +271,31 @@ function parseInvocation(text) {
   }
   if (!isObject(msg)) throw badInvocation('the invocation must be a JSON object');
 
-  const invocationId = requireString(msg, 'invocation_id', '', MAX_ID_CHARS);
-  const projectId = requireString(msg, 'project_id', '', MAX_ID_CHARS);
+  const invocationId = requireString(msg, 'invocation_id', '', P.MAX_ID_BYTES);
+  const projectId = requireString(msg, 'project_id', '', P.MAX_ID_BYTES);
 
   const fn = msg.function;
   if (!isObject(fn)) throw badInvocation('function must be an object {name, version, entry_point}');
-  const functionName = requireString(fn, 'name', 'function.', MAX_ID_CHARS);
+  const functionName = requireString(fn, 'name', 'function.', P.MAX_NAME_BYTES);
   if (!Number.isSafeInteger(fn.version) || fn.version < 0) {
     throw badInvocation('function.version must be a non-negative integer');
   }
   let entryPoint = fn.entry_point;
-  if (entryPoint === undefined || entryPoint === null || entryPoint === '') entryPoint = DEFAULT_ENTRY_POINT;
-  if (typeof entryPoint !== 'string' || !ENTRY_POINT.test(entryPoint)) {
-    throw badInvocation('function.entry_point must be a JavaScript identifier of at most 128 characters');
+  if (entryPoint === undefined || entryPoint === null || entryPoint === '') entryPoint = P.DEFAULT_ENTRY_POINT;
+  if (typeof entryPoint !== 'string' || !isEntryPoint(entryPoint)) {
+    throw badInvocation(
+      `function.entry_point must be an identifier of [A-Za-z_$][A-Za-z0-9_$]*, at most ${P.MAX_ENTRY_POINT_BYTES} bytes`,
+    );
   }
 
   if (typeof msg.code !== 'string') throw badInvocation('code must be a string');
 
   const env = msg.env === undefined || msg.env === null ? {} : msg.env;
-  if (!isObject(env)) throw badInvocation('env must be an object of strings');
-  for (const key of Object.keys(env)) {
-    if (key === '') throw badInvocation('env names must not be empty');
-    if (typeof env[key] !== 'string') throw badInvocation(`env.${truncate(key, 64)} must be a string`);
-  }
+  checkEnv(env);
 
   const dsn = msg.dsn === undefined || msg.dsn === null ? '' : msg.dsn;
   if (typeof dsn !== 'string') throw badInvocation('dsn must be a string');
-  if (dsn.length > MAX_DSN_CHARS) throw badInvocation(`dsn is longer than ${MAX_DSN_CHARS} characters`);
+  if (!fitsBytes(dsn, P.MAX_DSN_BYTES)) throw badInvocation(`dsn is longer than ${P.MAX_DSN_BYTES} bytes`);
 
   if (!Number.isSafeInteger(msg.deadline_ms) || msg.deadline_ms <= 0) {
     throw badInvocation('deadline_ms must be a positive integer (Unix epoch milliseconds)');

@@ -7,9 +7,10 @@
 const fs = require('fs');
 const path = require('path');
 
+const { MAX_ERROR_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_STACK_BYTES } = require('./protocol.js');
+
 const SDK_DIR = path.dirname(__dirname) + path.sep;
-const MAX_MESSAGE_CHARS = 8 * 1024;
-const MAX_STACK_CHARS = 16 * 1024;
+const TRUNCATED = '\n... (truncated)';
 
 let sleepCell = null;
 function sleepMs(ms) {
@@ -45,9 +46,19 @@ function safeGet(obj, key) {
   }
 }
 
+// At most max UTF-8 bytes, the marker included, cut on a character
+// boundary: the protocol's limits are bytes, and the supervisor cuts again
+// whatever exceeds them.
 function truncate(text, max) {
-  if (text.length <= max) return text;
-  return text.slice(0, max) + '\n... (truncated)';
+  // A UTF-16 unit is at most three UTF-8 bytes (a pair is four).
+  if (text.length * 3 <= max) return text;
+  // More units than max are more bytes than max: only the head matters.
+  const whole = text.length <= max;
+  const buf = Buffer.from(whole ? text : text.slice(0, max), 'utf8');
+  if (whole && buf.length <= max) return text;
+  let cut = Math.max(0, max - TRUNCATED.length);
+  while (cut > 0 && (buf[cut] & 0xc0) === 0x80) cut--;
+  return buf.toString('utf8', 0, cut) + TRUNCATED;
 }
 
 function isWrapperFrame(line) {
@@ -124,9 +135,9 @@ function describeError(err) {
     message = 'a non-Error value was thrown: ' + describeValue(err);
   }
   return {
-    name: truncate(String(name), 256),
-    message: truncate(message, MAX_MESSAGE_CHARS),
-    stack: truncate(stack, MAX_STACK_CHARS),
+    name: truncate(String(name), MAX_ERROR_NAME_BYTES),
+    message: truncate(message, MAX_ERROR_MESSAGE_BYTES),
+    stack: truncate(stack, MAX_ERROR_STACK_BYTES),
   };
 }
 

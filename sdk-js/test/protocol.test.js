@@ -6,6 +6,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const { invocation, run, BOOTSTRAP } = require('../testing/harness.js');
+const P = require('../lib/protocol.js');
 
 async function badInvocation(input, pattern) {
   const r = await run(input);
@@ -62,11 +63,69 @@ test('malformed invocations are answered with BadInvocation', async (t) => {
     return badInvocation(m, /deadline_ms/);
   });
   await t.test('deadline_ms as a string', () => badInvocation({ ...good(), deadline_ms: '123' }, /deadline_ms/));
+  await t.test('entry_point one byte too long', () => {
+    const m = good();
+    m.function.entry_point = 'h'.repeat(P.MAX_ENTRY_POINT_BYTES + 1);
+    return badInvocation(m, /entry_point/);
+  });
+  await t.test('entry_point starting with a digit', () => {
+    const m = good();
+    m.function.entry_point = '1handler';
+    return badInvocation(m, /entry_point/);
+  });
+  await t.test('entry_point outside ASCII', () => {
+    const m = good();
+    m.function.entry_point = 'caf\u00e9';
+    return badInvocation(m, /entry_point/);
+  });
+  await t.test('invocation_id too long', () => badInvocation({ ...good(), invocation_id: 'i'.repeat(P.MAX_ID_BYTES + 1) }, /invocation_id is longer than/));
+  await t.test('function.name counted in bytes', () => {
+    const m = good();
+    m.function.name = '\u00e9'.repeat(P.MAX_NAME_BYTES / 2 + 1);
+    return badInvocation(m, /function\.name is longer than/);
+  });
+  await t.test('env with too many entries', () => {
+    const env = {};
+    for (let i = 0; i <= P.MAX_ENV_VARS; i++) env[`V${i}`] = 'x';
+    return badInvocation({ ...good(), env }, /more than 64 entries/);
+  });
+  await t.test('env value too long', () => badInvocation({ ...good(), env: { A: 'x'.repeat(P.MAX_ENV_VALUE_BYTES + 1) } }, /env\.A is longer than/));
+  await t.test('env too large in all', () => {
+    const env = {};
+    for (let i = 0; i < 9; i++) env[`V${i}`] = 'x'.repeat(P.MAX_ENV_VALUE_BYTES);
+    return badInvocation({ ...good(), env }, /env holds more than/);
+  });
+  await t.test('dsn too long', () => badInvocation({ ...good(), dsn: 'd'.repeat(P.MAX_DSN_BYTES + 1) }, /dsn is longer than/));
   await t.test('an oversized message', async () => {
-    const r = await badInvocation('"' + 'x'.repeat(33 * 1024 * 1024), /larger than/);
+    const r = await badInvocation('"' + 'x'.repeat(P.MAX_MESSAGE_BYTES + 1024 * 1024), /larger than/);
     assert.equal(r.response.error.name, 'BadInvocation');
   });
   await t.test('a message too deep for the parser', () => badInvocation('['.repeat(200000), /not valid JSON|must be a JSON object|Maximum call stack/));
+});
+
+test('messages at the limits are accepted', async () => {
+  const env = {};
+  for (let i = 0; i < 7; i++) env[`V${i}`] = 'x'.repeat(P.MAX_ENV_VALUE_BYTES);
+  const m = invocation('exports[' + JSON.stringify('$' + 'h'.repeat(P.MAX_ENTRY_POINT_BYTES - 1)) + '] = () => "at the limit"');
+  m.function.entry_point = '$' + 'h'.repeat(P.MAX_ENTRY_POINT_BYTES - 1);
+  m.function.name = '\u00e9'.repeat(P.MAX_NAME_BYTES / 2);
+  m.invocation_id = 'i'.repeat(P.MAX_ID_BYTES);
+  m.env = env;
+  const r = await run(m);
+  assert.deepEqual(r.response, { ok: true, result: 'at the limit' }, r.stderr);
+});
+
+test('error fields are cut to the protocol limits in UTF-8 bytes', async () => {
+  const r = await run(
+    invocation('class ' + 'N'.repeat(300) + ' extends Error {}; exports.handler = () => { throw new ' + 'N'.repeat(300) + ('("\u00e9".repeat(100000)) }')),
+  );
+  const e = r.response.error;
+  assert.equal(r.response.ok, false, r.stderr);
+  assert.ok(Buffer.byteLength(e.name) <= P.MAX_ERROR_NAME_BYTES, e.name);
+  assert.ok(Buffer.byteLength(e.message) <= P.MAX_ERROR_MESSAGE_BYTES, `message of ${Buffer.byteLength(e.message)} bytes`);
+  assert.ok(Buffer.byteLength(e.message) > P.MAX_ERROR_MESSAGE_BYTES - 64);
+  assert.ok(Buffer.byteLength(e.stack) <= P.MAX_ERROR_STACK_BYTES, `stack of ${Buffer.byteLength(e.stack)} bytes`);
+  assert.match(e.message, /^\u00e9+\n\.\.\. \(truncated\)$/);
 });
 
 test('everything the code prints goes to stderr, never into the result', async () => {

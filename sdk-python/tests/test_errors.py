@@ -1,9 +1,14 @@
 """Every way an invocation can fail, and what the supervisor reads on stdout."""
 
 import json
+import os
+import sys
 import textwrap
 
 from conftest import message
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from zmesh import _protocol as P  # noqa: E402
 
 
 def src(code):
@@ -175,9 +180,23 @@ def test_circular_result_is_not_serializable(invoke):
 def test_huge_error_message_is_clipped(invoke):
     err = invoke("def handler(p):\n    raise ValueError('x' * 1_000_000)\n").error
     assert err["name"] == "ValueError"
-    assert 1000 < len(err["message"]) <= 9000
-    assert len(err["stack"]) <= 33000
-    assert "characters cut" in err["message"]
+    assert 1000 < len(err["message"]) <= P.MAX_ERROR_MESSAGE_BYTES
+    assert len(err["stack"]) <= P.MAX_ERROR_STACK_BYTES
+    assert "bytes cut" in err["message"]
+
+
+def utf8_len(text):
+    return len(text.encode("utf-8"))
+
+
+def test_error_fields_are_cut_in_utf8_bytes(invoke):
+    name = "N" * 300
+    code = f"class {name}(Exception):\n    pass\n\ndef handler(p):\n    raise {name}('\u00e9' * 100_000)\n"
+    err = invoke(code).error
+    assert utf8_len(err["name"]) <= P.MAX_ERROR_NAME_BYTES and err["name"].startswith("NNN")
+    assert P.MAX_ERROR_MESSAGE_BYTES - 128 < utf8_len(err["message"]) <= P.MAX_ERROR_MESSAGE_BYTES
+    assert utf8_len(err["stack"]) <= P.MAX_ERROR_STACK_BYTES
+    assert err["message"].startswith("\u00e9\u00e9") and err["message"].endswith("\u00e9\u00e9")
 
 
 def test_unprintable_exception(invoke):
@@ -266,14 +285,48 @@ def test_bad_function_fields(invoke):
         ({"version": 1}, '"function.name" is missing'),
         ({"name": "f", "version": 1, "entry_point": "a.b"}, "identifier"),
         ({"name": "f", "version": 1, "entry_point": "x" * 300}, "longer than"),
+        ({"name": "f", "version": 1, "entry_point": "x" * (P.MAX_ENTRY_POINT_BYTES + 1)}, "longer than"),
+        ({"name": "f", "version": 1, "entry_point": "1handler"}, "identifier"),
+        ({"name": "f", "version": 1, "entry_point": "caf\u00e9"}, "identifier"),
+        ({"name": "\u00e9" * (P.MAX_NAME_BYTES // 2 + 1), "version": 1}, '"function.name" is longer than'),
     ):
         msg = dict(good, function=fn)
         assert expected in bad(invoke(raw=json.dumps(msg).encode())), fn
 
 
 def test_oversized_message(invoke):
-    body = json.dumps(message("def handler(p):\n    return 1\n", "x" * (33 * 1024 * 1024))).encode()
+    body = json.dumps(message("def handler(p):\n    return 1\n", "x" * (P.MAX_MESSAGE_BYTES + (1 << 20)))).encode()
     assert "larger than" in bad(invoke(raw=body))
+
+
+def test_fields_over_the_protocol_limits(invoke):
+    good = message("def handler(p):\n    return 1\n")
+    value = "x" * P.MAX_ENV_VALUE_BYTES
+    cases = [
+        ("invocation_id", "i" * (P.MAX_ID_BYTES + 1), '"invocation_id" is longer than'),
+        ("project_id", "p" * (P.MAX_ID_BYTES + 1), '"project_id" is longer than'),
+        ("dsn", "d" * (P.MAX_DSN_BYTES + 1), '"dsn" is longer than'),
+        ("env", {f"V{i}": "x" for i in range(P.MAX_ENV_VARS + 1)}, "more than 64 entries"),
+        ("env", {"N" * (P.MAX_ENV_NAME_BYTES + 1): "x"}, 'an "env" name is longer than'),
+        ("env", {"A": value + "x"}, '"env.A" is longer than'),
+        ("env", {f"V{i}": value for i in range(9)}, '"env" holds more than'),
+    ]
+    for key, value, expected in cases:
+        msg = dict(good, **{key: value})
+        assert expected in bad(invoke(raw=json.dumps(msg).encode())), key
+
+
+def test_fields_at_the_protocol_limits(invoke):
+    entry = "h" * P.MAX_ENTRY_POINT_BYTES
+    msg = message(f"def {entry}(p):\n    return 'at the limit'\n", entry_point=entry,
+                  name="\u00e9" * (P.MAX_NAME_BYTES // 2), invocation_id="i" * P.MAX_ID_BYTES,
+                  env={f"V{i}": "x" * P.MAX_ENV_VALUE_BYTES for i in range(7)})
+    assert invoke(raw=json.dumps(msg).encode()).result == "at the limit"
+
+
+def test_dollar_entry_point_finds_no_python_handler(invoke):
+    err = invoke("def handler(p):\n    return 1\n", entry_point="$handler").error
+    assert err["name"] == "HandlerNotFound"
 
 
 def test_optional_fields_may_be_absent(invoke):

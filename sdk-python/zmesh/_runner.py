@@ -21,12 +21,14 @@ import sys
 import zmesh as _sdk
 from zmesh import _jsonio
 
+# The protocol's limits (common/protocol.h). The supervisor checks the same
+# bounds before it writes a message; they are checked again here so that a
+# malformed or hostile message is refused by name, never half-used.
+from zmesh import _protocol as _p
+
 USER_FILE = "function.py"
 USER_MODULE = "function"
-
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-MAX_ID_CHARS = 256
-MAX_ENV_ENTRIES = 4096
+_TRUNCATED = "\n... (truncated)"
 
 _CO_VARARGS = 0x04
 _CO_COROUTINE = 0x80
@@ -78,8 +80,8 @@ def _read_stdin():
             if not chunk:
                 break
             total += len(chunk)
-            if total > MAX_MESSAGE_BYTES:
-                raise _BadInvocation(f"invocation message is larger than {MAX_MESSAGE_BYTES} bytes")
+            if total > _p.MAX_MESSAGE_BYTES:
+                raise _BadInvocation(f"invocation message is larger than {_p.MAX_MESSAGE_BYTES} bytes")
             chunks.append(chunk)
     except OSError as e:
         raise _BadInvocation(f"cannot read the invocation from stdin: {e.strerror}") from None
@@ -110,33 +112,73 @@ def _field(obj, key, kind, where, required=True):
 _KIND_NAMES = {str: "a string", int: "an integer", dict: "an object"}
 
 
-def _short_str(obj, key, where="", required=True):
+def _utf8_len(text):
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _fits(text, limit):
+    """Whether `text` is at most `limit` UTF-8 bytes; encodes only when its length cannot tell."""
+    # A code point is one to four bytes.
+    return len(text) * 4 <= limit or (len(text) <= limit and _utf8_len(text) <= limit)
+
+
+def _cut(text, limit):
+    """`text` bounded to `limit` UTF-8 bytes, the marker included, cut between characters."""
+    if _fits(text, limit):
+        return text
+    data = text[:limit].encode("utf-8", "surrogatepass")[: max(0, limit - len(_TRUNCATED))]
+    return data.decode("utf-8", "ignore") + _TRUNCATED
+
+
+def _short_str(obj, key, where, limit, required=True):
     value = _field(obj, key, str, where, required)
-    if value is not None and len(value) > MAX_ID_CHARS:
-        raise _BadInvocation(f'"{where}{key}" is longer than {MAX_ID_CHARS} characters')
+    if value is not None and not _fits(value, limit):
+        raise _BadInvocation(f'"{where}{key}" is longer than {limit} bytes')
     return value
+
+
+def _is_entry_point(text):
+    return (
+        len(text) <= _p.MAX_ENTRY_POINT_BYTES
+        and text[0] in _p.ENTRY_POINT_FIRST_CHARS
+        and not text.strip(_p.ENTRY_POINT_CHARS)
+    )
+
+
+def _check_env(env):
+    if len(env) > _p.MAX_ENV_VARS:
+        raise _BadInvocation(f'"env" has more than {_p.MAX_ENV_VARS} entries')
+    total = 0
+    for key, value in env.items():
+        if not key or not isinstance(value, str):
+            raise _BadInvocation('"env" must map non-empty names to strings')
+        if not _fits(key, _p.MAX_ENV_NAME_BYTES):
+            raise _BadInvocation(f'an "env" name is longer than {_p.MAX_ENV_NAME_BYTES} bytes')
+        if not _fits(value, _p.MAX_ENV_VALUE_BYTES):
+            raise _BadInvocation(f'"env.{key}" is longer than {_p.MAX_ENV_VALUE_BYTES} bytes')
+        total += _utf8_len(key) + _utf8_len(value)
+    if total > _p.MAX_ENV_BYTES:
+        raise _BadInvocation(f'"env" holds more than {_p.MAX_ENV_BYTES} bytes')
 
 
 def _parse(msg):
     """Validates the message; returns (context fields, code, entry point, payload)."""
     if not isinstance(msg, dict):
         raise _BadInvocation("invocation message must be a JSON object")
-    invocation_id = _short_str(msg, "invocation_id")
-    project_id = _short_str(msg, "project_id")
+    invocation_id = _short_str(msg, "invocation_id", "", _p.MAX_ID_BYTES)
+    project_id = _short_str(msg, "project_id", "", _p.MAX_ID_BYTES)
     fn = _field(msg, "function", dict, "")
-    name = _short_str(fn, "name", "function.")
+    name = _short_str(fn, "name", "function.", _p.MAX_NAME_BYTES)
     version = _field(fn, "version", int, "function.")
-    entry = _short_str(fn, "entry_point", "function.", required=False) or "handler"
-    if not entry.isidentifier():
-        raise _BadInvocation('"function.entry_point" must be a Python identifier')
+    entry = _short_str(fn, "entry_point", "function.", _p.MAX_ENTRY_POINT_BYTES, required=False)
+    entry = entry or _p.DEFAULT_ENTRY_POINT
+    # '$' passes (the protocol is shared with JavaScript) and then names no handler.
+    if not _is_entry_point(entry):
+        raise _BadInvocation('"function.entry_point" must be an identifier of [A-Za-z_$][A-Za-z0-9_$]*')
     code = _field(msg, "code", str, "")
     env = _field(msg, "env", dict, "", required=False) or {}
-    if len(env) > MAX_ENV_ENTRIES:
-        raise _BadInvocation(f'"env" has more than {MAX_ENV_ENTRIES} entries')
-    for key, value in env.items():
-        if not key or not isinstance(value, str):
-            raise _BadInvocation('"env" must map non-empty names to strings')
-    dsn = _field(msg, "dsn", str, "", required=False) or ""
+    _check_env(env)
+    dsn = _short_str(msg, "dsn", "", _p.MAX_DSN_BYTES, required=False) or ""
     deadline_ms = _field(msg, "deadline_ms", int, "")
     if deadline_ms <= 0:
         raise _BadInvocation('"deadline_ms" must be a positive Unix time in milliseconds')
@@ -316,11 +358,14 @@ def _call(handler, payload, context):
 
 
 def _error(name, message, stack=""):
-    return (
-        '{"ok":false,"error":'
-        + _jsonio.dumps({"name": name, "message": message, "stack": stack})
-        + "}"
-    )
+    # User exceptions arrive clipped by _trace (start and end kept); this
+    # bounds the rest, such as a class name or a message quoting the result.
+    error = {
+        "name": _cut(name, _p.MAX_ERROR_NAME_BYTES),
+        "message": _cut(message, _p.MAX_ERROR_MESSAGE_BYTES),
+        "stack": _cut(stack, _p.MAX_ERROR_STACK_BYTES),
+    }
+    return '{"ok":false,"error":' + _jsonio.dumps(error) + "}"
 
 
 def _user_error(exc, source):
@@ -335,7 +380,7 @@ def _user_error(exc, source):
         else:
             status, note = 1, f": {_trace.safe_str(code)}"
         _, stack = _trace.describe(exc, source)
-        message = _trace.clip(f"function called sys.exit() with code {status}{note}", _trace.MESSAGE_MAX)
+        message = _trace.clip(f"function called sys.exit() with code {status}{note}", _p.MAX_ERROR_MESSAGE_BYTES)
         return _error("ProcessExit", message, stack)
     message, stack = _trace.describe(exc, source)
     return _error(type(exc).__name__, message, stack)

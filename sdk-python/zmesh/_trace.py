@@ -7,10 +7,9 @@ import linecache
 import os
 import traceback
 
-USER_FILE = "function.py"
+from zmesh._protocol import MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_STACK_BYTES
 
-MESSAGE_MAX = 8 * 1024
-STACK_MAX = 32 * 1024
+USER_FILE = "function.py"
 
 _SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -48,12 +47,19 @@ def _trim(exc, seen):
 
 
 def clip(text, limit):
-    """Bounds `text`, keeping its start and its end, where the exception line is."""
-    if len(text) <= limit:
+    """Bounds `text` to `limit` UTF-8 bytes, keeping its start and its end, where
+    the exception line is; the cuts fall between characters."""
+    if len(text) * 4 <= limit:
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
         return text
     head = limit // 4
-    tail = limit - head - 64
-    return f"{text[:head]}\n... [{len(text) - head - tail} characters cut] ...\n{text[-tail:]}"
+    tail = limit - head - 64  # room for the marker
+    cut = len(data) - head - tail
+    start = data[:head].decode("utf-8", "ignore")
+    end = data[-tail:].decode("utf-8", "ignore")
+    return f"{start}\n... [{cut} bytes cut] ...\n{end}"
 
 
 def safe_str(obj):
@@ -76,7 +82,7 @@ def describe(exc, source):
         stack = "".join(traceback.format_exception(exc))
     except Exception:
         stack = f"{type(exc).__name__}: {safe_str(exc)}\n"
-    return clip(safe_str(exc), MESSAGE_MAX), clip(stack, STACK_MAX)
+    return clip(safe_str(exc), MAX_ERROR_MESSAGE_BYTES), clip(stack, MAX_ERROR_STACK_BYTES)
 
 
 def describe_syntax(exc, source):
@@ -86,4 +92,4 @@ def describe_syntax(exc, source):
         stack = "".join(traceback.format_exception_only(type(exc), exc))
     except Exception:
         stack = safe_str(exc) + "\n"
-    return clip(safe_str(exc), MESSAGE_MAX), clip(stack, STACK_MAX)
+    return clip(safe_str(exc), MAX_ERROR_MESSAGE_BYTES), clip(stack, MAX_ERROR_STACK_BYTES)

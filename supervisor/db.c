@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <libpq-events.h>
+
 #define PG_MAX_PARAMS 65535 /* the protocol's limit: a 16-bit count */
 #define CONNINFO_MAX  4096
 
@@ -122,13 +124,89 @@ static bool result_ok(const PGresult *res)
 	}
 }
 
+/* ---- prepared statements --------------------------------------------------
+ * A connection remembers which statements it has prepared (by a hash of
+ * their text) in libpq's instance data; a reset of the connection (a new
+ * server session, which knows none) forgets them through the event. */
+
+#define PREPARED_MAX 128
+
+struct prepared {
+	uint64_t hash[PREPARED_MAX];
+	unsigned n;
+};
+
+static int prepared_event(PGEventId id, void *info, void *pass)
+{
+	(void)pass;
+	if (id == PGEVT_REGISTER) {
+		struct prepared *p = calloc(1, sizeof(*p));
+		return p && PQsetInstanceData(((PGEventRegister *)info)->conn, prepared_event, p);
+	}
+	if (id == PGEVT_CONNRESET) {
+		struct prepared *p = PQinstanceData(((PGEventConnReset *)info)->conn, prepared_event);
+		if (p)
+			p->n = 0;
+	} else if (id == PGEVT_CONNDESTROY)
+		free(PQinstanceData(((PGEventConnDestroy *)info)->conn, prepared_event));
+	return 1;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return h;
+}
+
+static bool prepared_has(const struct prepared *p, uint64_t h)
+{
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->hash[i] == h)
+			return true;
+	return false;
+}
+
+static int check_result(PGconn *conn, PGresult **res_, PGresult **ret, struct zerr *err);
+
+int db_exec_prepared(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **ret, struct zerr *err)
+{
+	struct prepared *p = conn ? PQinstanceData(conn, prepared_event) : NULL;
+	if (!p || !sql)
+		return db_exec_params(conn, sql, n, params, ret, err);
+	if (n < 0 || n > PG_MAX_PARAMS || (n > 0 && !params))
+		return zerr_set(err, -EINVAL, "bad parameter count %d", n);
+	uint64_t h = fnv1a(sql);
+	char name[24];
+	snprintf(name, sizeof(name), "z%016llx", (unsigned long long)h);
+	if (!prepared_has(p, h)) {
+		if (p->n == PREPARED_MAX)
+			return db_exec_params(conn, sql, n, params, ret, err);
+		PGresult *pr = PQprepare(conn, name, sql, n, NULL);
+		int r = check_result(conn, &pr, NULL, err);
+		if (r < 0)
+			return r;
+		p->hash[p->n++] = h;
+	}
+	PGresult *res = PQexecPrepared(conn, name, n, params, NULL, NULL, 0);
+	return check_result(conn, &res, ret, err);
+}
+
 int db_exec_params(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **ret, struct zerr *err)
 {
 	if (!conn || !sql)
 		return zerr_set(err, -EINVAL, "no connection or no statement");
 	if (n < 0 || n > PG_MAX_PARAMS || (n > 0 && !params))
 		return zerr_set(err, -EINVAL, "bad parameter count %d", n);
-	_cleanup_pgresult_ PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	return check_result(conn, &res, ret, err);
+}
+
+/* Classify a result (taking it): 0 and *ret (or cleared), or the failure. */
+static int check_result(PGconn *conn, PGresult **res_, PGresult **ret, struct zerr *err)
+{
+	_cleanup_pgresult_ PGresult *res = TAKE_PTR(*res_);
 	if (!res || PQresultStatus(res) == PGRES_FATAL_ERROR || PQresultStatus(res) == PGRES_BAD_RESPONSE ||
 	    PQresultStatus(res) == PGRES_NONFATAL_ERROR)
 		return result_error(err, conn, res, NULL);
@@ -174,6 +252,8 @@ int db_connect(const char *conninfo, PGconn **ret, struct zerr *err)
 		return zerr_set(err, -ECONNREFUSED, "connect: %s", msg);
 	}
 	PQsetNoticeProcessor(conn, drop_notice, NULL);
+	/* Without it statements simply run unprepared. */
+	PQregisterEventProc(conn, prepared_event, "zmesh-prepared", NULL);
 	*ret = TAKE_PTR(conn);
 	return 0;
 }

@@ -88,6 +88,13 @@ int db_exec_script(PGconn *conn, const char *sql, const char *context, struct ze
  * else. */
 int db_exec_params(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **ret, struct zerr *err);
 
+/* db_exec_params for a statement run often (the invocation path): prepared
+ * on its first use on a connection and executed by name after that, which
+ * saves the server parsing and planning it each time. Same contract. Only
+ * for text the program holds (a fixed set of statements): the connection
+ * keeps each one for its life. */
+int db_exec_prepared(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **ret, struct zerr *err);
+
 /* Whether err was filled by this module for a server error with this
  * SQLSTATE (five characters, e.g. "23505" for a unique violation). */
 bool db_err_is(const struct zerr *err, const char *sqlstate);

@@ -212,7 +212,7 @@ int store_lookup(PGconn *c, unsigned need, const char *user_id, const char *pid,
 	snprintf(sql + n, sizeof(sql) - n, " WHERE u.id = $1::uuid");
 
 	_cleanup_pgresult_ PGresult *res = NULL;
-	int r = db_exec_params(c, sql, want_f ? 3 : want_p ? 2 : 1, prm, &res, err);
+	int r = db_exec_prepared(c, sql, want_f ? 3 : want_p ? 2 : 1, prm, &res, err);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1)
@@ -264,7 +264,7 @@ int store_lookup_key(PGconn *c, const char *key_hash, const char *slug, struct p
 	         project_cols, function_cols, val_is_uuid(slug) ? "f.id = $2::uuid" : "f.slug = $2");
 	const char *prm[] = {key_hash, slug};
 	_cleanup_pgresult_ PGresult *res = NULL;
-	int r = db_exec_params(c, sql, 2, prm, &res, err);
+	int r = db_exec_prepared(c, sql, 2, prm, &res, err);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1)
@@ -586,8 +586,9 @@ int store_take_invocation(PGconn *c, const char *project_id, uint64_t cap, bool 
 	 * few hundred milliseconds of counting, in the users' favour, while a
 	 * flush on every invocation would cost more than everything else the
 	 * daemon does for it. */
-	int r = db_exec_params(c, "SELECT zmesh_take_invocation($1, $2), set_config('synchronous_commit', 'off', true)",
-	                       2, prm, &res, err);
+	int r =
+	    db_exec_prepared(c, "SELECT zmesh_take_invocation($1, $2), set_config('synchronous_commit', 'off', true)",
+	                     2, prm, &res, err);
 	if (r == 0)
 		*ret_ok = !PQgetisnull(res, 0, 0);
 	return r;
@@ -598,17 +599,18 @@ int store_records_insert(PGconn *c, const char *records_json, struct zerr *err)
 	/* One statement for a whole batch: the records travel as one JSON
 	 * array parameter and PostgreSQL unpacks them. */
 	const char *p[] = {records_json};
-	return exec(c,
-	            "INSERT INTO invocations (id, function_id, project_id, version, trigger, start, status, "
-	            "started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error) "
-	            "SELECT id, function_id, project_id, version, trigger, start, status, "
-	            "to_timestamp(started_at_ms / 1000.0), duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, "
-	            "coalesce(logs_truncated, false), error "
-	            "FROM json_to_recordset($1::json) AS x(id uuid, function_id uuid, project_id uuid, version int, "
-	            "trigger text, start text, status text, started_at_ms double precision, duration_ms double "
-	            "precision, cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, "
-	            "logs_truncated boolean, error jsonb)",
-	            1, p, err);
+	return db_exec_prepared(
+	    c,
+	    "INSERT INTO invocations (id, function_id, project_id, version, trigger, start, status, "
+	    "started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error) "
+	    "SELECT id, function_id, project_id, version, trigger, start, status, "
+	    "to_timestamp(started_at_ms / 1000.0), duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, "
+	    "coalesce(logs_truncated, false), error "
+	    "FROM json_to_recordset($1::json) AS x(id uuid, function_id uuid, project_id uuid, version int, "
+	    "trigger text, start text, status text, started_at_ms double precision, duration_ms double "
+	    "precision, cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, "
+	    "logs_truncated boolean, error jsonb)",
+	    1, p, NULL, err);
 }
 
 int store_invocations_list(PGconn *c, const char *function_id, uint64_t limit, uint64_t offset, json_t **ret,

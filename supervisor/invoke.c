@@ -129,8 +129,11 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 
 	memset(ret, 0, sizeof(*ret));
 	inv_uuid(ret->id);
-	char dsn[512];
-	/* Role, password and database are generated hex: nothing to encode. */
+	/* Role, password and database are generated hex: nothing to encode.
+	 * Their sizes are bounded (store.h), so the DSN always fits. */
+	char dsn[ZPROTO_MAX_DSN_BYTES];
+	_Static_assert(sizeof(p->db_role) + sizeof(p->db_password) + sizeof(p->db_name) + 64 < ZPROTO_MAX_DSN_BYTES,
+	               "a project's DSN may not fit the protocol");
 	snprintf(dsn, sizeof(dsn), "postgresql://%s:%s@/%s?host=" EXEC_PG_MOUNT, p->db_role, p->db_password,
 	         p->db_name);
 	struct exec_request er = {

@@ -35,7 +35,7 @@ int tiers_load(const char *path, struct tiers *ret, struct zerr *err)
 		struct tier *x = &t.t[t.n];
 		snprintf(x->name, sizeof(x->name), "%s", name);
 		if (get_u64(v, "max_timeout_ms", 1, 3600000, &x->max_timeout_ms) < 0 ||
-		    get_u64(v, "max_memory_mb", 16, 1 << 20, &x->max_memory_mb) < 0 ||
+		    get_u64(v, "max_memory_mb", TIERS_MIN_MEMORY_MB, 1 << 20, &x->max_memory_mb) < 0 ||
 		    get_u64(v, "monthly_invocations", 0, UINT32_MAX * 1000ull, &x->monthly_invocations) < 0 ||
 		    get_u64(v, "concurrency", 1, 100000, &x->concurrency) < 0) {
 			r = zerr_set(err, -EINVAL,

@@ -7,6 +7,9 @@
 
 #define TIERS_MAX     16
 #define TIERS_DEFAULT "free" /* every project starts on it; tiers.json must have it */
+/* The least memory a function gets: below it neither runtime starts
+ * reliably. The API, the tiers file and the executor all hold to it. */
+#define TIERS_MIN_MEMORY_MB 64
 
 struct tier {
 	char name[32];

@@ -106,14 +106,14 @@ int val_env(json_t *env, struct zerr *err)
 {
 	if (!json_is_object(env))
 		return ze(err, ZE_INVALID_ENV_VARS, "env_vars must be an object of strings");
-	if (json_object_size(env) > VAL_ENV_MAX_VARS)
-		return ze(err, ZE_INVALID_ENV_VARS, "at most %d env_vars", VAL_ENV_MAX_VARS);
+	if (json_object_size(env) > ZPROTO_MAX_ENV_VARS)
+		return ze(err, ZE_INVALID_ENV_VARS, "at most %d env_vars", ZPROTO_MAX_ENV_VARS);
 	size_t total = 0;
 	const char *k;
 	json_t *v;
 	json_object_foreach (env, k, v) {
 		size_t n = strlen(k);
-		bool ok = n > 0 && n <= VAL_ENV_NAME_MAX && !isdigit((unsigned char)k[0]);
+		bool ok = n > 0 && n <= ZPROTO_MAX_ENV_NAME_BYTES && !isdigit((unsigned char)k[0]);
 		for (const char *c = k; ok && *c; c++)
 			ok = isalnum((unsigned char)*c) || *c == '_';
 		if (!ok)
@@ -128,19 +128,19 @@ int val_env(json_t *env, struct zerr *err)
 		if (!json_is_string(v))
 			return ze(err, ZE_INVALID_ENV_VARS, "env var %s: values are strings", k);
 		total += n + json_string_length(v);
-		if (json_string_length(v) > VAL_ENV_VALUE_MAX || total > VAL_ENV_TOTAL_MAX)
+		if (json_string_length(v) > ZPROTO_MAX_ENV_VALUE_BYTES || total > ZPROTO_MAX_ENV_BYTES)
 			return ze(err, ZE_INVALID_ENV_VARS, "env_vars too large (%d KiB a value, %d KiB in all)",
-			          VAL_ENV_VALUE_MAX / 1024, VAL_ENV_TOTAL_MAX / 1024);
+			          ZPROTO_MAX_ENV_VALUE_BYTES / 1024, ZPROTO_MAX_ENV_BYTES / 1024);
 	}
 	return 0;
 }
 
+/* An entry point, as the wrappers accept it (protocol.h). */
 static bool identifier(const char *s)
 {
-	bool ok = s[0] && strlen(s) <= VAL_ENTRY_MAX && !isdigit((unsigned char)s[0]);
-	for (const char *c = s; ok && *c; c++)
-		ok = isalnum((unsigned char)*c) || *c == '_' || *c == '$';
-	return ok;
+	size_t n = strlen(s);
+	return n > 0 && n <= ZPROTO_MAX_ENTRY_POINT_BYTES && strchr(ZPROTO_ENTRY_POINT_FIRST_CHARS, s[0]) &&
+	       strspn(s, ZPROTO_ENTRY_POINT_CHARS) == n;
 }
 
 /* An integer field within [min, max]; absent leaves *ret alone. */
@@ -184,15 +184,15 @@ int val_function(json_t *body, const struct tier *tier, uint64_t max_code_bytes,
 		return ze(err, ZE_INVALID_LANGUAGE, "language is \"javascript\" or \"python\"");
 	if (in.entry_point && !identifier(in.entry_point))
 		return ze(err, ZE_INVALID_ENTRY_POINT, "entry_point must be an identifier of at most %d characters",
-		          VAL_ENTRY_MAX);
+		          ZPROTO_MAX_ENTRY_POINT_BYTES);
 	if (in.code && (!in.code[0] || strlen(in.code) > max_code_bytes))
 		return ze(err, ZE_INVALID_CODE, "code must be 1 to %" PRIu64 " bytes", max_code_bytes);
 	if (int_field(body, "timeout_ms", 1, tier->max_timeout_ms, &in.timeout_ms) < 0)
 		return ze(err, ZE_INVALID_TIMEOUT, "timeout_ms must be within 1..%" PRIu64 " on the %s tier",
 		          tier->max_timeout_ms, tier->name);
-	if (int_field(body, "memory_mb", VAL_MEMORY_MIN_MB, tier->max_memory_mb, &in.memory_mb) < 0)
+	if (int_field(body, "memory_mb", TIERS_MIN_MEMORY_MB, tier->max_memory_mb, &in.memory_mb) < 0)
 		return ze(err, ZE_INVALID_MEMORY, "memory_mb must be within %d..%" PRIu64 " on the %s tier",
-		          VAL_MEMORY_MIN_MB, tier->max_memory_mb, tier->name);
+		          TIERS_MIN_MEMORY_MB, tier->max_memory_mb, tier->name);
 	in.env = json_object_get(body, "env_vars");
 	if (in.env && (r = val_env(in.env, err)) < 0)
 		return r;

@@ -10,20 +10,15 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "protocol.h"
 #include "tiers.h"
 
-#define VAL_UUID_LEN      36
-#define VAL_NAME_MAX      128 /* bytes of a project, function or key name */
-#define VAL_SLUG_MAX      63
-#define VAL_EMAIL_MAX     254
-#define VAL_PASSWORD_MIN  8
-#define VAL_PASSWORD_MAX  1024
-#define VAL_ENTRY_MAX     128
-#define VAL_ENV_MAX_VARS  64
-#define VAL_ENV_NAME_MAX  128
-#define VAL_ENV_VALUE_MAX 4096
-#define VAL_ENV_TOTAL_MAX 32768
-#define VAL_MEMORY_MIN_MB 64 /* below this neither runtime starts reliably */
+#define VAL_UUID_LEN     36
+#define VAL_NAME_MAX     ZPROTO_MAX_NAME_BYTES /* bytes of a project, function or key name */
+#define VAL_SLUG_MAX     63
+#define VAL_EMAIL_MAX    254
+#define VAL_PASSWORD_MIN 8
+#define VAL_PASSWORD_MAX 1024
 
 bool val_is_uuid(const char *s);
 /* 1 to 63 of a-z 0-9 and inner dashes, never shaped like an id. */

@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r = val_function(body, &tier, 4096, data[0] % 7 == 0, &in, &err);
 		if (r == 0) {
 			assert(in.timeout_ms == -1 || (in.timeout_ms >= 1 && in.timeout_ms <= 30000));
-			assert(in.memory_mb == -1 || (in.memory_mb >= VAL_MEMORY_MIN_MB && in.memory_mb <= 512));
+			assert(in.memory_mb == -1 || (in.memory_mb >= TIERS_MIN_MEMORY_MB && in.memory_mb <= 512));
 			assert(!in.code || (in.code[0] && strlen(in.code) <= 4096));
 			assert(!in.slug || val_slug(in.slug));
 			assert(!in.name || (in.name[0] && strlen(in.name) <= VAL_NAME_MAX));

@@ -137,6 +137,17 @@ static json_t *body_json(struct http_request *req, struct zerr *err)
 	return j;
 }
 
+/* api_begin, then the body as JSON (*ret_body, to be decref'd). */
+static int api_begin_body(struct http_request *req, struct app *app, unsigned need, struct call *k, json_t **ret_body,
+                          struct zerr *err)
+{
+	int r = api_begin(req, app, need, k, err);
+	if (r < 0)
+		return r;
+	*ret_body = body_json(req, err);
+	return *ret_body ? 0 : err->code;
+}
+
 /* ---- projects ------------------------------------------------------------ */
 
 HANDLER(h_projects_list)
@@ -152,12 +163,10 @@ HANDLER(h_projects_list)
 HANDLER(h_projects_create)
 {
 	_cleanup_call_ struct call k;
-	int r = api_begin(req, app, STORE_USER, &k, err);
+	_cleanup_json_ json_t *body = NULL;
+	int r = api_begin_body(req, app, STORE_USER, &k, &body, err);
 	if (r < 0)
 		return r;
-	_cleanup_json_ json_t *body = body_json(req, err);
-	if (!body)
-		return err->code;
 	struct val_project in;
 	r = val_project(body, &app->tiers, true, &in, err);
 	if (r < 0)
@@ -208,14 +217,12 @@ HANDLER(h_project_get)
 HANDLER(h_project_patch)
 {
 	_cleanup_call_ struct call k;
-	int r = api_begin(req, app, STORE_PROJECT, &k, err);
+	_cleanup_json_ json_t *body = NULL;
+	int r = api_begin_body(req, app, STORE_PROJECT, &k, &body, err);
 	if (r == 0)
 		r = need_owner(&k, "change the project", err);
 	if (r < 0)
 		return r;
-	_cleanup_json_ json_t *body = body_json(req, err);
-	if (!body)
-		return err->code;
 	struct val_project in;
 	r = val_project(body, &app->tiers, false, &in, err);
 	if (r < 0)
@@ -250,14 +257,12 @@ HANDLER(h_project_delete)
 HANDLER(h_members_add)
 {
 	_cleanup_call_ struct call k;
-	int r = api_begin(req, app, STORE_PROJECT, &k, err);
+	_cleanup_json_ json_t *body = NULL;
+	int r = api_begin_body(req, app, STORE_PROJECT, &k, &body, err);
 	if (r == 0)
 		r = need_owner(&k, "share the project", err);
 	if (r < 0)
 		return r;
-	_cleanup_json_ json_t *body = body_json(req, err);
-	if (!body)
-		return err->code;
 	const char *email = NULL;
 	json_t *j = NULL;
 	r = val_member(body, &email, err);
@@ -281,12 +286,10 @@ HANDLER(h_keys_list)
 HANDLER(h_keys_create)
 {
 	_cleanup_call_ struct call k;
-	int r = api_begin(req, app, STORE_PROJECT, &k, err);
+	_cleanup_json_ json_t *body = NULL;
+	int r = api_begin_body(req, app, STORE_PROJECT, &k, &body, err);
 	if (r < 0)
 		return r;
-	_cleanup_json_ json_t *body = body_json(req, err);
-	if (!body)
-		return err->code;
 	const char *name = NULL;
 	_cleanup_free_ char *key = NULL;
 	char prefix[16], hash[65];
@@ -327,12 +330,10 @@ HANDLER(h_functions_list)
 HANDLER(h_functions_create)
 {
 	_cleanup_call_ struct call k;
-	int r = api_begin(req, app, STORE_PROJECT, &k, err);
+	_cleanup_json_ json_t *body = NULL;
+	int r = api_begin_body(req, app, STORE_PROJECT, &k, &body, err);
 	if (r < 0)
 		return r;
-	_cleanup_json_ json_t *body = body_json(req, err);
-	if (!body)
-		return err->code;
 	const struct tier *tier = tiers_for(&app->tiers, k.p.tier);
 	struct val_function in;
 	r = val_function(body, tier, app->cfg.max_code_bytes, true, &in, err);
@@ -370,12 +371,10 @@ HANDLER(h_function_get)
 HANDLER(h_function_patch)
 {
 	_cleanup_call_ struct call k;
-	int r = api_begin(req, app, STORE_FUNCTION, &k, err);
+	_cleanup_json_ json_t *body = NULL;
+	int r = api_begin_body(req, app, STORE_FUNCTION, &k, &body, err);
 	if (r < 0)
 		return r;
-	_cleanup_json_ json_t *body = body_json(req, err);
-	if (!body)
-		return err->code;
 	struct val_function in;
 	json_t *j = NULL;
 	r = val_function(body, tiers_for(&app->tiers, k.p.tier), app->cfg.max_code_bytes, false, &in, err);

@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "utf8.h"
+
 #define DEF_MAX_CONNECTIONS 256u
 #define DEF_IDLE_TIMEOUT_S  15u
 #define DEF_REQUEST_TIMEOUT 30000u
@@ -42,39 +44,6 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xbf;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90; /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f; /* above U+10FFFF */
-	} else {
-		return 0;
-	}
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 /* Valid UTF-8 without control characters: what a path segment or a query
  * value may hold once decoded. */
 static bool text_clean(const char *s, size_t n)
@@ -83,37 +52,12 @@ static bool text_clean(const char *s, size_t n)
 	for (size_t i = 0; i < n;) {
 		if (p[i] < 0x20 || p[i] == 0x7f)
 			return false;
-		size_t l = utf8_seq(p + i, n - i);
+		size_t l = utf8_seq_len(p + i, n - i);
 		if (!l)
 			return false;
 		i += l;
 	}
 	return true;
-}
-
-/* Copy at most max bytes of s into a new string, bytes that are not UTF-8
- * replaced by '?', so that jansson accepts it whatever the client sent; with
- * no_ctl, control characters too, so that a log value's escaped form stays
- * within twice its length. */
-static char *utf8_copy(const char *s, size_t max, bool no_ctl)
-{
-	size_t n = strnlen(s, max);
-	char *out = malloc(n + 1);
-	if (!out)
-		return NULL;
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-	while (i < n) {
-		size_t l = utf8_seq(p + i, n - i);
-		if (!l || (no_ctl && (p[i] < 0x20 || p[i] == 0x7f))) {
-			out[i++] = '?';
-			continue;
-		}
-		memcpy(out + i, p + i, l);
-		i += l;
-	}
-	out[n] = '\0';
-	return out;
 }
 
 static int hexval(char c)
@@ -713,8 +657,8 @@ static void reply_errorv(struct http_request *req, unsigned status, const char *
 		return;
 	char msg[ERR_MSG_MAX + 1];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	_cleanup_free_ char *clean_msg = utf8_copy(msg, ERR_MSG_MAX, false);
-	_cleanup_free_ char *clean_code = utf8_copy(code ? code : "INTERNAL", 64, true);
+	_cleanup_free_ char *clean_msg = utf8_sanitize(msg, ERR_MSG_MAX, false);
+	_cleanup_free_ char *clean_code = utf8_sanitize(code ? code : "INTERNAL", 64, true);
 	if (!clean_msg || !clean_code)
 		return reply_oom(req);
 	json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", clean_code, "message", clean_msg);
@@ -815,7 +759,7 @@ int http_log_field(struct http_request *req, const char *key, const char *value)
 		return -EEXIST;
 	if (json_object_size(req->log_fields) >= LOG_FIELDS_MAX)
 		return -E2BIG;
-	_cleanup_free_ char *v = utf8_copy(value, LOG_VALUE_MAX, true);
+	_cleanup_free_ char *v = utf8_sanitize(value, LOG_VALUE_MAX, true);
 	if (!v)
 		return -ENOMEM;
 	if (json_object_set_new(req->log_fields, key, json_string(v)) < 0)
@@ -1082,8 +1026,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 			outcome = "request_timeout";
 		else if (closing && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 			outcome = "shutdown";
-		_cleanup_free_ char *path = utf8_copy(req->path, LOG_PATH_MAX, true);
-		_cleanup_free_ char *method = utf8_copy(req->method, METHOD_MAX, true);
+		_cleanup_free_ char *path = utf8_sanitize(req->path, LOG_PATH_MAX, true);
+		_cleanup_free_ char *method = utf8_sanitize(req->method, METHOD_MAX, true);
 		json_t *o = json_pack("{s:s,s:s,s:s?,s:s?,s:i,s:I,s:s,s:I,s:s}", "event", "http_request", "request_id",
 		                      req->id, "method", method, "path", path, "status",
 		                      req->queued ? (int)req->status : 0, "duration_ms",
@@ -1190,7 +1134,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(buf);
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
-	_cleanup_free_ char *clean = utf8_copy(buf, sizeof(buf), true);
+	_cleanup_free_ char *clean = utf8_sanitize(buf, sizeof(buf), true);
 	if (!clean)
 		return;
 	json_t *o = json_pack("{s:s,s:s}", "event", "http_error", "message", clean);

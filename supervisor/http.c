@@ -17,12 +17,25 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "http_parse.h"
+#include "utf8.h"
+
 #define DEF_MAX_CONNECTIONS 256u
 #define DEF_IDLE_TIMEOUT_S  15u
 #define DEF_REQUEST_TIMEOUT 30000u
 #define DEF_HEADER_BYTES    (32u * 1024)
 #define DEF_MAX_BODY        (1024u * 1024)
 #define DEF_GRACE_MS        30000u
+#define DEF_HEADER_TIMEOUT  10000u
+
+/* Admission (see http.h). A connection must have waited this long for its
+ * request line and headers before a newcomer may take its slot: a client
+ * that has just connected is not slow yet. */
+#define SHED_MIN_NS (1000ull * 1000 * 1000)
+/* Connections over capacity are only told so: they get this long for their
+ * request line and headers, however patient the normal header deadline. */
+#define OVER_HEADER_MS 2000u
+#define RETRY_AFTER_S  "2"
 
 /* An over-limit body without Content-Length (chunked) can only be answered
  * once it has been read: libmicrohttpd refuses a response in the middle of an
@@ -41,116 +54,6 @@
 #define HDR_VALUE_MAX    1024
 
 /* ---- small helpers ------------------------------------------------------ */
-
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xbf;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90; /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f; /* above U+10FFFF */
-	} else {
-		return 0;
-	}
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
-/* Valid UTF-8 without control characters: what a path segment or a query
- * value may hold once decoded. */
-static bool text_clean(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	for (size_t i = 0; i < n;) {
-		if (p[i] < 0x20 || p[i] == 0x7f)
-			return false;
-		size_t l = utf8_seq(p + i, n - i);
-		if (!l)
-			return false;
-		i += l;
-	}
-	return true;
-}
-
-/* Copy at most max bytes of s into a new string, bytes that are not UTF-8
- * replaced by '?', so that jansson accepts it whatever the client sent; with
- * no_ctl, control characters too, so that a log value's escaped form stays
- * within twice its length. */
-static char *utf8_copy(const char *s, size_t max, bool no_ctl)
-{
-	size_t n = strnlen(s, max);
-	char *out = malloc(n + 1);
-	if (!out)
-		return NULL;
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-	while (i < n) {
-		size_t l = utf8_seq(p + i, n - i);
-		if (!l || (no_ctl && (p[i] < 0x20 || p[i] == 0x7f))) {
-			out[i++] = '?';
-			continue;
-		}
-		memcpy(out + i, p + i, l);
-		i += l;
-	}
-	out[n] = '\0';
-	return out;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decode %XX escapes of in[0..n) into out (out_size bytes, NUL-terminated).
- * -EINVAL for a malformed escape, -E2BIG when the result does not fit. */
-static int pct_decode(const char *in, size_t n, char *out, size_t out_size, size_t *ret_len)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = in[i];
-		if (c == '%') {
-			if (i + 2 >= n)
-				return -EINVAL;
-			int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
-			if (h < 0 || l < 0)
-				return -EINVAL;
-			c = (char)(h << 4 | l);
-			i += 2;
-		}
-		if (o + 1 >= out_size)
-			return -E2BIG;
-		out[o++] = c;
-	}
-	out[o] = '\0';
-	*ret_len = o;
-	return 0;
-}
 
 /* ---- router ------------------------------------------------------------- */
 
@@ -368,14 +271,14 @@ void http_router_match(const struct http_router *r, const char *method, const ch
 			char tmp[HTTP_PARAM_MAX + 1];
 			char *dst = unmatchable ? tmp : segs[n];
 			size_t dl;
-			int rc = pct_decode(p, (size_t)(se - p), dst, HTTP_PARAM_MAX + 1, &dl);
+			int rc = http_pct_decode(p, (size_t)(se - p), dst, HTTP_PARAM_MAX + 1, &dl);
 			if (rc == -E2BIG)
 				return match_fail(ret, 400, "a path segment is longer than 128 bytes");
 			if (rc < 0)
 				return match_fail(ret, 400, "malformed percent-encoding in the path");
 			if (memchr(dst, '/', dl) || memchr(dst, '\0', dl))
 				return match_fail(ret, 400, "a path segment decodes to '/' or NUL");
-			if (!text_clean(dst, dl))
+			if (!http_text_clean(dst, dl))
 				return match_fail(ret, 400,
 				                  "a path segment holds a control character or invalid UTF-8");
 			if (dl == 0)
@@ -428,13 +331,21 @@ void http_router_match(const struct http_router *r, const char *method, const ch
 /* ---- server state -------------------------------------------------------- */
 
 /* One TCP connection, tracked for the request deadline. */
+enum conn_class {
+	CONN_ADMITTED, /* holds one of max_connections */
+	CONN_RESERVE,  /* holds one of the reserve, for health checks and credentials */
+	CONN_OVER,     /* holds nothing: its requests are answered 503 */
+};
+
 struct tracked_conn {
 	struct tracked_conn *prev, *next;
 	int fd;
 	uint64_t since_ns; /* start of the request being received */
 	bool receiving;    /* false while a handler runs or a response is sent */
-	bool killed;       /* the deadline passed and the socket was shut down */
+	bool in_body;      /* headers are in, the body is being received */
+	bool killed;       /* a deadline passed or it was shed: socket shut down */
 	bool logged;       /* a request line told about the kill */
+	enum conn_class cls;
 	char client[INET6_ADDRSTRLEN];
 };
 
@@ -445,9 +356,16 @@ struct http_server {
 	http_log_fn log;
 	size_t max_body;
 	uint64_t request_timeout_ns;
+	uint64_t header_timeout_ns;
+	uint64_t over_header_ns;
 	unsigned grace_ms;
-	int listen_fd; /* ours */
-	int mhd_fd;    /* libmicrohttpd's duplicate of it */
+	unsigned max_admitted; /* max_connections */
+	unsigned max_reserve;
+	unsigned max_per_ip;            /* 0: none */
+	unsigned reserve_per_ip;        /* reserve slots one address may hold */
+	unsigned n_admitted, n_reserve; /* under lock */
+	int listen_fd;                  /* ours */
+	int mhd_fd;                     /* libmicrohttpd's duplicate of it */
 	int port;
 
 	pthread_mutex_t lock;
@@ -479,6 +397,12 @@ struct http_request {
 	char *method;
 	char *path;
 	uint64_t start_ns;
+	bool started; /* headers are in and the fields above are set */
+
+	/* From the request line, seen before libmicrohttpd parses the query
+	 * (on_uri): the target's verdict and its length up to any NUL. */
+	enum http_target_verdict target;
+	size_t target_len;
 
 	char *body;
 	size_t body_len, body_cap;
@@ -492,6 +416,8 @@ struct http_request {
 	char json_msg[200];
 
 	bool replied;
+	bool close; /* answer with Connection: close */
+	bool last;  /* the client asked for Connection: close */
 	unsigned status;
 	char *resp;
 	size_t resp_len;
@@ -593,9 +519,7 @@ int http_query(struct http_request *req, const char *name, const char **ret_valu
 	if (!a)
 		return -ENOMEM;
 	size_t dl;
-	int rc = pct_decode(raw, raw_len, a->data, HTTP_QUERY_MAX + 1, &dl);
-	if (rc == 0 && (memchr(a->data, '\0', dl) || !text_clean(a->data, dl)))
-		rc = -EINVAL;
+	int rc = http_query_decode(raw, raw_len, a->data, HTTP_QUERY_MAX + 1, &dl);
 	if (rc < 0) {
 		free(a);
 		return rc;
@@ -713,8 +637,8 @@ static void reply_errorv(struct http_request *req, unsigned status, const char *
 		return;
 	char msg[ERR_MSG_MAX + 1];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	_cleanup_free_ char *clean_msg = utf8_copy(msg, ERR_MSG_MAX, false);
-	_cleanup_free_ char *clean_code = utf8_copy(code ? code : "INTERNAL", 64, true);
+	_cleanup_free_ char *clean_msg = utf8_sanitize(msg, ERR_MSG_MAX, false);
+	_cleanup_free_ char *clean_code = utf8_sanitize(code ? code : "INTERNAL", 64, true);
 	if (!clean_msg || !clean_code)
 		return reply_oom(req);
 	json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", clean_code, "message", clean_msg);
@@ -815,12 +739,124 @@ int http_log_field(struct http_request *req, const char *key, const char *value)
 		return -EEXIST;
 	if (json_object_size(req->log_fields) >= LOG_FIELDS_MAX)
 		return -E2BIG;
-	_cleanup_free_ char *v = utf8_copy(value, LOG_VALUE_MAX, true);
+	_cleanup_free_ char *v = utf8_sanitize(value, LOG_VALUE_MAX, true);
 	if (!v)
 		return -ENOMEM;
 	if (json_object_set_new(req->log_fields, key, json_string(v)) < 0)
 		return -ENOMEM;
 	return 0;
+}
+
+/* ---- admission ------------------------------------------------------------- */
+
+/* Connections of client holding a slot; of class cls only when cls is not
+ * CONN_OVER. Under s->lock. */
+static unsigned count_addr(const struct http_server *s, const char *client, enum conn_class cls)
+{
+	unsigned n = 0;
+	for (const struct tracked_conn *k = s->conns; k; k = k->next)
+		if (k->cls != CONN_OVER && (cls == CONN_OVER || k->cls == cls) && strcmp(k->client, client) == 0)
+			n++;
+	return n;
+}
+
+/* Give the connection's slot back. Under s->lock. */
+static void conn_release(struct http_server *s, struct tracked_conn *k)
+{
+	if (k->cls == CONN_ADMITTED)
+		s->n_admitted--;
+	else if (k->cls == CONN_RESERVE)
+		s->n_reserve--;
+	k->cls = CONN_OVER;
+}
+
+/* shutdown() wakes the connection's thread, which then closes; the slot is
+ * free at once. Under s->lock. */
+static void conn_kill(struct http_server *s, struct tracked_conn *k)
+{
+	k->killed = true;
+	conn_release(s, k);
+	shutdown(k->fd, SHUT_RDWR);
+}
+
+/* The admitted connection (of client, unless NULL) that has waited longest,
+ * and at least SHED_MIN_NS, for a request line and headers: an idle kept-alive
+ * connection or a slow sender. Never one whose request is in: its handler
+ * runs, its body arrives or its response goes out. Under s->lock. */
+static struct tracked_conn *shed_candidate(struct http_server *s, const char *client, uint64_t now)
+{
+	struct tracked_conn *best = NULL;
+	for (struct tracked_conn *k = s->conns; k; k = k->next) {
+		if (k->cls != CONN_ADMITTED || k->killed || !k->receiving || k->in_body ||
+		    now - k->since_ns < SHED_MIN_NS)
+			continue;
+		if (client && strcmp(k->client, client) != 0)
+			continue;
+		if (!best || k->since_ns < best->since_ns)
+			best = k;
+	}
+	return best;
+}
+
+/* A new connection (not yet linked): an admitted slot if one is free or can
+ * be freed by shedding, else over capacity. Under s->lock. */
+static void admit_new(struct http_server *s, struct tracked_conn *k, uint64_t now)
+{
+	k->cls = CONN_OVER;
+	if (s->max_per_ip && count_addr(s, k->client, CONN_OVER) >= s->max_per_ip) {
+		/* the address's own slowest goes first, not someone else's */
+		struct tracked_conn *v = shed_candidate(s, k->client, now);
+		if (!v)
+			return;
+		conn_kill(s, v);
+	}
+	if (s->n_admitted >= s->max_admitted) {
+		struct tracked_conn *v = shed_candidate(s, NULL, now);
+		if (!v)
+			return;
+		conn_kill(s, v);
+	}
+	k->cls = CONN_ADMITTED;
+	s->n_admitted++;
+}
+
+/* Health checks and requests carrying credentials are what an operator needs
+ * most while the server is flooded; a flood of them is still bounded by the
+ * reserve and by reserve_per_ip. */
+static bool request_privileged(struct MHD_Connection *c, const char *url)
+{
+	if (strcmp(url, HTTP_HEALTH_PATH) == 0 || strcmp(url, HTTP_HEALTH_PATH "/") == 0)
+		return true;
+	const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *k = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+	return (a && *a) || (k && *k);
+}
+
+/* Whether the request, its headers in, may be served: a connection admitted
+ * when it opened is; one over capacity then takes an admitted slot freed
+ * since, or a reserve slot if the request is privileged. */
+static bool request_admitted(struct http_request *req, const char *url)
+{
+	struct http_server *s = req->srv;
+	struct tracked_conn *k = req->conn;
+	if (!k)
+		return true; /* untracked (out of memory): as before admission */
+	bool privileged = request_privileged(req->mhd_conn, url);
+	pthread_mutex_lock(&s->lock);
+	if (k->cls == CONN_OVER && !k->killed) {
+		if (s->n_admitted < s->max_admitted &&
+		    (!s->max_per_ip || count_addr(s, k->client, CONN_OVER) < s->max_per_ip)) {
+			k->cls = CONN_ADMITTED;
+			s->n_admitted++;
+		} else if (privileged && s->n_reserve < s->max_reserve &&
+		           count_addr(s, k->client, CONN_RESERVE) < s->reserve_per_ip) {
+			k->cls = CONN_RESERVE;
+			s->n_reserve++;
+		}
+	}
+	bool ok = k->cls != CONN_OVER;
+	pthread_mutex_unlock(&s->lock);
+	return ok;
 }
 
 /* ---- libmicrohttpd glue ----------------------------------------------------- */
@@ -857,7 +893,7 @@ static enum MHD_Result queue_reply(struct http_request *req)
 	pthread_mutex_lock(&s->lock);
 	bool stopping = s->stopping;
 	pthread_mutex_unlock(&s->lock);
-	if (ok && stopping)
+	if (ok && (stopping || req->close))
 		ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
 	enum MHD_Result r = ok ? MHD_queue_response(req->mhd_conn, req->status, resp) : MHD_NO;
 	MHD_destroy_response(resp);
@@ -903,12 +939,10 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
 	return MHD_YES;
 }
 
-static struct http_request *request_new(struct http_server *s, struct MHD_Connection *c, const char *url,
-                                        const char *method)
+/* Fill the request once its headers are in; req may come from on_uri. */
+static int request_start(struct http_server *s, struct http_request *req, struct MHD_Connection *c, const char *url,
+                         const char *method)
 {
-	struct http_request *req = calloc(1, sizeof(*req));
-	if (!req)
-		return NULL;
 	req->srv = s;
 	req->mhd_conn = c;
 	req->start_ns = util_now_ns();
@@ -916,14 +950,38 @@ static struct http_request *request_new(struct http_server *s, struct MHD_Connec
 	req->method = strndup(method, METHOD_MAX + 1);
 	req->path = strndup(url, HTTP_PATH_MAX + 1);
 	req->log_fields = json_object();
-	if (!req->method || !req->path || !req->log_fields) {
-		request_free(req);
-		return NULL;
-	}
+	if (!req->method || !req->path || !req->log_fields)
+		return -ENOMEM;
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	format_addr(ci ? ci->client_addr : NULL, req->client, sizeof(req->client));
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	req->conn = ci ? ci->socket_context : NULL;
+	req->started = true;
+	return 0;
+}
+
+/* The request line is in and libmicrohttpd is about to split the query into
+ * parameters, each taking room in the connection's memory: a few hundred
+ * exhaust it and the connection closes with no answer at all. So the target
+ * is checked here, before that. libmicrohttpd has already noted where the
+ * '?' is; an over-long query is cut to nothing right after it, so there is
+ * nothing to split and on_access answers 414 with the rest of the request
+ * read normally. This is the one place the layer writes into libmicrohttpd's
+ * buffer, which it hands over as const char * but owns as char * (0.9.75,
+ * parse_initial_message_line). The returned request becomes con_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct http_request *req = calloc(1, sizeof(*req));
+	if (!req)
+		return NULL; /* on_access allocates it then, unchecked */
+	req->srv = cls;
+	req->target_len = strlen(uri);
+	req->target = http_target_check(uri, req->target_len);
+	if (req->target == HTTP_TARGET_TOO_LONG || req->target == HTTP_TARGET_TOO_MANY_ARGS) {
+		char *q = strchr((char *)uri, '?');
+		if (q)
+			q[1] = '\0'; /* q[1] is at worst the target's own end */
+	}
 	return req;
 }
 
@@ -933,17 +991,34 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 	struct http_server *s = cls;
 	struct http_request *req = *con_cls;
 
-	if (!req) {
+	if (!req || !req->started) {
 		/* Headers are in: decide everything that needs no body now, so
 		 * that a 404, 405 or 413 costs no upload. */
-		req = request_new(s, c, url, method);
-		if (!req)
+		if (!req) {
+			req = calloc(1, sizeof(*req));
+			if (!req)
+				return MHD_NO;
+			req->target = HTTP_TARGET_OK;
+			req->target_len = strlen(url);
+			*con_cls = req;
+		}
+		if (request_start(s, req, c, url, method) < 0)
 			return MHD_NO;
-		*con_cls = req;
+		/* libmicrohttpd cut the request line in place: the target ends
+		 * with the NUL written over the space before the version. Any
+		 * other end means the target held a NUL of its own, after which
+		 * every C string would drop the rest ("/a\0/b" served as "/a"). */
+		if (req->target == HTTP_TARGET_OK && (uintptr_t)version != (uintptr_t)url + req->target_len + 1)
+			req->target = HTTP_TARGET_BAD_CHARACTER;
 		pthread_mutex_lock(&s->lock);
 		s->inflight++;
 		bool stopping = s->stopping;
+		if (req->conn)
+			req->conn->in_body = true; /* the header deadline is met */
 		pthread_mutex_unlock(&s->lock);
+		bool admitted = stopping || request_admitted(req, url);
+		const char *ch = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
+		req->last = ch && strcasestr(ch, "close");
 
 		/* Two lengths, or a length and chunking, are read one way here
 		 * and maybe another by a proxy in front: request smuggling. */
@@ -966,6 +1041,21 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 
 		if (stopping) {
 			http_reply_error(req, 503, "SHUTTING_DOWN", "the server is shutting down");
+		} else if (!admitted) {
+			req->close = true;
+			if (http_add_header(req, "Retry-After", RETRY_AFTER_S) < 0)
+				return MHD_NO;
+			http_reply_error(req, 503, "OVER_CAPACITY", "the server is at capacity; retry in %s s",
+			                 RETRY_AFTER_S);
+		} else if (req->target == HTTP_TARGET_TOO_LONG) {
+			http_reply_error(req, 414, "URI_TOO_LONG", "the request target is longer than %d bytes",
+			                 HTTP_TARGET_MAX);
+		} else if (req->target == HTTP_TARGET_TOO_MANY_ARGS) {
+			http_reply_error(req, 414, "URI_TOO_LONG", "the query has more than %d parameters",
+			                 HTTP_QUERY_ARGS_MAX);
+		} else if (req->target == HTTP_TARGET_BAD_CHARACTER) {
+			http_reply_error(req, 400, "BAD_REQUEST",
+			                 "the request target holds a NUL, a space or another control character");
 		} else {
 			http_router_match(s->router, method, url, &req->match);
 			if (req->match.status == 405 && http_add_header(req, "Allow", req->match.allow) < 0)
@@ -1063,6 +1153,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	*con_cls = NULL;
 	if (!req)
 		return;
+	if (!req->started) {
+		/* refused by libmicrohttpd after the request line: its own
+		 * answer and "http_error" line, no inflight count */
+		request_free(req);
+		return;
+	}
 
 	bool killed = false;
 	pthread_mutex_lock(&s->lock);
@@ -1072,6 +1168,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 		req->conn->logged = killed;
 		/* the next request on this connection starts its clock now */
 		req->conn->receiving = true;
+		req->conn->in_body = false;
+		/* a connection that is about to close gives its slot back now,
+		 * not once its thread gets round to closing it */
+		if (req->close || req->last || s->stopping)
+			conn_release(s, req->conn);
 		req->conn->since_ns = util_now_ns();
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -1082,8 +1183,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 			outcome = "request_timeout";
 		else if (closing && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 			outcome = "shutdown";
-		_cleanup_free_ char *path = utf8_copy(req->path, LOG_PATH_MAX, true);
-		_cleanup_free_ char *method = utf8_copy(req->method, METHOD_MAX, true);
+		_cleanup_free_ char *path = utf8_sanitize(req->path, LOG_PATH_MAX, true);
+		_cleanup_free_ char *method = utf8_sanitize(req->method, METHOD_MAX, true);
 		json_t *o = json_pack("{s:s,s:s,s:s?,s:s?,s:i,s:I,s:s,s:I,s:s}", "event", "http_request", "request_id",
 		                      req->id, "method", method, "path", path, "status",
 		                      req->queued ? (int)req->status : 0, "duration_ms",
@@ -1121,6 +1222,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 		k->receiving = true;
 		k->since_ns = util_now_ns();
 		pthread_mutex_lock(&s->lock);
+		admit_new(s, k, k->since_ns);
 		k->next = s->conns;
 		if (s->conns)
 			s->conns->prev = k;
@@ -1136,6 +1238,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	if (!k)
 		return;
 	pthread_mutex_lock(&s->lock);
+	conn_release(s, k);
 	if (k->prev)
 		k->prev->next = k->next;
 	else
@@ -1169,11 +1272,13 @@ static void *watchdog_main(void *arg)
 		}
 		pthread_cond_timedwait(&s->wd_cond, &s->lock, &ts);
 		uint64_t now = util_now_ns();
-		for (struct tracked_conn *k = s->conns; k; k = k->next)
-			if (k->receiving && !k->killed && now - k->since_ns > s->request_timeout_ns) {
-				k->killed = true;
-				shutdown(k->fd, SHUT_RDWR);
-			}
+		for (struct tracked_conn *k = s->conns; k; k = k->next) {
+			uint64_t limit = k->in_body            ? s->request_timeout_ns
+			                 : k->cls == CONN_OVER ? s->over_header_ns
+			                                       : s->header_timeout_ns;
+			if (k->receiving && !k->killed && now - k->since_ns > limit)
+				conn_kill(s, k);
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -1190,7 +1295,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(buf);
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
-	_cleanup_free_ char *clean = utf8_copy(buf, sizeof(buf), true);
+	_cleanup_free_ char *clean = utf8_sanitize(buf, sizeof(buf), true);
 	if (!clean)
 		return;
 	json_t *o = json_pack("{s:s,s:s}", "event", "http_error", "message", clean);
@@ -1319,6 +1424,7 @@ int http_server_start(const struct http_config *cfg, const struct http_route *ro
 	unsigned req_to = cfg->request_timeout_ms ? cfg->request_timeout_ms : DEF_REQUEST_TIMEOUT;
 	size_t hdr = cfg->max_header_bytes ? cfg->max_header_bytes : DEF_HEADER_BYTES;
 	size_t body = cfg->max_body ? cfg->max_body : DEF_MAX_BODY;
+	unsigned hdr_to = cfg->header_timeout_ms ? cfg->header_timeout_ms : DEF_HEADER_TIMEOUT;
 	if (max_conn > 8192)
 		return zerr_set(err, -EINVAL, "max_connections %u is above 8192", max_conn);
 	if (cfg->max_per_ip > max_conn)
@@ -1327,6 +1433,8 @@ int http_server_start(const struct http_config *cfg, const struct http_route *ro
 		return zerr_set(err, -EINVAL, "idle_timeout_s %u is above 3600", idle);
 	if (req_to > 3600000)
 		return zerr_set(err, -EINVAL, "request_timeout_ms %u is above 3600000", req_to);
+	if (hdr_to > req_to)
+		hdr_to = req_to; /* the headers are part of the request */
 	if (hdr < 8192 || hdr > 1024 * 1024)
 		return zerr_set(err, -EINVAL, "max_header_bytes %zu is outside 8 KiB..1 MiB", hdr);
 	if (body > 1024u * 1024 * 1024)
@@ -1340,6 +1448,23 @@ int http_server_start(const struct http_config *cfg, const struct http_route *ro
 	s->log = cfg->log;
 	s->max_body = body;
 	s->request_timeout_ns = (uint64_t)req_to * 1000000;
+	s->header_timeout_ns = (uint64_t)hdr_to * 1000000;
+	s->over_header_ns = (uint64_t)(hdr_to < OVER_HEADER_MS ? hdr_to : OVER_HEADER_MS) * 1000000;
+	s->max_admitted = max_conn;
+	s->max_reserve = max_conn / 8 > 4 ? max_conn / 8 : 4;
+	/* two at least: a monitor's next check may come before the connection of
+	 * its last one has closed on this side */
+	s->reserve_per_ip = s->max_reserve / 4 > 2 ? s->max_reserve / 4 : 2;
+	s->max_per_ip = cfg->max_per_ip;
+	/* libmicrohttpd's own limits, past which it closes new connections
+	 * without a word: above the admission cap by the reserve and by room to
+	 * answer 503 to a quarter more (at least 16), or per address to a
+	 * quarter of its share more (at least 4). */
+	unsigned over = max_conn / 4 > 16 ? max_conn / 4 : 16;
+	unsigned mhd_limit = max_conn + s->max_reserve + over;
+	unsigned mhd_per_ip =
+	    cfg->max_per_ip ? cfg->max_per_ip + s->reserve_per_ip + (cfg->max_per_ip / 4 > 4 ? cfg->max_per_ip / 4 : 4)
+	                    : 0;
 	s->grace_ms = cfg->grace_ms ? cfg->grace_ms : DEF_GRACE_MS;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_t ca;
@@ -1377,10 +1502,10 @@ int http_server_start(const struct http_config *cfg, const struct http_route *ro
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
 	        MHD_USE_ERROR_LOG,
 	    0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_LISTEN_SOCKET, s->mhd_fd,
-	    MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_per_ip,
+	    MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, mhd_per_ip,
 	    MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_MEMORY_LIMIT, hdr, MHD_OPTION_NOTIFY_COMPLETED,
 	    on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK,
-	    unescape_none, s, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
+	    unescape_none, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
 	if (!s->mhd) {
 		r = zerr_set(err, errno > 0 ? -errno : -EIO, "cannot start the HTTP daemon on %s", addr);
 		s->mhd_fd = -1; /* see above: possibly closed already */

@@ -6,14 +6,38 @@
  * invocation runs (up to minutes); in a thread pool each thread serves many
  * connections, so one blocking handler would stall every connection sharing
  * its thread. With a thread per connection, handlers never wait on each other,
- * and max_connections bounds the number of threads.
+ * and the connection limits below bound the number of threads.
  *
  * Protection against slow clients: an idle timeout (no byte for
- * idle_timeout_s), plus a deadline for receiving a whole request (request line,
- * headers and body) of request_timeout_ms, counted from the connection's start
- * or the end of the previous response on a kept-alive connection. A client
- * trickling a byte every few seconds is cut off by the deadline. The time a
- * handler runs and the time a response takes to send do not count against it.
+ * idle_timeout_s); a header deadline, header_timeout_ms (10 s), for the
+ * request line and headers; and a deadline for the whole request (headers and
+ * body) of request_timeout_ms (30 s), which is the body's deadline. Both count
+ * from the connection's start or the end of the previous response on a
+ * kept-alive connection, so an idle kept-alive connection lives at most
+ * header_timeout_ms. A client trickling a byte every few seconds is cut off.
+ * The time a handler runs and the time a response takes to send do not count.
+ *
+ * Admission (a flood of connections must not starve health checks, operators
+ * and well-behaved clients, and must be told so rather than reset):
+ * - max_connections connections are admitted for ordinary requests, at most
+ *   max_per_ip of them from one address.
+ * - When a new connection finds its address at its share, or every admitted
+ *   slot taken, the admitted connection (of that address first) that has
+ *   waited longest, and at least 1 s, for a request line and headers is shed
+ *   (closed): idle kept-alive connections and slow senders go first. A
+ *   connection whose request is in (body arriving, handler running, response
+ *   going out) is never shed.
+ * - Otherwise the connection is over capacity: it gets 2 s to send its
+ *   headers. Then a slot freed meanwhile admits it; else a request for
+ *   HTTP_HEALTH_PATH or bearing an Authorization or x-api-key header (not
+ *   checked here: the handler does that) takes a reserve slot, max_connections
+ *   / 8 of them (at least 4), a quarter of those (at least 2) per address;
+ *   else it is answered 503 OVER_CAPACITY with Retry-After: 2 and
+ *   Connection: close.
+ * - libmicrohttpd's own limits, past which it closes new connections without
+ *   a word, sit above all that: max_connections + the reserve + a quarter more
+ *   (at least 16) to answer 503 to; per address max_per_ip + its reserve + a
+ *   quarter more (at least 4). Only a flood past those sees resets.
  *
  * Paths (the router):
  * - A pattern is "/" or "/seg/seg/...", each segment either a literal of
@@ -32,8 +56,18 @@
  *   header listing the methods of the matching routes. No match: 404.
  *   Methods match exactly (no implicit HEAD or OPTIONS).
  *
+ * Request targets (path and query as sent), checked before anything else:
+ * - A NUL, space or other control character anywhere in the target: 400
+ *   BAD_REQUEST (a raw NUL would otherwise end the path early: "/a\0/b" is
+ *   not "/a").
+ * - Longer than HTTP_TARGET_MAX (8 KiB), or a query of more than
+ *   HTTP_QUERY_ARGS_MAX (64) '&'-separated parameters: 414 URI_TOO_LONG; the
+ *   query is then not parsed at all (libmicrohttpd would spend the
+ *   connection's memory on it and close without an answer).
+ *
  * Errors produced by the layer itself are JSON {"error":{"code","message"}}:
- * 400 BAD_REQUEST, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED, 413 PAYLOAD_TOO_LARGE
+ * 400 BAD_REQUEST, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED, 413 PAYLOAD_TOO_LARGE, 414 URI_TOO_LONG,
+ * 503 OVER_CAPACITY (see Admission)
  * (declared or actual body over max_body; the handler is not called),
  * 400 also for ambiguous framing (two Content-Length or Transfer-Encoding
  * headers, or both: a request-smuggling vector behind a proxy), 500 INTERNAL
@@ -59,9 +93,12 @@
 #define HTTP_MAX_PARAMS     8   /* parameters of a pattern */
 #define HTTP_PATH_MAX       4096
 #define HTTP_QUERY_MAX      1024 /* bytes of one decoded query value */
+#define HTTP_TARGET_MAX     8192 /* bytes of the request target: path, "?", query */
+#define HTTP_QUERY_ARGS_MAX 64   /* parameters of the query string */
 #define HTTP_ALLOW_MAX      128
 #define HTTP_REQUEST_ID_LEN 16
-#define HTTP_MAX_HEADERS    16 /* extra response headers per request */
+#define HTTP_MAX_HEADERS    16         /* extra response headers per request */
+#define HTTP_HEALTH_PATH    "/healthz" /* admitted within the reserve (see above) */
 
 struct http_server;
 struct http_request;
@@ -78,7 +115,8 @@ typedef void (*http_handler_fn)(struct http_request *req, void *app);
  * libmicrohttpd error. Called from many threads at once.
  *   {"event":"http_request","request_id","method","path","status",
  *    "duration_ms","client","body_bytes","outcome", ...http_log_field()}
- * status is 0 when no response went out; outcome is "ok", "request_timeout",
+ * status is 0 when no response went out; outcome is "ok", "request_timeout" (a
+ * deadline passed, or the connection was shed),
  * "shutdown", "idle_timeout", "client_abort", "read_error" or "error". */
 typedef void (*http_log_fn)(void *app, const char *line);
 
@@ -91,10 +129,11 @@ struct http_route {
 /* Zero selects the default given after each field. */
 struct http_config {
 	const char *listen;          /* "HOST:PORT", "[V6ADDR]:PORT"; port 0 picks a free one. "127.0.0.1:8080" */
-	unsigned max_connections;    /* concurrent connections, i.e. threads. 256 (max 8192) */
-	unsigned max_per_ip;         /* concurrent connections from one address. 0: no limit */
+	unsigned max_connections;    /* connections admitted for ordinary requests (see Admission). 256 (max 8192) */
+	unsigned max_per_ip;         /* of those, from one address. 0: no limit */
 	unsigned idle_timeout_s;     /* close after this long without a byte. 15 (max 3600) */
 	unsigned request_timeout_ms; /* deadline to receive a whole request. 30000 (max 3600000) */
+	unsigned header_timeout_ms;  /* deadline for the request line and headers. 10000 (at most request_timeout_ms) */
 	size_t max_header_bytes;     /* per-connection memory for request line and headers. 32 KiB (8 KiB..1 MiB) */
 	size_t max_body;             /* request body limit. 1 MiB (max 1 GiB) */
 	unsigned grace_ms;           /* how long http_server_stop waits for in-flight requests. 30000 */

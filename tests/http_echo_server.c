@@ -4,6 +4,7 @@
  *   http_echo_server [--listen ADDR] [--max-body N] [--grace-ms N]
  *                    [--request-timeout-ms N] [--idle-timeout-s N]
  *                    [--max-connections N] [--max-header-bytes N]
+ *                    [--max-per-ip N] [--header-timeout-ms N]
  *
  * Prints "PORT <n>" on stdout once listening, one log line per request on
  * stderr; SIGTERM or SIGINT stops it through http_server_stop, then it prints
@@ -171,8 +172,14 @@ static void h_error_utf8(struct http_request *req, void *app)
 	http_reply_error(req, 422, "WEIRD", "bad \xff\xfe input \"quoted\" %s", "\xc3\xa9");
 }
 
+static void h_healthz(struct http_request *req, void *app)
+{
+	http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
 static const struct http_route routes[] = {
     {"GET", "/", h_root},
+    {"GET", "/healthz", h_healthz},
     {"GET", "/hello", h_hello},
     {"POST", "/echo", h_echo},
     {"POST", "/raw", h_raw},
@@ -226,6 +233,10 @@ int main(int argc, char **argv)
 			cfg.idle_timeout_s = (unsigned)arg_num(a, v);
 		else if (strcmp(a, "--max-connections") == 0)
 			cfg.max_connections = (unsigned)arg_num(a, v);
+		else if (strcmp(a, "--max-per-ip") == 0)
+			cfg.max_per_ip = (unsigned)arg_num(a, v);
+		else if (strcmp(a, "--header-timeout-ms") == 0)
+			cfg.header_timeout_ms = (unsigned)arg_num(a, v);
 		else if (strcmp(a, "--max-header-bytes") == 0)
 			cfg.max_header_bytes = arg_num(a, v);
 		else {

@@ -285,6 +285,39 @@ def test_log_values_are_sanitized(srv):
     assert len(line) == 1 and line[0]["path"] == "/hello??"
 
 
+def test_nul_in_request_line_400(srv):
+    # a raw NUL must not end the path early: "/items/\0" is not "/items"
+    for target in [b"/items/\x00", b"/items/a\x00b", b"/hello\x00", b"/inspect?q=a\x00b"]:
+        out = srv.raw(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", timeout=5)
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), (target, out)
+        assert json_error(body) == "BAD_REQUEST"
+    assert srv.request("GET", "/hello")[0] == 200
+
+
+def test_query_bounds_414(srv):
+    # 3,000 parameters used to exhaust the connection's memory: no status at all
+    for query in ["&".join("a%d=1" % i for i in range(3000)), "&" * 64, "q=" + "z" * 9000]:
+        status, h, data = srv.request("GET", "/inspect?" + query)
+        assert status == 414, query[:20]
+        assert json_error(data) == "URI_TOO_LONG"
+        assert HEX16.match(h["x-request-id"])
+    # 64 parameters are still fine, and the connection stays usable after a 414
+    c = srv.conn()
+    try:
+        c.request("GET", "/inspect?" + "&".join("a%d=1" % i for i in range(63)) + "&q=ok")
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["q"] == "ok"
+        c.request("GET", "/inspect?" + "&" * 100)
+        r = c.getresponse()
+        assert r.status == 414 and json_error(r.read()) == "URI_TOO_LONG"
+        c.request("GET", "/hello")
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["hello"] == "world"
+    finally:
+        c.close()
+
+
 def test_malformed_json_400(srv):
     for body in [b"{bad", b"", b'{"a":1,"a":2}', b"[1,2", b'"\\u0000"', b"\xff\xfe"]:
         status, _, data = srv.request("POST", "/echo", body=body)
@@ -463,8 +496,40 @@ def test_header_limit():
     assert rc == 0
 
 
+def raw_status(host, port, data, timeout=5, source=None):
+    """Send data on a new connection: (status line or None on a reset/close, headers, body)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if source:
+        s.bind((source, 0))
+    s.connect((host, port))
+    out = b""
+    try:
+        s.sendall(data)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    if not out.startswith(b"HTTP/1.1 "):
+        return None, {}, out
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def get(path, extra=b""):
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + extra + b"\r\n"
+
+
 def test_connection_limit():
-    s = Server("--max-connections", "2")
+    # two admitted slots; the reserve (4) is for /healthz and credentials
+    s = Server("--max-connections", "2", "--request-timeout-ms", "20000")
     held = []
     try:
         for _ in range(2):
@@ -474,25 +539,98 @@ def test_connection_limit():
             r.read()
             assert r.status == 200
             held.append(c)  # kept alive: each holds a slot
-        with pytest.raises((ConnectionError, http.client.RemoteDisconnected, socket.timeout, OSError)):
-            s.request("GET", "/hello")
-        for c in held:
-            c.close()
-        held = []
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                if s.request("GET", "/hello")[0] == 200:
-                    break
-            except (ConnectionError, http.client.RemoteDisconnected, OSError):
-                pass
-            assert time.monotonic() < deadline, "slots were not released"
-            time.sleep(0.1)
+        # over capacity: a clear 503, not a reset
+        status, h, body = raw_status(s.host, s.port, get("/hello"))
+        assert status == 503, body
+        assert h["retry-after"] == "2" and h["connection"].lower() == "close"
+        assert json_error(body) == "OVER_CAPACITY"
+        # health checks and credentials still get in
+        assert raw_status(s.host, s.port, get("/healthz"))[0] == 200
+        assert raw_status(s.host, s.port, get("/hello", b"Authorization: Bearer t\r\n"))[0] == 200
+        assert raw_status(s.host, s.port, get("/hello", b"x-api-key: k\r\n"))[0] == 200
+        # once idle for a second, a kept-alive connection gives its slot up
+        time.sleep(1.2)
+        assert raw_status(s.host, s.port, get("/hello"))[0] == 200
+        # busy connections (handlers running) are never shed
+        busy = [threading.Thread(target=s.request, args=("GET", "/slow?ms=2500")) for _ in range(2)]
+        for t in busy:
+            t.start()
+        time.sleep(0.5)
+        status, h, body = raw_status(s.host, s.port, get("/hello"))
+        assert status == 503 and json_error(body) == "OVER_CAPACITY"
+        assert raw_status(s.host, s.port, get("/healthz"))[0] == 200
+        for t in busy:
+            t.join(timeout=10)
     finally:
         for c in held:
             c.close()
         rc, _ = s.stop()
     assert rc == 0
+
+
+def test_per_address_share_and_slowloris():
+    # one address holding its share with slow senders: its next connection
+    # gets 503, other addresses are served, and the header deadline ends them
+    s = Server("--max-connections", "16", "--max-per-ip", "4", "--header-timeout-ms", "1500",
+               "--request-timeout-ms", "20000")
+    socks = []
+    try:
+        for _ in range(4):
+            k = socket.create_connection((s.host, s.port), timeout=10)
+            k.sendall(b"POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nabc")
+            socks.append(k)
+        time.sleep(0.3)
+        status, h, body = raw_status(s.host, s.port, get("/hello"))
+        assert status == 503 and h["retry-after"] == "2" and json_error(body) == "OVER_CAPACITY"
+        assert raw_status(s.host, s.port, get("/hello"), source="127.0.0.2")[0] == 200
+        # slowloris: headers never finished, cut at the header deadline
+        slow = socket.create_connection((s.host, s.port), timeout=10, source_address=("127.0.0.3", 0))
+        slow.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n")
+        t0 = time.monotonic()
+        slow.settimeout(5)
+        try:
+            got = slow.recv(100)
+        except (ConnectionResetError, socket.timeout):
+            got = b"?"
+        assert got == b"" and 1.2 < time.monotonic() - t0 < 3.5
+        slow.close()
+    finally:
+        for k in socks:
+            k.close()
+        rc, _ = s.stop()
+    assert rc == 0
+
+
+def test_flood_script():
+    # tests/load/flood.py in small: 10 addresses hold every admitted slot with
+    # slow bodies and add slowloris senders; health checks and authenticated
+    # requests from another address are answered throughout, and the flooding
+    # addresses' own requests get 503 + Retry-After or 200, never a reset
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "load", "flood.py")
+    spec = importlib.util.spec_from_file_location("flood", path)
+    flood = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flood)
+    with pytest.raises(SystemExit):
+        flood.run("10.0.0.1", 80)  # loopback only
+    s = Server("--max-connections", "20", "--max-per-ip", "4", "--request-timeout-ms", "20000",
+               "--header-timeout-ms", "2000")
+    try:
+        r = flood.run(s.host, s.port, addresses=10, slow_body=3, idle=0, slowloris=1, over=2, seconds=6,
+                      over_path="/hello")
+        # a normal request once the flood is over
+        assert s.request("GET", "/hello")[0] == 200
+    finally:
+        rc, _ = s.stop()
+    assert rc == 0
+    assert r["held_open"] == 40 and r["resets"] == 0, r
+    assert r["health"] and all(x["status"] == 200 for x in r["health"]), r["health"]
+    assert r["auth"] and all(x["status"] == 200 for x in r["auth"]), r["auth"]
+    assert r["health_max_ms"] < 1000 and r["auth_max_ms"] < 1000
+    over = [x["status"] for x in r["over"]]
+    assert len(over) == 20 and set(over) <= {200, 503} and 503 in over, r["over"]
+    assert all(x["note"] == "2" for x in r["over"] if x["status"] == 503)
 
 
 def test_ipv6():

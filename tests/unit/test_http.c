@@ -15,6 +15,7 @@
 #include <sys/time.h>
 
 #include "http.h"
+#include "http_parse.h"
 
 static void h_a(struct http_request *req, void *app)
 {
@@ -319,6 +320,61 @@ static void test_bad_configs(void **state)
 	http_server_stop(NULL);
 }
 
+static void test_target_check(void **state)
+{
+	assert_int_equal(http_target_check("/projects", 9), HTTP_TARGET_OK);
+	assert_int_equal(http_target_check("/p?a=1&b=2", 10), HTTP_TARGET_OK);
+	/* a raw NUL, control characters and spaces are refused wherever they are */
+	assert_int_equal(http_target_check("/projects/\0", 11), HTTP_TARGET_BAD_CHARACTER);
+	assert_int_equal(http_target_check("/p?q=\x01", 6), HTTP_TARGET_BAD_CHARACTER);
+	assert_int_equal(http_target_check("/a b", 4), HTTP_TARGET_BAD_CHARACTER);
+	assert_int_equal(http_target_check("/a\x7f", 3), HTTP_TARGET_BAD_CHARACTER);
+	/* bytes over 0x7f pass here: the router checks their UTF-8 per segment */
+	assert_int_equal(http_target_check("/caf\xc3\xa9", 6), HTTP_TARGET_OK);
+
+	char buf[HTTP_TARGET_MAX + 2];
+	memset(buf, 'a', sizeof(buf));
+	buf[0] = '/';
+	assert_int_equal(http_target_check(buf, HTTP_TARGET_MAX), HTTP_TARGET_OK);
+	assert_int_equal(http_target_check(buf, HTTP_TARGET_MAX + 1), HTTP_TARGET_TOO_LONG);
+
+	/* HTTP_QUERY_ARGS_MAX parameters pass, one more does not; empty ones count */
+	size_t n = 0;
+	buf[n++] = '/';
+	buf[n++] = '?';
+	for (int i = 0; i < HTTP_QUERY_ARGS_MAX - 1; i++)
+		buf[n++] = '&';
+	assert_int_equal(http_target_check(buf, n), HTTP_TARGET_OK);
+	buf[n++] = '&';
+	assert_int_equal(http_target_check(buf, n), HTTP_TARGET_TOO_MANY_ARGS);
+	/* '&' in the path is not a parameter separator */
+	memset(buf, '&', 200);
+	buf[0] = '/';
+	assert_int_equal(http_target_check(buf, 200), HTTP_TARGET_OK);
+}
+
+static void test_query_decode(void **state)
+{
+	char out[8];
+	size_t n;
+	assert_int_equal(http_query_decode("a%20b", 5, out, sizeof(out), &n), 0);
+	assert_string_equal(out, "a b");
+	assert_int_equal(n, 3);
+	assert_int_equal(http_query_decode("%e2%82%ac", 9, out, sizeof(out), &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(http_query_decode("", 0, out, sizeof(out), &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(http_query_decode("%00", 3, out, sizeof(out), &n), -EINVAL);
+	assert_int_equal(http_query_decode("%0a", 3, out, sizeof(out), &n), -EINVAL);
+	assert_int_equal(http_query_decode("%ff", 3, out, sizeof(out), &n), -EINVAL);
+	assert_int_equal(http_query_decode("%e2%82", 6, out, sizeof(out), &n), -EINVAL);
+	assert_int_equal(http_query_decode("%zz", 3, out, sizeof(out), &n), -EINVAL);
+	assert_int_equal(http_query_decode("%4", 2, out, sizeof(out), &n), -EINVAL);
+	assert_int_equal(http_query_decode("1234567", 7, out, sizeof(out), &n), 0);
+	assert_int_equal(http_query_decode("12345678", 8, out, sizeof(out), &n), -E2BIG);
+	assert_int_equal(http_query_decode("x", 1, out, 0, &n), -E2BIG);
+}
+
 /* One request over a raw socket with "Connection: close"; the whole answer. */
 static void exchange(int family, int port, const char *request, char *out, size_t size)
 {
@@ -394,6 +450,8 @@ int main(void)
 	    cmocka_unit_test(test_trailing_slash_and_empty_segments),
 	    cmocka_unit_test(test_bad_tables),
 	    cmocka_unit_test(test_bad_configs),
+	    cmocka_unit_test(test_target_check),
+	    cmocka_unit_test(test_query_decode),
 	    cmocka_unit_test(test_live_exchange),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,17 +4,14 @@
 #include <string.h>
 
 #include "common.h"
+#include "utf8.h"
 
 char *cli_sanitize(const char *s, size_t max, bool keep_lines)
 {
 	size_t n = strlen(s);
 	bool cut = n > max;
-	if (cut) {
-		n = max;
-		/* Never end in the middle of a UTF-8 sequence. */
-		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-			n--;
-	}
+	if (cut)
+		n = utf8_cut_len(s, n, max); /* never in the middle of a character */
 	char *out = malloc(n + 4);
 	if (!out)
 		return NULL;

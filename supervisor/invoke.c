@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define RESULT_EXCERPT_BYTES 1024
 
@@ -32,17 +33,13 @@ static double now_epoch_ms(void)
 	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Cut s to at most max bytes on a character boundary (s is valid UTF-8),
- * marking the cut. */
-static void cut_utf8(char *s, size_t max)
+/* Cut s to at most max bytes on a character boundary, marking the cut. */
+static void cut_excerpt(char *s, size_t max)
 {
 	size_t n = strlen(s);
 	if (n <= max)
 		return;
-	n = max - 3;
-	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
-	memcpy(s + n, "...", 4);
+	memcpy(s + utf8_cut_len(s, n, max - 3), "...", 4);
 }
 
 struct record {
@@ -61,7 +58,7 @@ static void record(struct app *app, const struct inv_call *call, const struct re
 {
 	_cleanup_free_ char *result = rec->result ? json_dumps(rec->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	if (result)
-		cut_utf8(result, RESULT_EXCERPT_BYTES);
+		cut_excerpt(result, RESULT_EXCERPT_BYTES);
 	json_t *o =
 	    json_pack("{s:s, s:s, s:s, s:I, s:s, s:s?, s:s, s:f, s:f, s:f, s:I, s:s?, s:s?, s:b, s:O?}", "id", rec->id,
 	              "function_id", call->function->id, "project_id", call->project->id, "version",

@@ -1,6 +1,7 @@
 /* config.c - see config.h */
 #define _GNU_SOURCE
 #include "config.h"
+#include "http.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -146,33 +147,7 @@ int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct zerr *err)
 		if (r < 0)
 			return r;
 	}
-	char host[128];
+	char host[256];
 	uint16_t port;
-	if (zconfig_split_listen(cfg->listen, host, sizeof(host), &port) < 0)
-		return zerr_set(err, -EINVAL, "listen address \"%s\" is not HOST:PORT", cfg->listen);
-	return 0;
-}
-
-int zconfig_split_listen(const char *listen, char *host, size_t host_size, uint16_t *ret_port)
-{
-	const char *colon = strrchr(listen, ':');
-	if (!colon || colon == listen)
-		return -EINVAL;
-	const char *h = listen;
-	size_t hlen = (size_t)(colon - listen);
-	if (h[0] == '[') {
-		if (hlen < 3 || h[hlen - 1] != ']')
-			return -EINVAL;
-		h++;
-		hlen -= 2;
-	}
-	if (hlen >= host_size)
-		return -EINVAL;
-	uint64_t port;
-	if (util_parse_u64(colon + 1, 0, 65535, &port) < 0)
-		return -EINVAL;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	*ret_port = (uint16_t)port;
-	return 0;
+	return http_split_listen(cfg->listen, host, sizeof(host), &port, err);
 }

@@ -38,6 +38,3 @@ int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct zerr *err);
 
 /* The table of settings as help text: flag, variable, meaning, default. */
 int zconfig_usage(char *buf, size_t size);
-
-/* Split "host:port" / "[v6]:port". */
-int zconfig_split_listen(const char *listen, char *host, size_t host_size, uint16_t *ret_port);

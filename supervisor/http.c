@@ -1313,40 +1313,43 @@ static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
 
 /* ---- start / stop ----------------------------------------------------------- */
 
-static int parse_listen(const char *addr, char *host, size_t host_size, char *port, size_t port_size, struct zerr *err)
+int http_split_listen(const char *addr, char *host, size_t host_size, uint16_t *ret_port, struct zerr *err)
 {
 	if (!addr || !*addr)
-		return zerr_set(err, -EINVAL, "empty addr address");
+		return zerr_set(err, -EINVAL, "empty listen address");
 	const char *colon, *h = addr;
 	size_t hl;
 	if (addr[0] == '[') {
 		const char *close = strchr(addr, ']');
 		if (!close || close[1] != ':')
-			return zerr_set(err, -EINVAL, "addr address '%s': expected [ADDR]:PORT", addr);
+			return zerr_set(err, -EINVAL, "listen address '%s': expected [ADDR]:PORT", addr);
 		h = addr + 1;
 		hl = (size_t)(close - h);
 		colon = close + 1;
 	} else {
 		colon = strrchr(addr, ':');
 		if (!colon || memchr(addr, ':', (size_t)(colon - addr)))
-			return zerr_set(err, -EINVAL, "addr address '%s': expected HOST:PORT or [V6]:PORT", addr);
+			return zerr_set(err, -EINVAL, "listen address '%s': expected HOST:PORT or [V6]:PORT", addr);
 		hl = (size_t)(colon - addr);
 	}
 	if (hl == 0 || hl >= host_size)
-		return zerr_set(err, -EINVAL, "addr address '%s': bad host", addr);
+		return zerr_set(err, -EINVAL, "listen address '%s': bad host", addr);
 	uint64_t p;
 	if (util_parse_u64(colon + 1, 0, 65535, &p) < 0)
-		return zerr_set(err, -EINVAL, "addr address '%s': bad port", addr);
+		return zerr_set(err, -EINVAL, "listen address '%s': bad port", addr);
 	memcpy(host, h, hl);
 	host[hl] = '\0';
-	snprintf(port, port_size, "%u", (unsigned)p);
+	*ret_port = (uint16_t)p;
 	return 0;
 }
 
 static int open_listener(const char *addr, int *ret_fd, int *ret_port, struct zerr *err)
 {
 	char host[256], port[8];
-	int r = parse_listen(addr, host, sizeof(host), port, sizeof(port), err);
+	uint16_t portn;
+	int r = http_split_listen(addr, host, sizeof(host), &portn, err);
+	if (r == 0)
+		snprintf(port, sizeof(port), "%u", portn);
 	if (r < 0)
 		return r;
 	struct addrinfo hints = {
@@ -1354,7 +1357,7 @@ static int open_listener(const char *addr, int *ret_fd, int *ret_port, struct ze
 	struct addrinfo *ai = NULL;
 	int g = getaddrinfo(host, port, &hints, &ai);
 	if (g != 0)
-		return zerr_set(err, -EADDRNOTAVAIL, "addr address '%s': %s", addr, gai_strerror(g));
+		return zerr_set(err, -EADDRNOTAVAIL, "listen address '%s': %s", addr, gai_strerror(g));
 	_cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		r = -errno;

@@ -147,6 +147,10 @@ struct http_config {
  * bind/listen (-EADDRINUSE, -EACCES). */
 int http_server_start(const struct http_config *cfg, const struct http_route *routes, size_t n_routes, void *app,
                       struct http_server **ret, struct zerr *err);
+/* Split a listen address "HOST:PORT" or "[V6ADDR]:PORT" (port 0..65535)
+ * into host (host_size bytes) and port. -EINVAL with err saying why. */
+int http_split_listen(const char *addr, char *host, size_t host_size, uint16_t *ret_port, struct zerr *err);
+
 /* The bound TCP port (useful after listening on port 0). */
 int http_server_port(const struct http_server *s);
 /* Stop accepting: new connections are refused, new requests on kept-alive

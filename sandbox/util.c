@@ -9,7 +9,9 @@
 #include <time.h>
 
 /* The decimal number s starts with (no sign, no space): its value and where
- * it ends. */
+ * it ends. -ERANGE (too large for 64 bits) still sets *end, since the caller
+ * checks what follows first: text that is not a number is -EINVAL however
+ * many digits it starts with. */
 static int leading_u64(const char *s, unsigned long long *ret, char **end)
 {
 	if (!s || !isdigit((unsigned char)s[0]))
@@ -24,10 +26,10 @@ int util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 	char *end;
 	unsigned long long v;
 	int r = leading_u64(s, &v, &end);
+	if (r == -EINVAL || *end != '\0')
+		return -EINVAL;
 	if (r < 0)
 		return r;
-	if (*end != '\0')
-		return -EINVAL;
 	if (v < min || v > max)
 		return -ERANGE;
 	*ret = v;
@@ -39,7 +41,7 @@ int util_parse_size(const char *s, uint64_t max, uint64_t *ret)
 	char *end;
 	unsigned long long v;
 	int r = leading_u64(s, &v, &end);
-	if (r < 0)
+	if (r == -EINVAL)
 		return r;
 	unsigned shift = 0;
 	switch (*end) {
@@ -62,7 +64,7 @@ int util_parse_size(const char *s, uint64_t max, uint64_t *ret)
 	}
 	if (*end != '\0' && end[1] != '\0')
 		return -EINVAL;
-	if (v > (UINT64_MAX >> shift))
+	if (r < 0 || v > (UINT64_MAX >> shift))
 		return -ERANGE;
 	v <<= shift;
 	if (v > max)

@@ -158,7 +158,7 @@ static void rollback_quietly(PGconn *conn)
 {
 	if (PQtransactionStatus(conn) == PQTRANS_IDLE)
 		return;
-	_cleanup_pgresult_ PGresult *res = PQexec(conn, "ROLLBACK");
+	PQclear(PQexec(conn, "ROLLBACK"));
 }
 
 /* Apply one file unless recorded; *ret_applied tells which. */

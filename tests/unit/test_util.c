@@ -44,6 +44,21 @@ static void test_parse_u64_bounds(void **state)
 	assert_int_equal(util_parse_u64(NULL, 0, 100, &v), -EINVAL);
 }
 
+/* Found by fuzzing (tests/fuzz/corpus/size/regress-overflow-garbage): digits
+ * too many for 64 bits followed by garbage were -ERANGE, as if they were a
+ * number; text that is not a number is -EINVAL whatever its digits. */
+static void test_parse_too_many_digits_then_garbage_is_einval(void **state)
+{
+	uint64_t v = 7;
+	assert_int_equal(util_parse_u64("99999999999999999999x", 0, UINT64_MAX, &v), -EINVAL);
+	assert_int_equal(util_parse_u64("18446744073709551616\x02[]:80", 0, UINT64_MAX, &v), -EINVAL);
+	assert_int_equal(util_parse_u64("18446744073709551616", 0, UINT64_MAX, &v), -ERANGE);
+	assert_int_equal(util_parse_size("99999999999999999999X", UINT64_MAX, &v), -EINVAL);
+	assert_int_equal(util_parse_size("99999999999999999999MB", UINT64_MAX, &v), -EINVAL);
+	assert_int_equal(util_parse_size("99999999999999999999M", UINT64_MAX, &v), -ERANGE);
+	assert_int_equal(v, 7);
+}
+
 static void test_error_object(void **state)
 {
 	struct zerr e = {0};
@@ -59,6 +74,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_size_suffixes),
 	    cmocka_unit_test(test_parse_size_rejects),
 	    cmocka_unit_test(test_parse_u64_bounds),
+	    cmocka_unit_test(test_parse_too_many_digits_then_garbage_is_einval),
 	    cmocka_unit_test(test_error_object),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1206,6 +1206,15 @@ void sbx_report_now(struct sbx *sbx, struct sbx_report *ret)
 	ret->memory_peak_bytes = st.memory_peak_bytes;
 }
 
+int sbx_get_stats(const struct sbx *sbx, struct cg_stats *ret)
+{
+	if (!sbx->cg.ctx) {
+		memset(ret, 0, sizeof(*ret));
+		return -ENOENT;
+	}
+	return cg_get_stats(&sbx->cg, ret);
+}
+
 int sbx_wait(struct sbx *sbx, int64_t timeout_ms, struct sbx_report *ret)
 {
 	uint64_t deadline = timeout_ms >= 0 ? sbx->start_ns + (uint64_t)timeout_ms * 1000000ull : 0;

@@ -150,6 +150,9 @@ int sbx_reap(struct sbx *sbx, struct sbx_report *ret);
  * runtime's own exit. */
 void sbx_report_now(struct sbx *sbx, struct sbx_report *ret);
 
+/* The cgroup's accounting of a sandbox now (readable without privilege). */
+int sbx_get_stats(const struct sbx *sbx, struct cg_stats *ret);
+
 /* Wait for the end with a wall-clock limit (timeout_ms < 0: none): kills the
  * sandbox at the deadline. Convenience over pidfd + sbx_reap. */
 int sbx_wait(struct sbx *sbx, int64_t timeout_ms, struct sbx_report *ret);

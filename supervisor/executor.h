@@ -1,4 +1,5 @@
-/* executor.h - one invocation, start to finish: start a sandbox with the
+/* executor.h - the executor's public face (run.c, pool.c, reaper.c,
+ * result.c). One invocation, start to finish: start a sandbox with the
  * function's runtime and limits, write the invocation message to its stdin,
  * read the result from stdout and the logs from stderr under a deadline,
  * classify the outcome, destroy the sandbox.
@@ -79,6 +80,7 @@ struct exec_request {
 	uint64_t timeout_ms;
 	uint64_t memory_mb;
 	uint64_t cpu_percent; /* 0: no quota */
+	bool wants_db;        /* code uses zmesh.db: computed when the code is saved */
 };
 
 struct exec_result {
@@ -118,6 +120,13 @@ void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns);
  * a negative errno only when the request itself is unusable. */
 int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err);
 void exec_result_done(struct exec_result *r);
+
+/* Does the code use zmesh.db? The word db followed by a property access
+ * ("zmesh.db.query", "const { db } = zmesh; db.insert", "z.db['select']").
+ * Pure; computed when the code is saved (exec_request.wants_db), a hint for
+ * the warm pool, which keeps sandboxes with the driver loaded for such
+ * functions: a wrong guess costs time, never correctness. */
+bool exec_code_wants_db(const char *code);
 
 const char *exec_outcome_code(enum exec_outcome o); /* "FUNCTION_ERROR"... */
 unsigned exec_outcome_http_status(enum exec_outcome o);

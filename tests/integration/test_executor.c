@@ -50,6 +50,7 @@ static void run_in(struct exec_ctx *ctx, enum exec_lang lang, const char *code, 
 	                           .function_name = "f",
 	                           .version = 3,
 	                           .code = code,
+	                           .wants_db = exec_code_wants_db(code),
 	                           .payload = payload,
 	                           .timeout_ms = timeout_ms,
 	                           .memory_mb = memory_mb};

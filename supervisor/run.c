@@ -1,0 +1,555 @@
+/* run.c - one invocation, start to finish (see executor.h); the warm pool
+ * is pool.c, the reaper reaper.c, the meaning of a result result.c. */
+#define _GNU_SOURCE
+#include "run.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "pool.h"
+#include "reaper.h"
+#include "result.h"
+
+#define EXEC_MAX_MESSAGE    (48u << 20)
+#define EXEC_MAX_TIMEOUT_MS (15u * 60 * 1000)
+#define EXEC_MAX_MEMORY_MB  (16u * 1024)
+
+struct buf {
+	char *data;
+	size_t len, cap, limit;
+	bool overflow;
+};
+
+static int buf_read(struct buf *b, int fd)
+{
+	for (;;) {
+		char tmp[16384];
+		char *dst = tmp;
+		size_t room = sizeof(tmp);
+		if (!b->overflow && b->len < b->limit) {
+			if (b->cap - b->len < 16384) {
+				size_t cap = b->cap ? b->cap * 2 : 65536;
+				while (cap - b->len < 16384)
+					cap *= 2;
+				if (cap > b->limit + 16384)
+					cap = b->limit + 16384;
+				char *d = realloc(b->data, cap + 1);
+				if (!d)
+					return -ENOMEM;
+				b->data = d;
+				b->cap = cap;
+			}
+			dst = b->data + b->len;
+			room = b->cap - b->len;
+		}
+		ssize_t n = read(fd, dst, room);
+		if (n < 0)
+			return errno == EAGAIN ? 1 : errno == EINTR ? 0 : -errno;
+		if (n == 0)
+			return -EPIPE; /* EOF */
+		if (dst != tmp) {
+			b->len += (size_t)n;
+			if (b->len > b->limit) {
+				b->len = b->limit;
+				b->overflow = true;
+			}
+		} else
+			b->overflow = true;
+	}
+}
+
+/* Logs are the function's raw bytes: make them valid UTF-8 without NULs
+ * (each bad byte becomes '?'), so they can be stored and shown as text, and
+ * drop a character the log limit cut in half. Returns the new length. */
+static size_t sanitize_text(char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		bool ok = n > 0 && (c != 0) && i + n <= len;
+		for (size_t k = 1; ok && k < n; k++)
+			ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+		if (ok && n == 2)
+			ok = c >= 0xc2; /* overlong */
+		if (ok && n == 3) {
+			unsigned char c1 = (unsigned char)s[i + 1];
+			ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0); /* overlong, surrogates */
+		}
+		if (ok && n == 4) {
+			unsigned char c1 = (unsigned char)s[i + 1];
+			ok = c <= 0xf4 && !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+		}
+		if (!ok && i + n > len && n > 1) {
+			/* A character cut by the limit: end before it. */
+			len = i;
+			break;
+		}
+		if (!ok) {
+			s[i++] = '?';
+			continue;
+		}
+		i += n;
+	}
+	s[len] = '\0';
+	return len;
+}
+
+static uint64_t epoch_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool valid_identifier(const char *s)
+{
+	if (!s || !s[0] || strlen(s) > 128 || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (const char *c = s; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' ||
+		      *c == '$'))
+			return false;
+	return true;
+}
+
+/* Whether stdout already holds the wrappers' one answer: compact JSON whose
+ * only raw newline is its last byte. Each byte is looked at once, and the
+ * output is parsed at its first newline only if that newline ends it: output
+ * shaped to look almost complete cannot make the daemon parse it again and
+ * again. What was parsed is kept (scan->parsed) and, when nothing came after
+ * it, is the result at the end too: every output is parsed once. */
+struct result_scan {
+	size_t scanned;
+	bool done; /* decided at the first newline */
+	bool have; /* parsed holds the parse of the first parsed_len bytes */
+	size_t parsed_len;
+	struct exec_result parsed;
+};
+
+static bool result_complete(const struct buf *out, struct result_scan *sc)
+{
+	if (sc->done || out->overflow)
+		return false;
+	const char *nl = out->len > sc->scanned ? memchr(out->data + sc->scanned, '\n', out->len - sc->scanned) : NULL;
+	sc->scanned = out->len;
+	if (!nl)
+		return false;
+	sc->done = true;
+	if ((size_t)(nl - out->data) != out->len - 1 || out->data[0] != '{')
+		return false;
+	if (exec_parse_result(out->data, out->len, false, &sc->parsed) < 0)
+		return false;
+	sc->have = true;
+	sc->parsed_len = out->len;
+	return sc->parsed.outcome != EXEC_BAD_RESULT;
+}
+
+static void scan_done(struct result_scan *sc)
+{
+	json_decref(sc->parsed.result);
+	json_decref(sc->parsed.error);
+	sc->parsed.result = sc->parsed.error = NULL;
+}
+
+/* The result of the whole output: the scan's parse when it covers it. */
+static void classify_output(const struct buf *out, struct result_scan *sc, struct exec_result *r)
+{
+	if (sc->have && sc->parsed_len == out->len && !out->overflow) {
+		r->outcome = sc->parsed.outcome;
+		r->result = TAKE_PTR(sc->parsed.result);
+		r->error = TAKE_PTR(sc->parsed.error);
+		return;
+	}
+	if (exec_parse_result(out->data, out->len, out->overflow, r) < 0) {
+		r->outcome = EXEC_SANDBOX_ERROR;
+		r->error = exec_error_object("SandboxError", "out of memory", "");
+	}
+}
+
+int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
+                  const char *sdk_dir, const char *pg_socket_dir, struct zerr *err)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->sbx = sbx;
+	ctx->spawner = spawner;
+	ctx->max_result_bytes = 6u << 20;
+	ctx->max_log_bytes = 64u << 10;
+	ctx->tmpfs_bytes = 64u << 20;
+	ctx->pids = 64;
+	ctx->cpu_percent = 100;
+	if (snprintf(ctx->sdk_js, sizeof(ctx->sdk_js), "%s/sdk-js", sdk_dir) >= (int)sizeof(ctx->sdk_js) ||
+	    snprintf(ctx->sdk_py, sizeof(ctx->sdk_py), "%s/sdk-python", sdk_dir) >= (int)sizeof(ctx->sdk_py) ||
+	    snprintf(ctx->pg_socket_dir, sizeof(ctx->pg_socket_dir), "%s", pg_socket_dir ? pg_socket_dir : "") >=
+	        (int)sizeof(ctx->pg_socket_dir))
+		return zerr_set(err, -ENAMETOOLONG, "SDK or socket path too long");
+	struct stat st;
+	const char *dirs[] = {ctx->sdk_js, ctx->sdk_py};
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+		if (stat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode))
+			return zerr_set(err, -ENOENT, "SDK directory %s not found", dirs[i]);
+
+	if (spawner) {
+		/* Threads only beside a spawner: a process that clones sandboxes
+		 * itself stays single-threaded. */
+		int r = reaper_start(&ctx->reaper, err);
+		if (r < 0)
+			return r;
+	}
+
+	char cache[300];
+	snprintf(cache, sizeof(cache), "%s/cache", sbx->run_dir);
+	const char *names[] = {[EXEC_JS] = "node", [EXEC_PY] = "python"};
+	for (int l = EXEC_JS; l <= EXEC_PY; l++) {
+		char path[600];
+		int r = pol_resolve(names[l], policy_dir, path, sizeof(path), err);
+		if (r == 0)
+			r = pol_compile_cached(path, cache, &ctx->policy[l], err);
+		if (r < 0) {
+			exec_ctx_done(ctx);
+			return r;
+		}
+	}
+	return 0;
+}
+
+void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns)
+{
+	atomic_store(&ctx->stop_ns, deadline_ns);
+}
+
+void exec_ctx_done(struct exec_ctx *ctx)
+{
+	exec_pool_stop(ctx);
+	reaper_stop(ctx->reaper);
+	ctx->reaper = NULL;
+	for (size_t i = 0; i < ELEMENTSOF(ctx->policy); i++)
+		pol_program_free(&ctx->policy[i]);
+}
+
+void exec_result_done(struct exec_result *r)
+{
+	if (!r)
+		return;
+	json_decref(r->result);
+	json_decref(r->error);
+	free(r->logs);
+	r->result = r->error = NULL;
+	r->logs = NULL;
+}
+
+int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
+                       uint64_t cpu_percent, enum spawn_mode mode, struct sbx *ret, struct zerr *err)
+{
+	bool pooled = mode != SPAWN_COLD;
+	/* Started for one invocation, V8 gets a heap limit below the cgroup's,
+	 * so that most overruns end as a clean heap-limit failure rather than
+	 * a kill. A pooled runtime cannot know the function's memory (its
+	 * cgroup is narrowed at assignment, V8's heap cannot be), and any heap
+	 * flag costs Node some 4 ms of CPU at start (its built-in code cache is
+	 * keyed by V8's flags and no longer matches): there the cgroup alone
+	 * bounds memory. Pooled, the wrapper also first runs a message of its
+	 * own through its path while nobody waits; started for an invocation,
+	 * that would only delay it. */
+	char heap[48];
+	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
+	         (unsigned long long)(memory_mb * 3 / 4 > 16 ? memory_mb * 3 / 4 : 16));
+	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
+	const char *js_pooled[] = {"/usr/bin/node", EXEC_SDK_JS_MOUNT "/bootstrap.js", "--warm-up",
+	                           mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
+	const char **js_argv = pooled ? js_pooled : js_cold;
+	/* -S: bootstrap.py does what a function needs of site's work. */
+	const char *py_argv[] = {"/usr/bin/python3.11", "-S", EXEC_SDK_PY_MOUNT "/bootstrap.py",
+	                         mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
+	struct sbx_bind binds[2] = {
+	    {.src = lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,
+	     .dst = lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT},
+	    {.src = ctx->pg_socket_dir, .dst = EXEC_PG_MOUNT},
+	};
+	struct sbx_spec spec = {
+	    .argv = lang == EXEC_JS ? js_argv : py_argv,
+	    .binds = binds,
+	    .n_binds = ctx->pg_socket_dir[0] ? 2 : 1,
+	    .policy = &ctx->policy[lang],
+	    .tmpfs_bytes = ctx->tmpfs_bytes,
+	    .fsize_bytes = ctx->tmpfs_bytes,
+	    .nofile = 256,
+	    .cpu_seconds = timeout_ms / 1000 + 2,
+	    .limits = {.memory_bytes = memory_mb << 20,
+	               .pids = ctx->pids,
+	               .cpu_percent = cpu_percent,
+	               .background = pooled},
+	    .stdio = {-1, -1, -1},
+	};
+	int r = ctx->spawner ? sbx_spawner_spawn(ctx->spawner, ctx->sbx, &spec, ret, err)
+	                     : sbx_spawn(ctx->sbx, &spec, ret, err);
+	if (r < 0 && ret->pidfd >= 0) {
+		/* Killed by the spawner after a failure: ours to reap. */
+		struct sbx dead = {
+		    .pid = ret->pid, .pidfd = ret->pidfd, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
+		dead.cg.dirfd = -1;
+		sbx_destroy(&dead);
+	}
+	return r;
+}
+
+int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	const char *entry = req->entry_point && req->entry_point[0] ? req->entry_point : "handler";
+	if (req->lang != EXEC_JS && req->lang != EXEC_PY)
+		return zerr_set(err, -EINVAL, "unknown runtime");
+	if (!req->code || !valid_identifier(entry))
+		return zerr_set(err, -EINVAL, "missing code or bad entry point");
+	if (req->timeout_ms == 0 || req->timeout_ms > EXEC_MAX_TIMEOUT_MS || req->memory_mb < 16 ||
+	    req->memory_mb > EXEC_MAX_MEMORY_MB)
+		return zerr_set(err, -EINVAL, "timeout or memory out of range");
+	if (req->env && !json_is_object(req->env))
+		return zerr_set(err, -EINVAL, "env must be an object");
+
+	json_t *env = req->env ? json_incref(req->env) : json_object();
+	json_t *payload = req->payload ? json_incref(req->payload) : json_null();
+	json_t *msg = json_pack("{s:s, s:s, s:{s:s, s:I, s:s}, s:s, s:o, s:s, s:o, s:I}", "invocation_id",
+	                        req->invocation_id ? req->invocation_id : "", "project_id",
+	                        req->project_id ? req->project_id : "", "function", "name",
+	                        req->function_name ? req->function_name : "", "version", (json_int_t)req->version,
+	                        "entry_point", entry, "code", req->code, "env", env, "dsn", req->dsn ? req->dsn : "",
+	                        "payload", payload, "deadline_ms", (json_int_t)(epoch_ms() + req->timeout_ms));
+	_cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+	json_decref(msg);
+	if (!text)
+		return zerr_set(err, -EINVAL, "the invocation cannot be encoded (invalid UTF-8?)");
+	size_t text_len = strlen(text);
+	if (text_len > EXEC_MAX_MESSAGE)
+		return zerr_set(err, -E2BIG, "the invocation message exceeds %u bytes", EXEC_MAX_MESSAGE);
+
+	/* Every sandbox gets a CPU quota: the request's, else the default. */
+	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;
+	struct sbx s;
+	bool ready = false;
+	bool warm = pool_take(ctx, req->lang, req->wants_db, &s, &ready);
+	int r = 0;
+	if (warm) {
+		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
+		r = sbx_assign(&s, &lim, err);
+		if (r < 0) {
+			/* Its runtime may already hold more than this function
+			 * may use: not this sandbox then, a fresh one. */
+			exec_dispose(ctx, &s);
+			warm = false;
+		}
+	}
+	if (!warm) {
+		ready = false;
+		r = exec_spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, SPAWN_COLD, &s, err);
+	}
+	ret->warm = warm;
+	if (r < 0) {
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = exec_error_object("SandboxError", err->msg, "");
+		ret->report.status = SBX_ERROR;
+		return 0;
+	}
+
+	for (int i = 0; i < 3; i++)
+		fcntl(s.stdio[i], F_SETFL, fcntl(s.stdio[i], F_GETFL) | O_NONBLOCK);
+	struct buf out = {.limit = ctx->max_result_bytes}, logs = {.limit = ctx->max_log_bytes};
+	size_t written = 0;
+	bool out_eof = false, err_eof = false, exited = false, early = false, stopped = false;
+	struct result_scan scan = {0};
+	uint64_t deadline = s.start_ns + req->timeout_ms * 1000000ull;
+	int io_error = 0;
+
+	while (!(exited && out_eof && err_eof)) {
+		struct pollfd pfd[4];
+		int n = 0, i_in = -1, i_out = -1, i_err = -1;
+		pfd[n++] = (struct pollfd){.fd = s.pidfd, .events = POLLIN};
+		if (s.stdio[0] >= 0) {
+			i_in = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[0], .events = POLLOUT};
+		}
+		if (!out_eof) {
+			i_out = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[1], .events = POLLIN};
+		}
+		if (!err_eof) {
+			i_err = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[2], .events = POLLIN};
+		}
+		int wait_ms = -1;
+		if (!s.killed_for_timeout && !stopped) {
+			uint64_t now = util_now_ns();
+			if (now >= deadline) {
+				sbx_kill_timeout(&s);
+				continue;
+			}
+			/* The platform stops: past its grace period, nothing waits
+			 * for a function any more. */
+			uint64_t stop = atomic_load(&ctx->stop_ns);
+			if (stop && now >= stop) {
+				stopped = true;
+				sbx_kill(&s, SIGKILL);
+				continue;
+			}
+			wait_ms = (int)((deadline - now + 999999) / 1000000);
+			if (wait_ms > 250)
+				wait_ms = 250; /* to notice a stop */
+		}
+		int k = poll(pfd, (nfds_t)n, wait_ms);
+		if (k < 0 && errno != EINTR) {
+			io_error = -errno;
+			sbx_kill(&s, SIGKILL);
+			break;
+		}
+		if (k <= 0)
+			continue;
+		if (pfd[0].revents)
+			exited = true;
+		if (i_in >= 0 && pfd[i_in].revents) {
+			ssize_t w = write(s.stdio[0], text + written, text_len - written);
+			if (w > 0)
+				written += (size_t)w;
+			if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == text_len ||
+			    (pfd[i_in].revents & (POLLERR | POLLHUP))) {
+				close(s.stdio[0]);
+				s.stdio[0] = -1;
+			}
+		}
+		/* Logs first: what the function printed before its result is in
+		 * the pipe by the time the result is (the wrappers write both
+		 * synchronously, logs flushed first). */
+		if (i_err >= 0 && pfd[i_err].revents) {
+			int rr = buf_read(&logs, s.stdio[2]);
+			if (rr == -EPIPE || rr < 0)
+				err_eof = true;
+		}
+		if (i_out >= 0 && pfd[i_out].revents) {
+			int rr = buf_read(&out, s.stdio[1]);
+			/* The wrapper's announcement that it waits, unless the pool
+			 * has read it already, is not part of the result. */
+			if (!ready && out.len > 0) {
+				ready = true;
+				if (out.data[0] == '\n')
+					memmove(out.data, out.data + 1, --out.len);
+			}
+			if (rr == -EPIPE)
+				out_eof = true;
+			else if (rr < 0 && rr != -EPIPE) {
+				io_error = rr;
+				out_eof = true;
+			}
+			if (out.overflow && !s.killed_for_timeout)
+				sbx_kill(&s, SIGKILL); /* no reason to let it go on */
+			else if (!out_eof && !s.killed_for_timeout && result_complete(&out, &scan)) {
+				/* The answer is in: the runtime's exit and the
+				 * sandbox's teardown happen off the request's path. */
+				early = true;
+				break;
+			}
+		}
+	}
+
+	if (early) {
+		while (!err_eof && buf_read(&logs, s.stdio[2]) == 0)
+			;
+		sbx_report_now(&s, &ret->report);
+		exec_dispose(ctx, &s);
+		r = 0;
+	} else {
+		r = sbx_reap(&s, &ret->report);
+		sbx_destroy(&s);
+	}
+	if (logs.data) {
+		logs.data[logs.len] = '\0';
+		logs.len = sanitize_text(logs.data, logs.len);
+	}
+	ret->logs = logs.data ? logs.data : strdup("");
+	ret->logs_len = logs.len;
+	ret->logs_truncated = logs.overflow;
+
+	if (r < 0 || io_error < 0) {
+		free(out.data);
+		scan_done(&scan);
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = exec_error_object("SandboxError", "lost track of the sandbox", "");
+		return 0;
+	}
+	if (stopped && !early) {
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = exec_error_object("SandboxError", "the platform stopped before the function finished", "");
+		free(out.data);
+		scan_done(&scan);
+		return 0;
+	}
+	switch (ret->report.status) {
+	case SBX_TIMEOUT:
+		ret->outcome = EXEC_TIMEOUT;
+		ret->error = exec_error_object("Timeout", "the function exceeded its timeout", "");
+		break;
+	case SBX_OOM:
+		ret->outcome = EXEC_OOM;
+		ret->error = exec_error_object("OutOfMemory", "the function exceeded its memory limit", "");
+		break;
+	case SBX_ERROR:
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = exec_error_object("SandboxError", ret->report.error, "");
+		break;
+	default:
+		if (ret->report.status == SBX_SIGNALED && req->lang == EXEC_JS &&
+		    (ret->report.signal == SIGABRT || ret->report.signal == SIGTRAP) && ret->logs &&
+		    strstr(ret->logs, "heap out of memory")) {
+			/* V8 hit the heap limit it was given. */
+			ret->outcome = EXEC_OOM;
+			ret->error = exec_error_object("OutOfMemory", "the function exceeded its memory limit", "");
+			break;
+		}
+		classify_output(&out, &scan, ret);
+	}
+	free(out.data);
+	scan_done(&scan);
+	return 0;
+}
+
+const char *exec_outcome_code(enum exec_outcome o)
+{
+	switch (o) {
+	case EXEC_SUCCESS:
+		return "OK";
+	case EXEC_FUNCTION_ERROR:
+		return "FUNCTION_ERROR";
+	case EXEC_TIMEOUT:
+		return "FUNCTION_TIMEOUT";
+	case EXEC_OOM:
+		return "FUNCTION_OOM";
+	case EXEC_BAD_RESULT:
+		return "BAD_RESULT";
+	case EXEC_SANDBOX_ERROR:
+		return "SANDBOX_ERROR";
+	}
+	return "SANDBOX_ERROR";
+}
+
+unsigned exec_outcome_http_status(enum exec_outcome o)
+{
+	switch (o) {
+	case EXEC_SUCCESS:
+		return 200;
+	case EXEC_FUNCTION_ERROR:
+		return 500;
+	case EXEC_TIMEOUT:
+		return 504;
+	case EXEC_OOM:
+		return 507;
+	case EXEC_BAD_RESULT:
+		return 502;
+	case EXEC_SANDBOX_ERROR:
+		return 500;
+	}
+	return 500;
+}

@@ -111,8 +111,13 @@ struct plan {
 	const char *hostname;
 	const struct pol_program *policy;
 	cap_t caps_empty;
-	int fds[5]; /* stdin, stdout, stderr, info_w, go_r as the child gets them */
+	uintptr_t arg_start, arg_end; /* the argument area init inherits */
+	int fds[5];                   /* stdin, stdout, stderr, info_w, go_r as the child gets them */
 };
+
+/* What /proc/1/cmdline shows inside: init's own name, nothing of its
+ * parent's command line. */
+static const char init_cmdline[] = "zmesh-init";
 
 static const char hosts_file[] = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                  "127.0.1.1\tzmesh\n";
@@ -471,6 +476,26 @@ static _Noreturn void exec_program(const struct plan *p, int exec_fd)
 	_exit(127);
 }
 
+/* The kernel reads /proc/PID/cmdline from the argument area of the stack,
+ * and init's is a copy of its parent's: the daemon's command line (its state
+ * directory, its options) would be there for every program in the sandbox
+ * to read. Overwrite it in place (PR_SET_MM_ARG_START would need
+ * CAP_SYS_RESOURCE, which containers often withhold): the name, then NULs,
+ * and a last byte that is not NUL, which makes the kernel read the area as
+ * a title rewritten by its process (up to the first NUL) rather than as
+ * argv (all of it, NULs included). */
+static void init_rename(const struct plan *p)
+{
+	if (!p->arg_start || p->arg_end <= p->arg_start)
+		return;
+	char *a = (char *)p->arg_start;
+	size_t len = p->arg_end - p->arg_start;
+	memset(a, 0, len);
+	memcpy(a, init_cmdline, len > sizeof(init_cmdline) ? sizeof(init_cmdline) - 1 : len - 1);
+	if (len > sizeof(init_cmdline))
+		a[len - 1] = ' ';
+}
+
 static _Noreturn void init_main(const struct plan *p)
 {
 	sigset_t all;
@@ -487,6 +512,9 @@ static _Noreturn void init_main(const struct plan *p)
 		exec_program(p, ep[1]);
 	}
 	close(ep[1]);
+	/* Only now: the program's argv and environment may be strings of that
+	 * area, which its process, a copy, took along. */
+	init_rename(p);
 
 	int e = 0;
 	ssize_t n;
@@ -804,6 +832,31 @@ static int slot_is_stale(const char *name, void *userdata)
 	return fd >= 0 ? fd : -1;
 }
 
+/* Where this process's argument area lies (fields 48 and 49 of
+ * /proc/self/stat); both 0 when unknown. */
+static void self_arg_area(uintptr_t *ret_start, uintptr_t *ret_end)
+{
+	char buf[2048];
+	*ret_start = *ret_end = 0;
+	if (util_read_file("/proc/self/stat", buf, sizeof(buf)) <= 0)
+		return;
+	char *s = strrchr(buf, ')');
+	if (!s)
+		return;
+	/* The field after ")" is the third. */
+	int field = 2;
+	unsigned long long v[2] = {0, 0};
+	for (char *tok = strtok(s + 1, " \n"); tok && field < 49; tok = strtok(NULL, " \n")) {
+		field++;
+		if (field >= 48)
+			v[field - 48] = strtoull(tok, NULL, 10);
+	}
+	if (field == 49 && v[0] && v[1] > v[0]) {
+		*ret_start = (uintptr_t)v[0];
+		*ret_end = (uintptr_t)v[1];
+	}
+}
+
 int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct zerr *err)
 {
 	memset(ctx, 0, sizeof(*ctx));
@@ -862,6 +915,8 @@ int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct zerr
 	}
 	snprintf(ctx->localtime, sizeof(ctx->localtime), "%s", n > 0 ? tz : "/usr/share/zoneinfo/Etc/UTC");
 
+	self_arg_area(&ctx->arg_start, &ctx->arg_end);
+
 	/* Cgroups of sandboxes whose owner died (a crash, a SIGKILL): the
 	 * owner's slot lock is free, so nobody alive uses them. */
 	cg_sweep(&ctx->cg, "sbx-", slot_is_stale, ctx);
@@ -903,6 +958,8 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	p->gid = (gid_t)s.uid;
 	p->hostname = spec->hostname ? spec->hostname : "zmesh";
 	p->policy = spec->policy;
+	p->arg_start = ctx->arg_start;
+	p->arg_end = ctx->arg_end;
 	snprintf(p->root, sizeof(p->root), "%s/root", ctx->run_dir);
 
 	r = plan_build(ctx, spec, p, err);

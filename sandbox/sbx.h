@@ -45,6 +45,9 @@ struct sbx_ctx {
 	char usr_links[8][2][64];
 	int n_usr_links;
 	char localtime[128]; /* target of /etc/localtime inside */
+	/* This process's argument area, which every sandbox's init inherits
+	 * and overwrites with its own name. */
+	uintptr_t arg_start, arg_end;
 };
 
 struct sbx_bind {

@@ -7,6 +7,7 @@
  * safe in a process that has other threads' locks in an unknown state. */
 #define _GNU_SOURCE
 #include "sbx.h"
+#include "spawner.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -1109,21 +1110,26 @@ int sbx_adopt_cgroup(const struct sbx_ctx *ctx, struct sbx *sbx, struct zerr *er
 
 int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err)
 {
+	/* The spawner's one way to change limits restarts the peak too. */
+	if (sbx->owner)
+		return sbx_spawner_assign(sbx->owner, sbx, lim, err);
 	return cg_set_limits(&sbx->cg, lim, err);
 }
 
 int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err)
 {
-	int r = cg_set_limits(&sbx->cg, lim, err);
-	if (r < 0)
-		return r;
 	/* From here on the report speaks of the work, not of the wait: wall
 	 * time restarts, the CPU the runtime spent starting is set aside, and
-	 * the memory high-water mark restarts where it can (v1). */
+	 * the memory high-water mark restarts where it can (v1; the spawner
+	 * does that with the limits for a sandbox of its own). */
+	int r = sbx->owner ? sbx_spawner_assign(sbx->owner, sbx, lim, err) : cg_set_limits(&sbx->cg, lim, err);
+	if (r < 0)
+		return r;
 	struct cg_stats st;
 	cg_get_stats(&sbx->cg, &st);
 	sbx->cpu_base_us = sbx->cg.ctx && sbx->cg.ctx->has_cpu_usage ? st.cpu_usec : 0;
-	cg_reset_peak(&sbx->cg);
+	if (!sbx->owner)
+		cg_reset_peak(&sbx->cg);
 	sbx->start_ns = util_now_ns();
 	return 0;
 }
@@ -1132,6 +1138,9 @@ int sbx_kill(struct sbx *sbx, int sig)
 {
 	if (sbx->pidfd < 0 || sbx->reaped)
 		return -ESRCH;
+	/* A sandbox of another uid: only the spawner may signal it. */
+	if (sbx->owner)
+		return sbx_spawner_kill(sbx->owner, sbx, sig);
 	if (syscall(SYS_pidfd_send_signal, sbx->pidfd, sig, NULL, 0) < 0)
 		return -errno;
 	return 0;
@@ -1305,7 +1314,14 @@ void sbx_destroy(struct sbx *sbx)
 		sbx_kill(sbx, SIGKILL);
 		reap(sbx, &si, &ru);
 	}
-	cg_destroy(&sbx->cg);
+	if (sbx->owner) {
+		/* Reaped first: the slot (and its uid) is free only once
+		 * nothing runs in it. */
+		if (sbx->pid > 0)
+			sbx_spawner_destroy(sbx->owner, sbx, NULL);
+		sbx->owner = NULL;
+	} else
+		cg_destroy(&sbx->cg);
 	close_fd(&sbx->pidfd);
 	close_fd(&sbx->info_fd);
 	for (int i = 0; i < 3; i++)

@@ -96,6 +96,8 @@ struct sbx_report {
 	char error[384]; /* SBX_ERROR: what failed */
 };
 
+struct sbx_spawner;
+
 struct sbx {
 	pid_t pid; /* host pid of the sandbox's init */
 	int pidfd;
@@ -109,6 +111,11 @@ struct sbx {
 	uint64_t cpu_base_us; /* CPU spent before sbx_assign, left out of reports */
 	bool reaped;
 	bool killed_for_timeout;
+	/* Spawned through a spawner (spawner.h): its cgroup, its signals and
+	 * its teardown are the spawner's, asked for by handle (slot, gen).
+	 * NULL: this process's own sandbox. */
+	struct sbx_spawner *owner;
+	uint32_t gen;
 };
 
 /* Probe cgroups, prepare the run directory, remove leftovers of crashed
@@ -127,7 +134,9 @@ int sbx_spec_check(const struct sbx_spec *spec, struct zerr *err);
  * can reap it. */
 int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct zerr *err);
 
-/* Change the cgroup limits of a running sandbox (assign time). */
+/* Change the cgroup limits of a running sandbox (assign time). These, and
+ * sbx_assign, sbx_kill, sbx_kill_timeout and sbx_destroy, go through the
+ * spawner for a sandbox it spawned (sbx->owner). */
 int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err);
 
 /* Give a sandbox started ahead of time its work: set the limits of the

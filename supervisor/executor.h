@@ -100,6 +100,16 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
                   const char *sdk_dir, const char *pg_socket_dir, struct zerr *err);
 void exec_ctx_done(struct exec_ctx *ctx);
 
+/* What the spawner must hold for exec_run and the pool: the runtimes "node"
+ * and "python" (policies compiled from policy_dir, cached in cache_dir when
+ * not NULL; the SDK of sdk_dir and the database socket directory bound), and
+ * the largest limits they may ask for: memory and timeout as given (the
+ * largest any tier allows), the rest the executor's own. Release with
+ * sbx_spawner_config_done(). */
+int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char *pg_socket_dir, const char *cache_dir,
+                        uint64_t max_memory_mb, uint64_t max_timeout_ms, struct sbx_spawner_config *ret,
+                        struct zerr *err);
+
 /* Keep up to per_runtime sandboxes of each runtime started ahead (0: no
  * pool): at least one, more as recent demand asks, within that maximum;
  * waiting with memory_mb and timeout_ms as their limits until assigned.

@@ -17,6 +17,9 @@
 #include "result.h"
 
 #define EXEC_MAX_MESSAGE    (48u << 20)
+#define EXEC_TMPFS_BYTES    (64u << 20)
+#define EXEC_PIDS           64
+#define EXEC_NOFILE         256
 #define EXEC_MAX_TIMEOUT_MS (15u * 60 * 1000)
 #define EXEC_MAX_MEMORY_MB  (16u * 1024)
 
@@ -181,8 +184,8 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
 	ctx->spawner = spawner;
 	ctx->max_result_bytes = 6u << 20;
 	ctx->max_log_bytes = 64u << 10;
-	ctx->tmpfs_bytes = 64u << 20;
-	ctx->pids = 64;
+	ctx->tmpfs_bytes = EXEC_TMPFS_BYTES;
+	ctx->pids = EXEC_PIDS;
 	ctx->cpu_percent = 100;
 	if (snprintf(ctx->sdk_js, sizeof(ctx->sdk_js), "%s/sdk-js", sdk_dir) >= (int)sizeof(ctx->sdk_js) ||
 	    snprintf(ctx->sdk_py, sizeof(ctx->sdk_py), "%s/sdk-python", sdk_dir) >= (int)sizeof(ctx->sdk_py) ||
@@ -203,6 +206,9 @@ int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner 
 			return r;
 	}
 
+	/* With a spawner the policies are its own (exec_spawner_config). */
+	if (spawner)
+		return 0;
 	char cache[300];
 	snprintf(cache, sizeof(cache), "%s/cache", sbx->run_dir);
 	const char *names[] = {[EXEC_JS] = "node", [EXEC_PY] = "python"};
@@ -244,6 +250,58 @@ void exec_result_done(struct exec_result *r)
 	r->logs = NULL;
 }
 
+static const char *exec_runtime_name(enum exec_lang lang)
+{
+	return lang == EXEC_JS ? "node" : "python";
+}
+
+/* The binds of lang's sandboxes: its SDK, and the database socket directory
+ * when there is one. */
+static size_t exec_runtime_binds(const char *sdk_js, const char *sdk_py, const char *pg_socket_dir, enum exec_lang lang,
+                                 struct sbx_bind ret[2])
+{
+	ret[0] = (struct sbx_bind){.src = lang == EXEC_JS ? sdk_js : sdk_py,
+	                           .dst = lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT};
+	ret[1] = (struct sbx_bind){.src = pg_socket_dir, .dst = EXEC_PG_MOUNT};
+	return pg_socket_dir && pg_socket_dir[0] ? 2 : 1;
+}
+
+int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char *pg_socket_dir, const char *cache_dir,
+                        uint64_t max_memory_mb, uint64_t max_timeout_ms, struct sbx_spawner_config *ret,
+                        struct zerr *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	char js[512], py[512];
+	if (snprintf(js, sizeof(js), "%s/sdk-js", sdk_dir) >= (int)sizeof(js) ||
+	    snprintf(py, sizeof(py), "%s/sdk-python", sdk_dir) >= (int)sizeof(py))
+		return zerr_set(err, -ENAMETOOLONG, "SDK path too long");
+	if (max_memory_mb < 16 || max_memory_mb > EXEC_MAX_MEMORY_MB || max_timeout_ms == 0 ||
+	    max_timeout_ms > EXEC_MAX_TIMEOUT_MS)
+		return zerr_set(err, -EINVAL, "largest memory or timeout out of range");
+	for (enum exec_lang l = EXEC_JS; l <= EXEC_PY; l++) {
+		char path[600];
+		struct sbx_bind binds[2];
+		size_t n = exec_runtime_binds(js, py, pg_socket_dir, l, binds);
+		int r = pol_resolve(exec_runtime_name(l), policy_dir, path, sizeof(path), err);
+		if (r == 0)
+			r = sbx_runtime_add(ret, exec_runtime_name(l), path, cache_dir, binds, n, err);
+		if (r < 0) {
+			sbx_spawner_config_done(ret);
+			return r;
+		}
+	}
+	/* What exec_run and the pool may ask for, and no more. */
+	long cores = sysconf(_SC_NPROCESSORS_CONF);
+	ret->max = (struct sbx_maxima){.memory_bytes = max_memory_mb << 20,
+	                               .pids = EXEC_PIDS,
+	                               .cpu_percent = 100 * (uint64_t)(cores > 0 ? cores : 1),
+	                               .tmpfs_bytes = EXEC_TMPFS_BYTES,
+	                               .fsize_bytes = EXEC_TMPFS_BYTES,
+	                               .nofile = EXEC_NOFILE,
+	                               .cpu_seconds = max_timeout_ms / 1000 + 2};
+	return 0;
+}
+
 int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
                        uint64_t cpu_percent, enum spawn_mode mode, struct sbx *ret, struct zerr *err)
 {
@@ -267,35 +325,39 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	/* -S: bootstrap.py does what a function needs of site's work. */
 	const char *py_argv[] = {"/usr/bin/python3.11", "-S", EXEC_SDK_PY_MOUNT "/bootstrap.py",
 	                         mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
-	struct sbx_bind binds[2] = {
-	    {.src = lang == EXEC_JS ? ctx->sdk_js : ctx->sdk_py,
-	     .dst = lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT},
-	    {.src = ctx->pg_socket_dir, .dst = EXEC_PG_MOUNT},
-	};
+	const char *const *argv = lang == EXEC_JS ? js_argv : py_argv;
+	struct cg_limits limits = {
+	    .memory_bytes = memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu_percent, .background = pooled};
+	uint64_t cpu_seconds = timeout_ms / 1000 + 2;
+	if (ctx->spawner) {
+		/* The spawner holds the runtime's policy and binds. */
+		struct sbx_spawn_req req = {
+		    .runtime = exec_runtime_name(lang),
+		    .argv = argv,
+		    .tmpfs_bytes = ctx->tmpfs_bytes,
+		    .fsize_bytes = ctx->tmpfs_bytes,
+		    .nofile = EXEC_NOFILE,
+		    .cpu_seconds = cpu_seconds,
+		    .limits = limits,
+		    .stdio = {-1, -1, -1},
+		};
+		return sbx_spawner_spawn(ctx->spawner, ctx->sbx, &req, ret, err);
+	}
+	struct sbx_bind binds[2];
+	size_t n_binds = exec_runtime_binds(ctx->sdk_js, ctx->sdk_py, ctx->pg_socket_dir, lang, binds);
 	struct sbx_spec spec = {
-	    .argv = lang == EXEC_JS ? js_argv : py_argv,
+	    .argv = argv,
 	    .binds = binds,
-	    .n_binds = ctx->pg_socket_dir[0] ? 2 : 1,
+	    .n_binds = n_binds,
 	    .policy = &ctx->policy[lang],
 	    .tmpfs_bytes = ctx->tmpfs_bytes,
 	    .fsize_bytes = ctx->tmpfs_bytes,
-	    .nofile = 256,
-	    .cpu_seconds = timeout_ms / 1000 + 2,
-	    .limits = {.memory_bytes = memory_mb << 20,
-	               .pids = ctx->pids,
-	               .cpu_percent = cpu_percent,
-	               .background = pooled},
+	    .nofile = EXEC_NOFILE,
+	    .cpu_seconds = cpu_seconds,
+	    .limits = limits,
 	    .stdio = {-1, -1, -1},
 	};
-	int r = ctx->spawner ? sbx_spawner_spawn(ctx->spawner, ctx->sbx, &spec, ret, err)
-	                     : sbx_spawn(ctx->sbx, &spec, ret, err);
-	if (r < 0 && ret->pidfd >= 0) {
-		/* Killed by the spawner after a failure: ours to reap. */
-		struct sbx dead = {
-		    .pid = ret->pid, .pidfd = ret->pidfd, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
-		dead.cg.dirfd = -1;
-		sbx_destroy(&dead);
-	}
+	int r = sbx_spawn(ctx->sbx, &spec, ret, err);
 	return r;
 }
 

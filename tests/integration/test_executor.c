@@ -19,12 +19,15 @@ static struct sbx_ctx sbx;
 static struct exec_ctx ex;      /* cold only, spawns in this process */
 static struct exec_ctx ex_pool; /* through the spawner, with a warm pool */
 static struct sbx_spawner spawner;
+static struct sbx_spawner_config spawner_cfg;
 
 static int setup(void **state)
 {
 	struct zerr err = {0};
 	/* The spawner is forked while this process has one thread. */
-	if (sbx_ctx_init(&sbx, NULL, &err) < 0 || sbx_spawner_start(&sbx, &spawner, &err) < 0 ||
+	if (sbx_ctx_init(&sbx, NULL, &err) < 0 ||
+	    exec_spawner_config(ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, NULL, 1024, 60000, &spawner_cfg, &err) < 0 ||
+	    sbx_spawner_start(&sbx, &spawner_cfg, &spawner, &err) < 0 ||
 	    exec_ctx_init(&ex, &sbx, NULL, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0 ||
 	    exec_ctx_init(&ex_pool, &sbx, &spawner, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0) {
 		fprintf(stderr, "setup: %s\n", err.msg);
@@ -38,6 +41,7 @@ static int teardown(void **state)
 	exec_ctx_done(&ex);
 	exec_ctx_done(&ex_pool);
 	sbx_spawner_stop(&spawner);
+	sbx_spawner_config_done(&spawner_cfg);
 	return 0;
 }
 

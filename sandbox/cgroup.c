@@ -383,6 +383,9 @@ int cg_get_stats(const struct cg *cg, struct cg_stats *ret)
 	if (cg_file(cg, CG_MEM, v2 ? "memory.peak" : "memory.max_usage_in_bytes", p, sizeof(p)) == 0 &&
 	    util_read_file(p, buf, sizeof(buf)) > 0)
 		st.memory_peak_bytes = strtoull(buf, NULL, 10);
+	if (cg_file(cg, CG_MEM, v2 ? "memory.current" : "memory.usage_in_bytes", p, sizeof(p)) == 0 &&
+	    util_read_file(p, buf, sizeof(buf)) > 0)
+		st.memory_current_bytes = strtoull(buf, NULL, 10);
 	if (cg_file(cg, CG_MEM, v2 ? "memory.events" : "memory.oom_control", p, sizeof(p)) == 0 &&
 	    util_read_file(p, buf, sizeof(buf)) > 0)
 		cg_parse_keyed(buf, "oom_kill", &st.oom_kills);

@@ -41,6 +41,7 @@ struct cg_limits {
 
 struct cg_stats {
 	uint64_t memory_peak_bytes;
+	uint64_t memory_current_bytes;
 	uint64_t oom_kills;
 	uint64_t cpu_usec; /* valid when ctx->has_cpu_usage */
 };

@@ -7,6 +7,7 @@
  * safe in a process that has other threads' locks in an unknown state. */
 #define _GNU_SOURCE
 #include "sbx.h"
+#include "spawner.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -111,8 +112,13 @@ struct plan {
 	const char *hostname;
 	const struct pol_program *policy;
 	cap_t caps_empty;
-	int fds[5]; /* stdin, stdout, stderr, info_w, go_r as the child gets them */
+	uintptr_t arg_start, arg_end; /* the argument area init inherits */
+	int fds[5];                   /* stdin, stdout, stderr, info_w, go_r as the child gets them */
 };
+
+/* What /proc/1/cmdline shows inside: init's own name, nothing of its
+ * parent's command line. */
+static const char init_cmdline[] = "zmesh-init";
 
 static const char hosts_file[] = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                  "127.0.1.1\tzmesh\n";
@@ -471,6 +477,26 @@ static _Noreturn void exec_program(const struct plan *p, int exec_fd)
 	_exit(127);
 }
 
+/* The kernel reads /proc/PID/cmdline from the argument area of the stack,
+ * and init's is a copy of its parent's: the daemon's command line (its state
+ * directory, its options) would be there for every program in the sandbox
+ * to read. Overwrite it in place (PR_SET_MM_ARG_START would need
+ * CAP_SYS_RESOURCE, which containers often withhold): the name, then NULs,
+ * and a last byte that is not NUL, which makes the kernel read the area as
+ * a title rewritten by its process (up to the first NUL) rather than as
+ * argv (all of it, NULs included). */
+static void init_rename(const struct plan *p)
+{
+	if (!p->arg_start || p->arg_end <= p->arg_start)
+		return;
+	char *a = (char *)p->arg_start;
+	size_t len = p->arg_end - p->arg_start;
+	memset(a, 0, len);
+	memcpy(a, init_cmdline, len > sizeof(init_cmdline) ? sizeof(init_cmdline) - 1 : len - 1);
+	if (len > sizeof(init_cmdline))
+		a[len - 1] = ' ';
+}
+
 static _Noreturn void init_main(const struct plan *p)
 {
 	sigset_t all;
@@ -487,6 +513,9 @@ static _Noreturn void init_main(const struct plan *p)
 		exec_program(p, ep[1]);
 	}
 	close(ep[1]);
+	/* Only now: the program's argv and environment may be strings of that
+	 * area, which its process, a copy, took along. */
+	init_rename(p);
 
 	int e = 0;
 	ssize_t n;
@@ -804,6 +833,31 @@ static int slot_is_stale(const char *name, void *userdata)
 	return fd >= 0 ? fd : -1;
 }
 
+/* Where this process's argument area lies (fields 48 and 49 of
+ * /proc/self/stat); both 0 when unknown. */
+static void self_arg_area(uintptr_t *ret_start, uintptr_t *ret_end)
+{
+	char buf[2048];
+	*ret_start = *ret_end = 0;
+	if (util_read_file("/proc/self/stat", buf, sizeof(buf)) <= 0)
+		return;
+	char *s = strrchr(buf, ')');
+	if (!s)
+		return;
+	/* The field after ")" is the third. */
+	int field = 2;
+	unsigned long long v[2] = {0, 0};
+	for (char *tok = strtok(s + 1, " \n"); tok && field < 49; tok = strtok(NULL, " \n")) {
+		field++;
+		if (field >= 48)
+			v[field - 48] = strtoull(tok, NULL, 10);
+	}
+	if (field == 49 && v[0] && v[1] > v[0]) {
+		*ret_start = (uintptr_t)v[0];
+		*ret_end = (uintptr_t)v[1];
+	}
+}
+
 int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct zerr *err)
 {
 	memset(ctx, 0, sizeof(*ctx));
@@ -862,6 +916,8 @@ int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct zerr
 	}
 	snprintf(ctx->localtime, sizeof(ctx->localtime), "%s", n > 0 ? tz : "/usr/share/zoneinfo/Etc/UTC");
 
+	self_arg_area(&ctx->arg_start, &ctx->arg_end);
+
 	/* Cgroups of sandboxes whose owner died (a crash, a SIGKILL): the
 	 * owner's slot lock is free, so nobody alive uses them. */
 	cg_sweep(&ctx->cg, "sbx-", slot_is_stale, ctx);
@@ -903,6 +959,8 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	p->gid = (gid_t)s.uid;
 	p->hostname = spec->hostname ? spec->hostname : "zmesh";
 	p->policy = spec->policy;
+	p->arg_start = ctx->arg_start;
+	p->arg_end = ctx->arg_end;
 	snprintf(p->root, sizeof(p->root), "%s/root", ctx->run_dir);
 
 	r = plan_build(ctx, spec, p, err);
@@ -1052,21 +1110,26 @@ int sbx_adopt_cgroup(const struct sbx_ctx *ctx, struct sbx *sbx, struct zerr *er
 
 int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err)
 {
+	/* The spawner's one way to change limits restarts the peak too. */
+	if (sbx->owner)
+		return sbx_spawner_assign(sbx->owner, sbx, lim, err);
 	return cg_set_limits(&sbx->cg, lim, err);
 }
 
 int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err)
 {
-	int r = cg_set_limits(&sbx->cg, lim, err);
-	if (r < 0)
-		return r;
 	/* From here on the report speaks of the work, not of the wait: wall
 	 * time restarts, the CPU the runtime spent starting is set aside, and
-	 * the memory high-water mark restarts where it can (v1). */
+	 * the memory high-water mark restarts where it can (v1; the spawner
+	 * does that with the limits for a sandbox of its own). */
+	int r = sbx->owner ? sbx_spawner_assign(sbx->owner, sbx, lim, err) : cg_set_limits(&sbx->cg, lim, err);
+	if (r < 0)
+		return r;
 	struct cg_stats st;
 	cg_get_stats(&sbx->cg, &st);
 	sbx->cpu_base_us = sbx->cg.ctx && sbx->cg.ctx->has_cpu_usage ? st.cpu_usec : 0;
-	cg_reset_peak(&sbx->cg);
+	if (!sbx->owner)
+		cg_reset_peak(&sbx->cg);
 	sbx->start_ns = util_now_ns();
 	return 0;
 }
@@ -1075,6 +1138,9 @@ int sbx_kill(struct sbx *sbx, int sig)
 {
 	if (sbx->pidfd < 0 || sbx->reaped)
 		return -ESRCH;
+	/* A sandbox of another uid: only the spawner may signal it. */
+	if (sbx->owner)
+		return sbx_spawner_kill(sbx->owner, sbx, sig);
 	if (syscall(SYS_pidfd_send_signal, sbx->pidfd, sig, NULL, 0) < 0)
 		return -errno;
 	return 0;
@@ -1206,6 +1272,15 @@ void sbx_report_now(struct sbx *sbx, struct sbx_report *ret)
 	ret->memory_peak_bytes = st.memory_peak_bytes;
 }
 
+int sbx_get_stats(const struct sbx *sbx, struct cg_stats *ret)
+{
+	if (!sbx->cg.ctx) {
+		memset(ret, 0, sizeof(*ret));
+		return -ENOENT;
+	}
+	return cg_get_stats(&sbx->cg, ret);
+}
+
 int sbx_wait(struct sbx *sbx, int64_t timeout_ms, struct sbx_report *ret)
 {
 	uint64_t deadline = timeout_ms >= 0 ? sbx->start_ns + (uint64_t)timeout_ms * 1000000ull : 0;
@@ -1239,7 +1314,14 @@ void sbx_destroy(struct sbx *sbx)
 		sbx_kill(sbx, SIGKILL);
 		reap(sbx, &si, &ru);
 	}
-	cg_destroy(&sbx->cg);
+	if (sbx->owner) {
+		/* Reaped first: the slot (and its uid) is free only once
+		 * nothing runs in it. */
+		if (sbx->pid > 0)
+			sbx_spawner_destroy(sbx->owner, sbx, NULL);
+		sbx->owner = NULL;
+	} else
+		cg_destroy(&sbx->cg);
 	close_fd(&sbx->pidfd);
 	close_fd(&sbx->info_fd);
 	for (int i = 0; i < 3; i++)

@@ -45,6 +45,9 @@ struct sbx_ctx {
 	char usr_links[8][2][64];
 	int n_usr_links;
 	char localtime[128]; /* target of /etc/localtime inside */
+	/* This process's argument area, which every sandbox's init inherits
+	 * and overwrites with its own name. */
+	uintptr_t arg_start, arg_end;
 };
 
 struct sbx_bind {
@@ -93,6 +96,8 @@ struct sbx_report {
 	char error[384]; /* SBX_ERROR: what failed */
 };
 
+struct sbx_spawner;
+
 struct sbx {
 	pid_t pid; /* host pid of the sandbox's init */
 	int pidfd;
@@ -106,6 +111,11 @@ struct sbx {
 	uint64_t cpu_base_us; /* CPU spent before sbx_assign, left out of reports */
 	bool reaped;
 	bool killed_for_timeout;
+	/* Spawned through a spawner (spawner.h): its cgroup, its signals and
+	 * its teardown are the spawner's, asked for by handle (slot, gen).
+	 * NULL: this process's own sandbox. */
+	struct sbx_spawner *owner;
+	uint32_t gen;
 };
 
 /* Probe cgroups, prepare the run directory, remove leftovers of crashed
@@ -124,7 +134,9 @@ int sbx_spec_check(const struct sbx_spec *spec, struct zerr *err);
  * can reap it. */
 int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret, struct zerr *err);
 
-/* Change the cgroup limits of a running sandbox (assign time). */
+/* Change the cgroup limits of a running sandbox (assign time). These, and
+ * sbx_assign, sbx_kill, sbx_kill_timeout and sbx_destroy, go through the
+ * spawner for a sandbox it spawned (sbx->owner). */
 int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err);
 
 /* Give a sandbox started ahead of time its work: set the limits of the
@@ -149,6 +161,9 @@ int sbx_reap(struct sbx *sbx, struct sbx_report *ret);
  * with code 0. The caller then kills and destroys it, not waiting for the
  * runtime's own exit. */
 void sbx_report_now(struct sbx *sbx, struct sbx_report *ret);
+
+/* The cgroup's accounting of a sandbox now (readable without privilege). */
+int sbx_get_stats(const struct sbx *sbx, struct cg_stats *ret);
 
 /* Wait for the end with a wall-clock limit (timeout_ms < 0: none): kills the
  * sandbox at the deadline. Convenience over pidfd + sbx_reap. */

@@ -10,35 +10,11 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#define WIRE_MAGIC 0x7a6d7370u /* "zmsp" */
-#define WIRE_MAX   (SBX_MAX_STRINGS + SBX_MAX_BINDS * 1024 + BPF_MAXINSNS * 8 + 4096)
-#define WIRE_BUF   (2 * WIRE_MAX)
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
-struct wire_req {
-	uint32_t magic;
-	uint32_t len; /* of the whole message */
-	uint64_t tmpfs_bytes, fsize_bytes, nofile, cpu_seconds;
-	uint64_t memory_bytes, pids, cpu_percent;
-	uint32_t n_argv, n_env, n_binds, policy_insns;
-	uint32_t stdio_passed; /* bit i: stdio[i] travels as a descriptor */
-	uint32_t bind_rw;      /* bit i: bind i is writable */
-	uint32_t background;   /* limits.background */
-	uint32_t pad;
-	char hostname[64];
-	/* then: argv strings, env strings, bind src/dst strings, padding to 8,
-	 * the policy's instructions */
-};
-
-struct wire_rep {
-	uint32_t magic;
-	int32_t err;
-	int32_t pid;
-	int32_t slot;
-	uint32_t uid;
-	uint32_t fds; /* bit 0: pidfd; bit 1: info+slot; bits 2-4: stdio[0..2] */
-	uint64_t start_ns;
-	char msg[sizeof(((struct zerr *)0)->msg)];
-};
+/* ---- descriptors over the socket ----------------------------------------- */
 
 static int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
 {
@@ -68,8 +44,9 @@ static int send_fds(int sock, const void *buf, size_t len, const int *fds, size_
 	}
 }
 
-/* Receive one message and up to max_fds descriptors (close-on-exec). Returns
- * the length, 0 at EOF; *ret_nfds tells how many descriptors came. */
+/* Receive one message and up to max_fds descriptors (close-on-exec; more are
+ * closed, and counted in *ret_nfds beyond max_fds). Returns the length, 0 at
+ * EOF, -EMSGSIZE for a message or descriptors cut short. */
 static ssize_t recv_fds(int sock, void *buf, size_t size, int *fds, size_t max_fds, size_t *ret_nfds)
 {
 	struct iovec iov = {.iov_base = buf, .iov_len = size};
@@ -84,30 +61,40 @@ static ssize_t recv_fds(int sock, void *buf, size_t size, int *fds, size_t max_f
 	*ret_nfds = 0;
 	if (n < 0)
 		return -errno;
-	size_t got = 0;
+	size_t got = 0, seen = 0;
 	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
 		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
 			continue;
 		size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		int *in = (int *)CMSG_DATA(h);
-		for (size_t i = 0; i < k; i++) {
+		for (size_t i = 0; i < k; i++, seen++) {
 			if (got < max_fds)
 				fds[got++] = in[i];
 			else
 				close(in[i]);
 		}
 	}
-	*ret_nfds = got;
 	if (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
 		for (size_t i = 0; i < got; i++)
 			close(fds[i]);
-		*ret_nfds = 0;
 		return -EMSGSIZE;
 	}
+	*ret_nfds = seen;
 	return n;
 }
 
-/* ---- the spawner process -------------------------------------------------- */
+/* ---- the wire ------------------------------------------------------------ */
+
+static bool valid_name(const char *s, size_t size)
+{
+	size_t n = strnlen(s, size);
+	if (n == 0 || n == size)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
 
 static const char *next_string(const char **cur, const char *end)
 {
@@ -119,140 +106,418 @@ static const char *next_string(const char **cur, const char *end)
 	return s;
 }
 
-static int parse_request(const char *buf, size_t len, const int *fds, size_t nfds, struct sbx_spec *spec,
-                         const char **argv, const char **env, struct sbx_bind *binds, struct pol_program *prog,
-                         struct zerr *err)
+int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret, struct zerr *err)
 {
-	struct wire_req h;
+	struct spawner_wire_hdr h;
 	if (len < sizeof(h))
-		return zerr_set(err, -EBADMSG, "spawn request too short");
+		return zerr_set(err, -EBADMSG, "request of %zu bytes: shorter than a header", len);
 	memcpy(&h, buf, sizeof(h));
-	if (h.magic != WIRE_MAGIC || h.len != len || h.n_argv == 0 || h.n_argv > SBX_MAX_ARGS ||
-	    h.n_env > SBX_MAX_ENV || h.n_binds > SBX_MAX_BINDS || h.policy_insns == 0 ||
-	    h.policy_insns > BPF_MAXINSNS || memchr(h.hostname, '\0', sizeof(h.hostname)) == NULL)
-		return zerr_set(err, -EBADMSG, "malformed spawn request");
-	const char *cur = buf + sizeof(h), *end = buf + len;
-	for (uint32_t i = 0; i < h.n_argv; i++)
-		if (!(argv[i] = next_string(&cur, end)))
-			return zerr_set(err, -EBADMSG, "malformed spawn request (argv)");
-	argv[h.n_argv] = NULL;
-	for (uint32_t i = 0; i < h.n_env; i++)
-		if (!(env[i] = next_string(&cur, end)))
-			return zerr_set(err, -EBADMSG, "malformed spawn request (env)");
-	env[h.n_env] = NULL;
-	for (uint32_t i = 0; i < h.n_binds; i++) {
-		binds[i].src = next_string(&cur, end);
-		binds[i].dst = binds[i].src ? next_string(&cur, end) : NULL;
-		if (!binds[i].dst)
-			return zerr_set(err, -EBADMSG, "malformed spawn request (binds)");
-		binds[i].rw = (h.bind_rw >> i) & 1;
+	if (h.magic != SPAWNER_MAGIC || h.len != len || h.zero != 0)
+		return zerr_set(err, -EBADMSG, "request header: bad magic or length");
+	struct spawner_req r;
+	memset(&r, 0, sizeof(r));
+	switch (h.op) {
+	case SPAWNER_ASSIGN:
+	case SPAWNER_KILL:
+	case SPAWNER_DESTROY: {
+		struct spawner_wire_handle w;
+		if (len != sizeof(w))
+			return zerr_set(err, -EBADMSG, "request of %zu bytes for operation %u", len, h.op);
+		memcpy(&w, buf, sizeof(w));
+		bool limits = w.memory_bytes || w.pids || w.cpu_percent;
+		if (w.zero != 0 || (h.op != SPAWNER_ASSIGN && limits) || (h.op != SPAWNER_KILL && w.sig != 0))
+			return zerr_set(err, -EBADMSG, "request: a field its operation does not use is set");
+		if (h.op == SPAWNER_KILL && w.sig != SIGKILL && w.sig != SIGTERM)
+			return zerr_set(err, -EBADMSG, "kill: signal %d is not SIGKILL or SIGTERM", (int)w.sig);
+		r.op = (enum spawner_op)h.op;
+		r.slot = w.slot;
+		r.gen = w.gen;
+		r.sig = w.sig;
+		r.limits.memory_bytes = w.memory_bytes;
+		r.limits.pids = w.pids;
+		r.limits.cpu_percent = w.cpu_percent;
+		break;
 	}
-	size_t off = (size_t)(cur - buf);
-	off = (off + 7) & ~(size_t)7;
-	if (off + (size_t)h.policy_insns * sizeof(struct sock_filter) != len)
-		return zerr_set(err, -EBADMSG, "malformed spawn request (policy)");
-	prog->fprog.len = (unsigned short)h.policy_insns;
-	prog->fprog.filter = (struct sock_filter *)(void *)(buf + off);
-
-	size_t k = 0;
-	for (int i = 0; i < 3; i++) {
-		spec->stdio[i] = -1;
-		if ((h.stdio_passed >> i) & 1) {
-			if (k >= nfds)
-				return zerr_set(err, -EBADMSG, "spawn request lacks a stdio descriptor");
-			spec->stdio[i] = fds[k++];
-		}
+	case SPAWNER_SPAWN: {
+		struct spawner_wire_spawn w;
+		if (len < sizeof(w))
+			return zerr_set(err, -EBADMSG, "spawn request of %zu bytes: shorter than its fields", len);
+		if (len > SPAWNER_MSG_MAX)
+			return zerr_set(err, -EBADMSG, "spawn request of %zu bytes: longer than any valid one", len);
+		memcpy(&w, buf, sizeof(w));
+		if (!valid_name(w.runtime, sizeof(w.runtime)))
+			return zerr_set(err, -EBADMSG, "spawn: runtime name not [a-z0-9_-], or not terminated");
+		/* The unused tail of the name too: nothing unchecked travels. */
+		for (size_t i = strlen(w.runtime); i < sizeof(w.runtime); i++)
+			if (w.runtime[i])
+				return zerr_set(err, -EBADMSG, "spawn: bytes after the runtime's name");
+		if (w.background > 1 || w.stdio > 7)
+			return zerr_set(err, -EBADMSG, "spawn: bad background or stdio flags");
+		if (w.n_argv == 0 || w.n_argv > SBX_MAX_ARGS || w.n_env > SBX_MAX_ENV)
+			return zerr_set(err, -EBADMSG, "spawn: %u arguments, %u environment entries", w.n_argv,
+			                w.n_env);
+		const char *cur = (const char *)buf + sizeof(w), *end = (const char *)buf + len;
+		for (uint32_t i = 0; i < w.n_argv; i++)
+			if (!(r.argv[i] = next_string(&cur, end)))
+				return zerr_set(err, -EBADMSG, "spawn: argument %u not terminated", i);
+		for (uint32_t i = 0; i < w.n_env; i++)
+			if (!(r.env[i] = next_string(&cur, end)))
+				return zerr_set(err, -EBADMSG, "spawn: environment entry %u not terminated", i);
+		if (cur != end)
+			return zerr_set(err, -EBADMSG, "spawn: %zu bytes after the strings", (size_t)(end - cur));
+		if (!r.argv[0][0])
+			return zerr_set(err, -EBADMSG, "spawn: empty program name");
+		r.op = SPAWNER_SPAWN;
+		memcpy(r.runtime, w.runtime, sizeof(r.runtime));
+		r.limits = (struct sbx_maxima){.memory_bytes = w.memory_bytes,
+		                               .pids = w.pids,
+		                               .cpu_percent = w.cpu_percent,
+		                               .tmpfs_bytes = w.tmpfs_bytes,
+		                               .fsize_bytes = w.fsize_bytes,
+		                               .nofile = w.nofile,
+		                               .cpu_seconds = w.cpu_seconds};
+		r.background = w.background;
+		r.stdio = w.stdio;
+		r.n_fds = (unsigned)__builtin_popcount(w.stdio);
+		break;
 	}
-	spec->argv = argv;
-	spec->env = env;
-	spec->binds = binds;
-	spec->n_binds = h.n_binds;
-	spec->policy = prog;
-	spec->hostname = h.hostname[0] ? h.hostname : NULL;
-	spec->tmpfs_bytes = h.tmpfs_bytes;
-	spec->fsize_bytes = h.fsize_bytes;
-	spec->nofile = h.nofile;
-	spec->cpu_seconds = h.cpu_seconds;
-	spec->limits.memory_bytes = h.memory_bytes;
-	spec->limits.pids = h.pids;
-	spec->limits.cpu_percent = h.cpu_percent;
-	spec->limits.background = h.background != 0;
-	spec->clone_parent = true;
+	default:
+		return zerr_set(err, -EBADMSG, "unknown operation %u", h.op);
+	}
+	*ret = r;
 	return 0;
 }
 
-static _Noreturn void spawner_main(struct sbx_ctx *ctx, int sock)
+/* Within 1..max: every limit is set, none above what was configured. */
+static int check_limit(const char *what, uint64_t v, uint64_t min, uint64_t max, struct zerr *err)
+{
+	if (v < min || v > max)
+		return zerr_set(err, -EPERM, "%s %llu outside %llu..%llu, the configured bounds", what,
+		                (unsigned long long)v, (unsigned long long)min, (unsigned long long)max);
+	return 0;
+}
+
+int spawner_check_request(const struct sbx_spawner_config *cfg, const struct spawner_req *req, struct zerr *err)
+{
+	const struct sbx_maxima *m = &cfg->max, *l = &req->limits;
+	int r = 0;
+	switch (req->op) {
+	case SPAWNER_SPAWN: {
+		bool known = false;
+		for (size_t i = 0; i < cfg->n_runtimes && !known; i++)
+			known = strcmp(cfg->runtimes[i].name, req->runtime) == 0;
+		if (!known)
+			return zerr_set(err, -ENOENT, "no runtime \"%s\" configured", req->runtime);
+		if ((r = check_limit("tmpfs bytes", l->tmpfs_bytes, 64 * 1024, m->tmpfs_bytes, err)) < 0 ||
+		    (r = check_limit("fsize bytes", l->fsize_bytes, 1, m->fsize_bytes, err)) < 0 ||
+		    (r = check_limit("nofile", l->nofile, 16, m->nofile, err)) < 0 ||
+		    (r = check_limit("cpu seconds", l->cpu_seconds, 1, m->cpu_seconds, err)) < 0)
+			return r;
+		__attribute__((fallthrough)); /* the cgroup limits, as for ASSIGN */
+	}
+	case SPAWNER_ASSIGN:
+		if ((r = check_limit("memory bytes", l->memory_bytes, 1, m->memory_bytes, err)) < 0 ||
+		    (r = check_limit("pids", l->pids, 1, m->pids, err)) < 0 ||
+		    (r = check_limit("cpu percent", l->cpu_percent, 1, m->cpu_percent, err)) < 0)
+			return r;
+		return 0;
+	case SPAWNER_KILL:
+	case SPAWNER_DESTROY:
+		return 0;
+	}
+	return zerr_set(err, -EBADMSG, "unknown operation");
+}
+
+ssize_t spawner_encode_request(const struct spawner_req *req, void *buf, size_t size)
+{
+	if (req->op != SPAWNER_SPAWN) {
+		struct spawner_wire_handle w;
+		memset(&w, 0, sizeof(w));
+		w.h = (struct spawner_wire_hdr){.magic = SPAWNER_MAGIC, .len = sizeof(w), .op = req->op};
+		w.slot = req->slot;
+		w.gen = req->gen;
+		w.sig = req->sig;
+		w.memory_bytes = req->limits.memory_bytes;
+		w.pids = req->limits.pids;
+		w.cpu_percent = req->limits.cpu_percent;
+		if (size < sizeof(w))
+			return -E2BIG;
+		memcpy(buf, &w, sizeof(w));
+		return (ssize_t)sizeof(w);
+	}
+	struct spawner_wire_spawn w;
+	memset(&w, 0, sizeof(w));
+	size_t len = sizeof(w);
+	for (; req->argv[w.n_argv]; w.n_argv++)
+		len += strlen(req->argv[w.n_argv]) + 1;
+	for (; req->env[w.n_env]; w.n_env++)
+		len += strlen(req->env[w.n_env]) + 1;
+	if (len > size || len > SPAWNER_MSG_MAX || strlen(req->runtime) >= sizeof(w.runtime))
+		return -E2BIG;
+	w.h = (struct spawner_wire_hdr){.magic = SPAWNER_MAGIC, .len = (uint32_t)len, .op = SPAWNER_SPAWN};
+	memcpy(w.runtime, req->runtime, strlen(req->runtime));
+	w.memory_bytes = req->limits.memory_bytes;
+	w.pids = req->limits.pids;
+	w.cpu_percent = req->limits.cpu_percent;
+	w.tmpfs_bytes = req->limits.tmpfs_bytes;
+	w.fsize_bytes = req->limits.fsize_bytes;
+	w.nofile = req->limits.nofile;
+	w.cpu_seconds = req->limits.cpu_seconds;
+	w.background = req->background;
+	w.stdio = req->stdio;
+	memcpy(buf, &w, sizeof(w));
+	char *cur = (char *)buf + sizeof(w);
+	for (uint32_t i = 0; i < w.n_argv; i++)
+		cur = stpcpy(cur, req->argv[i]) + 1;
+	for (uint32_t i = 0; i < w.n_env; i++)
+		cur = stpcpy(cur, req->env[i]) + 1;
+	return (ssize_t)len;
+}
+
+/* ---- configuration ------------------------------------------------------- */
+
+int sbx_runtime_add(struct sbx_spawner_config *cfg, const char *name, const char *policy_path, const char *cache_dir,
+                    const struct sbx_bind *binds, size_t n_binds, struct zerr *err)
+{
+	if (cfg->n_runtimes >= SPAWNER_MAX_RUNTIMES)
+		return zerr_set(err, -E2BIG, "more than %d runtimes", SPAWNER_MAX_RUNTIMES);
+	if (strlen(name) >= SPAWNER_NAME_MAX || !valid_name(name, SPAWNER_NAME_MAX))
+		return zerr_set(err, -EINVAL, "bad runtime name \"%s\"", name);
+	if (n_binds > SPAWNER_MAX_BINDS)
+		return zerr_set(err, -E2BIG, "runtime %s: more than %d binds", name, SPAWNER_MAX_BINDS);
+	struct sbx_runtime *rt = &cfg->runtimes[cfg->n_runtimes];
+	memset(rt, 0, sizeof(*rt));
+	snprintf(rt->name, sizeof(rt->name), "%s", name);
+	for (size_t i = 0; i < n_binds; i++) {
+		if (snprintf(rt->bind_src[i], sizeof(rt->bind_src[i]), "%s", binds[i].src) >=
+		        (int)sizeof(rt->bind_src[i]) ||
+		    snprintf(rt->bind_dst[i], sizeof(rt->bind_dst[i]), "%s", binds[i].dst) >=
+		        (int)sizeof(rt->bind_dst[i]))
+			return zerr_set(err, -ENAMETOOLONG, "runtime %s: bind path too long", name);
+		rt->binds[i] = (struct sbx_bind){.src = rt->bind_src[i], .dst = rt->bind_dst[i], .rw = binds[i].rw};
+	}
+	rt->n_binds = n_binds;
+	/* The binds as sbx_spec_check sees them, with a placeholder program. */
+	const char *argv[] = {"/bin/true", NULL};
+	struct pol_program none = {0};
+	struct sbx_spec probe = {.argv = argv,
+	                         .policy = &none,
+	                         .binds = rt->binds,
+	                         .n_binds = n_binds,
+	                         .tmpfs_bytes = 1 << 20,
+	                         .nofile = 64};
+	int r = sbx_spec_check(&probe, err);
+	if (r < 0)
+		return r;
+	r = cache_dir ? pol_compile_cached(policy_path, cache_dir, &rt->policy, err)
+	              : pol_compile(policy_path, &rt->policy, err);
+	if (r < 0)
+		return r;
+	cfg->n_runtimes++;
+	return 0;
+}
+
+void sbx_spawner_config_done(struct sbx_spawner_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_runtimes; i++)
+		pol_program_free(&cfg->runtimes[i].policy);
+	cfg->n_runtimes = 0;
+}
+
+/* ---- the spawner process -------------------------------------------------- */
+
+/* A sandbox this spawner created and has not destroyed: the spawner's own
+ * pidfd (to kill it), its cgroup (to narrow and remove it), its slot lock. */
+struct owned {
+	bool live;
+	uint32_t gen;
+	struct sbx s;
+};
+
+struct spawner {
+	struct sbx_ctx *ctx;
+	const struct sbx_spawner_config *cfg;
+	struct owned *table; /* by slot */
+	uint32_t next_gen;
+};
+
+static struct owned *find_owned(struct spawner *sp, const struct spawner_req *req, struct zerr *err)
+{
+	if (req->slot >= sp->ctx->slots || !sp->table[req->slot].live || sp->table[req->slot].gen != req->gen) {
+		zerr_set(err, -ESRCH, "slot %u generation %u is not a sandbox of this spawner", req->slot, req->gen);
+		return NULL;
+	}
+	return &sp->table[req->slot];
+}
+
+static int do_spawn(struct spawner *sp, const struct spawner_req *req, const int *fds, struct sbx *s, struct zerr *err)
+{
+	const struct sbx_runtime *rt = NULL;
+	for (size_t i = 0; i < sp->cfg->n_runtimes; i++)
+		if (strcmp(sp->cfg->runtimes[i].name, req->runtime) == 0)
+			rt = &sp->cfg->runtimes[i];
+	/* spawner_check_request made sure. */
+	if (!rt)
+		return zerr_set(err, -ENOENT, "no runtime \"%s\"", req->runtime);
+	struct sbx_spec spec = {
+	    .argv = req->argv,
+	    .env = req->env,
+	    .binds = rt->binds,
+	    .n_binds = rt->n_binds,
+	    .policy = &rt->policy,
+	    .tmpfs_bytes = req->limits.tmpfs_bytes,
+	    .fsize_bytes = req->limits.fsize_bytes,
+	    .nofile = req->limits.nofile,
+	    .cpu_seconds = req->limits.cpu_seconds,
+	    .limits = {.memory_bytes = req->limits.memory_bytes,
+	               .pids = req->limits.pids,
+	               .cpu_percent = req->limits.cpu_percent,
+	               .background = req->background},
+	    .stdio = {-1, -1, -1},
+	    .clone_parent = true,
+	};
+	size_t k = 0;
+	for (int i = 0; i < 3; i++)
+		if (req->stdio & (1u << i))
+			spec.stdio[i] = fds[k++];
+	int r = sbx_spawn(sp->ctx, &spec, s, err);
+	if (r < 0)
+		return r;
+	struct owned *o = &sp->table[s->slot];
+	if (++sp->next_gen == 0)
+		sp->next_gen = 1;
+	o->live = true;
+	o->gen = sp->next_gen;
+	return 0;
+}
+
+/* Answer one request. Descriptors to send go to out (at most 5). */
+static void serve(struct spawner *sp, const char *buf, ssize_t n, const int *in, size_t nin,
+                  struct spawner_wire_rep *rep, int *out, size_t *nout)
+{
+	struct zerr err = {0};
+	struct spawner_req *req = &(struct spawner_req){0};
+	struct sbx s = {.pid = -1, .pidfd = -1, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
+	s.cg.dirfd = -1;
+	int r;
+	*nout = 0;
+	if (n < 0)
+		r = zerr_set(&err, (int)n, "request too large or cut short");
+	else if ((r = spawner_decode_request(buf, (size_t)n, req, &err)) < 0)
+		;
+	else if (nin != req->n_fds)
+		r = zerr_set(&err, -EBADMSG, "request carries %zu descriptors, wants %u", nin, req->n_fds);
+	else if ((r = spawner_check_request(sp->cfg, req, &err)) < 0)
+		;
+	else if (req->op == SPAWNER_SPAWN)
+		r = do_spawn(sp, req, in, &s, &err);
+	else {
+		struct owned *o = find_owned(sp, req, &err);
+		if (!o)
+			r = err.code;
+		else if (req->op == SPAWNER_ASSIGN) {
+			struct cg_limits lim = {.memory_bytes = req->limits.memory_bytes,
+			                        .pids = req->limits.pids,
+			                        .cpu_percent = req->limits.cpu_percent};
+			r = cg_set_limits(&o->s.cg, &lim, &err);
+			if (r == 0)
+				cg_reset_peak(&o->s.cg);
+		} else if (req->op == SPAWNER_KILL) {
+			r = sbx_kill(&o->s, req->sig);
+			if (r < 0 && r != -ESRCH)
+				zerr_set(&err, r, "kill: %s", strerror(-r));
+			r = r == -ESRCH ? 0 : r; /* already gone: what was asked */
+		} else {
+			/* Killed, emptied and removed; the zombie is the
+			 * daemon's to reap. The slot is free from here. */
+			sbx_kill(&o->s, SIGKILL);
+			o->s.reaped = true;
+			sbx_destroy(&o->s);
+			o->live = false;
+			r = 0;
+		}
+	}
+	rep->magic = SPAWNER_MAGIC;
+	rep->op = n >= 0 ? req->op : 0;
+	rep->err = r;
+	if (s.pidfd >= 0) {
+		rep->fds |= 1;
+		rep->pid = s.pid;
+		out[(*nout)++] = s.pidfd;
+	}
+	if (r == 0 && req->op == SPAWNER_SPAWN) {
+		struct owned *o = &sp->table[s.slot];
+		rep->fds |= 2;
+		out[(*nout)++] = s.info_fd;
+		for (int i = 0; i < 3; i++)
+			if (s.stdio[i] >= 0) {
+				rep->fds |= 4u << i;
+				out[(*nout)++] = s.stdio[i];
+			}
+		rep->slot = (uint32_t)s.slot;
+		rep->gen = o->gen;
+		rep->uid = s.uid;
+		rep->start_ns = s.start_ns;
+		/* Kept: the pidfd (to kill), the cgroup, the slot lock. What
+		 * goes to the daemon is closed here once sent. */
+		o->s = s;
+		o->s.info_fd = -1;
+		for (int i = 0; i < 3; i++)
+			o->s.stdio[i] = -1;
+	} else if (r < 0)
+		snprintf(rep->msg, sizeof(rep->msg), "%s", err.msg);
+}
+
+static _Noreturn void spawner_main(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, int sock)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	prctl(PR_SET_NAME, "zmesh-spawner", 0, 0, 0);
-	char *buf = malloc(WIRE_BUF);
-	if (!buf)
+	struct spawner sp = {.ctx = ctx, .cfg = cfg, .table = calloc(ctx->slots, sizeof(struct owned))};
+	/* Room for the largest valid request and one byte more: a longer one
+	 * is cut, and refused as such. */
+	char *buf = malloc(SPAWNER_MSG_MAX + 1);
+	if (!buf || !sp.table)
 		_exit(1);
-	/* Aligned storage for the policy instructions inside the request. */
-	static const char *argv[SBX_MAX_ARGS + 1], *env[SBX_MAX_ENV + 1];
-	static struct sbx_bind binds[SBX_MAX_BINDS];
 	for (;;) {
-		int in[3];
+		int in[4];
 		size_t nin = 0;
-		ssize_t n = recv_fds(sock, buf, WIRE_BUF, in, 3, &nin);
+		ssize_t n = recv_fds(sock, buf, SPAWNER_MSG_MAX + 1, in, ELEMENTSOF(in), &nin);
 		if (n == 0)
-			_exit(0);
-		struct wire_rep rep = {.magic = WIRE_MAGIC};
-		struct zerr err = {0};
-		struct sbx s = {.pid = -1, .pidfd = -1, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
-		struct sbx_spec spec = {0};
-		struct pol_program prog = {0};
-		int r;
-		if (n < 0)
-			r = n == -EMSGSIZE ? zerr_set(&err, -EMSGSIZE, "spawn request too large") : (_exit(1), 0);
-		else {
-			r = parse_request(buf, (size_t)n, in, nin, &spec, argv, env, binds, &prog, &err);
-			if (r == 0)
-				r = sbx_spawn(ctx, &spec, &s, &err);
-		}
-		/* The sandbox holds its own copies of the caller's stdio now. */
-		for (size_t i = 0; i < nin; i++)
-			close(in[i]);
-
-		int out[6];
+			break;
+		if (n < 0 && n != -EMSGSIZE)
+			_exit(1);
+		struct spawner_wire_rep rep;
+		memset(&rep, 0, sizeof(rep));
+		int out[5];
 		size_t nout = 0;
-		rep.err = r;
-		if (s.pidfd >= 0) {
-			rep.fds |= 1;
-			rep.pid = s.pid;
-			out[nout++] = s.pidfd;
-		}
-		if (r == 0) {
-			rep.fds |= 2;
-			out[nout++] = s.info_fd;
-			out[nout++] = s.slot_fd;
-			for (int i = 0; i < 3; i++)
-				if (s.stdio[i] >= 0) {
-					rep.fds |= 4u << i;
-					out[nout++] = s.stdio[i];
-				}
-			rep.slot = s.slot;
-			rep.uid = s.uid;
-			rep.start_ns = s.start_ns;
-		} else
-			snprintf(rep.msg, sizeof(rep.msg), "%s", err.msg);
+		serve(&sp, buf, n, in, nin < ELEMENTSOF(in) ? nin : ELEMENTSOF(in), &rep, out, &nout);
+		/* The sandbox holds its own copies of the caller's stdio now. */
+		for (size_t i = 0; i < nin && i < ELEMENTSOF(in); i++)
+			close(in[i]);
 		if (send_fds(sock, &rep, sizeof(rep), out, nout) < 0)
 			_exit(1);
-		/* Everything went to the daemon; the cgroup and slot are its now. */
 		for (size_t i = 0; i < nout; i++)
-			close(out[i]);
-		if (s.cg.dirfd >= 0)
-			close(s.cg.dirfd);
+			if (!(i == 0 && (rep.fds & 1) && rep.err == 0))
+				close(out[i]);
 	}
+	/* The daemon closed the channel: its sandboxes end with it. */
+	for (uint32_t i = 0; i < ctx->slots; i++)
+		if (sp.table[i].live) {
+			sbx_kill(&sp.table[i].s, SIGKILL);
+			sp.table[i].s.reaped = true;
+			sbx_destroy(&sp.table[i].s);
+		}
+	_exit(0);
 }
 
-int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct zerr *err)
+int sbx_spawner_start(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, struct sbx_spawner *ret,
+                      struct zerr *err)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return zerr_set(err, -errno, "socketpair: %s", strerror(errno));
-	/* A request carries argv, env and the policy: room for the largest. */
-	int size = WIRE_BUF;
+	/* A request carries argv and env: room for the largest. */
+	int size = (int)(2 * SPAWNER_MSG_MAX);
 	for (int i = 0; i < 2; i++) {
 		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size));
 		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
@@ -266,7 +531,7 @@ int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct zerr 
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		spawner_main(ctx, sv[1]);
+		spawner_main(ctx, cfg, sv[1]);
 	}
 	close(sv[1]);
 	ret->pid = pid;
@@ -275,128 +540,150 @@ int sbx_spawner_start(struct sbx_ctx *ctx, struct sbx_spawner *ret, struct zerr 
 	return 0;
 }
 
-static int serialize(const struct sbx_spec *spec, char **ret_buf, size_t *ret_len, int *fds, size_t *nfds,
-                     struct zerr *err)
-{
-	struct wire_req h = {.magic = WIRE_MAGIC};
-	size_t strings = 0;
-	for (; spec->argv[h.n_argv]; h.n_argv++)
-		strings += strlen(spec->argv[h.n_argv]) + 1;
-	for (; spec->env && spec->env[h.n_env]; h.n_env++)
-		strings += strlen(spec->env[h.n_env]) + 1;
-	h.n_binds = (uint32_t)spec->n_binds;
-	for (size_t i = 0; i < spec->n_binds; i++) {
-		strings += strlen(spec->binds[i].src) + strlen(spec->binds[i].dst) + 2;
-		if (spec->binds[i].rw)
-			h.bind_rw |= 1u << i;
-	}
-	h.policy_insns = spec->policy->fprog.len;
-	size_t off = (sizeof(h) + strings + 7) & ~(size_t)7;
-	size_t len = off + (size_t)h.policy_insns * sizeof(struct sock_filter);
-	if (len > WIRE_MAX)
-		return zerr_set(err, -E2BIG, "spawn request too large");
-	h.len = (uint32_t)len;
-	h.tmpfs_bytes = spec->tmpfs_bytes;
-	h.fsize_bytes = spec->fsize_bytes;
-	h.nofile = spec->nofile;
-	h.cpu_seconds = spec->cpu_seconds;
-	h.memory_bytes = spec->limits.memory_bytes;
-	h.pids = spec->limits.pids;
-	h.cpu_percent = spec->limits.cpu_percent;
-	h.background = spec->limits.background;
-	if (spec->hostname)
-		snprintf(h.hostname, sizeof(h.hostname), "%s", spec->hostname);
-	*nfds = 0;
-	for (int i = 0; i < 3; i++)
-		if (spec->stdio[i] >= 0) {
-			h.stdio_passed |= 1u << i;
-			fds[(*nfds)++] = spec->stdio[i];
-		}
+/* ---- the daemon's side ----------------------------------------------------- */
 
-	char *buf = calloc(1, len);
-	if (!buf)
-		return zerr_set(err, -ENOMEM, "out of memory");
-	memcpy(buf, &h, sizeof(h));
-	char *cur = buf + sizeof(h);
-#define PUT(s) (cur = stpcpy(cur, (s)) + 1)
-	for (uint32_t i = 0; i < h.n_argv; i++)
-		PUT(spec->argv[i]);
-	for (uint32_t i = 0; i < h.n_env; i++)
-		PUT(spec->env[i]);
-	for (size_t i = 0; i < spec->n_binds; i++) {
-		PUT(spec->binds[i].src);
-		PUT(spec->binds[i].dst);
+/* One request and its answer; descriptors that came are in in[] (*nin). */
+static int call(struct sbx_spawner *sp, const void *msg, size_t len, const int *fds, size_t nfds,
+                struct spawner_wire_rep *rep, int *in, size_t max_in, size_t *nin, struct zerr *err)
+{
+	pthread_mutex_lock(&sp->lock);
+	int r = send_fds(sp->fd, msg, len, fds, nfds);
+	ssize_t n = r < 0 ? r : recv_fds(sp->fd, rep, sizeof(*rep), in, max_in, nin);
+	pthread_mutex_unlock(&sp->lock);
+	if (r < 0)
+		return zerr_set(err, r, "send to the spawner: %s", strerror(-r));
+	if (n <= 0)
+		return zerr_set(err, n < 0 ? (int)n : -EPIPE, "spawner: %s", n < 0 ? strerror((int)-n) : "gone");
+	size_t want = (size_t)__builtin_popcount(rep->fds & 0x1f);
+	if (n != sizeof(*rep) || rep->magic != SPAWNER_MAGIC || *nin != want || rep->err > 0) {
+		for (size_t i = 0; i < *nin && i < max_in; i++)
+			close(in[i]);
+		*nin = 0;
+		return zerr_set(err, -EBADMSG, "malformed answer from the spawner");
 	}
-#undef PUT
-	memcpy(buf + off, spec->policy->fprog.filter, (size_t)h.policy_insns * sizeof(struct sock_filter));
-	*ret_buf = buf;
-	*ret_len = len;
-	return 0;
+	if (rep->err < 0) {
+		rep->msg[sizeof(rep->msg) - 1] = '\0';
+		zerr_set(err, rep->err, "%s", rep->msg);
+	}
+	return rep->err;
 }
 
-int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
-                      struct zerr *err)
+static int call_handle(struct sbx_spawner *sp, const struct sbx *s, enum spawner_op op, int sig,
+                       const struct cg_limits *lim, struct zerr *err)
+{
+	struct spawner_req req = {.op = op, .slot = (uint32_t)s->slot, .gen = s->gen, .sig = sig};
+	if (lim)
+		req.limits = (struct sbx_maxima){
+		    .memory_bytes = lim->memory_bytes, .pids = lim->pids, .cpu_percent = lim->cpu_percent};
+	struct spawner_wire_handle msg;
+	ssize_t len = spawner_encode_request(&req, &msg, sizeof(msg));
+	if (len < 0)
+		return zerr_set(err, (int)len, "encode request");
+	struct spawner_wire_rep rep;
+	int in[5];
+	size_t nin = 0;
+	int r = call(sp, &msg, (size_t)len, NULL, 0, &rep, in, ELEMENTSOF(in), &nin, err);
+	for (size_t i = 0; i < nin; i++)
+		close(in[i]);
+	return r;
+}
+
+int sbx_spawner_assign(struct sbx_spawner *sp, const struct sbx *s, const struct cg_limits *lim, struct zerr *err)
+{
+	return call_handle(sp, s, SPAWNER_ASSIGN, 0, lim, err);
+}
+
+int sbx_spawner_kill(struct sbx_spawner *sp, const struct sbx *s, int sig)
+{
+	return call_handle(sp, s, SPAWNER_KILL, sig, NULL, NULL);
+}
+
+int sbx_spawner_destroy(struct sbx_spawner *sp, const struct sbx *s, struct zerr *err)
+{
+	return call_handle(sp, s, SPAWNER_DESTROY, 0, NULL, err);
+}
+
+/* A sandbox killed by the spawner after a failed spawn: our child, reaped. */
+static void reap_failed(int pidfd)
+{
+	siginfo_t si;
+	while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL) < 0 && errno == EINTR)
+		;
+	close(pidfd);
+}
+
+int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const struct sbx_spawn_req *req,
+                      struct sbx *ret, struct zerr *err)
 {
 	ret->pid = -1;
 	ret->pidfd = -1;
-	int r = sbx_spec_check(spec, err);
-	if (r < 0)
-		return r;
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0, nfds = 0;
+	static const char *const no_env[] = {NULL};
+	struct spawner_req *w = calloc(1, sizeof(*w));
+	if (!w)
+		return zerr_set(err, -ENOMEM, "out of memory");
+	w->op = SPAWNER_SPAWN;
+	if (!req->runtime || strlen(req->runtime) >= sizeof(w->runtime)) {
+		free(w);
+		return zerr_set(err, -EINVAL, "bad runtime name");
+	}
+	snprintf(w->runtime, sizeof(w->runtime), "%s", req->runtime);
+	size_t n = 0;
+	for (; req->argv && req->argv[n] && n < SBX_MAX_ARGS; n++)
+		w->argv[n] = req->argv[n];
+	size_t e = 0;
+	const char *const *env = req->env ? req->env : no_env;
+	for (; env[e] && e < SBX_MAX_ENV; e++)
+		w->env[e] = env[e];
+	if (n == 0 || (req->argv[n] && n == SBX_MAX_ARGS) || (env[e] && e == SBX_MAX_ENV)) {
+		free(w);
+		return zerr_set(err, -E2BIG, "no program, or too many arguments or environment entries");
+	}
+	w->limits = (struct sbx_maxima){.memory_bytes = req->limits.memory_bytes,
+	                                .pids = req->limits.pids,
+	                                .cpu_percent = req->limits.cpu_percent,
+	                                .tmpfs_bytes = req->tmpfs_bytes,
+	                                .fsize_bytes = req->fsize_bytes,
+	                                .nofile = req->nofile,
+	                                .cpu_seconds = req->cpu_seconds};
+	w->background = req->limits.background;
 	int fds[3];
-	r = serialize(spec, &buf, &len, fds, &nfds, err);
-	if (r < 0)
-		return r;
-
-	struct wire_rep rep;
-	int in[6];
-	size_t nin = 0;
-	pthread_mutex_lock(&sp->lock);
-	r = send_fds(sp->fd, buf, len, fds, nfds);
-	ssize_t n = r < 0 ? r : recv_fds(sp->fd, &rep, sizeof(rep), in, 6, &nin);
-	pthread_mutex_unlock(&sp->lock);
-	if (r < 0)
-		return zerr_set(err, r, "send to spawner: %s", strerror(-r));
-	if (n <= 0)
-		return zerr_set(err, n < 0 ? (int)n : -EPIPE, "spawner: %s", n < 0 ? strerror((int)-n) : "gone");
-
-	size_t want = (size_t)__builtin_popcount(rep.fds & 1) + ((rep.fds & 2) ? 2 : 0) +
-	              (size_t)__builtin_popcount((rep.fds >> 2) & 7);
-	if (n != sizeof(rep) || rep.magic != WIRE_MAGIC || nin != want || rep.err > 0 ||
-	    (rep.err == 0 && !(rep.fds & 3))) {
-		for (size_t i = 0; i < nin; i++)
-			close(in[i]);
-		/* A sandbox may exist all the same, and it is our child: end it
-		 * and reap it, or it would linger as a zombie. */
-		if (n == sizeof(rep) && rep.magic == WIRE_MAGIC && rep.pid > 0) {
-			int pfd = (int)syscall(SYS_pidfd_open, rep.pid, 0);
-			if (pfd >= 0) {
-				siginfo_t si;
-				syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
-				waitid(P_PIDFD, (id_t)pfd, &si, WEXITED | __WALL);
-				close(pfd);
-			}
+	size_t nfds = 0;
+	for (int i = 0; i < 3; i++)
+		if (req->stdio[i] >= 0) {
+			w->stdio |= 1u << i;
+			fds[nfds++] = req->stdio[i];
 		}
-		return zerr_set(err, -EBADMSG, "malformed answer from the spawner");
-	}
+	_cleanup_free_ char *msg = malloc(SPAWNER_MSG_MAX);
+	ssize_t len = msg ? spawner_encode_request(w, msg, SPAWNER_MSG_MAX) : -ENOMEM;
+	free(w);
+	if (len < 0)
+		return zerr_set(err, (int)len, "spawn request: %s", strerror((int)-len));
+
+	struct spawner_wire_rep rep;
+	int in[5];
+	size_t nin = 0;
+	int r = call(sp, msg, (size_t)len, fds, nfds, &rep, in, ELEMENTSOF(in), &nin, err);
+	if (nin == 0)
+		return r < 0 ? r : zerr_set(err, -EBADMSG, "malformed answer from the spawner");
 	size_t k = 0;
-	if (rep.fds & 1) {
-		ret->pid = rep.pid;
-		ret->pidfd = in[k++];
-	}
-	if (rep.err < 0) {
-		rep.msg[sizeof(rep.msg) - 1] = '\0';
-		return zerr_set(err, rep.err, "%s", rep.msg);
+	int pidfd = (rep.fds & 1) ? in[k++] : -1;
+	if (r < 0 || !(rep.fds & 2) || pidfd < 0) {
+		for (size_t i = k; i < nin; i++)
+			close(in[i]);
+		if (pidfd >= 0)
+			reap_failed(pidfd);
+		return r < 0 ? r : zerr_set(err, -EBADMSG, "malformed answer from the spawner");
 	}
 	struct sbx s = {.pid = rep.pid,
-	                .pidfd = ret->pidfd,
-	                .slot = rep.slot,
+	                .pidfd = pidfd,
+	                .slot = (int)rep.slot,
+	                .gen = rep.gen,
+	                .owner = sp,
 	                .uid = rep.uid,
 	                .start_ns = rep.start_ns,
+	                .slot_fd = -1,
 	                .stdio = {-1, -1, -1}};
 	s.info_fd = in[k++];
-	s.slot_fd = in[k++];
 	for (int i = 0; i < 3; i++)
 		if (rep.fds & (4u << i))
 			s.stdio[i] = in[k++];
@@ -404,8 +691,6 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 	r = sbx_adopt_cgroup(ctx, &s, err);
 	if (r < 0) {
 		sbx_destroy(&s);
-		ret->pid = -1;
-		ret->pidfd = -1;
 		return r;
 	}
 	*ret = s;

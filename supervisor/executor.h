@@ -1,4 +1,5 @@
-/* executor.h - one invocation, start to finish: start a sandbox with the
+/* executor.h - the executor's public face (run.c, pool.c, reaper.c,
+ * result.c). One invocation, start to finish: start a sandbox with the
  * function's runtime and limits, write the invocation message to its stdin,
  * read the result from stdout and the logs from stderr under a deadline,
  * classify the outcome, destroy the sandbox.
@@ -79,6 +80,7 @@ struct exec_request {
 	uint64_t timeout_ms;
 	uint64_t memory_mb;
 	uint64_t cpu_percent; /* 0: no quota */
+	bool wants_db;        /* code uses zmesh.db: computed when the code is saved */
 };
 
 struct exec_result {
@@ -97,6 +99,16 @@ struct exec_result {
 int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
                   const char *sdk_dir, const char *pg_socket_dir, struct zerr *err);
 void exec_ctx_done(struct exec_ctx *ctx);
+
+/* What the spawner must hold for exec_run and the pool: the runtimes "node"
+ * and "python" (policies compiled from policy_dir, cached in cache_dir when
+ * not NULL; the SDK of sdk_dir and the database socket directory bound), and
+ * the largest limits they may ask for: memory and timeout as given (the
+ * largest any tier allows), the rest the executor's own. Release with
+ * sbx_spawner_config_done(). */
+int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char *pg_socket_dir, const char *cache_dir,
+                        uint64_t max_memory_mb, uint64_t max_timeout_ms, struct sbx_spawner_config *ret,
+                        struct zerr *err);
 
 /* Keep up to per_runtime sandboxes of each runtime started ahead (0: no
  * pool): at least one, more as recent demand asks, within that maximum;
@@ -119,9 +131,11 @@ void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns);
 int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err);
 void exec_result_done(struct exec_result *r);
 
-/* Whether code uses the database (a name "db" followed by a property
- * access): a hint for the pool, decided when the code is saved. */
+/* Does the code use zmesh.db? The word db followed by a property access
+ * ("zmesh.db.query", "const { db } = zmesh; db.insert", "z.db['select']").
+ * Pure; computed when the code is saved (exec_request.wants_db), a hint for
+ * the warm pool, which keeps sandboxes with the driver loaded for such
+ * functions: a wrong guess costs time, never correctness. */
 bool exec_code_wants_db(const char *code);
 
-const char *exec_outcome_code(enum exec_outcome o); /* "FUNCTION_ERROR"... */
-unsigned exec_outcome_http_status(enum exec_outcome o);
+/* What an outcome means to a client (status, code) is errors.h's. */

@@ -146,6 +146,7 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 	    .payload = call->payload,
 	    .timeout_ms = (uint64_t)f->timeout_ms,
 	    .memory_mb = (uint64_t)f->memory_mb,
+	    .wants_db = f->uses_db,
 	};
 	double started = now_epoch_ms();
 	struct exec_result ex = {0};

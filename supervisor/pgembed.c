@@ -617,11 +617,14 @@ static int write_auth_config(struct pge *p, struct zerr *err)
 	static const char hba[] = "# Rewritten by zmeshd at every start.\n"
 	                          "# The superuser: peer authentication only, for the OS users of pg_ident.conf.\n"
 	                          "local all " PGE_SUPERUSER " peer map=zmesh\n"
+	                          "# The daemon's API process, unprivileged: its own OS user, its own role.\n"
+	                          "local all " PGE_API_ROLE " peer map=zmesh\n"
 	                          "# Every other role (the projects' roles, used from sandboxes): its password.\n"
 	                          "local all all scram-sha-256\n";
 	static const char ident[] = "# Rewritten by zmeshd at every start.\n"
 	                            "zmesh root " PGE_SUPERUSER "\n"
-	                            "zmesh " PGE_SUPERUSER " " PGE_SUPERUSER "\n";
+	                            "zmesh " PGE_SUPERUSER " " PGE_SUPERUSER "\n"
+	                            "zmesh " PGE_API_ROLE " " PGE_API_ROLE "\n";
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/pg_hba.conf", p->data_dir);
 	int r = write_file_atomic(path, hba, 0600, p->user.uid, p->user.gid, err);
@@ -922,6 +925,11 @@ static bool put_str(char *buf, size_t n, size_t *off, const char *s)
 
 int pge_conninfo(const struct pge *p, const char *dbname, char *buf, size_t n)
 {
+	return pge_conninfo_as(p, PGE_SUPERUSER, dbname, buf, n);
+}
+
+int pge_conninfo_as(const struct pge *p, const char *user, const char *dbname, char *buf, size_t n)
+{
 	if (!p || !buf || n == 0)
 		return -EINVAL;
 	if (!dbname)
@@ -930,8 +938,11 @@ int pge_conninfo(const struct pge *p, const char *dbname, char *buf, size_t n)
 	 * and connect to another database. */
 	if (!dbname[0] || strlen(dbname) > 63)
 		return -EINVAL;
-	char port[64];
-	snprintf(port, sizeof(port), " port=%d user=%s dbname=", PGE_PORT, PGE_SUPERUSER);
+	char port[128];
+	if (!user || !user[0] || strlen(user) > 63 ||
+	    strspn(user, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(user))
+		return -EINVAL;
+	snprintf(port, sizeof(port), " port=%d user=%s dbname=", PGE_PORT, user);
 	size_t off = 0;
 	if (!put_str(buf, n, &off, "host=") || !put_quoted(buf, n, &off, p->run_dir) || !put_str(buf, n, &off, port) ||
 	    !put_quoted(buf, n, &off, dbname)) {
@@ -939,6 +950,41 @@ int pge_conninfo(const struct pge *p, const char *dbname, char *buf, size_t n)
 		return -ENOSPC;
 	}
 	return 0;
+}
+
+int pge_ensure_role(const struct pge *p, struct zerr *err)
+{
+	char conninfo[PATH_MAX + 128];
+	if (pge_conninfo(p, "postgres", conninfo, sizeof(conninfo)) < 0)
+		return zerr_set(err, -ENAMETOOLONG, "conninfo too long");
+	PGconn *c = PQconnectdb(conninfo);
+	if (PQstatus(c) != CONNECTION_OK) {
+		int r = zerr_set(err, -ECONNREFUSED, "connect as %s: %s", PGE_SUPERUSER, PQerrorMessage(c));
+		PQfinish(c);
+		return r;
+	}
+	/* Both statements name a constant of ours: no parameter to bind. */
+	const char *params[] = {PGE_API_ROLE};
+	PGresult *res = PQexecParams(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", 1, NULL, params, NULL, NULL, 0);
+	int r = 0;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		r = zerr_set(err, -EIO, "look up role %s: %s", PGE_API_ROLE, PQerrorMessage(c));
+	bool exists = r == 0 && PQntuples(res) > 0;
+	PQclear(res);
+	if (r == 0) {
+		res = PQexec(c, exists ? "ALTER ROLE \"" PGE_API_ROLE "\" SUPERUSER LOGIN PASSWORD NULL"
+		                       : "CREATE ROLE \"" PGE_API_ROLE "\" SUPERUSER LOGIN");
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			r = zerr_set(err, -EIO, "create role %s: %s", PGE_API_ROLE, PQerrorMessage(c));
+		PQclear(res);
+	}
+	PQfinish(c);
+	return r;
+}
+
+void pge_forget(struct pge *p)
+{
+	pge_free(p);
 }
 
 int pge_check(struct pge *p, struct zerr *err)

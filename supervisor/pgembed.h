@@ -12,7 +12,10 @@
  *
  * The cluster listens on the unix socket only. The superuser "postgres"
  * logs in by peer authentication from the root and postgres OS users (a
- * pg_ident map); every other role needs its password (scram-sha-256).
+ * pg_ident map); the daemon's unprivileged API process, running as the OS
+ * user PGE_API_ROLE, logs in as the superuser role of that name, by peer
+ * authentication too (pge_ensure_role creates it); every other role needs
+ * its password (scram-sha-256).
  * pg_hba.conf and pg_ident.conf are rewritten at every start: this module
  * owns them.
  *
@@ -40,8 +43,10 @@
 #define PGE_BINDIR "/usr/lib/postgresql/15/bin"
 #endif
 /* Only names the socket file (.s.PGSQL.5432): nothing listens on TCP. */
-#define PGE_PORT             5432
-#define PGE_SUPERUSER        "postgres"
+#define PGE_PORT      5432
+#define PGE_SUPERUSER "postgres"
+/* The OS user the daemon's API process runs as, and its role. */
+#define PGE_API_ROLE         "zmesh"
 #define PGE_READY_TIMEOUT_S  30
 #define PGE_INITDB_TIMEOUT_S 300
 #define PGE_STOP_TIMEOUT_S   30
@@ -62,6 +67,18 @@ const char *pge_socket_dir(const struct pge *p);
  * bad dbname, or -ENOSPC when buf (of size n) is too small, leaving buf
  * empty. */
 int pge_conninfo(const struct pge *p, const char *dbname, char *buf, size_t n);
+
+/* The same for another role (peer authenticated: see above). */
+int pge_conninfo_as(const struct pge *p, const char *user, const char *dbname, char *buf, size_t n);
+
+/* Create the superuser role PGE_API_ROLE (LOGIN, no password: peer only)
+ * unless it exists, connected as PGE_SUPERUSER. */
+int pge_ensure_role(const struct pge *p, struct zerr *err);
+
+/* In a child forked after pge_start(): let go of this process's copy (the
+ * lock descriptor, the memory) without touching the cluster, which stays
+ * the parent's. After the call p is no longer valid here. */
+void pge_forget(struct pge *p);
 
 /* The postmaster's pid, 0 once it has exited. */
 pid_t pge_pid(const struct pge *p);

@@ -1,10 +1,24 @@
-/* zmeshd - the zmesh functions daemon.
+/* zmeshd - the zmesh functions daemon: three processes, privilege only in
+ * the two small single-threaded ones.
  *
- * Start-up order matters: the spawner (the one process that clones
- * sandboxes) is forked first, while this process has a single thread; then
- * the database (embedded cluster or DATABASE_URL), migrations, secrets, the
- * first admin; the HTTP threads last. SIGTERM or SIGINT: stop accepting, let
- * in-flight invocations finish within the grace period, stop the cluster. */
+ *   zmeshd (root, the supervisor): parses the configuration, prepares the
+ *     state directory and the sandbox run directory, creates the system
+ *     user PGE_API_ROLE if missing, starts the embedded PostgreSQL (and the
+ *     control-plane database and the API's role in it), then forks the API
+ *     process; afterwards it only supervises: restarts a postmaster that
+ *     died, forwards SIGTERM/SIGINT/SIGHUP to the API process, and once
+ *     that has exited stops the cluster.
+ *   the API process (forked as root, then unprivileged): forks the spawner
+ *     while it is still root and single-threaded, then drops to the system
+ *     user for good (privsep_drop: no capabilities, no_new_privs, no
+ *     namespaces) and only then runs migrations, the database pool, the warm
+ *     pool, the record writer and the HTTP server.
+ *   the spawner (root, single-threaded, spawner.h): every sandbox's clone,
+ *     cgroup limits, signals and teardown, asked for over a narrow protocol
+ *     and validated on its side. Sandboxes are the API process's children,
+ *     which it waits for through their pidfds.
+ * SIGTERM or SIGINT: stop accepting, let in-flight invocations finish within
+ * the grace period, stop the cluster. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <inttypes.h>
@@ -12,13 +26,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "app.h"
 #include "auth.h"
 #include "log.h"
 #include "pgembed.h"
+#include "privsep.h"
 #include "store.h"
 
 static int fatal(const char *what, const struct zerr *err)
@@ -27,9 +44,10 @@ static int fatal(const char *what, const struct zerr *err)
 	return 1;
 }
 
-/* JWT_SECRET_KEY, or a generated key kept (0600) in the state directory so
- * that tokens survive a restart. */
-static int load_jwt_key(struct app *app, struct zerr *err)
+/* JWT_SECRET_KEY, or a generated key kept (0600, owned by the API's user,
+ * who signs with it) in the state directory so that tokens survive a
+ * restart. */
+static int load_jwt_key(struct app *app, uid_t uid, gid_t gid, struct zerr *err)
 {
 	const char *k = app->cfg.jwt_secret;
 	if (k[0]) {
@@ -53,7 +71,8 @@ static int load_jwt_key(struct app *app, struct zerr *err)
 		snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 		unlink(tmp);
 		_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (fd < 0 || write(fd, hex, 64) != 64 || fsync(fd) < 0 || rename(tmp, path) < 0) {
+		if (fd < 0 || fchown(fd, uid, gid) < 0 || write(fd, hex, 64) != 64 || fsync(fd) < 0 ||
+		    rename(tmp, path) < 0) {
 			int e = errno ? errno : EIO;
 			unlink(tmp);
 			return zerr_set(err, -e, "write %s: %s", path, strerror(e));
@@ -63,6 +82,10 @@ static int load_jwt_key(struct app *app, struct zerr *err)
 	}
 	if (n < 64)
 		return zerr_set(err, n < 0 ? n : -EINVAL, "read %s: %s", path, n < 0 ? strerror(-n) : "too short");
+	/* A key of an earlier version, root's: the API's user's now. */
+	_cleanup_close_ int kfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (kfd < 0 || fchown(kfd, uid, gid) < 0 || fchmod(kfd, 0600) < 0)
+		return zerr_set(err, -errno, "give %s to uid %u: %s", path, (unsigned)uid, strerror(errno));
 	memcpy(app->jwt_key, buf, 64);
 	app->jwt_key_len = 64;
 	return 0;
@@ -112,6 +135,214 @@ static void http_log(void *app, const char *line)
 	}
 }
 
+/* What the supervisor prepared for the API process. */
+struct api_start {
+	struct sbx_ctx *sbx;
+	struct pge *pge; /* the supervisor's: only forgotten here */
+	char conninfo[1200];
+	uid_t uid;
+	gid_t gid;
+	pid_t supervisor;
+};
+
+static int stop_signals(sigset_t *ret)
+{
+	sigemptyset(ret);
+	sigaddset(ret, SIGTERM);
+	sigaddset(ret, SIGINT);
+	sigaddset(ret, SIGHUP);
+	return 0;
+}
+
+/* The API process: returns its exit status. */
+static int api_main(struct app *app, struct api_start *st)
+{
+	struct zerr err = {0};
+	/* The supervisor's death stops us as its SIGTERM would. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0 || getppid() != st->supervisor)
+		return 1;
+	pge_forget(st->pge);
+	st->pge = NULL;
+
+	char tiers_path[600];
+	snprintf(tiers_path, sizeof(tiers_path), "%s/tiers.json", app->cfg.policy_dir);
+	if (tiers_load(tiers_path, &app->tiers, &err) < 0)
+		return fatal("tiers", &err);
+	/* Pooled sandboxes wait under the largest limits any tier allows; an
+	 * invocation narrows them to its function's. The same bound what the
+	 * spawner grants at all. */
+	uint64_t max_mem = 0, max_timeout = 0;
+	for (int i = 0; i < app->tiers.n; i++) {
+		max_mem = app->tiers.t[i].max_memory_mb > max_mem ? app->tiers.t[i].max_memory_mb : max_mem;
+		max_timeout =
+		    app->tiers.t[i].max_timeout_ms > max_timeout ? app->tiers.t[i].max_timeout_ms : max_timeout;
+	}
+
+	/* The spawner: forked while this process is root and has one thread;
+	 * it keeps the runtimes' policies and binds, and the maxima. */
+	static struct sbx_spawner spawner;
+	static struct sbx_spawner_config scfg;
+	char cache[300];
+	snprintf(cache, sizeof(cache), "%s/cache", st->sbx->run_dir);
+	if (exec_spawner_config(app->cfg.policy_dir, app->cfg.sdk_dir, app->pg_socket_dir, cache, max_mem, max_timeout,
+	                        &scfg, &err) < 0)
+		return fatal("sandbox runtimes", &err);
+	int r = sbx_spawner_start(st->sbx, &scfg, &spawner, &err);
+	sbx_spawner_config_done(&scfg);
+	if (r < 0)
+		return fatal("spawner", &err);
+
+	/* For good: from here on nothing of this process is privileged. */
+	if (privsep_drop(st->uid, st->gid, SIGTERM, st->supervisor, &err) < 0) {
+		sbx_spawner_stop(&spawner);
+		return fatal("drop privileges", &err);
+	}
+	char user[32];
+	snprintf(user, sizeof(user), "%u", (unsigned)st->uid);
+	zlog(ZLOG_INFO, "privileges_dropped", "uid", user, NULL);
+
+	int rc = 1;
+	PGconn *c = NULL;
+	int applied = 0;
+	if (db_connect(st->conninfo, &c, &err) < 0 || store_migrate(c, app->cfg.sql_dir, &applied, &err) < 0 ||
+	    store_lock_down(c, &err) < 0 || bootstrap_admin(app, c, &err) < 0) {
+		if (c)
+			PQfinish(c);
+		fatal("control plane", &err);
+		goto out_spawner;
+	}
+	PQfinish(c);
+	char napplied[16];
+	snprintf(napplied, sizeof(napplied), "%d", applied);
+	zlog(ZLOG_INFO, "migrations", "applied", napplied, NULL);
+
+	if (exec_ctx_init(&app->exec, st->sbx, &spawner, app->cfg.policy_dir, app->cfg.sdk_dir, app->pg_socket_dir,
+	                  &err) < 0) {
+		fatal("setup", &err);
+		goto out_spawner;
+	}
+	if (db_pool_open(st->conninfo, (int)(app->cfg.concurrency + 8 < 200 ? app->cfg.concurrency + 8 : 200),
+	                 &app->pool, &err) < 0) {
+		fatal("setup", &err);
+		goto out_exec;
+	}
+	app->exec.max_log_bytes = app->cfg.max_log_bytes;
+	app->exec.max_result_bytes = app->cfg.max_result_bytes;
+	if (exec_pool_start(&app->exec, (unsigned)app->cfg.pool_size, max_mem, max_timeout, &err) < 0) {
+		fatal("warm pool", &err);
+		goto out_db;
+	}
+	if (records_start(app->pool, &app->records, &err) < 0) {
+		fatal("record writer", &err);
+		goto out_db;
+	}
+	limiter_init(&app->limiter, app->cfg.concurrency);
+	limiter_init(&app->login_limiter, 4);
+
+	struct http_config hc = {
+	    .listen = app->cfg.listen,
+	    .max_connections = (unsigned)app->cfg.max_connections,
+	    .max_per_ip = (unsigned)app->cfg.max_per_ip,
+	    .max_body = app->cfg.max_body_bytes,
+	    .grace_ms =
+	        app->cfg.shutdown_grace_ms ? (unsigned)app->cfg.shutdown_grace_ms : 1, /* 0 means "default" there */
+	    .log = http_log,
+	};
+	struct http_server *srv = NULL;
+	if (http_server_start(&hc, app_routes, app_n_routes, app, &srv, &err) < 0) {
+		fatal("http", &err);
+		goto out_records;
+	}
+	char port[16];
+	snprintf(port, sizeof(port), "%d", http_server_port(srv));
+	zlog(ZLOG_INFO, "listening", "address", app->cfg.listen, "port", port, NULL);
+	printf("zmeshd: listening on %s (port %s). Log in: curl -s -XPOST http://127.0.0.1:%s/auth/login "
+	       "-d '{\"email\":\"%s\",\"password\":\"...\"}'\n",
+	       app->cfg.listen, port, port, app->cfg.admin_email);
+	fflush(stdout);
+
+	sigset_t stop;
+	stop_signals(&stop);
+	int sig;
+	while ((sig = sigwaitinfo(&stop, NULL)) < 0)
+		;
+	zlog(ZLOG_INFO, "stopping", "signal", strsignal(sig), NULL);
+	/* In-flight invocations finish within the grace period; those still
+	 * running after it are ended. Then the record writer drains its
+	 * queue: no record is lost. */
+	exec_stop_at(&app->exec, util_now_ns() + app->cfg.shutdown_grace_ms * 1000000ull);
+	http_server_stop(srv);
+	exec_pool_stop(&app->exec);
+	rc = 0;
+out_records:
+	records_stop(app->records);
+out_db:
+	db_pool_close(app->pool);
+out_exec:
+	exec_ctx_done(&app->exec);
+	limiter_done(&app->limiter);
+	limiter_done(&app->login_limiter);
+out_spawner:
+	sbx_spawner_stop(&spawner);
+	return rc;
+}
+
+/* The supervisor's loop: the cluster and the API process, until the API
+ * process has exited. Returns zmeshd's exit status. */
+static int supervise(struct app *app, struct pge **pge, pid_t api)
+{
+	struct zerr err = {0};
+	sigset_t wait_for;
+	stop_signals(&wait_for);
+	sigaddset(&wait_for, SIGCHLD);
+	bool stopping = false;
+	uint64_t kill_at = 0;
+	for (;;) {
+		int st;
+		pid_t w = waitpid(api, &st, WNOHANG);
+		if (w == api) {
+			if (!stopping || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+				char how[32];
+				snprintf(how, sizeof(how), "%d", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+				zlog(stopping ? ZLOG_WARN : ZLOG_ERROR, "api_process_exited", "status", how, NULL);
+			}
+			return stopping && WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+		}
+		struct timespec tick = {1, 0};
+		siginfo_t si;
+		int sig = sigtimedwait(&wait_for, &si, &tick);
+		if (sig > 0 && sig != SIGCHLD) {
+			/* Forwarded: the API process stops accepting and lets
+			 * in-flight invocations finish. */
+			kill(api, SIGTERM);
+			if (!stopping)
+				kill_at = util_now_ns() + (app->cfg.shutdown_grace_ms + 30000) * 1000000ull;
+			stopping = true;
+		}
+		if (stopping && util_now_ns() >= kill_at) {
+			zlog(ZLOG_ERROR, "api_process_killed", "reason", "did not stop in time", NULL);
+			kill(api, SIGKILL);
+			kill_at = UINT64_MAX;
+		}
+		if (!*pge || pge_check(*pge, &err) != -ESRCH)
+			continue;
+		zlog(ZLOG_ERROR, "embedded_postgresql_died", "error", err.msg, NULL);
+		pge_stop(*pge);
+		*pge = NULL;
+		if (stopping)
+			continue;
+		if (pge_start(app->cfg.state_dir, pge, &err) < 0) {
+			zlog(ZLOG_ERROR, "embedded_postgresql_restart_failed", "error", err.msg, NULL);
+			*pge = NULL;
+			kill(api, SIGTERM);
+			kill_at = util_now_ns() + (app->cfg.shutdown_grace_ms + 30000) * 1000000ull;
+			stopping = true;
+			continue;
+		}
+		zlog(ZLOG_INFO, "embedded_postgresql_restarted", NULL);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct app app;
@@ -128,10 +359,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (geteuid() != 0) {
-		fprintf(stderr, "zmeshd: must run as root (it creates sandboxes)\n");
+		fprintf(stderr,
+		        "zmeshd: must run as root (it creates sandboxes; its API process then drops to the "
+		        "%s user)\n",
+		        PGE_API_ROLE);
 		return 2;
 	}
-	if (mkdir(app.cfg.state_dir, 0755) < 0 && errno != EEXIST) {
+	/* root's, not the API user's: nothing of the privileged side is
+	 * writable by the API process. */
+	if (mkdir(app.cfg.state_dir, 0711) < 0 && errno != EEXIST) {
 		fprintf(stderr, "zmeshd: mkdir %s: %s\n", app.cfg.state_dir, strerror(errno));
 		return 2;
 	}
@@ -141,21 +377,21 @@ int main(int argc, char **argv)
 		free(abs);
 	}
 
-	/* Every thread inherits this mask; main() alone takes the signals. */
+	/* Every process and thread inherits this mask; the main threads take
+	 * the signals with sigwait. */
 	sigset_t stop;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGHUP);
+	stop_signals(&stop);
+	sigaddset(&stop, SIGCHLD);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	static struct api_start st;
+	if (privsep_user_ensure(PGE_API_ROLE, &st.uid, &st.gid, &err) < 0)
+		return fatal("system user", &err);
 	static struct sbx_ctx sbx;
-	static struct sbx_spawner spawner;
 	if (sbx_ctx_init(&sbx, NULL, &err) < 0)
 		return fatal("sandbox", &err);
-	if (sbx_spawner_start(&sbx, &spawner, &err) < 0)
-		return fatal("spawner", &err);
+	st.sbx = &sbx;
 
 	/* The embedded cluster has 200 connections: the pool (concurrency + 8)
 	 * and one per running function that uses its database must fit. */
@@ -165,131 +401,47 @@ int main(int argc, char **argv)
 	}
 
 	struct pge *pge = NULL;
-	char conninfo[1200];
 	if (app.cfg.database_url[0]) {
-		snprintf(conninfo, sizeof(conninfo), "%s", app.cfg.database_url);
+		/* Its credentials are the URL's: nothing to prepare. */
+		snprintf(st.conninfo, sizeof(st.conninfo), "%s", app.cfg.database_url);
 		snprintf(app.pg_socket_dir, sizeof(app.pg_socket_dir), "%s", app.cfg.pg_socket_dir);
 	} else {
 		if (pge_start(app.cfg.state_dir, &pge, &err) < 0)
 			return fatal("embedded postgresql", &err);
 		char admin[1200];
 		pge_conninfo(pge, "postgres", admin, sizeof(admin));
-		if (store_ensure_database(admin, "zmesh", &err) < 0)
+		if (store_ensure_database(admin, "zmesh", &err) < 0 || pge_ensure_role(pge, &err) < 0) {
+			pge_stop(pge);
 			return fatal("control-plane database", &err);
-		pge_conninfo(pge, "zmesh", conninfo, sizeof(conninfo));
+		}
+		pge_conninfo_as(pge, PGE_API_ROLE, "zmesh", st.conninfo, sizeof(st.conninfo));
 		snprintf(app.pg_socket_dir, sizeof(app.pg_socket_dir), "%s", pge_socket_dir(pge));
 		zlog(ZLOG_INFO, "embedded_postgresql", "socket_dir", app.pg_socket_dir, NULL);
 	}
-
-	PGconn *c = NULL;
-	int applied = 0;
-	if (db_connect(conninfo, &c, &err) < 0 || store_migrate(c, app.cfg.sql_dir, &applied, &err) < 0 ||
-	    store_lock_down(c, &err) < 0 || load_jwt_key(&app, &err) < 0 || bootstrap_admin(&app, c, &err) < 0) {
-		if (c)
-			PQfinish(c);
-		if (pge)
-			pge_stop(pge);
-		return fatal("control plane", &err);
-	}
-	PQfinish(c);
-	char napplied[16];
-	snprintf(napplied, sizeof(napplied), "%d", applied);
-	zlog(ZLOG_INFO, "migrations", "applied", napplied, NULL);
-
-	char tiers_path[600];
-	snprintf(tiers_path, sizeof(tiers_path), "%s/tiers.json", app.cfg.policy_dir);
-	if (tiers_load(tiers_path, &app.tiers, &err) < 0 ||
-	    exec_ctx_init(&app.exec, &sbx, &spawner, app.cfg.policy_dir, app.cfg.sdk_dir, app.pg_socket_dir, &err) <
-	        0 ||
-	    db_pool_open(conninfo, (int)(app.cfg.concurrency + 8 < 200 ? app.cfg.concurrency + 8 : 200), &app.pool,
-	                 &err) < 0) {
-		if (pge)
-			pge_stop(pge);
-		return fatal("setup", &err);
-	}
-	app.exec.max_log_bytes = app.cfg.max_log_bytes;
-	app.exec.max_result_bytes = app.cfg.max_result_bytes;
-	/* Pooled sandboxes wait under the largest limits any tier allows; an
-	 * invocation narrows them to its function's. */
-	uint64_t pool_mem = 0, pool_timeout = 0;
-	for (int i = 0; i < app.tiers.n; i++) {
-		pool_mem = app.tiers.t[i].max_memory_mb > pool_mem ? app.tiers.t[i].max_memory_mb : pool_mem;
-		pool_timeout =
-		    app.tiers.t[i].max_timeout_ms > pool_timeout ? app.tiers.t[i].max_timeout_ms : pool_timeout;
-	}
-	if (exec_pool_start(&app.exec, (unsigned)app.cfg.pool_size, pool_mem, pool_timeout, &err) < 0) {
-		if (pge)
-			pge_stop(pge);
-		return fatal("warm pool", &err);
-	}
-	if (records_start(app.pool, &app.records, &err) < 0) {
-		if (pge)
-			pge_stop(pge);
-		return fatal("record writer", &err);
-	}
-	limiter_init(&app.limiter, app.cfg.concurrency);
-	limiter_init(&app.login_limiter, 4);
-
-	struct http_config hc = {
-	    .listen = app.cfg.listen,
-	    .max_connections = (unsigned)app.cfg.max_connections,
-	    .max_per_ip = (unsigned)app.cfg.max_per_ip,
-	    .max_body = app.cfg.max_body_bytes,
-	    .grace_ms =
-	        app.cfg.shutdown_grace_ms ? (unsigned)app.cfg.shutdown_grace_ms : 1, /* 0 means "default" there */
-	    .log = http_log,
-	};
-	struct http_server *srv = NULL;
-	if (http_server_start(&hc, app_routes, app_n_routes, &app, &srv, &err) < 0) {
-		if (pge)
-			pge_stop(pge);
-		return fatal("http", &err);
-	}
-	char port[16];
-	snprintf(port, sizeof(port), "%d", http_server_port(srv));
-	zlog(ZLOG_INFO, "listening", "address", app.cfg.listen, "port", port, NULL);
-	printf("zmeshd: listening on %s (port %s). Log in: curl -s -XPOST http://127.0.0.1:%s/auth/login "
-	       "-d '{\"email\":\"%s\",\"password\":\"...\"}'\n",
-	       app.cfg.listen, port, port, app.cfg.admin_email);
-	fflush(stdout);
-
-	/* Wait for a stop signal; meanwhile supervise the embedded cluster: a
-	 * postmaster that died is started again (the pool reconnects). */
-	int sig = 0;
-	for (;;) {
-		struct timespec tick = {1, 0};
-		siginfo_t si;
-		sig = sigtimedwait(&stop, &si, &tick);
-		if (sig > 0)
-			break;
-		if (!pge || pge_check(pge, &err) != -ESRCH)
-			continue;
-		zlog(ZLOG_ERROR, "embedded_postgresql_died", "error", err.msg, NULL);
+	if (load_jwt_key(&app, st.uid, st.gid, &err) < 0) {
 		pge_stop(pge);
-		pge = NULL;
-		if (pge_start(app.cfg.state_dir, &pge, &err) < 0) {
-			zlog(ZLOG_ERROR, "embedded_postgresql_restart_failed", "error", err.msg, NULL);
-			pge = NULL;
-			sig = SIGTERM;
-			break;
-		}
-		zlog(ZLOG_INFO, "embedded_postgresql_restarted", NULL);
+		return fatal("jwt key", &err);
 	}
-	zlog(ZLOG_INFO, "stopping", "signal", strsignal(sig), NULL);
-	/* In-flight invocations finish within the grace period; those still
-	 * running after it are ended. Then the record writer drains its
-	 * queue: no record is lost. */
-	exec_stop_at(&app.exec, util_now_ns() + app.cfg.shutdown_grace_ms * 1000000ull);
-	http_server_stop(srv);
-	exec_pool_stop(&app.exec);
-	records_stop(app.records);
-	db_pool_close(app.pool);
-	exec_ctx_done(&app.exec);
-	sbx_spawner_stop(&spawner);
-	limiter_done(&app.limiter);
-	limiter_done(&app.login_limiter);
+
+	fflush(stdout);
+	st.supervisor = getpid();
+	st.pge = pge;
+	pid_t api = fork();
+	if (api < 0) {
+		err.code = -errno;
+		snprintf(err.msg, sizeof(err.msg), "fork: %s", strerror(errno));
+		pge_stop(pge);
+		return fatal("api process", &err);
+	}
+	if (api == 0) {
+		prctl(PR_SET_NAME, "zmeshd-api", 0, 0, 0);
+		exit(api_main(&app, &st));
+	}
+	/* The key lives on in the API process only. */
+	explicit_bzero(app.jwt_key, sizeof(app.jwt_key));
+	int rc = supervise(&app, &pge, api);
 	if (pge)
 		pge_stop(pge);
 	zlog(ZLOG_INFO, "stopped", NULL);
-	return 0;
+	return rc;
 }

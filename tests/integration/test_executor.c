@@ -13,18 +13,22 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "executor.h"
 
 static struct sbx_ctx sbx;
 static struct exec_ctx ex;      /* cold only, spawns in this process */
 static struct exec_ctx ex_pool; /* through the spawner, with a warm pool */
 static struct sbx_spawner spawner;
+static struct sbx_spawner_config spawner_cfg;
 
 static int setup(void **state)
 {
 	struct zerr err = {0};
 	/* The spawner is forked while this process has one thread. */
-	if (sbx_ctx_init(&sbx, NULL, &err) < 0 || sbx_spawner_start(&sbx, &spawner, &err) < 0 ||
+	if (sbx_ctx_init(&sbx, NULL, &err) < 0 ||
+	    exec_spawner_config(ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, NULL, 1024, 60000, &spawner_cfg, &err) < 0 ||
+	    sbx_spawner_start(&sbx, &spawner_cfg, &spawner, &err) < 0 ||
 	    exec_ctx_init(&ex, &sbx, NULL, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0 ||
 	    exec_ctx_init(&ex_pool, &sbx, &spawner, ZMESH_POLICY_DIR, ZMESH_SOURCE_DIR, NULL, &err) < 0) {
 		fprintf(stderr, "setup: %s\n", err.msg);
@@ -38,6 +42,7 @@ static int teardown(void **state)
 	exec_ctx_done(&ex);
 	exec_ctx_done(&ex_pool);
 	sbx_spawner_stop(&spawner);
+	sbx_spawner_config_done(&spawner_cfg);
 	return 0;
 }
 
@@ -50,6 +55,7 @@ static void run_in(struct exec_ctx *ctx, enum exec_lang lang, const char *code, 
 	                           .function_name = "f",
 	                           .version = 3,
 	                           .code = code,
+	                           .wants_db = exec_code_wants_db(code),
 	                           .payload = payload,
 	                           .timeout_ms = timeout_ms,
 	                           .memory_mb = memory_mb};
@@ -326,7 +332,7 @@ static void test_function_error(void **state)
 	struct exec_result r;
 	run(EXEC_JS, "exports.handler = async () => { throw new TypeError('no such thing'); };", NULL, 10000, 256, &r);
 	assert_int_equal(r.outcome, EXEC_FUNCTION_ERROR);
-	assert_int_equal(exec_outcome_http_status(r.outcome), 500);
+	assert_int_equal(errors_outcome_status(r.outcome), 500);
 	assert_string_equal(json_string_value(json_object_get(r.error, "name")), "TypeError");
 	assert_string_equal(json_string_value(json_object_get(r.error, "message")), "no such thing");
 	exec_result_done(&r);
@@ -337,7 +343,7 @@ static void test_timeout(void **state)
 	struct exec_result r;
 	run(EXEC_PY, "def handler(p, z):\n    while True:\n        pass\n", NULL, 700, 256, &r);
 	assert_int_equal(r.outcome, EXEC_TIMEOUT);
-	assert_int_equal(exec_outcome_http_status(r.outcome), 504);
+	assert_int_equal(errors_outcome_status(r.outcome), 504);
 	assert_true(r.report.timed_out);
 	assert_in_range(r.report.wall_us, 650000, 5000000);
 	exec_result_done(&r);
@@ -348,7 +354,7 @@ static void test_oom_python(void **state)
 	struct exec_result r;
 	run(EXEC_PY, "def handler(p, z):\n    b = bytearray(400 << 20)\n    return len(b)\n", NULL, 10000, 64, &r);
 	assert_int_equal(r.outcome, EXEC_OOM);
-	assert_int_equal(exec_outcome_http_status(r.outcome), 507);
+	assert_int_equal(errors_outcome_status(r.outcome), 507);
 	exec_result_done(&r);
 }
 
@@ -366,7 +372,7 @@ static void test_no_result_is_bad_result(void **state)
 	struct exec_result r;
 	run(EXEC_PY, "import os\ndef handler(p, z):\n    os._exit(0)\n", NULL, 10000, 256, &r);
 	assert_int_equal(r.outcome, EXEC_BAD_RESULT);
-	assert_int_equal(exec_outcome_http_status(r.outcome), 502);
+	assert_int_equal(errors_outcome_status(r.outcome), 502);
 	exec_result_done(&r);
 }
 

@@ -799,6 +799,15 @@ def test_init_environment_is_not_exposed(status):
     assert p1["readable"] is False or p1["bytes"] == 0, p1
 
 
+def test_init_command_line_is_its_own():
+    # pid 1 is a clone of its launcher: its command line (a daemon's state
+    # directory, the CLI's options) must not show through /proc/1/cmdline.
+    run = run_sandbox(["/bin/cat", "/proc/1/cmdline"], opts=["--env", "MARK=x"])
+    assert run.rc == 0, run
+    assert run.stdout.rstrip(b"\0") == b"zmesh-init", run
+    assert b"MARK" not in run.stdout and b"zmesh-sandbox" not in run.stdout, run
+
+
 def test_kill_minus_one_inside_harms_nothing_outside():
     sleepers = [
         subprocess.Popen(

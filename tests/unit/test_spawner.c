@@ -1,6 +1,7 @@
 /* Tests of the spawner: a threaded process spawns sandboxes through the
  * single-threaded spawner it forked first, receives their descriptors, reads
- * their output and reaps them itself. Needs root (real sandboxes). */
+ * their output and reaps them itself; and the spawner refuses, on its real
+ * socket, whatever is outside its protocol. Needs root (real sandboxes). */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +20,24 @@
 
 static struct sbx_ctx ctx;
 static struct sbx_spawner sp;
-static struct pol_program prog;
+static struct sbx_spawner_config cfg;
 
 static int setup(void **state)
 {
 	struct zerr err = {0};
 	char p[512];
 	snprintf(p, sizeof(p), "%s/base.json", ZMESH_POLICY_DIR);
-	if (pol_compile(p, &prog, &err) < 0 || sbx_ctx_init(&ctx, NULL, &err) < 0 ||
-	    sbx_spawner_start(&ctx, &sp, &err) < 0) {
+	struct sbx_bind missing = {.src = "/nonexistent/zmesh", .dst = "/opt/x"};
+	cfg.max = (struct sbx_maxima){.memory_bytes = 128 << 20,
+	                              .pids = 32,
+	                              .cpu_percent = 200,
+	                              .tmpfs_bytes = 4 << 20,
+	                              .fsize_bytes = 4 << 20,
+	                              .nofile = 128,
+	                              .cpu_seconds = 10};
+	if (sbx_runtime_add(&cfg, "base", p, NULL, NULL, 0, &err) < 0 ||
+	    sbx_runtime_add(&cfg, "broken", p, NULL, &missing, 1, &err) < 0 || sbx_ctx_init(&ctx, NULL, &err) < 0 ||
+	    sbx_spawner_start(&ctx, &cfg, &sp, &err) < 0) {
 		fprintf(stderr, "setup: %s\n", err.msg);
 		return -1;
 	}
@@ -35,8 +47,20 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	sbx_spawner_stop(&sp);
-	pol_program_free(&prog);
+	sbx_spawner_config_done(&cfg);
 	return 0;
+}
+
+static struct sbx_spawn_req request(const char *runtime, const char *const *argv)
+{
+	return (struct sbx_spawn_req){.runtime = runtime,
+	                              .argv = argv,
+	                              .tmpfs_bytes = 1 << 20,
+	                              .fsize_bytes = 1 << 20,
+	                              .nofile = 64,
+	                              .cpu_seconds = 5,
+	                              .limits = {.memory_bytes = 64 << 20, .pids = 16, .cpu_percent = 100},
+	                              .stdio = {-1, -1, -1}};
 }
 
 static pid_t ppid_of(pid_t pid)
@@ -61,15 +85,11 @@ static void *echo_once(void *arg)
 {
 	const char *word = arg;
 	const char *argv[] = {"/bin/echo", word, NULL};
-	struct sbx_spec spec = {.argv = argv,
-	                        .policy = &prog,
-	                        .tmpfs_bytes = 1 << 20,
-	                        .nofile = 64,
-	                        .limits = {.memory_bytes = 64 << 20, .pids = 16},
-	                        .stdio = {-1, -1, 2}};
+	struct sbx_spawn_req req = request("base", argv);
+	req.stdio[2] = 2;
 	struct sbx s;
 	struct zerr err = {0};
-	if (sbx_spawner_spawn(&sp, &ctx, &spec, &s, &err) < 0) {
+	if (sbx_spawner_spawn(&sp, &ctx, &req, &s, &err) < 0) {
 		fprintf(stderr, "spawn: %s\n", err.msg);
 		return NULL;
 	}
@@ -116,17 +136,10 @@ static void test_spawn_from_threads(void **state)
 static void test_spawn_failure_is_reported(void **state)
 {
 	const char *argv[] = {"/bin/true", NULL};
-	struct sbx_bind b = {.src = "/nonexistent/zmesh", .dst = "/opt/x"};
-	struct sbx_spec spec = {.argv = argv,
-	                        .policy = &prog,
-	                        .tmpfs_bytes = 1 << 20,
-	                        .nofile = 64,
-	                        .binds = &b,
-	                        .n_binds = 1,
-	                        .stdio = {-1, -1, -1}};
+	struct sbx_spawn_req req = request("broken", argv);
 	struct sbx s;
 	struct zerr err = {0};
-	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &spec, &s, &err), -ENOENT);
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "/nonexistent/zmesh"));
 	assert_int_equal(s.pidfd, -1);
 }
@@ -134,17 +147,121 @@ static void test_spawn_failure_is_reported(void **state)
 static void test_program_not_found_is_a_sandbox_error(void **state)
 {
 	const char *argv[] = {"no-such-program-zmesh", NULL};
-	struct sbx_spec spec = {
-	    .argv = argv, .policy = &prog, .tmpfs_bytes = 1 << 20, .nofile = 64, .stdio = {-1, -1, -1}};
+	struct sbx_spawn_req req = request("base", argv);
 	struct sbx s;
 	struct zerr err = {0};
-	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &spec, &s, &err), 0);
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), 0);
 	struct sbx_report rep;
 	assert_int_equal(sbx_wait(&s, 5000, &rep), 0);
 	sbx_destroy(&s);
 	assert_int_equal(rep.status, SBX_ERROR);
 	assert_int_equal(rep.exit_code, 127);
 	assert_non_null(strstr(rep.error, "no-such-program-zmesh"));
+}
+
+/* Send raw bytes (and descriptors) on the spawner's socket, as a daemon
+ * taken over could; return the answer's error. */
+static int raw_request(const void *msg, size_t len, int fd)
+{
+	struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} c;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fd >= 0) {
+		memset(&c, 0, sizeof(c));
+		m.msg_control = c.buf;
+		m.msg_controllen = sizeof(c.buf);
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	}
+	pthread_mutex_lock(&sp.lock);
+	assert_int_equal(sendmsg(sp.fd, &m, 0), (ssize_t)len);
+	struct spawner_wire_rep rep;
+	ssize_t n = recv(sp.fd, &rep, sizeof(rep), 0);
+	pthread_mutex_unlock(&sp.lock);
+	assert_int_equal(n, sizeof(rep));
+	assert_int_equal(rep.magic, SPAWNER_MAGIC);
+	assert_int_equal(rep.fds, 0);
+	return rep.err;
+}
+
+static int raw_handle(enum spawner_op op, uint32_t slot, uint32_t gen, int sig, uint64_t memory)
+{
+	struct spawner_req req = {.op = op, .slot = slot, .gen = gen, .sig = sig};
+	req.limits.memory_bytes = memory;
+	req.limits.pids = memory ? 8 : 0;
+	req.limits.cpu_percent = memory ? 100 : 0;
+	struct spawner_wire_handle msg;
+	ssize_t len = spawner_encode_request(&req, &msg, sizeof(msg));
+	assert_true(len > 0);
+	return raw_request(&msg, (size_t)len, -1);
+}
+
+static void test_refuses_what_is_outside_the_protocol(void **state)
+{
+	const char *argv[] = {"/bin/sleep", "30", NULL};
+	struct sbx_spawn_req req = request("base", argv);
+	struct sbx s;
+	struct zerr err = {0};
+
+	/* Limits above the configured maxima, an unknown runtime. */
+	req.limits.memory_bytes = 256 << 20;
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "memory"));
+	req = request("base", argv);
+	req.tmpfs_bytes = 64 << 20;
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), -EPERM);
+	req = request("base", argv);
+	req.limits.pids = 0; /* "no limit" is not within the maxima either */
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), -EPERM);
+	req = request("own-policy", argv);
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), -ENOENT);
+
+	/* Garbage, a cut header, a descriptor nobody asked for. */
+	assert_int_equal(raw_request("garbage", 7, -1), -EBADMSG);
+	struct spawner_wire_handle h = {.h = {.magic = SPAWNER_MAGIC, .len = 99, .op = SPAWNER_KILL}};
+	assert_int_equal(raw_request(&h, sizeof(h), -1), -EBADMSG);
+	struct spawner_req k = {.op = SPAWNER_KILL, .sig = SIGKILL};
+	assert_true(spawner_encode_request(&k, &h, sizeof(h)) > 0);
+	assert_int_equal(raw_request(&h, sizeof(h), 2), -EBADMSG);
+
+	/* A sandbox of its own: narrowed within the maxima, not above. */
+	req = request("base", argv);
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), 0);
+	struct cg_limits lim = {.memory_bytes = 32 << 20, .pids = 8, .cpu_percent = 50};
+	assert_int_equal(sbx_assign(&s, &lim, &err), 0);
+	lim.memory_bytes = 1ull << 40;
+	assert_int_equal(sbx_assign(&s, &lim, &err), -EPERM);
+	/* Handles it did not issue: another generation, another slot. */
+	assert_int_equal(raw_handle(SPAWNER_KILL, (uint32_t)s.slot, s.gen + 1, SIGKILL, 0), -ESRCH);
+	assert_int_equal(raw_handle(SPAWNER_KILL, ((uint32_t)s.slot + 1) % ctx.slots, s.gen, SIGKILL, 0), -ESRCH);
+	assert_int_equal(raw_handle(SPAWNER_DESTROY, ctx.slots + 5, 1, 0, 0), -ESRCH);
+	assert_int_equal(raw_handle(SPAWNER_ASSIGN, (uint32_t)s.slot, 0, 0, 16 << 20), -ESRCH);
+	/* Signals beyond SIGKILL and SIGTERM are not its business. */
+	assert_int_equal(raw_handle(SPAWNER_KILL, (uint32_t)s.slot, s.gen, SIGSTOP, 0), -EBADMSG);
+
+	/* Its own: killed through the spawner, reaped here. */
+	struct sbx_report rep;
+	assert_int_equal(sbx_kill(&s, SIGKILL), 0);
+	assert_int_equal(sbx_wait(&s, 5000, &rep), 0);
+	assert_int_equal(rep.status, SBX_SIGNALED);
+	uint32_t slot = (uint32_t)s.slot, gen = s.gen;
+	sbx_destroy(&s);
+	/* Destroyed: no longer its own. */
+	assert_int_equal(raw_handle(SPAWNER_DESTROY, slot, gen, 0, 0), -ESRCH);
+
+	/* And it still serves. */
+	const char *ok[] = {"/bin/true", NULL};
+	req = request("base", ok);
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), 0);
+	assert_int_equal(sbx_wait(&s, 5000, &rep), 0);
+	assert_int_equal(rep.status, SBX_EXITED);
+	sbx_destroy(&s);
 }
 
 int main(void)
@@ -157,6 +274,7 @@ int main(void)
 	    cmocka_unit_test(test_spawn_from_threads),
 	    cmocka_unit_test(test_spawn_failure_is_reported),
 	    cmocka_unit_test(test_program_not_found_is_a_sandbox_error),
+	    cmocka_unit_test(test_refuses_what_is_outside_the_protocol),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

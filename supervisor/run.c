@@ -1,0 +1,564 @@
+/* run.c - one invocation, start to finish (see executor.h); the warm pool
+ * is pool.c, the reaper reaper.c, the meaning of a result result.c. */
+#define _GNU_SOURCE
+#include "run.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "buf.h"
+#include "pool.h"
+#include "protocol.h"
+#include "reaper.h"
+#include "result.h"
+#include "tiers.h"
+#include "utf8.h"
+
+#define EXEC_TMPFS_BYTES    (64u << 20)
+#define EXEC_PIDS           64
+#define EXEC_NOFILE         256
+#define EXEC_MAX_TIMEOUT_MS (15u * 60 * 1000)
+#define EXEC_MAX_MEMORY_MB  (16u * 1024)
+
+/* What a sandbox wrote on one channel, kept up to limit; the rest is read
+ * and dropped, and overflow says so. */
+struct capture {
+	struct buf b;
+	size_t limit;
+	bool overflow;
+};
+
+/* Read what fd has now. 1: nothing more for now (EAGAIN), 0: call again,
+ * -EPIPE at EOF, else a read error. */
+static int capture_read(struct capture *c, int fd)
+{
+	for (;;) {
+		char tmp[16384];
+		char *dst = tmp;
+		size_t room = sizeof(tmp);
+		if (!c->overflow && c->b.len < c->limit) {
+			if (buf_reserve(&c->b, sizeof(tmp)) < 0)
+				return -ENOMEM;
+			dst = c->b.data + c->b.len;
+			room = c->b.cap - c->b.len - 1;
+		}
+		ssize_t n = read(fd, dst, room);
+		if (n < 0)
+			return errno == EAGAIN ? 1 : errno == EINTR ? 0 : -errno;
+		if (n == 0)
+			return -EPIPE; /* EOF */
+		if (dst != tmp) {
+			c->b.len += (size_t)n;
+			if (c->b.len > c->limit) {
+				c->b.len = c->limit;
+				c->overflow = true;
+			}
+			c->b.data[c->b.len] = '\0';
+		} else
+			c->overflow = true;
+	}
+}
+
+/* Logs are the function's raw bytes: make them valid UTF-8 without NULs
+ * (each bad byte becomes '?'), so they can be stored and shown as text, and
+ * drop a character the log limit cut in half. Returns the new length. */
+static size_t sanitize_text(char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		const unsigned char *p = (const unsigned char *)s + i;
+		size_t n = p[0] ? utf8_seq_len(p, len - i) : 0;
+		if (n) {
+			i += n;
+			continue;
+		}
+		size_t want = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 1;
+		bool cut = want > len - i;
+		for (size_t k = 1; cut && k < len - i; k++)
+			cut = p[k] >= 0x80 && p[k] <= 0xbf;
+		if (cut) {
+			/* A character the limit cut in half: end before it. */
+			len = i;
+			break;
+		}
+		s[i++] = '?';
+	}
+	s[len] = '\0';
+	return len;
+}
+
+static uint64_t epoch_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* An entry point the wrappers accept (protocol.h). */
+static bool valid_identifier(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	return n > 0 && n <= ZPROTO_MAX_ENTRY_POINT_BYTES && strchr(ZPROTO_ENTRY_POINT_FIRST_CHARS, s[0]) &&
+	       strspn(s, ZPROTO_ENTRY_POINT_CHARS) == n;
+}
+
+/* Whether stdout already holds the wrappers' one answer: compact JSON whose
+ * only raw newline is its last byte. Each byte is looked at once, and the
+ * output is parsed at its first newline only if that newline ends it: output
+ * shaped to look almost complete cannot make the daemon parse it again and
+ * again. What was parsed is kept (scan->parsed) and, when nothing came after
+ * it, is the result at the end too: every output is parsed once. */
+struct result_scan {
+	size_t scanned;
+	bool done; /* decided at the first newline */
+	bool have; /* parsed holds the parse of the first parsed_len bytes */
+	size_t parsed_len;
+	struct exec_result parsed;
+};
+
+static bool result_complete(const struct capture *out, struct result_scan *sc)
+{
+	if (sc->done || out->overflow)
+		return false;
+	const char *nl =
+	    out->b.len > sc->scanned ? memchr(out->b.data + sc->scanned, '\n', out->b.len - sc->scanned) : NULL;
+	sc->scanned = out->b.len;
+	if (!nl)
+		return false;
+	sc->done = true;
+	if ((size_t)(nl - out->b.data) != out->b.len - 1 || out->b.data[0] != '{')
+		return false;
+	if (exec_parse_result(out->b.data, out->b.len, false, &sc->parsed) < 0)
+		return false;
+	sc->have = true;
+	sc->parsed_len = out->b.len;
+	return sc->parsed.outcome != EXEC_BAD_RESULT;
+}
+
+static void scan_done(struct result_scan *sc)
+{
+	json_decref(sc->parsed.result);
+	json_decref(sc->parsed.error);
+	sc->parsed.result = sc->parsed.error = NULL;
+}
+
+/* The result of the whole output: the scan's parse when it covers it. */
+static void classify_output(const struct capture *out, struct result_scan *sc, struct exec_result *r)
+{
+	if (sc->have && sc->parsed_len == out->b.len && !out->overflow) {
+		r->outcome = sc->parsed.outcome;
+		r->result = TAKE_PTR(sc->parsed.result);
+		r->error = TAKE_PTR(sc->parsed.error);
+		return;
+	}
+	if (exec_parse_result(out->b.data, out->b.len, out->overflow, r) < 0) {
+		r->outcome = EXEC_SANDBOX_ERROR;
+		r->error = exec_error_object("SandboxError", "out of memory", "");
+	}
+}
+
+int exec_ctx_init(struct exec_ctx *ctx, struct sbx_ctx *sbx, struct sbx_spawner *spawner, const char *policy_dir,
+                  const char *sdk_dir, const char *pg_socket_dir, struct zerr *err)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->sbx = sbx;
+	ctx->spawner = spawner;
+	ctx->max_result_bytes = 6u << 20;
+	ctx->max_log_bytes = 64u << 10;
+	ctx->tmpfs_bytes = EXEC_TMPFS_BYTES;
+	ctx->pids = EXEC_PIDS;
+	ctx->cpu_percent = 100;
+	if (snprintf(ctx->sdk_js, sizeof(ctx->sdk_js), "%s/sdk-js", sdk_dir) >= (int)sizeof(ctx->sdk_js) ||
+	    snprintf(ctx->sdk_py, sizeof(ctx->sdk_py), "%s/sdk-python", sdk_dir) >= (int)sizeof(ctx->sdk_py) ||
+	    snprintf(ctx->pg_socket_dir, sizeof(ctx->pg_socket_dir), "%s", pg_socket_dir ? pg_socket_dir : "") >=
+	        (int)sizeof(ctx->pg_socket_dir))
+		return zerr_set(err, -ENAMETOOLONG, "SDK or socket path too long");
+	struct stat st;
+	const char *dirs[] = {ctx->sdk_js, ctx->sdk_py};
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+		if (stat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode))
+			return zerr_set(err, -ENOENT, "SDK directory %s not found", dirs[i]);
+
+	if (spawner) {
+		/* Threads only beside a spawner: a process that clones sandboxes
+		 * itself stays single-threaded. */
+		int r = reaper_start(&ctx->reaper, err);
+		if (r < 0)
+			return r;
+	}
+
+	/* With a spawner the policies are its own (exec_spawner_config). */
+	if (spawner)
+		return 0;
+	char cache[300];
+	snprintf(cache, sizeof(cache), "%s/cache", sbx->run_dir);
+	const char *names[] = {[EXEC_JS] = "node", [EXEC_PY] = "python"};
+	for (int l = EXEC_JS; l <= EXEC_PY; l++) {
+		char path[600];
+		int r = pol_resolve(names[l], policy_dir, path, sizeof(path), err);
+		if (r == 0)
+			r = pol_compile_cached(path, cache, &ctx->policy[l], err);
+		if (r < 0) {
+			exec_ctx_done(ctx);
+			return r;
+		}
+	}
+	return 0;
+}
+
+void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns)
+{
+	atomic_store(&ctx->stop_ns, deadline_ns);
+}
+
+void exec_ctx_done(struct exec_ctx *ctx)
+{
+	exec_pool_stop(ctx);
+	reaper_stop(ctx->reaper);
+	ctx->reaper = NULL;
+	for (size_t i = 0; i < ELEMENTSOF(ctx->policy); i++)
+		pol_program_free(&ctx->policy[i]);
+}
+
+void exec_result_done(struct exec_result *r)
+{
+	if (!r)
+		return;
+	json_decref(r->result);
+	json_decref(r->error);
+	free(r->logs);
+	r->result = r->error = NULL;
+	r->logs = NULL;
+}
+
+static const char *exec_runtime_name(enum exec_lang lang)
+{
+	return lang == EXEC_JS ? "node" : "python";
+}
+
+/* The binds of lang's sandboxes: its SDK, and the database socket directory
+ * when there is one. */
+static size_t exec_runtime_binds(const char *sdk_js, const char *sdk_py, const char *pg_socket_dir, enum exec_lang lang,
+                                 struct sbx_bind ret[2])
+{
+	ret[0] = (struct sbx_bind){.src = lang == EXEC_JS ? sdk_js : sdk_py,
+	                           .dst = lang == EXEC_JS ? EXEC_SDK_JS_MOUNT : EXEC_SDK_PY_MOUNT};
+	ret[1] = (struct sbx_bind){.src = pg_socket_dir, .dst = EXEC_PG_MOUNT};
+	return pg_socket_dir && pg_socket_dir[0] ? 2 : 1;
+}
+
+int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char *pg_socket_dir, const char *cache_dir,
+                        uint64_t max_memory_mb, uint64_t max_timeout_ms, struct sbx_spawner_config *ret,
+                        struct zerr *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	char js[512], py[512];
+	if (snprintf(js, sizeof(js), "%s/sdk-js", sdk_dir) >= (int)sizeof(js) ||
+	    snprintf(py, sizeof(py), "%s/sdk-python", sdk_dir) >= (int)sizeof(py))
+		return zerr_set(err, -ENAMETOOLONG, "SDK path too long");
+	if (max_memory_mb < TIERS_MIN_MEMORY_MB || max_memory_mb > EXEC_MAX_MEMORY_MB || max_timeout_ms == 0 ||
+	    max_timeout_ms > EXEC_MAX_TIMEOUT_MS)
+		return zerr_set(err, -EINVAL, "largest memory or timeout out of range");
+	for (enum exec_lang l = EXEC_JS; l <= EXEC_PY; l++) {
+		char path[600];
+		struct sbx_bind binds[2];
+		size_t n = exec_runtime_binds(js, py, pg_socket_dir, l, binds);
+		int r = pol_resolve(exec_runtime_name(l), policy_dir, path, sizeof(path), err);
+		if (r == 0)
+			r = sbx_runtime_add(ret, exec_runtime_name(l), path, cache_dir, binds, n, err);
+		if (r < 0) {
+			sbx_spawner_config_done(ret);
+			return r;
+		}
+	}
+	/* What exec_run and the pool may ask for, and no more. */
+	long cores = sysconf(_SC_NPROCESSORS_CONF);
+	ret->max = (struct sbx_maxima){.memory_bytes = max_memory_mb << 20,
+	                               .pids = EXEC_PIDS,
+	                               .cpu_percent = 100 * (uint64_t)(cores > 0 ? cores : 1),
+	                               .tmpfs_bytes = EXEC_TMPFS_BYTES,
+	                               .fsize_bytes = EXEC_TMPFS_BYTES,
+	                               .nofile = EXEC_NOFILE,
+	                               .cpu_seconds = max_timeout_ms / 1000 + 2};
+	return 0;
+}
+
+int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
+                       uint64_t cpu_percent, enum spawn_mode mode, struct sbx *ret, struct zerr *err)
+{
+	bool pooled = mode != SPAWN_COLD;
+	/* Started for one invocation, V8 gets a heap limit below the cgroup's,
+	 * so that most overruns end as a clean heap-limit failure rather than
+	 * a kill. A pooled runtime cannot know the function's memory (its
+	 * cgroup is narrowed at assignment, V8's heap cannot be), and any heap
+	 * flag costs Node some 4 ms of CPU at start (its built-in code cache is
+	 * keyed by V8's flags and no longer matches): there the cgroup alone
+	 * bounds memory. Pooled, the wrapper also first runs a message of its
+	 * own through its path while nobody waits; started for an invocation,
+	 * that would only delay it. */
+	char heap[48];
+	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
+	         (unsigned long long)(memory_mb * 3 / 4 > 16 ? memory_mb * 3 / 4 : 16));
+	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
+	const char *js_pooled[] = {"/usr/bin/node", EXEC_SDK_JS_MOUNT "/bootstrap.js", "--warm-up",
+	                           mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
+	const char **js_argv = pooled ? js_pooled : js_cold;
+	/* -S: bootstrap.py does what a function needs of site's work. */
+	const char *py_argv[] = {"/usr/bin/python3.11", "-S", EXEC_SDK_PY_MOUNT "/bootstrap.py",
+	                         mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
+	const char *const *argv = lang == EXEC_JS ? js_argv : py_argv;
+	struct cg_limits limits = {
+	    .memory_bytes = memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu_percent, .background = pooled};
+	uint64_t cpu_seconds = timeout_ms / 1000 + 2;
+	if (ctx->spawner) {
+		/* The spawner holds the runtime's policy and binds. */
+		struct sbx_spawn_req req = {
+		    .runtime = exec_runtime_name(lang),
+		    .argv = argv,
+		    .tmpfs_bytes = ctx->tmpfs_bytes,
+		    .fsize_bytes = ctx->tmpfs_bytes,
+		    .nofile = EXEC_NOFILE,
+		    .cpu_seconds = cpu_seconds,
+		    .limits = limits,
+		    .stdio = {-1, -1, -1},
+		};
+		return sbx_spawner_spawn(ctx->spawner, ctx->sbx, &req, ret, err);
+	}
+	struct sbx_bind binds[2];
+	size_t n_binds = exec_runtime_binds(ctx->sdk_js, ctx->sdk_py, ctx->pg_socket_dir, lang, binds);
+	struct sbx_spec spec = {
+	    .argv = argv,
+	    .binds = binds,
+	    .n_binds = n_binds,
+	    .policy = &ctx->policy[lang],
+	    .tmpfs_bytes = ctx->tmpfs_bytes,
+	    .fsize_bytes = ctx->tmpfs_bytes,
+	    .nofile = EXEC_NOFILE,
+	    .cpu_seconds = cpu_seconds,
+	    .limits = limits,
+	    .stdio = {-1, -1, -1},
+	};
+	int r = sbx_spawn(ctx->sbx, &spec, ret, err);
+	return r;
+}
+
+int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	const char *entry = req->entry_point && req->entry_point[0] ? req->entry_point : ZPROTO_DEFAULT_ENTRY_POINT;
+	if (req->lang != EXEC_JS && req->lang != EXEC_PY)
+		return zerr_set(err, -EINVAL, "unknown runtime");
+	if (!req->code || !valid_identifier(entry))
+		return zerr_set(err, -EINVAL, "missing code or bad entry point");
+	if (req->timeout_ms == 0 || req->timeout_ms > EXEC_MAX_TIMEOUT_MS || req->memory_mb < TIERS_MIN_MEMORY_MB ||
+	    req->memory_mb > EXEC_MAX_MEMORY_MB)
+		return zerr_set(err, -EINVAL, "timeout or memory out of range");
+	if (req->env && !json_is_object(req->env))
+		return zerr_set(err, -EINVAL, "env must be an object");
+
+	json_t *env = req->env ? json_incref(req->env) : json_object();
+	json_t *payload = req->payload ? json_incref(req->payload) : json_null();
+	json_t *msg = json_pack("{s:s, s:s, s:{s:s, s:I, s:s}, s:s, s:o, s:s, s:o, s:I}", "invocation_id",
+	                        req->invocation_id ? req->invocation_id : "", "project_id",
+	                        req->project_id ? req->project_id : "", "function", "name",
+	                        req->function_name ? req->function_name : "", "version", (json_int_t)req->version,
+	                        "entry_point", entry, "code", req->code, "env", env, "dsn", req->dsn ? req->dsn : "",
+	                        "payload", payload, "deadline_ms", (json_int_t)(epoch_ms() + req->timeout_ms));
+	_cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+	json_decref(msg);
+	if (!text)
+		return zerr_set(err, -EINVAL, "the invocation cannot be encoded (invalid UTF-8?)");
+	size_t text_len = strlen(text);
+	if (text_len > ZPROTO_MAX_MESSAGE_BYTES)
+		return zerr_set(err, -E2BIG, "the invocation message exceeds %u bytes", ZPROTO_MAX_MESSAGE_BYTES);
+
+	/* Every sandbox gets a CPU quota: the request's, else the default. */
+	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;
+	struct sbx s;
+	bool ready = false;
+	bool warm = pool_take(ctx, req->lang, req->wants_db, &s, &ready);
+	int r = 0;
+	if (warm) {
+		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
+		r = sbx_assign(&s, &lim, err);
+		if (r < 0) {
+			/* Its runtime may already hold more than this function
+			 * may use: not this sandbox then, a fresh one. */
+			exec_dispose(ctx, &s);
+			warm = false;
+		}
+	}
+	if (!warm) {
+		ready = false;
+		r = exec_spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, SPAWN_COLD, &s, err);
+	}
+	ret->warm = warm;
+	if (r < 0) {
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = exec_error_object("SandboxError", err->msg, "");
+		ret->report.status = SBX_ERROR;
+		return 0;
+	}
+
+	for (int i = 0; i < 3; i++)
+		fcntl(s.stdio[i], F_SETFL, fcntl(s.stdio[i], F_GETFL) | O_NONBLOCK);
+	struct capture out = {.limit = ctx->max_result_bytes}, logs = {.limit = ctx->max_log_bytes};
+	size_t written = 0;
+	bool out_eof = false, err_eof = false, exited = false, early = false, stopped = false;
+	struct result_scan scan = {0};
+	uint64_t deadline = s.start_ns + req->timeout_ms * 1000000ull;
+	int io_error = 0;
+
+	while (!(exited && out_eof && err_eof)) {
+		struct pollfd pfd[4];
+		int n = 0, i_in = -1, i_out = -1, i_err = -1;
+		pfd[n++] = (struct pollfd){.fd = s.pidfd, .events = POLLIN};
+		if (s.stdio[0] >= 0) {
+			i_in = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[0], .events = POLLOUT};
+		}
+		if (!out_eof) {
+			i_out = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[1], .events = POLLIN};
+		}
+		if (!err_eof) {
+			i_err = n;
+			pfd[n++] = (struct pollfd){.fd = s.stdio[2], .events = POLLIN};
+		}
+		int wait_ms = -1;
+		if (!s.killed_for_timeout && !stopped) {
+			uint64_t now = util_now_ns();
+			if (now >= deadline) {
+				sbx_kill_timeout(&s);
+				continue;
+			}
+			/* The platform stops: past its grace period, nothing waits
+			 * for a function any more. */
+			uint64_t stop = atomic_load(&ctx->stop_ns);
+			if (stop && now >= stop) {
+				stopped = true;
+				sbx_kill(&s, SIGKILL);
+				continue;
+			}
+			wait_ms = (int)((deadline - now + 999999) / 1000000);
+			if (wait_ms > 250)
+				wait_ms = 250; /* to notice a stop */
+		}
+		int k = poll(pfd, (nfds_t)n, wait_ms);
+		if (k < 0 && errno != EINTR) {
+			io_error = -errno;
+			sbx_kill(&s, SIGKILL);
+			break;
+		}
+		if (k <= 0)
+			continue;
+		if (pfd[0].revents)
+			exited = true;
+		if (i_in >= 0 && pfd[i_in].revents) {
+			ssize_t w = write(s.stdio[0], text + written, text_len - written);
+			if (w > 0)
+				written += (size_t)w;
+			if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == text_len ||
+			    (pfd[i_in].revents & (POLLERR | POLLHUP))) {
+				close(s.stdio[0]);
+				s.stdio[0] = -1;
+			}
+		}
+		/* Logs first: what the function printed before its result is in
+		 * the pipe by the time the result is (the wrappers write both
+		 * synchronously, logs flushed first). */
+		if (i_err >= 0 && pfd[i_err].revents) {
+			int rr = capture_read(&logs, s.stdio[2]);
+			if (rr == -EPIPE || rr < 0)
+				err_eof = true;
+		}
+		if (i_out >= 0 && pfd[i_out].revents) {
+			int rr = capture_read(&out, s.stdio[1]);
+			/* The wrapper's announcement that it waits, unless the pool
+			 * has read it already, is not part of the result. */
+			if (!ready && out.b.len > 0) {
+				ready = true;
+				if (out.b.data[0] == '\n')
+					memmove(out.b.data, out.b.data + 1, --out.b.len);
+			}
+			if (rr == -EPIPE)
+				out_eof = true;
+			else if (rr < 0 && rr != -EPIPE) {
+				io_error = rr;
+				out_eof = true;
+			}
+			if (out.overflow && !s.killed_for_timeout)
+				sbx_kill(&s, SIGKILL); /* no reason to let it go on */
+			else if (!out_eof && !s.killed_for_timeout && result_complete(&out, &scan)) {
+				/* The answer is in: the runtime's exit and the
+				 * sandbox's teardown happen off the request's path. */
+				early = true;
+				break;
+			}
+		}
+	}
+
+	if (early) {
+		while (!err_eof && capture_read(&logs, s.stdio[2]) == 0)
+			;
+		sbx_report_now(&s, &ret->report);
+		exec_dispose(ctx, &s);
+		r = 0;
+	} else {
+		r = sbx_reap(&s, &ret->report);
+		sbx_destroy(&s);
+	}
+	if (logs.b.data)
+		logs.b.len = sanitize_text(logs.b.data, logs.b.len);
+	ret->logs_len = logs.b.len;
+	ret->logs = logs.b.data ? buf_steal(&logs.b) : strdup("");
+	ret->logs_truncated = logs.overflow;
+
+	if (r < 0 || io_error < 0) {
+		buf_free(&out.b);
+		scan_done(&scan);
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = exec_error_object("SandboxError", "lost track of the sandbox", "");
+		return 0;
+	}
+	if (stopped && !early) {
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = exec_error_object("SandboxError", "the platform stopped before the function finished", "");
+		buf_free(&out.b);
+		scan_done(&scan);
+		return 0;
+	}
+	switch (ret->report.status) {
+	case SBX_TIMEOUT:
+		ret->outcome = EXEC_TIMEOUT;
+		ret->error = exec_error_object("Timeout", "the function exceeded its timeout", "");
+		break;
+	case SBX_OOM:
+		ret->outcome = EXEC_OOM;
+		ret->error = exec_error_object("OutOfMemory", "the function exceeded its memory limit", "");
+		break;
+	case SBX_ERROR:
+		ret->outcome = EXEC_SANDBOX_ERROR;
+		ret->error = exec_error_object("SandboxError", ret->report.error, "");
+		break;
+	default:
+		if (ret->report.status == SBX_SIGNALED && req->lang == EXEC_JS &&
+		    (ret->report.signal == SIGABRT || ret->report.signal == SIGTRAP) && ret->logs &&
+		    strstr(ret->logs, "heap out of memory")) {
+			/* V8 hit the heap limit it was given. */
+			ret->outcome = EXEC_OOM;
+			ret->error = exec_error_object("OutOfMemory", "the function exceeded its memory limit", "");
+			break;
+		}
+		classify_output(&out, &scan, ret);
+	}
+	buf_free(&out.b);
+	scan_done(&scan);
+	return 0;
+}

@@ -8,36 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
 #include "client.h"
 
-struct sink {
-	char *data;
-	size_t len, cap;
-	bool too_big;
-};
-
+/* libcurl's write callback: the response, bounded (CLIENT_MAX_RESPONSE). */
 static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	struct sink *s = userdata;
+	struct buf *s = userdata;
 	size_t n = size * nmemb;
-	if (n > CLIENT_MAX_RESPONSE - s->len) {
-		s->too_big = true;
-		return 0; /* makes libcurl stop with CURLE_WRITE_ERROR */
-	}
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 16384;
-		while (cap < s->len + n + 1)
-			cap *= 2;
-		char *p = realloc(s->data, cap);
-		if (!p)
-			return 0;
-		s->data = p;
-		s->cap = cap;
-	}
-	memcpy(s->data + s->len, ptr, n);
-	s->len += n;
-	s->data[s->len] = '\0';
-	return n;
+	/* A failed append makes libcurl stop with CURLE_WRITE_ERROR. */
+	return buf_append(s, ptr, n) == 0 ? n : 0;
 }
 
 static bool printable_ascii(const char *s, bool allow_space)
@@ -214,7 +194,7 @@ int client_request(struct client *c, const char *method, const char *path, const
 
 	CURL *h = c->curl;
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct sink sink = {0};
+	struct buf sink = BUF_INIT(CLIENT_MAX_RESPONSE + 1);
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -242,23 +222,27 @@ int client_request(struct client *c, const char *method, const char *path, const
 	/* The handle keeps pointers to our stack and headers: drop them now. */
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	_cleanup_free_ char *data = sink.data;
-	if (sink.too_big)
+	size_t len = sink.len;
+	int failed = sink.failed;
+	_cleanup_free_ char *data = buf_steal(&sink);
+	if (failed == -E2BIG)
 		return zerr_set(err, -EFBIG, "the response from %s is larger than %u MB", c->base,
 		                CLIENT_MAX_RESPONSE >> 20);
 	if (cr == CURLE_OPERATION_TIMEDOUT)
 		return zerr_set(err, -ETIMEDOUT, "no answer from %s within %ld s", c->base, c->timeout_ms / 1000);
+	if (failed == -ENOMEM)
+		return zerr_set(err, -ENOMEM, "out of memory reading the response of %s", c->base);
 	if (cr != CURLE_OK)
 		return zerr_set(err, -EIO, "cannot reach %s: %s", c->base, *errbuf ? errbuf : curl_easy_strerror(cr));
 
 	long status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	json_error_t jerr;
-	json_t *json = data ? json_loadb(data, sink.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+	json_t *json = data ? json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
 	if (!json)
 		return zerr_set(err, -EBADMSG, "unexpected answer from %s (HTTP %ld, not JSON): is it a zmesh server?",
 		                c->base, status);
-	*ret = (struct reply){.status = status, .raw = TAKE_PTR(data), .len = sink.len, .json = json};
+	*ret = (struct reply){.status = status, .raw = TAKE_PTR(data), .len = len, .json = json};
 	return 0;
 }
 

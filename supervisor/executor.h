@@ -5,7 +5,7 @@
  * classify the outcome, destroy the sandbox.
  *
  * The protocol with the wrappers (sdk-js/bootstrap.js, sdk-python/bootstrap.py)
- * is DESIGN.md section 2: one JSON object in, one JSON object out, logs on
+ * is docs/ARCHITECTURE.md (the wrapper protocol): one JSON object in, one JSON object out, logs on
  * stderr. Everything coming back from a sandbox is hostile: sizes are bounded
  * and shapes checked before anything is believed. */
 #pragma once

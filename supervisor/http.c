@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "buf.h"
 #include "http_parse.h"
 #include "utf8.h"
 
@@ -404,8 +405,7 @@ struct http_request {
 	enum http_target_verdict target;
 	size_t target_len;
 
-	char *body;
-	size_t body_len, body_cap;
+	struct buf body; /* up to max_body, NUL-terminated */
 	size_t discarded;
 	bool too_large;
 	bool queued; /* a response went to libmicrohttpd */
@@ -463,7 +463,7 @@ static void request_free(struct http_request *r)
 		return;
 	free(r->method);
 	free(r->path);
-	free(r->body);
+	buf_free(&r->body);
 	json_decref(r->json);
 	free(r->resp);
 	free(r->ctype_owned);
@@ -537,20 +537,21 @@ const char *http_header(const struct http_request *req, const char *name)
 
 const char *http_body(const struct http_request *req, size_t *ret_len)
 {
-	*ret_len = req->body_len;
-	return req->body ? req->body : "";
+	*ret_len = req->body.len;
+	return req->body.data ? req->body.data : "";
 }
 
 json_t *http_json_body(struct http_request *req, struct zerr *err)
 {
 	if (!req->json_tried) {
 		req->json_tried = true;
-		if (req->body_len == 0) {
+		if (req->body.len == 0) {
 			req->json_rc = -ENODATA;
 			snprintf(req->json_msg, sizeof(req->json_msg), "the request body is empty");
 		} else {
 			json_error_t je;
-			req->json = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+			req->json =
+			    json_loadb(req->body.data, req->body.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
 			if (!req->json) {
 				req->json_rc = -EINVAL;
 				snprintf(req->json_msg, sizeof(req->json_msg),
@@ -1088,33 +1089,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
-		if (!req->too_large && n > s->max_body - req->body_len) {
+		if (!req->too_large && n > s->max_body - req->body.len) {
 			req->too_large = true;
-			req->discarded = req->body_len;
-			free(req->body);
-			req->body = NULL;
-			req->body_len = req->body_cap = 0;
+			req->discarded = req->body.len;
+			buf_free(&req->body);
 		}
 		if (req->too_large || req->replied) {
 			req->discarded += n;
 			return req->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
 		}
-		if (req->body_len + n + 1 > req->body_cap) {
-			size_t cap = req->body_cap ? req->body_cap : 4096;
-			while (cap < req->body_len + n + 1)
-				cap *= 2;
-			if (cap > s->max_body + 1)
-				cap = s->max_body + 1;
-			char *b = realloc(req->body, cap);
-			if (!b)
-				return MHD_NO;
-			req->body = b;
-			req->body_cap = cap;
-		}
-		memcpy(req->body + req->body_len, upload_data, n);
-		req->body_len += n;
-		req->body[req->body_len] = '\0';
-		return MHD_YES;
+		return buf_append(&req->body, upload_data, n) == 0 ? MHD_YES : MHD_NO;
 	}
 
 	/* The whole request is in. */
@@ -1189,7 +1173,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 		                      req->id, "method", method, "path", path, "status",
 		                      req->queued ? (int)req->status : 0, "duration_ms",
 		                      (json_int_t)((util_now_ns() - req->start_ns) / 1000000), "client", req->client,
-		                      "body_bytes", (json_int_t)(req->body_len + req->discarded), "outcome", outcome);
+		                      "body_bytes", (json_int_t)(req->body.len + req->discarded), "outcome", outcome);
 		if (o && req->log_fields)
 			json_object_update_missing(o, req->log_fields);
 		emit_log(s, o);

@@ -2,56 +2,39 @@
 #define _GNU_SOURCE
 #include "reaper.h"
 
-#include <pthread.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 
+#include "workq.h"
+
 #define REAPER_QUEUE 256
 
+/* A work queue of sandboxes, each a copy of its struct sbx owned by the
+ * queue until destroyed. */
 struct exec_reaper {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t thread;
-	bool stop;
-	struct sbx q[REAPER_QUEUE];
-	size_t head, n;
+	struct workq *q;
 };
 
-static void *reaper_main(void *arg)
+static void destroy_items(void *ctx, void **items, size_t n)
 {
-	struct exec_reaper *rp = arg;
-	pthread_mutex_lock(&rp->mu);
-	for (;;) {
-		if (rp->n == 0) {
-			if (rp->stop)
-				break;
-			pthread_cond_wait(&rp->cv, &rp->mu);
-			continue;
-		}
-		struct sbx s = rp->q[rp->head];
-		rp->head = (rp->head + 1) % REAPER_QUEUE;
-		rp->n--;
-		pthread_mutex_unlock(&rp->mu);
-		sbx_destroy(&s);
-		pthread_mutex_lock(&rp->mu);
+	(void)ctx;
+	for (size_t i = 0; i < n; i++) {
+		sbx_destroy(items[i]);
+		free(items[i]);
 	}
-	pthread_mutex_unlock(&rp->mu);
-	return NULL;
 }
 
 int reaper_start(struct exec_reaper **ret, struct zerr *err)
 {
+	const struct workq_options opt = {.capacity = REAPER_QUEUE, .batch = 16, .linger_ms = 0};
 	struct exec_reaper *rp = calloc(1, sizeof(*rp));
 	if (!rp)
 		return zerr_set(err, -ENOMEM, "out of memory");
-	pthread_mutex_init(&rp->mu, NULL);
-	pthread_cond_init(&rp->cv, NULL);
-	int rc = pthread_create(&rp->thread, NULL, reaper_main, rp);
-	if (rc != 0) {
-		pthread_cond_destroy(&rp->cv);
-		pthread_mutex_destroy(&rp->mu);
+	int r = workq_start(&opt, destroy_items, NULL, &rp->q, err);
+	if (r < 0) {
 		free(rp);
-		return zerr_set(err, -rc, "pthread_create: %s", strerror(rc));
+		return r;
 	}
 	*ret = rp;
 	return 0;
@@ -60,17 +43,12 @@ int reaper_start(struct exec_reaper **ret, struct zerr *err)
 void exec_dispose(struct exec_ctx *ctx, struct sbx *s)
 {
 	sbx_kill(s, SIGKILL);
-	struct exec_reaper *rp = ctx->reaper;
-	if (rp) {
-		pthread_mutex_lock(&rp->mu);
-		if (rp->n < REAPER_QUEUE && !rp->stop) {
-			rp->q[(rp->head + rp->n) % REAPER_QUEUE] = *s;
-			rp->n++;
-			pthread_cond_signal(&rp->cv);
-			pthread_mutex_unlock(&rp->mu);
+	struct sbx *copy = ctx->reaper ? malloc(sizeof(*copy)) : NULL;
+	if (copy) {
+		*copy = *s;
+		if (workq_push(ctx->reaper->q, copy))
 			return;
-		}
-		pthread_mutex_unlock(&rp->mu);
+		free(copy);
 	}
 	sbx_destroy(s); /* no reaper, or it is behind: do it here */
 }
@@ -79,12 +57,6 @@ void reaper_stop(struct exec_reaper *rp)
 {
 	if (!rp)
 		return;
-	pthread_mutex_lock(&rp->mu);
-	rp->stop = true;
-	pthread_cond_signal(&rp->cv);
-	pthread_mutex_unlock(&rp->mu);
-	pthread_join(rp->thread, NULL);
-	pthread_cond_destroy(&rp->cv);
-	pthread_mutex_destroy(&rp->mu);
+	workq_stop(rp->q);
 	free(rp);
 }

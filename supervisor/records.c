@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "workq.h"
 
 #define RECORDS_QUEUE    4096
 #define RECORDS_BATCH    256
@@ -16,15 +17,8 @@
 
 struct records {
 	struct db_pool *pool;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t thread;
-	bool stop;
-	json_t *q[RECORDS_QUEUE];
-	size_t head, n;
-	bool writing;   /* a batch is on its way to the database */
-	unsigned flush; /* readers waiting for the queue to be written */
-	pthread_cond_t idle;
+	struct workq *q;
+	pthread_mutex_t mu; /* the counters */
 	uint64_t written, failed;
 };
 
@@ -91,46 +85,19 @@ static void write_all(struct records *r, json_t *batch)
 	}
 }
 
-static void *writer_main(void *arg)
+/* The writer's handler: one statement for the whole batch. */
+static void write_items(void *ctx, void **items, size_t n)
 {
-	struct records *r = arg;
-	pthread_mutex_lock(&r->mu);
-	for (;;) {
-		if (r->n == 0) {
-			if (r->stop)
-				break;
-			pthread_cond_wait(&r->cv, &r->mu);
-			continue;
-		}
-		/* Let a few more arrive: one statement for many records
-		 * (unless someone waits for them to be written). */
-		if (r->n < RECORDS_BATCH && !r->stop && !r->flush) {
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_nsec += RECORDS_FLUSH_MS * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-		}
-		json_t *batch = json_array();
-		while (r->n > 0 && json_array_size(batch) < RECORDS_BATCH) {
-			json_array_append_new(batch, r->q[r->head]);
-			r->head = (r->head + 1) % RECORDS_QUEUE;
-			r->n--;
-		}
-		r->writing = true;
-		pthread_mutex_unlock(&r->mu);
+	struct records *r = ctx;
+	json_t *batch = json_array();
+	for (size_t i = 0; i < n; i++)
+		if (!batch || json_array_append_new(batch, items[i]) < 0)
+			json_decref(items[i]);
+	if (batch)
 		write_all(r, batch);
-		json_decref(batch);
-		pthread_mutex_lock(&r->mu);
-		r->writing = false;
-		if (r->n == 0)
-			pthread_cond_broadcast(&r->idle);
-	}
-	pthread_mutex_unlock(&r->mu);
-	return NULL;
+	else
+		zlog(ZLOG_ERROR, "records_lost", "error", "out of memory", NULL);
+	json_decref(batch);
 }
 
 int records_start(struct db_pool *pool, struct records **ret, struct zerr *err)
@@ -140,16 +107,13 @@ int records_start(struct db_pool *pool, struct records **ret, struct zerr *err)
 		return zerr_set(err, -ENOMEM, "out of memory");
 	r->pool = pool;
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cv, &ca);
-	pthread_cond_init(&r->idle, &ca);
-	pthread_condattr_destroy(&ca);
-	int rc = pthread_create(&r->thread, NULL, writer_main, r);
-	if (rc != 0) {
+	const struct workq_options opt = {
+	    .capacity = RECORDS_QUEUE, .batch = RECORDS_BATCH, .linger_ms = RECORDS_FLUSH_MS};
+	int rc = workq_start(&opt, write_items, r, &r->q, err);
+	if (rc < 0) {
+		pthread_mutex_destroy(&r->mu);
 		free(r);
-		return zerr_set(err, -rc, "pthread_create: %s", strerror(rc));
+		return rc;
 	}
 	*ret = r;
 	return 0;
@@ -157,15 +121,8 @@ int records_start(struct db_pool *pool, struct records **ret, struct zerr *err)
 
 void records_push(struct records *r, json_t *rec)
 {
-	pthread_mutex_lock(&r->mu);
-	if (r->n < RECORDS_QUEUE && !r->stop) {
-		r->q[(r->head + r->n) % RECORDS_QUEUE] = rec;
-		r->n++;
-		pthread_cond_signal(&r->cv);
-		pthread_mutex_unlock(&r->mu);
+	if (workq_push(r->q, rec))
 		return;
-	}
-	pthread_mutex_unlock(&r->mu);
 	json_t *one = json_pack("[o]", rec);
 	if (one)
 		write_all(r, one);
@@ -176,40 +133,20 @@ void records_stop(struct records *r)
 {
 	if (!r)
 		return;
-	pthread_mutex_lock(&r->mu);
-	r->stop = true;
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-	pthread_join(r->thread, NULL);
-	pthread_cond_destroy(&r->cv);
-	pthread_cond_destroy(&r->idle);
+	workq_stop(r->q);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
 }
 
 void records_flush(struct records *r, unsigned timeout_ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&r->mu);
-	r->flush++;
-	pthread_cond_signal(&r->cv);
-	while ((r->n > 0 || r->writing) && pthread_cond_timedwait(&r->idle, &r->mu, &ts) == 0)
-		;
-	r->flush--;
-	pthread_mutex_unlock(&r->mu);
+	workq_flush(r->q, timeout_ms);
 }
 
 void records_stats(struct records *r, uint64_t *ret_queued, uint64_t *ret_written, uint64_t *ret_failed)
 {
+	*ret_queued = workq_queued(r->q);
 	pthread_mutex_lock(&r->mu);
-	*ret_queued = r->n;
 	*ret_written = r->written;
 	*ret_failed = r->failed;
 	pthread_mutex_unlock(&r->mu);

@@ -952,36 +952,6 @@ int pge_conninfo_as(const struct pge *p, const char *user, const char *dbname, c
 	return 0;
 }
 
-int pge_ensure_role(const struct pge *p, struct zerr *err)
-{
-	char conninfo[PATH_MAX + 128];
-	if (pge_conninfo(p, "postgres", conninfo, sizeof(conninfo)) < 0)
-		return zerr_set(err, -ENAMETOOLONG, "conninfo too long");
-	PGconn *c = PQconnectdb(conninfo);
-	if (PQstatus(c) != CONNECTION_OK) {
-		int r = zerr_set(err, -ECONNREFUSED, "connect as %s: %s", PGE_SUPERUSER, PQerrorMessage(c));
-		PQfinish(c);
-		return r;
-	}
-	/* Both statements name a constant of ours: no parameter to bind. */
-	const char *params[] = {PGE_API_ROLE};
-	PGresult *res = PQexecParams(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", 1, NULL, params, NULL, NULL, 0);
-	int r = 0;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		r = zerr_set(err, -EIO, "look up role %s: %s", PGE_API_ROLE, PQerrorMessage(c));
-	bool exists = r == 0 && PQntuples(res) > 0;
-	PQclear(res);
-	if (r == 0) {
-		res = PQexec(c, exists ? "ALTER ROLE \"" PGE_API_ROLE "\" SUPERUSER LOGIN PASSWORD NULL"
-		                       : "CREATE ROLE \"" PGE_API_ROLE "\" SUPERUSER LOGIN");
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-			r = zerr_set(err, -EIO, "create role %s: %s", PGE_API_ROLE, PQerrorMessage(c));
-		PQclear(res);
-	}
-	PQfinish(c);
-	return r;
-}
-
 void pge_forget(struct pge *p)
 {
 	pge_free(p);

@@ -14,7 +14,7 @@
  * logs in by peer authentication from the root and postgres OS users (a
  * pg_ident map); the daemon's unprivileged API process, running as the OS
  * user PGE_API_ROLE, logs in as the superuser role of that name, by peer
- * authentication too (pge_ensure_role creates it); every other role needs
+ * authentication too (store_ensure_superuser creates it); every other role needs
  * its password (scram-sha-256).
  * pg_hba.conf and pg_ident.conf are rewritten at every start: this module
  * owns them.
@@ -70,10 +70,6 @@ int pge_conninfo(const struct pge *p, const char *dbname, char *buf, size_t n);
 
 /* The same for another role (peer authenticated: see above). */
 int pge_conninfo_as(const struct pge *p, const char *user, const char *dbname, char *buf, size_t n);
-
-/* Create the superuser role PGE_API_ROLE (LOGIN, no password: peer only)
- * unless it exists, connected as PGE_SUPERUSER. */
-int pge_ensure_role(const struct pge *p, struct zerr *err);
 
 /* In a child forked after pge_start(): let go of this process's copy (the
  * lock descriptor, the memory) without touching the cluster, which stays

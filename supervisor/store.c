@@ -78,6 +78,26 @@ int store_ensure_database(const char *conninfo_admin, const char *name, struct z
 	return exec(c, sql, 0, NULL, err);
 }
 
+int store_ensure_superuser(const char *conninfo_admin, const char *role, struct zerr *err)
+{
+	_cleanup_pgconn_ PGconn *c = NULL;
+	int r = db_connect(conninfo_admin, &c, err);
+	if (r < 0)
+		return r;
+	const char *p[] = {role};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	r = db_exec_params(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", 1, p, &res, err);
+	if (r < 0)
+		return r;
+	char qn[160], sql[300];
+	r = quote(c, role, false, qn, sizeof(qn), err);
+	if (r < 0)
+		return r;
+	snprintf(sql, sizeof(sql),
+	         PQntuples(res) ? "ALTER ROLE %s SUPERUSER LOGIN PASSWORD NULL" : "CREATE ROLE %s SUPERUSER LOGIN", qn);
+	return exec(c, sql, 0, NULL, err);
+}
+
 int store_lock_down(PGconn *c, struct zerr *err)
 {
 	return exec(c,

@@ -69,6 +69,10 @@ int store_ensure_database(const char *conninfo_admin, const char *name, struct z
  * at the first failure, the failing file rolled back. *ret_applied: files
  * applied by this call. */
 int store_migrate(PGconn *c, const char *sql_dir, int *ret_applied, struct zerr *err);
+/* Make role a superuser that logs in without a password (peer
+ * authentication only; the embedded cluster's API role), connected to the
+ * cluster's maintenance database with conninfo_admin. */
+int store_ensure_superuser(const char *conninfo_admin, const char *role, struct zerr *err);
 /* Functions' roles must reach their own database only: no CONNECT or
  * TEMPORARY for PUBLIC on the control plane and the maintenance databases. */
 int store_lock_down(PGconn *c, struct zerr *err);

@@ -410,7 +410,8 @@ int main(int argc, char **argv)
 			return fatal("embedded postgresql", &err);
 		char admin[1200];
 		pge_conninfo(pge, "postgres", admin, sizeof(admin));
-		if (store_ensure_database(admin, "zmesh", &err) < 0 || pge_ensure_role(pge, &err) < 0) {
+		if (store_ensure_database(admin, "zmesh", &err) < 0 ||
+		    store_ensure_superuser(admin, PGE_API_ROLE, &err) < 0) {
 			pge_stop(pge);
 			return fatal("control-plane database", &err);
 		}

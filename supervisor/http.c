@@ -1445,12 +1445,15 @@ int http_server_start(const struct http_config *cfg, const struct http_route *ro
 	s->max_per_ip = cfg->max_per_ip;
 	/* libmicrohttpd's own limits, past which it closes new connections
 	 * without a word: above the admission cap by the reserve and by room to
-	 * answer 503 to a quarter more (at least 16), or per address to a
-	 * quarter of its share more (at least 4). */
-	unsigned over = max_conn / 4 > 16 ? max_conn / 4 : 16;
+	 * answer 503 to half as many more (at least 64), or per address to half
+	 * its share more (at least 8). Over-capacity connections live at most
+	 * the short over-capacity header deadline, so the room is turned over
+	 * quickly; without it a flood that fills the library's table turns the
+	 * 503s into resets. */
+	unsigned over = max_conn / 2 > 64 ? max_conn / 2 : 64;
 	unsigned mhd_limit = max_conn + s->max_reserve + over;
 	unsigned mhd_per_ip =
-	    cfg->max_per_ip ? cfg->max_per_ip + s->reserve_per_ip + (cfg->max_per_ip / 4 > 4 ? cfg->max_per_ip / 4 : 4)
+	    cfg->max_per_ip ? cfg->max_per_ip + s->reserve_per_ip + (cfg->max_per_ip / 2 > 8 ? cfg->max_per_ip / 2 : 8)
 	                    : 0;
 	s->grace_ms = cfg->grace_ms ? cfg->grace_ms : DEF_GRACE_MS;
 	pthread_mutex_init(&s->lock, NULL);

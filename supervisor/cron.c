@@ -200,6 +200,19 @@ static int64_t floor_div(int64_t a, int64_t b)
 	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+/* Whether the whole local minute of tm is skipped by a DST change. A gap is
+ * one interval of local time and no zone changes offset twice within a
+ * minute, so both ends in a gap mean every second is: a schedule firing
+ * every second then costs two conversions per skipped minute, not sixty. */
+static bool minute_in_gap(const struct tz *z, const struct tz_tm *tm)
+{
+	struct tz_tm start = *tm, end = *tm;
+	int64_t utc[2];
+	start.sec = 0;
+	end.sec = 59;
+	return tz_local_to_utc(z, &start, utc) == 0 && tz_local_to_utc(z, &end, utc) == 0;
+}
+
 int cron_next(const struct cron *c, const struct tz *z, int64_t after_ms, int64_t *ret_ms)
 {
 	if (after_ms < CRON_MS_MIN || after_ms > CRON_MS_MAX)
@@ -249,7 +262,10 @@ int cron_next(const struct cron *c, const struct tz *z, int64_t after_ms, int64_
 					if (!(c->sec >> tm.sec & 1) || lm + tm.sec < lmin)
 						continue;
 					/* Gap: none; overlap: the first only. */
-					if (tz_local_to_utc(z, &tm, utc) == 0 || utc[0] < t0)
+					int n = tz_local_to_utc(z, &tm, utc);
+					if (n == 0 && minute_in_gap(z, &tm))
+						break;
+					if (n == 0 || utc[0] < t0)
 						continue;
 					*ret_ms = utc[0] * 1000;
 					return 0;

@@ -228,6 +228,10 @@ static void test_new_york_dst(void **state)
 	/* Every minute across the gap: 01:59 EST is followed by 03:00 EDT. */
 	assert_string_equal(next("* * * * *", z, "2027-03-14 06:59:00"), "2027-03-14 07:00:00");
 	assert_string_equal(next("0 * * * *", z, "2027-03-14 06:00:00"), "2027-03-14 07:00:00");
+	/* Every second of a skipped hour: none that day; a year later the
+	 * hour exists (DST began on the 12th). */
+	assert_string_equal(next("* * 2 14 3 *", z, "2027-03-13 12:00:00"), "2028-03-14 06:00:00");
+	assert_string_equal(next("* * * * * *", z, "2027-03-14 06:59:59"), "2027-03-14 07:00:00");
 	/* 2027-11-07 01:30 happens at 05:30Z (EDT) and 06:30Z (EST): once. */
 	assert_string_equal(next("30 1 * * *", z, "2027-11-06 12:00:00"), "2027-11-07 05:30:00");
 	assert_string_equal(next("30 1 * * *", z, "2027-11-07 05:30:00"), "2027-11-08 06:30:00");

@@ -35,7 +35,8 @@ struct cron {
  * field and the token ("hour: 24 is out of range 0-23"); *ret is untouched. */
 int cron_parse(const char *expr, struct cron *ret, struct zerr *err);
 
-/* Whether local civil time tm (its wday set) matches c. */
+/* Whether local civil time tm matches c; tm must be a valid time with its
+ * wday set (as tz_to_local fills it). */
 bool cron_matches(const struct cron *c, const struct tz_tm *tm);
 
 /* The first fire of c strictly after after_ms (UTC epoch milliseconds), in

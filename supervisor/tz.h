@@ -76,7 +76,8 @@ static inline void tz_freep(struct tz **z)
 }
 #define _cleanup_tz_ _cleanup_(tz_freep)
 
-/* The built-in UTC zone, needing no file. */
+/* The built-in UTC zone, needing no file: the zone of a schedule that names
+ * none. */
 const struct tz *tz_utc(void);
 
 /* The offset in effect at UTC instant t (z NULL means UTC). */

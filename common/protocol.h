@@ -80,7 +80,7 @@
  * the handler. An ASCII identifier common to both languages' spellings ('$'
  * can only name a JavaScript export; in Python it finds no handler), so that
  * it is never code and the API can check it without knowing the runtime. */
-#define ZPROTO_MAX_ENTRY_POINT_BYTES 128
+#define ZPROTO_MAX_ENTRY_POINT_BYTES   128
 #define ZPROTO_ENTRY_POINT_FIRST_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$"
 #define ZPROTO_ENTRY_POINT_CHARS       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$"
 /* Used when entry_point is absent or empty. */

@@ -280,6 +280,35 @@ int cg_destroy(struct cg *cg)
 	return ret;
 }
 
+int cg_destroy_nowait(struct cg *cg)
+{
+	if (!cg || !cg->ctx)
+		return 0;
+	if (cg->dirfd >= 0) {
+		close(cg->dirfd);
+		cg->dirfd = -1;
+	}
+	int ret = 0;
+	for (int c = 0; c < CG_NCTL; c++) {
+		if (!cg->path[c][0])
+			continue;
+		if (rmdir(cg->path[c]) == 0 || errno == ENOENT) {
+			cg->path[c][0] = '\0';
+		} else if (errno == EBUSY) {
+			/* Processes still leaving (a pid namespace's teardown):
+			 * make sure they are, and look again later. */
+			kill_procs(cg->path[c]);
+			if (ret == 0)
+				ret = -EBUSY;
+		} else {
+			if (ret == 0 || ret == -EBUSY)
+				ret = -errno;
+			cg->path[c][0] = '\0';
+		}
+	}
+	return ret;
+}
+
 int cg_create(const struct cg_ctx *ctx, const char *name, struct cg *ret, struct zerr *err)
 {
 	struct cg cg = {.ctx = ctx, .dirfd = -1};

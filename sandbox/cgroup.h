@@ -89,6 +89,11 @@ int cg_reset_peak(const struct cg *cg);
 /* Kill every process in the cgroup, wait until it is empty (bounded), remove
  * it. Safe on a cgroup that was never created (all paths empty). */
 int cg_destroy(struct cg *cg);
+/* cg_destroy without waiting: removes what is empty now, kills what still
+ * runs in the rest, and keeps those paths. 0 when all is gone, -EBUSY when
+ * some remain (call again later), else the first other failure (those
+ * paths are given up). */
+int cg_destroy_nowait(struct cg *cg);
 
 /* Remove leftovers under the prefix: for each entry whose name starts with
  * name_prefix, is_stale(name) claims it when it belongs to nobody alive,

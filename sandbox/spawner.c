@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "spawner.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -330,7 +331,9 @@ void sbx_spawner_config_done(struct sbx_spawner_config *cfg)
  * pidfd (to kill it), its cgroup (to narrow and remove it), its slot lock. */
 struct owned {
 	bool live;
+	bool dying; /* destroyed, its cgroup not empty yet: no longer the daemon's */
 	uint32_t gen;
+	uint64_t dying_since_ns;
 	struct sbx s;
 };
 
@@ -339,7 +342,41 @@ struct spawner {
 	const struct sbx_spawner_config *cfg;
 	struct owned *table; /* by slot */
 	uint32_t next_gen;
+	uint32_t n_dying;
 };
+
+/* How often the spawner looks again at cgroups still emptying, and how long
+ * it waits for one before it blocks on it (cg_destroy's own bound). */
+#define DYING_POLL_MS 2
+#define DYING_MAX_NS  (1000ull * 1000 * 1000)
+
+/* A destroyed sandbox's cgroup: removed now if it is empty, else later,
+ * between requests, so that the next request (an assignment, typically,
+ * which a function waits for) is not held while a pid namespace's last
+ * processes leave. The slot (its lock) is released only once it is gone. */
+static void finish_destroy(struct spawner *sp, struct owned *o)
+{
+	if (cg_destroy_nowait(&o->s.cg) == -EBUSY) {
+		if (!o->dying) {
+			o->dying = true;
+			o->dying_since_ns = util_now_ns();
+			sp->n_dying++;
+		}
+		if (util_now_ns() - o->dying_since_ns < DYING_MAX_NS)
+			return;
+	}
+	if (o->dying)
+		sp->n_dying--;
+	o->dying = false;
+	sbx_destroy(&o->s); /* the rest of the cgroup (bounded wait), descriptors, then the slot */
+}
+
+static void sweep_dying(struct spawner *sp)
+{
+	for (uint32_t i = 0; i < sp->ctx->slots && sp->n_dying > 0; i++)
+		if (sp->table[i].dying)
+			finish_destroy(sp, &sp->table[i]);
+}
 
 static struct owned *find_owned(struct spawner *sp, const struct spawner_req *req, struct zerr *err)
 {
@@ -428,12 +465,13 @@ static void serve(struct spawner *sp, const char *buf, ssize_t n, const int *in,
 				zerr_set(&err, r, "kill: %s", strerror(-r));
 			r = r == -ESRCH ? 0 : r; /* already gone: what was asked */
 		} else {
-			/* Killed, emptied and removed; the zombie is the
-			 * daemon's to reap. The slot is free from here. */
+			/* Killed now; the zombie is the daemon's to reap. The
+			 * cgroup is removed as soon as it is empty, the slot
+			 * freed after it (finish_destroy). */
 			sbx_kill(&o->s, SIGKILL);
 			o->s.reaped = true;
-			sbx_destroy(&o->s);
 			o->live = false;
+			finish_destroy(sp, o);
 			r = 0;
 		}
 	}
@@ -479,6 +517,13 @@ static _Noreturn void spawner_main(struct sbx_ctx *ctx, const struct sbx_spawner
 	if (!buf || !sp.table)
 		_exit(1);
 	for (;;) {
+		/* Requests first; cgroups still emptying when none waits. */
+		while (sp.n_dying > 0) {
+			struct pollfd p = {.fd = sock, .events = POLLIN};
+			if (poll(&p, 1, DYING_POLL_MS) != 0)
+				break;
+			sweep_dying(&sp);
+		}
 		int in[4];
 		size_t nin = 0;
 		ssize_t n = recv_fds(sock, buf, SPAWNER_MSG_MAX + 1, in, ELEMENTSOF(in), &nin);
@@ -502,7 +547,9 @@ static _Noreturn void spawner_main(struct sbx_ctx *ctx, const struct sbx_spawner
 	}
 	/* The daemon closed the channel: its sandboxes end with it. */
 	for (uint32_t i = 0; i < ctx->slots; i++)
-		if (sp.table[i].live) {
+		if (sp.table[i].dying)
+			sbx_destroy(&sp.table[i].s);
+		else if (sp.table[i].live) {
 			sbx_kill(&sp.table[i].s, SIGKILL);
 			sp.table[i].s.reaped = true;
 			sbx_destroy(&sp.table[i].s);

@@ -184,9 +184,23 @@ bool pool_take(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct sbx *r
 		pool->stats.cold++;
 	if (i < 0 || !*ret_ready)
 		pool->short_[want]++;
-	pthread_cond_signal(&pool->cv);
+	/* A taken sandbox is replaced once it is assigned (pool_refill): the
+	 * replacement's spawn would otherwise hold the one spawner while this
+	 * invocation waits for it to narrow the sandbox's limits. */
+	if (i < 0)
+		pthread_cond_signal(&pool->cv);
 	pthread_mutex_unlock(&pool->mu);
 	return i >= 0;
+}
+
+void pool_refill(struct exec_ctx *ctx)
+{
+	struct exec_pool *pool = ctx->pool;
+	if (!pool)
+		return;
+	pthread_mutex_lock(&pool->mu);
+	pthread_cond_signal(&pool->cv);
+	pthread_mutex_unlock(&pool->mu);
 }
 
 /* How many to keep of kind: as many as were asked for in a recent window at

@@ -10,3 +10,8 @@
  * the demand the pool follows. false: none, start one cold. *ret_ready:
  * its wrapper has announced itself (its newline is consumed). */
 bool pool_take(struct exec_ctx *ctx, enum exec_lang lang, bool db, struct sbx *ret, bool *ret_ready);
+/* Start replacing what pool_take took: call it once the taken sandbox's
+ * limits are narrowed. The spawner is single-threaded and serves the
+ * replacement's spawn and the assignment in order, so the invocation does
+ * not wait behind a spawn. */
+void pool_refill(struct exec_ctx *ctx);

@@ -387,6 +387,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	if (warm) {
 		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
 		r = sbx_assign(&s, &lim, err);
+		pool_refill(ctx);
 		if (r < 0) {
 			/* Its runtime may already hold more than this function
 			 * may use: not this sandbox then, a fresh one. */

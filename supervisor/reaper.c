@@ -42,7 +42,9 @@ int reaper_start(struct exec_reaper **ret, struct zerr *err)
 
 void exec_dispose(struct exec_ctx *ctx, struct sbx *s)
 {
-	sbx_kill(s, SIGKILL);
+	/* The kill too is the reaper's (sbx_destroy kills first): with the
+	 * spawner doing it, it is a request that may wait behind a spawn, and
+	 * the answer must not. */
 	struct sbx *copy = ctx->reaper ? malloc(sizeof(*copy)) : NULL;
 	if (copy) {
 		*copy = *s;

@@ -12,6 +12,6 @@ int reaper_start(struct exec_reaper **ret, struct zerr *err);
  * the call rp is no longer valid. */
 void reaper_stop(struct exec_reaper *rp);
 
-/* Kill s now and destroy it later, on the reaper's thread (here when there
- * is no reaper or its queue is full). After the call s is no longer ours. */
+/* Kill and destroy s on the reaper's thread (here when there is no reaper
+ * or its queue is full). After the call s is no longer ours. */
 void exec_dispose(struct exec_ctx *ctx, struct sbx *s);

@@ -13,6 +13,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "codec.h"
+
 #define SHA256_LEN 32
 
 #define PW_SCHEME   "pbkdf2-sha256"
@@ -30,22 +32,6 @@
 #define APIKEY_RAW_LEN 32
 
 static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Value of a base64url character, or -1. */
-static int b64url_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
 
 /* Unpadded base64url length of n bytes; a constant expression for constants. */
 #define B64URL_LEN(n) ((n) / 3 * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
@@ -102,28 +88,18 @@ int auth_b64url_decode(const char *in, size_t len, uint8_t **ret, size_t *ret_le
 	if (!out)
 		return zerr_set(err, -ENOMEM, "base64url decode: out of memory");
 
-	uint32_t acc = 0;
-	int bits = 0;
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		int v = b64url_value((unsigned char)in[i]);
-		if (v < 0)
-			return zerr_set(err, -EINVAL, "base64url decode: invalid character at offset %zu", i);
-		acc = (acc << 6 | (uint32_t)v) & 0xffffff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (uint8_t)(acc >> bits);
-		}
-	}
+	uint32_t leftover = 0;
+	ssize_t o = codec_b64_decode(in, len, true, out, &leftover);
+	if (o < 0)
+		return zerr_set(err, -EINVAL, "base64url decode: invalid character");
 	/* The bits left over pad the last character; an encoder sets them to
 	 * zero. Refusing anything else keeps one encoding per value, so a
 	 * signature cannot be altered without changing what it decodes to. */
-	if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
+	if (leftover != 0)
 		return zerr_set(err, -EINVAL, "base64url decode: non-canonical final character");
 	out[o] = 0;
 	*ret = TAKE_PTR(out);
-	*ret_len = o;
+	*ret_len = (size_t)o;
 	return 0;
 }
 

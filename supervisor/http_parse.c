@@ -4,18 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "codec.h"
 #include "utf8.h"
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 int http_pct_decode(const char *in, size_t n, char *out, size_t out_size, size_t *ret_len)
 {
@@ -27,7 +17,7 @@ int http_pct_decode(const char *in, size_t n, char *out, size_t out_size, size_t
 		if (c == '%') {
 			if (i + 2 >= n)
 				return -EINVAL;
-			int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
+			int h = codec_hex_digit(in[i + 1]), l = codec_hex_digit(in[i + 2]);
 			if (h < 0 || l < 0)
 				return -EINVAL;
 			c = (char)(h << 4 | l);

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "codec.h"
+
 #define MAC_LEN       32
 #define SECRET_MIN    16
 #define SECRET_MAX    256
@@ -36,44 +38,18 @@ const char *whsig_scheme_name(enum whsig_scheme s)
 	return (unsigned)s < ELEMENTSOF(scheme_names) ? scheme_names[s] : NULL;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Exactly MAC_LEN bytes written as 2 * MAC_LEN hex digits. */
 static bool hex_mac(const char *s, size_t len, uint8_t out[MAC_LEN])
 {
 	if (len != 2 * MAC_LEN)
 		return false;
 	for (size_t i = 0; i < MAC_LEN; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		int hi = codec_hex_digit(s[2 * i]), lo = codec_hex_digit(s[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return false;
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return true;
-}
-
-static int b64val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
 }
 
 /* Standard base64, padding optional, into at most cap bytes. Returns the
@@ -89,21 +65,7 @@ static ssize_t b64_decode(const char *s, size_t len, uint8_t *out, size_t cap)
 	size_t n = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
 	if (n > cap)
 		return -1;
-	uint32_t acc = 0;
-	size_t k = 0;
-	int bits = 0;
-	for (size_t i = 0; i < len; i++) {
-		int v = b64val(s[i]);
-		if (v < 0)
-			return -1;
-		acc = (acc << 6 | (uint32_t)v) & 0xffffff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[k++] = (uint8_t)(acc >> bits);
-		}
-	}
-	return (ssize_t)k;
+	return codec_b64_decode(s, len, false, out, NULL);
 }
 
 /* The key of a secret: the decoded part of whsec_... for standard, the bytes

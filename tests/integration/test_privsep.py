@@ -177,7 +177,18 @@ def spawn_msg(runtime, memory, tmpfs=1 << 20, argv=(b"/bin/true",)):
     return msg[:4] + struct.pack("<I", len(msg)) + msg[8:]
 
 
-def test_spawner_refuses_what_is_outside_its_protocol(zs):
+@pytest.fixture
+def quiet_daemon():
+    """A daemon of its own that has run nothing: no request of its own (a
+    teardown of an earlier invocation's sandbox, say) is in flight on the
+    spawner's channel while a test speaks on it."""
+    d = start_daemon("privsep-protocol")
+    yield d
+    stop_and_check(d)
+
+
+def test_spawner_refuses_what_is_outside_its_protocol(quiet_daemon):
+    zs = quiet_daemon
     with spawner_channel(listener_pid(zs.port)) as sock:
         err, msg = ask(sock, b"not a request")
         assert err == -errno.EBADMSG, msg

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api.h"
 #include "app.h"
 #include "auth.h"
 #include "errors.h"
@@ -22,131 +23,7 @@
 #include "store.h"
 #include "validate.h"
 
-#define _cleanup_json_   _cleanup_(json_decrefp)
 #define METRICS_TEXT_MAX (1 << 20)
-
-/* A handler: 0 once it has answered, or a failure to be answered. */
-#define HANDLER(name)                                                                    \
-	static int name##_(struct http_request *req, struct app *app, struct zerr *err); \
-	static void name(struct http_request *req, void *app)                            \
-	{                                                                                \
-		struct zerr err = {0};                                                   \
-		int r = name##_(req, app, &err);                                         \
-		if (r < 0)                                                               \
-			errors_reply(req, r, &err);                                      \
-	}                                                                                \
-	static int name##_(struct http_request *req, struct app *app, struct zerr *err)
-
-static int api_ok(struct http_request *req, json_t *body)
-{
-	http_reply_json(req, 200, body);
-	return 0;
-}
-
-static int api_created(struct http_request *req, json_t *body)
-{
-	http_reply_json(req, 201, body);
-	return 0;
-}
-
-/* ---- what a handler works with --------------------------------------------
- * A database connection, and as it asks, the authenticated user, the project
- * of {pid} and the function of {fid}, found in one round trip. */
-struct call {
-	struct app *app;
-	PGconn *c;
-	struct user u;
-	struct project p;
-	struct function f;
-	json_t *json; /* STORE_JSON */
-};
-
-static void call_end(struct call *k)
-{
-	store_function_done(&k->f);
-	json_decref(k->json);
-	if (k->c)
-		db_release(k->app->pool, k->c);
-	k->c = NULL;
-}
-#define _cleanup_call_ _cleanup_(call_end)
-
-static int take_conn(struct call *k, struct zerr *err)
-{
-	k->c = db_acquire(k->app->pool);
-	return k->c ? 0 : ze(err, ZE_UNAVAILABLE, "no database connection available");
-}
-
-/* The bearer token's signature and expiry; whether its user still exists is
- * the store's lookup. */
-static int verify_token(struct app *app, struct http_request *req, char ret_id[STORE_ID_LEN + 1], struct zerr *err)
-{
-	const char *h = http_header(req, "authorization");
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
-		http_add_header(req, "WWW-Authenticate", "Bearer");
-		return ze(err, ZE_UNAUTHORIZED, "missing bearer token (POST /auth/login gives one)");
-	}
-	_cleanup_free_ char *sub = NULL;
-	int r = auth_jwt_verify(app->jwt_key, app->jwt_key_len, h + 7, (int64_t)time(NULL), &sub, NULL, NULL);
-	if (r < 0 || !val_is_uuid(sub)) {
-		http_add_header(req, "WWW-Authenticate", "Bearer");
-		return r == -EKEYEXPIRED ? ze(err, ZE_TOKEN_EXPIRED, "the token has expired; log in again")
-		                         : ze(err, ZE_INVALID_TOKEN, "the token is not valid");
-	}
-	snprintf(ret_id, STORE_ID_LEN + 1, "%s", sub);
-	return 0;
-}
-
-/* Authenticate and gather what need asks (STORE_* of store.h). A project of
- * others answers 404 like one that does not exist. */
-static int api_begin(struct http_request *req, struct app *app, unsigned need, struct call *k, struct zerr *err)
-{
-	memset(k, 0, sizeof(*k));
-	k->app = app;
-	char uid[STORE_ID_LEN + 1];
-	int r = verify_token(app, req, uid, err);
-	if (r == 0)
-		r = take_conn(k, err);
-	if (r == 0)
-		r = store_lookup(k->c, need, uid, http_param(req, "pid"), http_param(req, "fid"), &k->u, &k->p, &k->f,
-		                 &k->json, err);
-	if (r < 0)
-		return r;
-	http_log_field(req, "user", k->u.id);
-	if (need & (STORE_PROJECT & ~STORE_USER))
-		http_log_field(req, "project", k->p.id);
-	if (need & (STORE_FUNCTION & ~STORE_PROJECT))
-		http_log_field(req, "function", k->f.id);
-	return 0;
-}
-
-/* Changes to a project itself are its owner's; admins may act on any. */
-static int need_owner(const struct call *k, const char *what, struct zerr *err)
-{
-	if (k->p.owner || k->u.admin)
-		return 0;
-	return ze(err, ZE_FORBIDDEN, "only the project's owner may %s", what);
-}
-
-static json_t *body_json(struct http_request *req, struct zerr *err)
-{
-	struct zerr e = {0};
-	json_t *j = http_json_body(req, &e);
-	if (!j)
-		ze(err, ZE_BAD_REQUEST, "%s", e.msg);
-	return j;
-}
-
-/* api_begin, then the body as JSON (*ret_body, to be decref'd). */
-static int api_begin_body(struct http_request *req, struct app *app, unsigned need, struct call *k, json_t **ret_body,
-                          struct zerr *err)
-{
-	int r = api_begin(req, app, need, k, err);
-	if (r < 0)
-		return r;
-	*ret_body = body_json(req, err);
-	return *ret_body ? 0 : err->code;
-}
 
 /* ---- projects ------------------------------------------------------------ */
 
@@ -457,8 +334,7 @@ HANDLER(h_invoke)
 	if (!json_is_object(body))
 		return ze(err, ZE_BAD_REQUEST, "want {\"payload\": ...}");
 	/* No connection is held while waiting for a slot or running. */
-	db_release(app->pool, k.c);
-	k.c = NULL;
+	call_drop_conn(&k);
 	return invoke_and_reply(req, app, &k.p, &k.f, json_object_get(body, "payload"), "api", err);
 }
 
@@ -485,8 +361,7 @@ HANDLER(h_api_invoke)
 		return r;
 	http_log_field(req, "project", k.p.id);
 	http_log_field(req, "function", k.f.id);
-	db_release(app->pool, k.c);
-	k.c = NULL;
+	call_drop_conn(&k);
 	return invoke_and_reply(req, app, &k.p, &k.f, payload, "api_key", err);
 }
 

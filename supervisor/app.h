@@ -18,6 +18,9 @@
 
 #define APP_MAX_PROJECTS_PER_USER 20 /* each is a database; admins are not bound */
 
+struct jobs;  /* jobs.h: this node's queue workers */
+struct sched; /* sched.h: this node's scheduler of cron triggers */
+
 struct app {
 	struct zconfig cfg;
 	struct db_pool *pool;
@@ -32,6 +35,8 @@ struct app {
 	/* Password hashing costs tens of milliseconds of a core: at most a few
 	 * logins at once, so a login flood cannot starve invocations. */
 	struct limiter login_limiter;
+	struct jobs *jobs;   /* NULL until started */
+	struct sched *sched; /* NULL until started */
 };
 
 /* The route table of the HTTP API (api.c; docs/ARCHITECTURE.md). */

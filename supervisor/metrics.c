@@ -99,6 +99,40 @@ int metrics_render(struct app *app, struct buf *out)
 	           ps.memory_bytes, ps.discarded);
 	uint64_t queued, written, failed;
 	records_stats(app->records, &queued, &written, &failed);
+	const struct {
+		const char *name, *help;
+		atomic_uint_fast64_t *v;
+	} ev[] = {
+	    {"zmesh_jobs_enqueued_total", "Jobs this node put on the queue.", &app->metrics.events.enqueued},
+	    {"zmesh_jobs_finished_total", "Job attempts this node finished, whatever the outcome.",
+	     &app->metrics.events.finished},
+	    {"zmesh_jobs_retried_total", "Job attempts that failed and were queued again.",
+	     &app->metrics.events.retried},
+	    {"zmesh_jobs_dead_total", "Jobs that failed every attempt and became dead letters.",
+	     &app->metrics.events.dead},
+	    {"zmesh_jobs_dropped_total", "Jobs dropped because their function was deleted.",
+	     &app->metrics.events.dropped},
+	    {"zmesh_jobs_requeued_total", "Jobs put back to wait for a concurrency slot (no attempt used).",
+	     &app->metrics.events.requeued},
+	    {"zmesh_jobs_lease_lapsed_total", "Jobs claimed again after their node's lease lapsed.",
+	     &app->metrics.events.lapsed},
+	    {"zmesh_events_filtered_total", "Events that made no job because a trigger's conditions did not hold.",
+	     &app->metrics.events.filtered},
+	    {"zmesh_cron_fired_total", "Schedule ticks this node fired.", &app->metrics.events.cron_fired},
+	    {"zmesh_cron_missed_total", "Schedule ticks dropped because no node ran at the time (catch_up).",
+	     &app->metrics.events.cron_missed},
+	    {"zmesh_cron_overlap_skipped_total", "Schedule ticks skipped while the previous one was still running.",
+	     &app->metrics.events.cron_overlap},
+	    {"zmesh_webhooks_accepted_total", "Webhook deliveries whose signature held.",
+	     &app->metrics.events.webhook_accepted},
+	    {"zmesh_webhooks_rejected_total", "Webhook deliveries refused: signature missing or wrong, or stale.",
+	     &app->metrics.events.webhook_rejected},
+	    {"zmesh_webhooks_replayed_total", "Webhook deliveries whose id was seen before (nothing ran).",
+	     &app->metrics.events.webhook_replayed},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(ev); i++)
+		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIuFAST64 "\n", ev[i].name, ev[i].help,
+		           ev[i].name, ev[i].name, atomic_load(ev[i].v));
 	return buf_printf(out,
 	                  "# HELP zmesh_records_queued Invocation records waiting to be written.\n"
 	                  "# TYPE zmesh_records_queued gauge\nzmesh_records_queued %" PRIu64 "\n"

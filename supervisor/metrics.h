@@ -17,6 +17,22 @@ struct app_metrics {
 	atomic_uint_fast64_t duration_bucket[METRICS_DURATION_BUCKETS + 1];
 	atomic_uint_fast64_t duration_ms_sum;
 	atomic_uint_fast64_t active;
+	struct {
+		atomic_uint_fast64_t enqueued; /* jobs this node queued */
+		atomic_uint_fast64_t finished; /* attempts finished, any outcome */
+		atomic_uint_fast64_t retried;  /* attempts that failed and were queued again */
+		atomic_uint_fast64_t dead;     /* jobs that became dead letters */
+		atomic_uint_fast64_t dropped;  /* jobs of a deleted function */
+		atomic_uint_fast64_t requeued; /* put back for want of a slot (not an attempt) */
+		atomic_uint_fast64_t lapsed;   /* claimed again after another node's lease lapsed */
+		atomic_uint_fast64_t filtered; /* events whose trigger's conditions did not hold */
+		atomic_uint_fast64_t cron_fired;
+		atomic_uint_fast64_t cron_missed;      /* ticks dropped (catch_up skip, or past the window) */
+		atomic_uint_fast64_t cron_overlap;     /* ticks skipped while the previous one ran */
+		atomic_uint_fast64_t webhook_accepted; /* verified deliveries (replays included) */
+		atomic_uint_fast64_t webhook_rejected; /* bad or missing signature, stale timestamp */
+		atomic_uint_fast64_t webhook_replayed; /* a delivery id seen before */
+	} events;
 };
 
 void metrics_count_invocation(struct app_metrics *m, enum exec_outcome o, double wall_ms);

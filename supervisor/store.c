@@ -1,6 +1,7 @@
 /* store.c - see store.h */
 #define _GNU_SOURCE
 #include "store.h"
+#include "store_impl.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,10 +16,11 @@
 
 /* One row, one column of JSON built by the query. *ret is NULL without a
  * row. */
-static int q_json(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, struct zerr *err)
+static int q_json_with(bool prepared, PGconn *c, const char *sql, int n, const char *const *p, json_t **ret,
+                       struct zerr *err)
 {
 	_cleanup_pgresult_ PGresult *res = NULL;
-	int r = db_exec_params(c, sql, n, p, &res, err);
+	int r = prepared ? db_exec_prepared(c, sql, n, p, &res, err) : db_exec_params(c, sql, n, p, &res, err);
 	if (r < 0)
 		return r;
 	*ret = NULL;
@@ -27,6 +29,11 @@ static int q_json(PGconn *c, const char *sql, int n, const char *const *p, json_
 	json_error_t jerr;
 	*ret = json_loads(PQgetvalue(res, 0, 0), JSON_DECODE_ANY, &jerr);
 	return *ret ? 0 : zerr_set(err, -EIO, "bad JSON from the database: %s", jerr.text);
+}
+
+static int q_json(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, struct zerr *err)
+{
+	return q_json_with(false, c, sql, n, p, ret, err);
 }
 
 /* q_json that wants a row: -ZE_NOT_FOUND with what for a message without
@@ -666,4 +673,22 @@ int store_invocation_get(PGconn *c, const char *function_id, const char *invocat
 int store_ping(PGconn *c, struct zerr *err)
 {
 	return exec(c, "SELECT 1", 0, NULL, err);
+}
+
+/* ---- for the store's other files (store_impl.h) ---- */
+
+int store_q_json(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, struct zerr *err)
+{
+	return q_json(c, sql, n, p, ret, err);
+}
+
+int store_q_json_one(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, const char *what,
+                     struct zerr *err)
+{
+	return q_json_one(c, sql, n, p, ret, what, err);
+}
+
+int store_q_json_prepared(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, struct zerr *err)
+{
+	return q_json_with(true, c, sql, n, p, ret, err);
 }

@@ -56,6 +56,13 @@ enum ze_code {
 	ZE_QUOTA_EXCEEDED,
 	ZE_LOGIN_BUSY,
 	ZE_UNAVAILABLE, /* 503 */
+	/* events */
+	ZE_INVALID_TRIGGER,        /* 400: the message names the field */
+	ZE_INVALID_EVENT_SETTINGS, /* 400: retries, max_event_age_s, on_failure */
+	ZE_INVALID_IDEMPOTENCY_KEY,
+	ZE_IDEMPOTENCY_KEY_REUSED, /* 422: the same key with another payload */
+	ZE_INVALID_SIGNATURE,      /* 401: a webhook's signature missing or wrong */
+	ZE_STALE_TIMESTAMP,        /* 401: a webhook signed too long ago (or ahead) */
 	ZE_END
 };
 

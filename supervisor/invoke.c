@@ -60,14 +60,19 @@ static void record(struct app *app, const struct inv_call *call, const struct re
 	if (result)
 		cut_excerpt(result, RESULT_EXCERPT_BYTES);
 	json_t *o =
-	    json_pack("{s:s, s:s, s:s, s:I, s:s, s:s?, s:s, s:f, s:f, s:f, s:I, s:s?, s:s?, s:b, s:O?}", "id", rec->id,
-	              "function_id", call->function->id, "project_id", call->project->id, "version",
-	              (json_int_t)call->function->version, "trigger", call->trigger, "start", rec->start, "status",
+	    json_pack("{s:s, s:s, s:s, s:I, s:s, s:s?, s:I, s:s?, s:s, s:f, s:f, s:f, s:I, s:s?, s:s?, s:b, s:O?}",
+	              "id", rec->id, "function_id", call->function->id, "project_id", call->project->id, "version",
+	              (json_int_t)call->function->version, "trigger", call->trigger, "trigger_id", call->trigger_id,
+	              "attempt", (json_int_t)(call->attempt ? call->attempt : 1), "start", rec->start, "status",
 	              rec->status, "started_at_ms", rec->started_ms, "duration_ms", rec->duration_ms, "cpu_ms",
 	              rec->cpu_ms, "memory_bytes", (json_int_t)rec->memory_bytes, "result_excerpt", result, "logs",
 	              rec->logs ? rec->logs : "", "logs_truncated", rec->logs_truncated, "error", rec->error);
 	if (!o) {
 		zlog(ZLOG_ERROR, "record_lost", "invocation_id", rec->id, "error", "cannot encode the record", NULL);
+		return;
+	}
+	if (call->ret_record) {
+		*call->ret_record = o;
 		return;
 	}
 	records_push(app->records, o);
@@ -77,7 +82,10 @@ static void record(struct app *app, const struct inv_call *call, const struct re
 static int rejected(struct app *app, const struct inv_call *call, int code, struct zerr *err)
 {
 	char id[STORE_ID_LEN + 1];
-	inv_uuid(id);
+	if (call->invocation_id)
+		snprintf(id, sizeof(id), "%s", call->invocation_id);
+	else
+		inv_uuid(id);
 	struct ze_reply rp;
 	errors_lookup(code, &rp);
 	json_t *error = json_pack("{s:s, s:s}", "code", rp.code, "message", err->msg);
@@ -125,7 +133,10 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 	}
 
 	memset(ret, 0, sizeof(*ret));
-	inv_uuid(ret->id);
+	if (call->invocation_id)
+		snprintf(ret->id, sizeof(ret->id), "%s", call->invocation_id);
+	else
+		inv_uuid(ret->id);
 	/* Role, password and database are generated hex: nothing to encode.
 	 * Their sizes are bounded (store.h), so the DSN always fits. */
 	char dsn[ZPROTO_MAX_DSN_BYTES];

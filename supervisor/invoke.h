@@ -23,8 +23,17 @@ struct inv_call {
 	const struct function *function;
 	json_t *payload;        /* borrowed; NULL is JSON null */
 	const char *trigger;    /* "api", "api_key", ... as recorded */
+	const char *trigger_id; /* the trigger's id, or NULL */
 	const char *request_id; /* for log lines; may be NULL */
 	uint64_t wait_ms;       /* longest wait for a concurrency slot */
+	/* A queued job's attempt: the id of its record (already "queued") and
+	 * its number; NULL and 0 for a synchronous call, which gets a new id. */
+	const char *invocation_id;
+	unsigned attempt;
+	/* Non-NULL: the record is handed here (a new reference) instead of to
+	 * the record writer, so that the caller writes it in its own
+	 * transaction (a job's finish). Also set when the call is refused. */
+	json_t **ret_record;
 };
 
 struct inv_result {

@@ -628,13 +628,14 @@ int store_records_insert(PGconn *c, const char *records_json, struct zerr *err)
 	const char *p[] = {records_json};
 	return db_exec_prepared(
 	    c,
-	    "INSERT INTO invocations (id, function_id, project_id, version, trigger, start, status, "
-	    "started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error) "
-	    "SELECT id, function_id, project_id, version, trigger, start, status, "
+	    "INSERT INTO invocations (id, function_id, project_id, version, trigger, trigger_id, attempt, start, "
+	    "status, started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error) "
+	    "SELECT id, function_id, project_id, version, trigger, trigger_id, coalesce(attempt, 1), start, status, "
 	    "to_timestamp(started_at_ms / 1000.0), duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, "
 	    "coalesce(logs_truncated, false), error "
 	    "FROM json_to_recordset($1::json) AS x(id uuid, function_id uuid, project_id uuid, version int, "
-	    "trigger text, start text, status text, started_at_ms double precision, duration_ms double "
+	    "trigger text, trigger_id uuid, attempt int, start text, status text, started_at_ms double precision, "
+	    "duration_ms double "
 	    "precision, cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, "
 	    "logs_truncated boolean, error jsonb)",
 	    1, p, NULL, err);

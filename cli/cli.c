@@ -115,6 +115,12 @@ int cli_connect(struct cli *c, const char *base)
 int cli_call(struct cli *c, const char *method, const char *path, const json_t *body, long timeout_ms,
              bool accept_errors, struct reply *ret)
 {
+	return cli_call_with_headers(c, method, path, body, NULL, timeout_ms, accept_errors, ret);
+}
+
+int cli_call_with_headers(struct cli *c, const char *method, const char *path, const json_t *body,
+                          const char *const *headers, long timeout_ms, bool accept_errors, struct reply *ret)
+{
 	int r;
 	if (!c->cfg.url || !c->cfg.token)
 		return zerr_set(&c->err, -ENOTCONN, "not logged in: run zmesh login --url URL --email EMAIL");
@@ -127,7 +133,7 @@ int cli_call(struct cli *c, const char *method, const char *path, const json_t *
 	c->http.token = c->cfg.token;
 	c->http.timeout_ms = timeout_ms > 0 ? timeout_ms : CLIENT_TIMEOUT_MS;
 	struct reply rep = {0};
-	r = client_request(&c->http, method, path, body, NULL, &rep, &c->err);
+	r = client_request(&c->http, method, path, body, headers, &rep, &c->err);
 	if (r < 0)
 		return r;
 	if (!accept_errors && (rep.status < 200 || rep.status > 299)) {
@@ -236,4 +242,18 @@ bool cli_parse_int(const char *s, long long min, long long max, long long *ret)
 		return false;
 	*ret = v;
 	return true;
+}
+
+char *cli_error_line(json_t *e)
+{
+	const char *code = json_string_value(json_object_get(e, "code"));
+	const char *name = json_string_value(json_object_get(e, "name"));
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	char *line = NULL;
+	if (asprintf(&line, "%s%s%s%s%s", code ? code : "", code && (name || msg) ? ": " : "", name ? name : "",
+	             name && msg ? ": " : "", msg ? msg : "") < 0)
+		return NULL;
+	char *safe = cli_sanitize(line, 600, false);
+	free(line);
+	return safe;
 }

@@ -72,6 +72,10 @@ int cli_connect(struct cli *c, const char *base);
  * *ret is valid on success (and, with accept_errors, for any response). */
 int cli_call(struct cli *c, const char *method, const char *path, const json_t *body, long timeout_ms,
              bool accept_errors, struct reply *ret);
+/* cli_call with more request headers (client_request's headers: name, value,
+ * ..., NULL). */
+int cli_call_with_headers(struct cli *c, const char *method, const char *path, const json_t *body,
+                          const char *const *headers, long timeout_ms, bool accept_errors, struct reply *ret);
 
 /* "/seg1/seg2/..." from a NULL-terminated array of segments, each escaped.
  * NULL when out of memory. CLI_PATH("projects", id) spells the array. */
@@ -95,6 +99,10 @@ bool cli_is_uuid(const char *s);
 /* Parse a decimal integer in [min, max]; false on anything else. */
 bool cli_parse_int(const char *s, long long min, long long max, long long *ret);
 
+/* "CODE: Name: message" of an invocation's error object (an invocation's
+ * or a dead letter's last error), sanitised. NULL on ENOMEM. */
+char *cli_error_line(json_t *e);
+
 /* The commands: each returns an exit status. */
 int cmd_login(struct cli *c, int argc, char **argv);
 int cmd_logout(struct cli *c, int argc, char **argv);
@@ -109,3 +117,5 @@ int cmd_logs(struct cli *c, int argc, char **argv);
 int cmd_versions(struct cli *c, int argc, char **argv);
 int cmd_rollback(struct cli *c, int argc, char **argv);
 int cmd_delete(struct cli *c, int argc, char **argv);
+int cmd_triggers(struct cli *c, int argc, char **argv);
+int cmd_dead_letters(struct cli *c, int argc, char **argv);

@@ -156,15 +156,16 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
 	return 0;
 }
 
-int client_request(struct client *c, const char *method, const char *path, const json_t *body, const char *api_key,
-                   struct reply *ret, struct zerr *err)
+int client_request(struct client *c, const char *method, const char *path, const json_t *body,
+                   const char *const *headers, struct reply *ret, struct zerr *err)
 {
 	/* Values from the config file or the command line go into headers:
 	 * a CR or LF there would forge other headers. */
 	if (c->token && !printable_ascii(c->token, false))
 		return zerr_set(err, -EINVAL, "the saved session token is malformed: run zmesh login again");
-	if (api_key && !printable_ascii(api_key, false))
-		return zerr_set(err, -EINVAL, "the API key must be printable ASCII without spaces");
+	for (const char *const *h = headers; h && h[0]; h += 2)
+		if (!h[1] || !*h[1] || !printable_ascii(h[0], false) || !printable_ascii(h[1], true))
+			return zerr_set(err, -EINVAL, "the %s header must be non-empty printable ASCII", h[0]);
 
 	_cleanup_free_ char *url = NULL;
 	if (asprintf(&url, "%s%s", c->base, path) < 0)
@@ -173,22 +174,22 @@ int client_request(struct client *c, const char *method, const char *path, const
 	if (body && !(payload = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY)))
 		return zerr_set(err, -EINVAL, "cannot encode the request as JSON");
 
-	_cleanup_(slist_freep) struct curl_slist *headers = NULL;
-	int r = add_header(&headers, "Accept", "application/json");
+	_cleanup_(slist_freep) struct curl_slist *list = NULL;
+	int r = add_header(&list, "Accept", "application/json");
 	if (r >= 0 && payload)
-		r = add_header(&headers, "Content-Type", "application/json");
+		r = add_header(&list, "Content-Type", "application/json");
 	/* No "Expect: 100-continue" round trip before big bodies. */
 	if (r >= 0)
-		r = add_header(&headers, "Expect", "");
+		r = add_header(&list, "Expect", "");
 	if (r >= 0 && c->token) {
 		_cleanup_(wipe_freep) char *auth = NULL;
 		if (asprintf(&auth, "Bearer %s", c->token) < 0)
 			r = -ENOMEM;
 		else
-			r = add_header(&headers, "Authorization", auth);
+			r = add_header(&list, "Authorization", auth);
 	}
-	if (r >= 0 && api_key)
-		r = add_header(&headers, "x-api-key", api_key);
+	for (const char *const *h = headers; r >= 0 && h && h[0]; h += 2)
+		r = add_header(&list, h[0], h[1]);
 	if (r < 0)
 		return zerr_set(err, r, "out of memory");
 
@@ -203,7 +204,7 @@ int client_request(struct client *c, const char *method, const char *path, const
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "zmesh-cli/" ZMESH_CLI_VERSION);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);

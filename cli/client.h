@@ -43,12 +43,14 @@ int client_init(struct client *c, const char *base, struct zerr *err);
 void client_done(struct client *c);
 
 /* Send one request. path starts with '/' and has every segment escaped
- * (client_escape). body may be NULL (no body); api_key, when given, goes in
- * x-api-key. Returns 0 once a response arrived, whatever its status; the
- * body must then be JSON. Transport failures, oversized or non-JSON bodies
- * are errors. Free *ret with reply_done. */
-int client_request(struct client *c, const char *method, const char *path, const json_t *body, const char *api_key,
-                   struct reply *ret, struct zerr *err);
+ * (client_escape). body may be NULL (no body). headers, when given, are more
+ * request headers: name, value, name, value, ..., NULL; a value must be
+ * non-empty printable ASCII (spaces allowed), else the request is not sent. Returns 0
+ * once a response arrived, whatever its status; the body must then be JSON.
+ * Transport failures, oversized or non-JSON bodies are errors. Free *ret
+ * with reply_done. */
+int client_request(struct client *c, const char *method, const char *path, const json_t *body,
+                   const char *const *headers, struct reply *ret, struct zerr *err);
 
 void reply_done(struct reply *r);
 

@@ -14,21 +14,54 @@
 #define DEPLOY_MAX_FILE (16u * 1024 * 1024)
 #define STACK_MAX       8192
 #define LOGS_MAX        (1024 * 1024)
+/* The Idempotency-Key header: 1 to 255 printable ASCII characters. */
+#define IDEMPOTENCY_KEY_MAX 255
+/* A function's retry settings, as the API documents them. */
+#define RETRIES_MIN       0
+#define RETRIES_MAX       10
+#define MAX_EVENT_AGE_MIN 60
+#define MAX_EVENT_AGE_MAX 21600
 
 static const char deploy_usage[] =
     "zmesh functions deploy FILE [--name NAME] [--slug SLUG] [--language javascript|python]\n"
     "                             [--entry ENTRY] [--timeout MS] [--memory MB] [--env KEY=VALUE]...\n"
+    "                             [--retries N] [--max-event-age SECONDS] [--on-failure FUNCTION]\n"
     "\n"
     "  The language follows the extension (.js .mjs .cjs: javascript, .py: python), the name the file's\n"
     "  base name, the slug the name. A function with that slug is updated (a new version), else created.\n"
-    "  --env replaces every environment variable of the function; without it they are kept.";
+    "  --env replaces every environment variable of the function; without it they are kept.\n"
+    "  Queued runs (zmesh invoke --async, triggers): a failed one is retried up to --retries times\n"
+    "  (0 to 10, default 2), never once it is older than --max-event-age (60 to 21600 s, the default);\n"
+    "  then it becomes a dead letter (zmesh dead-letters list), sent to the --on-failure function of\n"
+    "  this project if one is named (--on-failure '' names none). Options not given are kept on update.";
 static const char list_usage[] = "zmesh functions list";
-static const char invoke_usage[] = "zmesh invoke NAME [--data JSON]    (prints the result; exit 1 unless it succeeded)";
+static const char invoke_usage[] =
+    "zmesh invoke NAME [--data JSON] [--async [--idempotency-key KEY]]\n"
+    "\n"
+    "  Runs the function with JSON as its payload (null without --data) and prints the result;\n"
+    "  exit 1 unless it succeeded. With --async the server queues the invocation and answers at\n"
+    "  once: the invocation's id is printed (zmesh logs NAME shows how it went), and a failed run\n"
+    "  is retried as the function's --retries say. --idempotency-key KEY (1 to 255 printable\n"
+    "  ASCII characters): the same KEY within 24 h queues nothing new and gives the first id.";
 static const char logs_usage[] = "zmesh logs NAME [--limit N]    (recent invocations, and the newest one's logs)";
 static const char versions_usage[] = "zmesh versions NAME";
 static const char rollback_usage[] = "zmesh rollback NAME VERSION";
 static const char delete_usage[] = "zmesh delete NAME";
-static const char functions_usage[] = "zmesh functions deploy|list|invoke|logs|versions|rollback|delete ...";
+static const char functions_usage[] = "zmesh functions deploy|list|invoke|logs|versions|rollback|delete ...\n"
+                                      "\n"
+                                      "  zmesh functions COMMAND --help for one of them; zmesh invoke NAME --async\n"
+                                      "  queues an invocation (zmesh triggers, zmesh dead-letters: zmesh --help).";
+
+static bool idempotency_key_ok(const char *key)
+{
+	size_t n = strlen(key);
+	if (n == 0 || n > IDEMPOTENCY_KEY_MAX)
+		return false;
+	for (const char *p = key; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			return false;
+	return true;
+}
 
 /* "/projects/{pid}/functions/{fid}[/suffix...]" for NAME, or NULL with the
  * exit status in *ret_exit. */
@@ -93,19 +126,30 @@ static int read_code(const char *file, char **ret, size_t *ret_len, struct zerr 
 	return 0;
 }
 
-static int add_int(json_t *body, const char *key, const char *value, long long min, long long max, const char *usage)
+static int add_int(json_t *body, const char *key, const char *opt, const char *value, long long min, long long max,
+                   const char *usage)
 {
 	long long v;
 	if (!cli_parse_int(value, min, max, &v))
-		return cli_usage_error(usage, "--%s must be a whole number from %lld to %lld",
-		                       strcmp(key, "timeout_ms") == 0 ? "timeout" : "memory", min, max);
+		return cli_usage_error(usage, "--%s must be a whole number from %lld to %lld", opt, min, max);
 	json_object_set_new(body, key, json_integer(v));
 	return 0;
 }
 
 int cmd_deploy(struct cli *c, int argc, char **argv)
 {
-	enum { OPT_NAME = 1, OPT_SLUG, OPT_LANGUAGE, OPT_ENTRY, OPT_TIMEOUT, OPT_MEMORY, OPT_ENV };
+	enum {
+		OPT_NAME = 1,
+		OPT_SLUG,
+		OPT_LANGUAGE,
+		OPT_ENTRY,
+		OPT_TIMEOUT,
+		OPT_MEMORY,
+		OPT_ENV,
+		OPT_RETRIES,
+		OPT_MAX_EVENT_AGE,
+		OPT_ON_FAILURE,
+	};
 	static const struct option opts[] = {
 	    {"name", required_argument, NULL, OPT_NAME},
 	    {"slug", required_argument, NULL, OPT_SLUG},
@@ -114,6 +158,9 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"memory", required_argument, NULL, OPT_MEMORY},
 	    {"env", required_argument, NULL, OPT_ENV},
+	    {"retries", required_argument, NULL, OPT_RETRIES},
+	    {"max-event-age", required_argument, NULL, OPT_MAX_EVENT_AGE},
+	    {"on-failure", required_argument, NULL, OPT_ON_FAILURE},
 	    CLI_COMMON_OPTIONS,
 	    {0},
 	};
@@ -143,13 +190,37 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 			entry = optarg;
 			break;
 		case OPT_TIMEOUT:
-			if ((rc = add_int(common, "timeout_ms", optarg, 1, 24LL * 3600 * 1000, deploy_usage)))
+			rc = add_int(common, "timeout_ms", "timeout", optarg, 1, 24LL * 3600 * 1000, deploy_usage);
+			if (rc)
 				return rc;
 			break;
 		case OPT_MEMORY:
-			if ((rc = add_int(common, "memory_mb", optarg, 1, 1024 * 1024, deploy_usage)))
+			rc = add_int(common, "memory_mb", "memory", optarg, 1, 1024 * 1024, deploy_usage);
+			if (rc)
 				return rc;
 			break;
+		case OPT_RETRIES:
+			rc = add_int(common, "retries", "retries", optarg, RETRIES_MIN, RETRIES_MAX, deploy_usage);
+			if (rc)
+				return rc;
+			break;
+		case OPT_MAX_EVENT_AGE:
+			rc = add_int(common, "max_event_age_s", "max-event-age", optarg, MAX_EVENT_AGE_MIN,
+			             MAX_EVENT_AGE_MAX, deploy_usage);
+			if (rc)
+				return rc;
+			break;
+		case OPT_ON_FAILURE: {
+			/* '' clears it; a name is reduced to its slug, as NAME is. */
+			char target[64];
+			cli_slugify(optarg, target, sizeof(target));
+			if (*optarg && !*target)
+				return cli_usage_error(deploy_usage,
+				                       "--on-failure takes the slug of a function of the project "
+				                       "('' for none)");
+			json_object_set_new(common, "on_failure", *target ? json_string(target) : json_null());
+			break;
+		}
 		case OPT_ENV: {
 			const char *eq = strchr(optarg, '=');
 			if (!eq || eq == optarg)
@@ -322,21 +393,6 @@ int cmd_functions_list(struct cli *c, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
-/* "CODE: Name: message" of an invocation's error object. */
-static char *invocation_error_line(json_t *e)
-{
-	const char *code = json_string_value(json_object_get(e, "code"));
-	const char *name = json_string_value(json_object_get(e, "name"));
-	const char *msg = json_string_value(json_object_get(e, "message"));
-	char *line = NULL;
-	if (asprintf(&line, "%s%s%s%s%s", code ? code : "", code && (name || msg) ? ": " : "", name ? name : "",
-	             name && msg ? ": " : "", msg ? msg : "") < 0)
-		return NULL;
-	char *safe = cli_sanitize(line, 600, false);
-	free(line);
-	return safe;
-}
-
 /* The result for people: JSON escapes C0 controls but not C1 ones (U+009B
  * is a CSI to some terminals), so the text is sanitised too. --json gives
  * the exact bytes. */
@@ -348,23 +404,68 @@ static void print_result(json_t *result)
 		puts(safe);
 }
 
+/* The answer to an async invoke: 202 with the first attempt's id. */
+static int print_queued(struct cli *c, const char *name, struct reply *rep)
+{
+	const char *iid = json_string_value(json_object_get(rep->json, "invocation_id"));
+	if (rep->status >= 200 && rep->status <= 299 && rep->status != 202)
+		return cli_fail(c,
+		                "the server ran the invocation at once instead of queueing it "
+		                "(HTTP %ld): it does not support --async",
+		                rep->status);
+	if (rep->status != 202 || !iid) {
+		_cleanup_free_ char *line = reply_error_line(rep);
+		return cli_fail(c, "%s", line ? line : "the invocation was not queued");
+	}
+	if (c->json) {
+		cli_print_raw(rep);
+		return CLI_EXIT_OK;
+	}
+	char st[32];
+	_cleanup_free_ char *i = cli_sanitize(iid, 64, false);
+	_cleanup_free_ char *s =
+	    cli_sanitize(cell_json(json_object_get(rep->json, "status"), st, sizeof(st)), 32, false);
+	_cleanup_free_ char *who = cli_sanitize(name, 128, false);
+	printf("Invocation %s of %s: %s.\n", i ? i : "?", who ? who : "the function", s ? s : "queued");
+	fprintf(stderr, "It runs in the background; see zmesh logs %s\n", who ? who : "NAME");
+	return CLI_EXIT_OK;
+}
+
 int cmd_invoke(struct cli *c, int argc, char **argv)
 {
-	enum { OPT_DATA = 1 };
+	enum { OPT_DATA = 1, OPT_ASYNC, OPT_IDEMPOTENCY_KEY };
 	static const struct option opts[] = {
 	    {"data", required_argument, NULL, OPT_DATA},
+	    {"async", no_argument, NULL, OPT_ASYNC},
+	    {"idempotency-key", required_argument, NULL, OPT_IDEMPOTENCY_KEY},
 	    CLI_COMMON_OPTIONS,
 	    {0},
 	};
-	const char *data = NULL;
+	const char *data = NULL, *key = NULL;
+	bool async = false;
 	int o, rc;
 	while ((o = cli_next_opt(c, argc, argv, opts, invoke_usage, &rc)) != OPT_END) {
-		if (o == OPT_EXIT)
+		switch (o) {
+		case OPT_EXIT:
 			return rc;
-		data = optarg;
+		case OPT_DATA:
+			data = optarg;
+			break;
+		case OPT_ASYNC:
+			async = true;
+			break;
+		case OPT_IDEMPOTENCY_KEY:
+			key = optarg;
+			break;
+		}
 	}
 	if (argc - optind != 1)
 		return cli_usage_error(invoke_usage, "invoke takes one NAME");
+	if (key && !async)
+		return cli_usage_error(invoke_usage, "--idempotency-key needs --async");
+	if (key && !idempotency_key_ok(key))
+		return cli_usage_error(invoke_usage, "--idempotency-key must be 1 to %d printable ASCII characters",
+		                       IDEMPOTENCY_KEY_MAX);
 	const char *name = argv[optind];
 	json_error_t jerr;
 	_cleanup_json_ json_t *payload = data ? json_loads(data, JSON_DECODE_ANY, &jerr) : json_null();
@@ -376,6 +477,15 @@ int cmd_invoke(struct cli *c, int argc, char **argv)
 	_cleanup_json_ json_t *body = json_pack("{s:O}", "payload", payload);
 	if (!body)
 		return cli_fail(c, "out of memory");
+
+	if (async) {
+		/* RFC 7240: the server answers once the job is durable. */
+		const char *const headers[] = {"Prefer", "respond-async", key ? "Idempotency-Key" : NULL, key, NULL};
+		_cleanup_(reply_done) struct reply rep = {0};
+		if (cli_call_with_headers(c, "POST", path, body, headers, 0, true, &rep) < 0)
+			return cli_fail(c, NULL);
+		return print_queued(c, name, &rep);
+	}
 
 	_cleanup_(reply_done) struct reply rep = {0};
 	if (cli_call(c, "POST", path, body, CLIENT_INVOKE_TIMEOUT_MS, true, &rep) < 0)
@@ -396,7 +506,7 @@ int cmd_invoke(struct cli *c, int argc, char **argv)
 		return cli_fail(c, "%s", line ? line : "the invocation was refused");
 	}
 	json_t *e = json_object_get(rep.json, "error");
-	_cleanup_free_ char *line = invocation_error_line(e);
+	_cleanup_free_ char *line = cli_error_line(e);
 	_cleanup_free_ char *st = cli_sanitize(status, 32, false);
 	fprintf(stderr, "zmesh: %s: %s: %s\n", who ? who : "function", st ? st : "error", line ? line : "failed");
 	const char *stack = json_string_value(json_object_get(e, "stack"));
@@ -435,7 +545,7 @@ static void print_logs(json_t *inv)
 	if (json_is_true(json_object_get(inv, "logs_truncated")))
 		printf("[logs truncated: the rest was over the server's limit]\n");
 	_cleanup_free_ char *err =
-	    json_is_object(json_object_get(inv, "error")) ? invocation_error_line(json_object_get(inv, "error")) : NULL;
+	    json_is_object(json_object_get(inv, "error")) ? cli_error_line(json_object_get(inv, "error")) : NULL;
 	if (err)
 		printf("error: %s\n", err);
 }
@@ -508,7 +618,7 @@ int cmd_logs(struct cli *c, int argc, char **argv)
 			else
 				snprintf(mem, sizeof(mem), "-");
 			_cleanup_free_ char *err = json_is_object(json_object_get(inv, "error"))
-			                               ? invocation_error_line(json_object_get(inv, "error"))
+			                               ? cli_error_line(json_object_get(inv, "error"))
 			                               : NULL;
 			_cleanup_free_ char *short_err = err ? cli_sanitize(err, 60, false) : NULL;
 			const char *cells[] = {

@@ -20,12 +20,26 @@ static const char usage_text[] =
     "Functions (in the current project; NAME is a slug or an id)\n"
     "  functions deploy FILE [--name N] [--slug S] [--entry E] [--timeout MS] [--memory MB]\n"
     "                        [--env KEY=VALUE]...           create, or update as a new version\n"
+    "                        [--retries N] [--max-event-age S] [--on-failure FUNCTION]   for queued runs\n"
     "  functions list                                       the project's functions\n"
     "  invoke NAME [--data JSON]                            run it, print the result\n"
+    "  invoke NAME --async [--idempotency-key KEY]          queue it, print the invocation's id\n"
     "  logs NAME [--limit N]                                recent invocations, the newest one's logs\n"
     "  versions NAME                                        earlier versions\n"
     "  rollback NAME VERSION                                restore a version (itself undoable)\n"
     "  delete NAME                                          delete the function\n"
+    "Triggers and dead letters (in the current project; ID from their list)\n"
+    "  triggers list                                        the project's triggers\n"
+    "  triggers create --function NAME --cron SCHEDULE [--timezone TZ] [--payload JSON]\n"
+    "                  [--catch-up skip|latest|all] [--overlap allow|skip]     run on a schedule\n"
+    "  triggers create --function NAME --webhook standard|stripe|github|hmac|none [--secret S]\n"
+    "                  [--header H] [--prefix P] [--encoding hex|base64] [--respond async|sync]\n"
+    "                                                       run on signed requests to its URL\n"
+    "                  and either kind: [--condition 'FIELD OP VALUE']... [--disabled]\n"
+    "  triggers get|delete|enable|disable ID                show, remove, switch on or off\n"
+    "  triggers rotate-secret ID                            a new webhook secret (the old one: 24 h)\n"
+    "  dead-letters list                                    queued runs that failed every retry\n"
+    "  dead-letters retry ID                                queue one again\n"
     "API keys (for POST /api/functions/SLUG with an x-api-key header)\n"
     "  keys create NAME | keys list | keys delete KEY_ID\n"
     "\n"
@@ -41,9 +55,13 @@ static const struct {
 	const char *name;
 	int (*fn)(struct cli *, int, char **);
 } commands[] = {
-    {"login", cmd_login}, {"logout", cmd_logout},       {"projects", cmd_projects}, {"use", cmd_use},
-    {"keys", cmd_keys},   {"functions", cmd_functions}, {"deploy", cmd_deploy},     {"invoke", cmd_invoke},
-    {"logs", cmd_logs},   {"versions", cmd_versions},   {"rollback", cmd_rollback}, {"delete", cmd_delete},
+    {"login", cmd_login},       {"logout", cmd_logout},
+    {"projects", cmd_projects}, {"use", cmd_use},
+    {"keys", cmd_keys},         {"functions", cmd_functions},
+    {"deploy", cmd_deploy},     {"invoke", cmd_invoke},
+    {"logs", cmd_logs},         {"versions", cmd_versions},
+    {"rollback", cmd_rollback}, {"delete", cmd_delete},
+    {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
 };
 
 static int run(struct cli *c, int argc, char **argv)

@@ -127,16 +127,18 @@ CREATE OR REPLACE TRIGGER jobs_notify
 
 -- Enqueue one event for a function: its queued record and its job, in the
 -- caller's statement (and so its transaction). p_version NULL means the
--- function's current version. Returns the invocation id of the first
--- attempt, or NULL when the function does not exist.
+-- function's current version; p_invocation NULL, a new id. Returns the
+-- invocation id of the first attempt, or NULL when the function does not
+-- exist.
 CREATE OR REPLACE FUNCTION zmesh_enqueue(p_function uuid, p_version integer, p_event jsonb, p_trigger text,
-                                         p_trigger_id uuid, p_run_after timestamptz DEFAULT now())
+                                         p_trigger_id uuid, p_run_after timestamptz DEFAULT now(),
+                                         p_invocation uuid DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql
 AS $$
 DECLARE
 	f   record;
-	inv uuid := gen_random_uuid();
+	inv uuid := coalesce(p_invocation, gen_random_uuid());
 BEGIN
 	SELECT id, project_id, version INTO f FROM functions WHERE id = p_function;
 	IF NOT FOUND THEN

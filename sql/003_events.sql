@@ -26,6 +26,9 @@ ALTER TABLE functions ADD CONSTRAINT functions_on_failure_shape
 -- the first attempt's record ends "dead" when every retry failed.
 ALTER TABLE invocations ADD COLUMN IF NOT EXISTS trigger_id uuid;
 ALTER TABLE invocations ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 1;
+-- How long a queued attempt waited between being due and a worker taking
+-- it (the queue's own latency).
+ALTER TABLE invocations ADD COLUMN IF NOT EXISTS queue_ms double precision;
 ALTER TABLE invocations DROP CONSTRAINT IF EXISTS invocations_status;
 ALTER TABLE invocations ADD CONSTRAINT invocations_status
 	CHECK (status IN ('queued', 'running', 'success', 'error', 'timeout', 'rejected', 'dead'));

@@ -693,7 +693,8 @@ int store_invocations_list(PGconn *c, const char *function_id, uint64_t limit, u
 	const char *prm[] = {function_id, l, o};
 	return q_json(c,
 	              "SELECT coalesce(json_agg(x), '[]') FROM (SELECT json_build_object('id', id, 'version', version, "
-	              "'trigger', trigger, 'trigger_id', trigger_id, 'attempt', attempt, 'start', start, 'status', "
+	              "'trigger', trigger, 'trigger_id', trigger_id, 'attempt', attempt, 'queue_ms', queue_ms, "
+	              "'start', start, 'status', "
 	              "status, 'started_at', started_at, 'duration_ms', "
 	              "duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, 'result_excerpt', result_excerpt, "
 	              "'error', error, 'logs_truncated', logs_truncated) x FROM invocations WHERE function_id = $1 "
@@ -708,7 +709,8 @@ int store_invocation_get(PGconn *c, const char *function_id, const char *invocat
 	const char *prm[] = {function_id, invocation_id};
 	return q_json_one(c,
 	                  "SELECT json_build_object('id', id, 'function_id', function_id, 'version', version, "
-	                  "'trigger', trigger, 'trigger_id', trigger_id, 'attempt', attempt, 'start', start, 'status', "
+	                  "'trigger', trigger, 'trigger_id', trigger_id, 'attempt', attempt, 'queue_ms', queue_ms, "
+	                  "'start', start, 'status', "
 	                  "status, 'started_at', started_at, "
 	                  "'duration_ms', duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, "
 	                  "'result_excerpt', result_excerpt, 'error', error, 'logs', logs, 'logs_truncated', "

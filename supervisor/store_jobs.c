@@ -124,13 +124,15 @@ int store_job_claim(PGconn *c, const char *node, uint64_t lease_ms, struct job *
 	 * as it was at the job's version (function_versions keeps earlier
 	 * states; the current one is in functions). */
 	snprintf(sql, sizeof(sql),
-	         "WITH j AS (SELECT id, lease_owner FROM jobs WHERE run_after <= now() ORDER BY run_after "
+	         "WITH j AS (SELECT id, lease_owner, run_after FROM jobs WHERE run_after <= now() ORDER BY run_after "
 	         "LIMIT 1 FOR UPDATE SKIP LOCKED), "
 	         "u AS (UPDATE jobs SET lease_owner = $1, lease_until = now() + $2::bigint * interval '1 ms', "
 	         "run_after = now() + $2::bigint * interval '1 ms', "
 	         "lapses = jobs.lapses + (j.lease_owner IS NOT NULL)::int "
-	         "FROM j WHERE jobs.id = j.id RETURNING jobs.*, j.lease_owner IS NOT NULL AS took_over), "
-	         "r AS (UPDATE invocations i SET status = 'running', started_at = now() FROM u "
+	         "FROM j WHERE jobs.id = j.id RETURNING jobs.*, j.lease_owner IS NOT NULL AS took_over, j.run_after AS "
+	         "due), "
+	         "r AS (UPDATE invocations i SET status = 'running', started_at = now(), "
+	         "queue_ms = greatest(extract(epoch FROM clock_timestamp() - u.due) * 1000, 0) FROM u "
 	         "WHERE i.id = u.invocation_id) "
 	         "SELECT u.id, u.invocation_id, u.first_invocation_id, u.trigger, coalesce(u.trigger_id::text, ''), "
 	         "u.attempt, u.lapses, u.took_over, extract(epoch FROM now() - u.created_at), u.event, "

@@ -620,6 +620,8 @@ def goal(name, value, limit, kind="ratio_at_most", ci=None, ci_of=None):
         met = None
     elif kind == "below":
         met = value < limit
+    elif kind == "at_least":
+        met = value >= limit
     else:
         met = value <= limit
     return {"goal": name, "value": value, "limit": limit, "kind": kind,

@@ -26,6 +26,9 @@ ALTER TABLE functions ADD CONSTRAINT functions_on_failure_shape
 -- the first attempt's record ends "dead" when every retry failed.
 ALTER TABLE invocations ADD COLUMN IF NOT EXISTS trigger_id uuid;
 ALTER TABLE invocations ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 1;
+-- How long a queued attempt waited between being due and a worker taking
+-- it (the queue's own latency).
+ALTER TABLE invocations ADD COLUMN IF NOT EXISTS queue_ms double precision;
 ALTER TABLE invocations DROP CONSTRAINT IF EXISTS invocations_status;
 ALTER TABLE invocations ADD CONSTRAINT invocations_status
 	CHECK (status IN ('queued', 'running', 'success', 'error', 'timeout', 'rejected', 'dead'));
@@ -127,16 +130,18 @@ CREATE OR REPLACE TRIGGER jobs_notify
 
 -- Enqueue one event for a function: its queued record and its job, in the
 -- caller's statement (and so its transaction). p_version NULL means the
--- function's current version. Returns the invocation id of the first
--- attempt, or NULL when the function does not exist.
+-- function's current version; p_invocation NULL, a new id. Returns the
+-- invocation id of the first attempt, or NULL when the function does not
+-- exist.
 CREATE OR REPLACE FUNCTION zmesh_enqueue(p_function uuid, p_version integer, p_event jsonb, p_trigger text,
-                                         p_trigger_id uuid, p_run_after timestamptz DEFAULT now())
+                                         p_trigger_id uuid, p_run_after timestamptz DEFAULT now(),
+                                         p_invocation uuid DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql
 AS $$
 DECLARE
 	f   record;
-	inv uuid := gen_random_uuid();
+	inv uuid := coalesce(p_invocation, gen_random_uuid());
 BEGIN
 	SELECT id, project_id, version INTO f FROM functions WHERE id = p_function;
 	IF NOT FOUND THEN

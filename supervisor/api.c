@@ -204,6 +204,21 @@ HANDLER(h_functions_list)
 	return r < 0 ? r : api_ok(req, json_pack("{s:o}", "functions", j));
 }
 
+/* on_failure names another function of the same project. */
+static int check_on_failure(struct call *k, const struct val_function *in, const char *slug, struct zerr *err)
+{
+	if (!in->on_failure)
+		return 0;
+	if (strcmp(in->on_failure, slug) == 0)
+		return ze(err, ZE_INVALID_EVENT_SETTINGS, "on_failure must name another function, not this one");
+	bool found = false;
+	int r = store_function_slug_exists(k->c, k->p.id, in->on_failure, &found, err);
+	if (r == 0 && !found)
+		return ze(err, ZE_INVALID_EVENT_SETTINGS, "on_failure: no function \"%s\" in this project",
+		          in->on_failure);
+	return r;
+}
+
 HANDLER(h_functions_create)
 {
 	_cleanup_call_ struct call k;
@@ -226,6 +241,8 @@ HANDLER(h_functions_create)
 	int64_t timeout = in.timeout_ms > 0 ? in.timeout_ms : 10000, memory = in.memory_mb > 0 ? in.memory_mb : 256;
 	if ((uint64_t)timeout > tier->max_timeout_ms || (uint64_t)memory > tier->max_memory_mb)
 		return ze(err, ZE_INVALID_LIMITS, "the defaults exceed the tier; give timeout_ms and memory_mb");
+	if ((r = check_on_failure(&k, &in, slug, err)) < 0)
+		return r;
 	json_t *j = NULL;
 	r = store_function_create(k.c, k.p.id, &in, slug, timeout, memory, exec_code_wants_db(in.code), &j, err);
 	if (r < 0)
@@ -255,6 +272,8 @@ HANDLER(h_function_patch)
 	struct val_function in;
 	json_t *j = NULL;
 	r = val_function(body, tiers_for(&app->tiers, k.p.tier), app->cfg.max_code_bytes, false, &in, err);
+	if (r == 0)
+		r = check_on_failure(&k, &in, in.slug ? in.slug : k.f.slug, err);
 	if (r == 0)
 		r = store_function_update(k.c, k.f.id, &in, in.code && exec_code_wants_db(in.code), &j, err);
 	return r < 0 ? r : api_ok(req, j);
@@ -333,6 +352,8 @@ HANDLER(h_invoke)
 		return err->code;
 	if (!json_is_object(body))
 		return ze(err, ZE_BAD_REQUEST, "want {\"payload\": ...}");
+	if (api_prefers_async(req))
+		return api_enqueue(req, &k, json_object_get(body, "payload"), "async", err);
 	/* No connection is held while waiting for a slot or running. */
 	call_drop_conn(&k);
 	return invoke_and_reply(req, app, &k.p, &k.f, json_object_get(body, "payload"), "api", err);
@@ -361,6 +382,8 @@ HANDLER(h_api_invoke)
 		return r;
 	http_log_field(req, "project", k.p.id);
 	http_log_field(req, "function", k.f.id);
+	if (api_prefers_async(req))
+		return api_enqueue(req, &k, payload, "async", err);
 	call_drop_conn(&k);
 	return invoke_and_reply(req, app, &k.p, &k.f, payload, "api_key", err);
 }
@@ -522,5 +545,7 @@ const struct http_route app_routes[] = {
     {"GET", "/projects/{pid}/functions/{fid}/versions", h_versions_list},
     {"POST", "/projects/{pid}/functions/{fid}/versions/{v}/rollback", h_rollback},
     {"POST", "/api/functions/{slug}", h_api_invoke},
+    {"GET", "/projects/{pid}/dead-letters", h_dead_letters_list},
+    {"POST", "/projects/{pid}/dead-letters/{id}/retry", h_dead_letter_retry},
 };
 const size_t app_n_routes = ELEMENTSOF(app_routes);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "app.h"
 #include "errors.h"
@@ -60,6 +61,14 @@ int api_begin_body(struct http_request *req, struct app *app, unsigned need, str
 json_t *body_json(struct http_request *req, struct zerr *err);
 /* Changes to a project itself are its owner's; admins may act on any. */
 int need_owner(const struct call *k, const char *what, struct zerr *err);
+
+/* api_jobs.c: whether the request asks to be answered at once and run
+ * later (Prefer: respond-async). */
+bool api_prefers_async(struct http_request *req);
+/* Queue payload for k's function (k holds a connection) and answer 202
+ * {invocation_id, status: "queued"} with a Location; an Idempotency-Key
+ * header makes a repeat within 24 h answer the same id. */
+int api_enqueue(struct http_request *req, struct call *k, json_t *payload, const char *trigger, struct zerr *err);
 
 /* ---- handlers of the route table ---- */
 /* api_jobs.c */

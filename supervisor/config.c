@@ -67,6 +67,12 @@ static const struct setting settings[] = {
         "wait for in-flight invocations on SIGTERM"),
     NUM(pool_size, "pool-size", "ZMESH_POOL_SIZE", K_UINT, "4", 0, 256,
         "warm sandboxes per runtime at most; the pool follows demand (0: off)"),
+    NUM(job_workers, "job-workers", "ZMESH_JOB_WORKERS", K_UINT, "4", 1, 256,
+        "queued jobs (async, schedules, webhooks) this node runs at once"),
+    NUM(job_lease_ms, "job-lease", "ZMESH_JOB_LEASE_MS", K_UINT, "30000", 3000, 600000,
+        "a running job's lease: another node runs it again if this one stops renewing"),
+    NUM(jobs_noop, "jobs-noop", "ZMESH_JOBS_NOOP", K_UINT, "0", 0, 1,
+        "benchmarks only: 1 finishes every job as a success without running it"),
 };
 
 static int set_value(struct zconfig *cfg, const struct setting *s, const char *v, const char *from, struct zerr *err)

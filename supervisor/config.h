@@ -29,7 +29,10 @@ struct zconfig {
 	uint64_t max_per_ip;      /* of them from one client address */
 	uint64_t token_ttl_s;
 	uint64_t shutdown_grace_ms;
-	uint64_t pool_size; /* warm sandboxes per runtime (0: off) */
+	uint64_t pool_size;    /* warm sandboxes per runtime (0: off) */
+	uint64_t job_workers;  /* queued jobs this node runs at once */
+	uint64_t job_lease_ms; /* a claimed job's lease, renewed every third */
+	uint64_t jobs_noop;    /* benchmarks: finish jobs without running them */
 };
 
 /* Fill cfg from defaults, environment and argv. On a bad value or flag,

@@ -81,6 +81,10 @@ static void record(struct app *app, const struct inv_call *call, const struct re
 /* A refusal before anything ran: one record, and the code to answer. */
 static int rejected(struct app *app, const struct inv_call *call, int code, struct zerr *err)
 {
+	/* A queued job that finds no slot waits its turn on the queue: it is
+	 * not refused, and its record stays the queued one. */
+	if (call->invocation_id && code == -ZE_RATE_LIMITED)
+		return code;
 	char id[STORE_ID_LEN + 1];
 	if (call->invocation_id)
 		snprintf(id, sizeof(id), "%s", call->invocation_id);

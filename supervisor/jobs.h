@@ -47,16 +47,20 @@ struct jobs_config {
 	bool noop;
 };
 
-/* Start the workers (and the connection listening for NOTIFY). The node id
- * written as lease owner is random per start. */
-int jobs_start(struct app *app, const struct jobs_config *cfg, struct jobs **ret, struct zerr *err);
+/* Start the workers (and the connection, of conninfo, listening for
+ * NOTIFY). The node id written as lease owner is new at every start. */
+int jobs_start(struct app *app, const char *conninfo, const struct jobs_config *cfg, struct jobs **ret,
+               struct zerr *err);
 /* This node committed a job: wake an idle worker without waiting for the
  * notification. Safe from any thread; NULL is ignored. */
 void jobs_wake(struct jobs *j);
-/* Stop claiming, let running jobs finish for at most grace_ms, then stop.
- * A job still running after that keeps its lease until it lapses, and
- * another node (or this one, restarted) runs it again. */
-void jobs_stop(struct jobs *j, uint64_t grace_ms);
+/* Shutting down: claim nothing more (running jobs go on). NULL ignored. */
+void jobs_stop_claiming(struct jobs *j);
+/* Wait for the running jobs (the executor's stop deadline bounds them),
+ * stop and free. A job ended by the shutdown goes back on the queue without
+ * using an attempt; one whose end cannot be written keeps its lease until it
+ * lapses, and runs again. NULL ignored. */
+void jobs_stop(struct jobs *j);
 /* The node's id (lease owner). */
 const char *jobs_node_id(const struct jobs *j);
 

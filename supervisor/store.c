@@ -143,16 +143,16 @@ int store_user_create(PGconn *c, const char *email, const char *password_hash, b
 
 /* ---- rows ---------------------------------------------------------------- */
 
-static const char project_cols[] = "p.id, p.slug, p.tier, coalesce(p.monthly_cap, -1), coalesce(p.concurrency, -1), "
-                                   "p.db_name, p.db_role, p.db_password";
-#define PROJECT_NCOLS 8
+const char store_project_cols[] = "p.id, p.slug, p.tier, coalesce(p.monthly_cap, -1), coalesce(p.concurrency, -1), "
+                                  "p.db_name, p.db_role, p.db_password";
+#define project_cols store_project_cols
 
 static const char project_json[] =
     "json_build_object('id', p.id, 'name', p.name, 'slug', p.slug, 'tier', p.tier, 'monthly_cap', p.monthly_cap, "
     "'concurrency', p.concurrency, 'database', p.db_name, 'created_at', p.created_at)";
 
 /* project_cols at column col. */
-static void project_from_row(PGresult *res, int row, int col, struct project *p)
+void store_project_from_row(PGresult *res, int row, int col, struct project *p)
 {
 	memset(p, 0, sizeof(*p));
 	snprintf(p->id, sizeof(p->id), "%s", PQgetvalue(res, row, col));
@@ -169,7 +169,8 @@ static void project_from_row(PGresult *res, int row, int col, struct project *p)
 static const char function_json[] =
     "json_build_object('id', f.id, 'project_id', f.project_id, 'name', f.name, 'slug', f.slug, "
     "'language', f.language, 'entry_point', f.entry_point, 'timeout_ms', f.timeout_ms, 'memory_mb', "
-    "f.memory_mb, 'status', f.status, 'version', f.version, 'env_vars', "
+    "f.memory_mb, 'status', f.status, 'version', f.version, 'retries', f.retries, 'max_event_age_s', "
+    "f.max_event_age_s, 'on_failure', f.on_failure, 'env_vars', "
     "(SELECT coalesce(json_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(f.env) k), "
     "'created_at', f.created_at, 'updated_at', f.updated_at)";
 
@@ -185,7 +186,7 @@ void store_function_done(struct function *f)
 }
 
 /* function_cols at column col. */
-static int function_from_row(PGresult *res, int row, int col, struct function *ret, struct zerr *err)
+int store_function_from_row(PGresult *res, int row, int col, struct function *ret, struct zerr *err)
 {
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->id, sizeof(ret->id), "%s", PQgetvalue(res, row, col));
@@ -249,18 +250,18 @@ int store_lookup(PGconn *c, unsigned need, const char *user_id, const char *pid,
 	ret_u->admin = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	if (!want_p)
 		return 0;
-	int role = 1 + PROJECT_NCOLS;
+	int role = 1 + STORE_PROJECT_NCOLS;
 	bool member = !PQgetisnull(res, 0, role);
 	if (PQgetisnull(res, 0, 1) || (!member && !ret_u->admin))
 		return ze(err, ZE_NOT_FOUND, "no such project");
-	project_from_row(res, 0, 1, ret_p);
+	store_project_from_row(res, 0, 1, ret_p);
 	ret_p->member = member;
 	ret_p->owner = member && strcmp(PQgetvalue(res, 0, role), "owner") == 0;
 	if (want_f) {
 		int fcol = role + 1;
 		if (PQgetisnull(res, 0, fcol))
 			return ze(err, ZE_NOT_FOUND, "no such function");
-		r = function_from_row(res, 0, fcol, ret_f, err);
+		r = store_function_from_row(res, 0, fcol, ret_f, err);
 		if (r < 0)
 			return r;
 	}
@@ -296,10 +297,10 @@ int store_lookup_key(PGconn *c, const char *key_hash, const char *slug, struct p
 		return r;
 	if (PQntuples(res) != 1)
 		return ze(err, ZE_INVALID_API_KEY, "the API key is not valid");
-	project_from_row(res, 0, 0, ret_p);
-	if (PQgetisnull(res, 0, PROJECT_NCOLS))
+	store_project_from_row(res, 0, 0, ret_p);
+	if (PQgetisnull(res, 0, STORE_PROJECT_NCOLS))
 		return ze(err, ZE_NOT_FOUND, "no such function in the key's project");
-	return function_from_row(res, 0, PROJECT_NCOLS, ret_f, err);
+	return store_function_from_row(res, 0, STORE_PROJECT_NCOLS, ret_f, err);
 }
 
 int store_user_for_login(PGconn *c, const char *email, char ret_id[STORE_ID_LEN + 1], char **ret_hash,
@@ -498,12 +499,27 @@ int store_function_create(PGconn *c, const char *project_id, const struct val_fu
 	char sql[2048];
 	snprintf(sql, sizeof(sql),
 	         "WITH f AS (INSERT INTO functions (project_id, name, slug, language, entry_point, code, env, "
-	         "timeout_ms, memory_mb, uses_db) VALUES ($1, $2, $3, $4, coalesce($5, 'handler'), $6, $7::jsonb, "
-	         "$8, $9, $10) RETURNING *) SELECT %s FROM f",
+	         "timeout_ms, memory_mb, uses_db, retries, max_event_age_s, on_failure) VALUES ($1, $2, $3, $4, "
+	         "coalesce($5, 'handler'), $6, $7::jsonb, $8, $9, $10, coalesce($11::int, 2), "
+	         "coalesce($12::int, 21600), $13) RETURNING *) SELECT %s FROM f",
 	         function_json);
-	const char *prm[] = {project_id, in->name, slug,    in->language, in->entry_point,
-	                     in->code,   env,      timeout, memory,       uses_db ? "t" : "f"};
-	return q_json_one(c, sql, 10, prm, ret, "function not created", err);
+	char retries[24], age[24];
+	snprintf(retries, sizeof(retries), "%" PRId64, in->retries);
+	snprintf(age, sizeof(age), "%" PRId64, in->max_event_age_s);
+	const char *prm[] = {project_id,
+	                     in->name,
+	                     slug,
+	                     in->language,
+	                     in->entry_point,
+	                     in->code,
+	                     env,
+	                     timeout,
+	                     memory,
+	                     uses_db ? "t" : "f",
+	                     in->retries >= 0 ? retries : NULL,
+	                     in->max_event_age_s > 0 ? age : NULL,
+	                     in->on_failure};
+	return q_json_one(c, sql, 13, prm, ret, "function not created", err);
 }
 
 /* Snapshot the current state of a function as its version, then apply the
@@ -557,12 +573,39 @@ int store_function_update(PGconn *c, const char *id, const struct val_function *
 	         "language = coalesce($4, language), entry_point = coalesce($5, entry_point), "
 	         "code = coalesce($6, code), uses_db = CASE WHEN $6 IS NULL THEN uses_db ELSE $10::boolean END, "
 	         "env = coalesce($7::jsonb, env), timeout_ms = CASE WHEN $8::int > 0 THEN $8::int ELSE timeout_ms END, "
-	         "memory_mb = CASE WHEN $9::int > 0 THEN $9::int ELSE memory_mb END, version = version + 1, "
+	         "memory_mb = CASE WHEN $9::int > 0 THEN $9::int ELSE memory_mb END, "
+	         "retries = coalesce($11::int, retries), max_event_age_s = coalesce($12::int, max_event_age_s), "
+	         "on_failure = CASE WHEN $14::boolean THEN $13 ELSE on_failure END, version = version + 1, "
 	         "updated_at = now() WHERE id = $1 RETURNING *) SELECT %s FROM f",
 	         function_json);
-	const char *prm[] = {id,       in->name, in->slug, in->language, in->entry_point,
-	                     in->code, env,      timeout,  memory,       uses_db ? "t" : "f"};
-	return versioned_update(c, id, sql, 10, prm, "no such function", ret, err);
+	char retries[24], age[24];
+	snprintf(retries, sizeof(retries), "%" PRId64, in->retries);
+	snprintf(age, sizeof(age), "%" PRId64, in->max_event_age_s);
+	const char *prm[] = {id,
+	                     in->name,
+	                     in->slug,
+	                     in->language,
+	                     in->entry_point,
+	                     in->code,
+	                     env,
+	                     timeout,
+	                     memory,
+	                     uses_db ? "t" : "f",
+	                     in->retries >= 0 ? retries : NULL,
+	                     in->max_event_age_s > 0 ? age : NULL,
+	                     in->on_failure,
+	                     in->on_failure_set ? "t" : "f"};
+	return versioned_update(c, id, sql, 14, prm, "no such function", ret, err);
+}
+
+int store_function_slug_exists(PGconn *c, const char *project_id, const char *slug, bool *ret, struct zerr *err)
+{
+	const char *prm[] = {project_id, slug};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	int r = db_exec_params(c, "SELECT 1 FROM functions WHERE project_id = $1 AND slug = $2", 2, prm, &res, err);
+	if (r == 0)
+		*ret = PQntuples(res) == 1;
+	return r;
 }
 
 int store_function_delete(PGconn *c, const char *id, struct zerr *err)
@@ -650,7 +693,9 @@ int store_invocations_list(PGconn *c, const char *function_id, uint64_t limit, u
 	const char *prm[] = {function_id, l, o};
 	return q_json(c,
 	              "SELECT coalesce(json_agg(x), '[]') FROM (SELECT json_build_object('id', id, 'version', version, "
-	              "'trigger', trigger, 'start', start, 'status', status, 'started_at', started_at, 'duration_ms', "
+	              "'trigger', trigger, 'trigger_id', trigger_id, 'attempt', attempt, 'queue_ms', queue_ms, "
+	              "'start', start, 'status', "
+	              "status, 'started_at', started_at, 'duration_ms', "
 	              "duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, 'result_excerpt', result_excerpt, "
 	              "'error', error, 'logs_truncated', logs_truncated) x FROM invocations WHERE function_id = $1 "
 	              "ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3) s",
@@ -664,7 +709,9 @@ int store_invocation_get(PGconn *c, const char *function_id, const char *invocat
 	const char *prm[] = {function_id, invocation_id};
 	return q_json_one(c,
 	                  "SELECT json_build_object('id', id, 'function_id', function_id, 'version', version, "
-	                  "'trigger', trigger, 'start', start, 'status', status, 'started_at', started_at, "
+	                  "'trigger', trigger, 'trigger_id', trigger_id, 'attempt', attempt, 'queue_ms', queue_ms, "
+	                  "'start', start, 'status', "
+	                  "status, 'started_at', started_at, "
 	                  "'duration_ms', duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, "
 	                  "'result_excerpt', result_excerpt, 'error', error, 'logs', logs, 'logs_truncated', "
 	                  "logs_truncated) FROM invocations WHERE function_id = $1 AND id = $2::uuid",

@@ -140,6 +140,8 @@ int store_function_create(PGconn *c, const char *project_id, const struct val_fu
 int store_function_update(PGconn *c, const char *id, const struct val_function *in, bool uses_db, json_t **ret,
                           struct zerr *err);
 int store_function_delete(PGconn *c, const char *id, struct zerr *err);
+/* Whether project_id has a function of that slug. */
+int store_function_slug_exists(PGconn *c, const char *project_id, const char *slug, bool *ret, struct zerr *err);
 int store_versions_list(PGconn *c, const char *id, json_t **ret, struct zerr *err);
 /* Make version the current state, as a new version (so a rollback can be
  * rolled back). -ZE_NOT_FOUND when there is no such version. */

@@ -158,9 +158,10 @@ static int int_field(json_t *body, const char *name, int64_t min, uint64_t max, 
 int val_function(json_t *body, const struct tier *tier, uint64_t max_code_bytes, bool create, struct val_function *ret,
                  struct zerr *err)
 {
-	static const char *const known[] = {"name",     "slug",       "language",  "entry_point", "code",
-	                                    "env_vars", "timeout_ms", "memory_mb", NULL};
-	struct val_function in = {.timeout_ms = -1, .memory_mb = -1};
+	static const char *const known[] = {"name",       "slug",       "language",  "entry_point", "code",
+	                                    "env_vars",   "timeout_ms", "memory_mb", "retries",     "max_event_age_s",
+	                                    "on_failure", NULL};
+	struct val_function in = {.timeout_ms = -1, .memory_mb = -1, .retries = -1, .max_event_age_s = -1};
 	int r = val_object(body, known, err);
 	if (r == 0)
 		r = str_field(body, "name", &in.name, err);
@@ -196,6 +197,19 @@ int val_function(json_t *body, const struct tier *tier, uint64_t max_code_bytes,
 	in.env = json_object_get(body, "env_vars");
 	if (in.env && (r = val_env(in.env, err)) < 0)
 		return r;
+	if (int_field(body, "retries", 0, VAL_RETRIES_MAX, &in.retries) < 0)
+		return ze(err, ZE_INVALID_EVENT_SETTINGS, "retries must be an integer within 0..%d", VAL_RETRIES_MAX);
+	if (int_field(body, "max_event_age_s", VAL_EVENT_AGE_MIN_S, VAL_EVENT_AGE_MAX_S, &in.max_event_age_s) < 0)
+		return ze(err, ZE_INVALID_EVENT_SETTINGS, "max_event_age_s must be an integer within %d..%d",
+		          VAL_EVENT_AGE_MIN_S, VAL_EVENT_AGE_MAX_S);
+	json_t *of = json_object_get(body, "on_failure");
+	in.on_failure_set = of != NULL;
+	if (of && !json_is_null(of)) {
+		in.on_failure = json_string_value(of);
+		if (!in.on_failure || !val_slug(in.on_failure))
+			return ze(err, ZE_INVALID_EVENT_SETTINGS,
+			          "on_failure must be the slug of a function of the same project, or null");
+	}
 	*ret = in;
 	return 0;
 }

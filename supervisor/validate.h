@@ -41,7 +41,15 @@ struct val_function {
 	const char *name, *slug, *language, *entry_point, *code;
 	json_t *env;
 	int64_t timeout_ms, memory_mb;
+	/* How queued events are retried: -1 when absent. on_failure: a slug,
+	 * or NULL; on_failure_set when the body names it (null clears it). */
+	int64_t retries, max_event_age_s;
+	const char *on_failure;
+	bool on_failure_set;
 };
+#define VAL_RETRIES_MAX     10
+#define VAL_EVENT_AGE_MIN_S 60
+#define VAL_EVENT_AGE_MAX_S 21600
 int val_function(json_t *body, const struct tier *tier, uint64_t max_code_bytes, bool create, struct val_function *ret,
                  struct zerr *err);
 

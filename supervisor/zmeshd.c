@@ -33,6 +33,7 @@
 
 #include "app.h"
 #include "auth.h"
+#include "jobs.h"
 #include "log.h"
 #include "pgembed.h"
 #include "privsep.h"
@@ -248,10 +249,17 @@ static int api_main(struct app *app, struct api_start *st)
 	        app->cfg.shutdown_grace_ms ? (unsigned)app->cfg.shutdown_grace_ms : 1, /* 0 means "default" there */
 	    .log = http_log,
 	};
+	struct jobs_config jc = {.workers = (unsigned)app->cfg.job_workers,
+	                         .lease_ms = app->cfg.job_lease_ms,
+	                         .noop = app->cfg.jobs_noop != 0};
+	if (jobs_start(app, st->conninfo, &jc, &app->jobs, &err) < 0) {
+		fatal("job workers", &err);
+		goto out_records;
+	}
 	struct http_server *srv = NULL;
 	if (http_server_start(&hc, app_routes, app_n_routes, app, &srv, &err) < 0) {
 		fatal("http", &err);
-		goto out_records;
+		goto out_jobs;
 	}
 	char port[16];
 	snprintf(port, sizeof(port), "%d", http_server_port(srv));
@@ -270,10 +278,15 @@ static int api_main(struct app *app, struct api_start *st)
 	/* In-flight invocations finish within the grace period; those still
 	 * running after it are ended. Then the record writer drains its
 	 * queue: no record is lost. */
+	jobs_stop_claiming(app->jobs);
 	exec_stop_at(&app->exec, util_now_ns() + app->cfg.shutdown_grace_ms * 1000000ull);
 	http_server_stop(srv);
-	exec_pool_stop(&app->exec);
 	rc = 0;
+out_jobs:
+	/* Jobs ended by the stop go back on the queue; then the records. */
+	jobs_stop(app->jobs);
+	app->jobs = NULL;
+	exec_pool_stop(&app->exec);
 out_records:
 	records_stop(app->records);
 out_db:

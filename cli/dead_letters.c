@@ -7,20 +7,34 @@
 #include "cli.h"
 #include "table.h"
 
+/* The most the server lists at once. */
+#define LIST_MAX 100
+
 static const char dead_letters_usage[] =
-    "zmesh dead-letters list | zmesh dead-letters retry ID\n"
+    "zmesh dead-letters list [--limit N] | zmesh dead-letters retry ID\n"
     "\n"
     "  A queued run (zmesh invoke --async, a trigger) that failed its first attempt and every retry\n"
     "  (the function's --retries, within --max-event-age) becomes a dead letter, newest first in\n"
     "  the list. retry queues its event again as a new invocation (zmesh logs FUNCTION shows it).";
-static const char list_usage[] = "zmesh dead-letters list";
+static const char list_usage[] = "zmesh dead-letters list [--limit N]    (the newest N, 1 to 100; default 100)";
 static const char retry_usage[] = "zmesh dead-letters retry ID    (ID from zmesh dead-letters list)";
 
 static int dead_letters_list(struct cli *c, int argc, char **argv)
 {
-	int rc;
-	if (cli_plain_opts(c, argc, argv, list_usage, &rc) == OPT_EXIT)
-		return rc;
+	enum { OPT_LIMIT = 1 };
+	static const struct option opts[] = {
+	    {"limit", required_argument, NULL, OPT_LIMIT},
+	    CLI_COMMON_OPTIONS,
+	    {0},
+	};
+	long long limit = 0;
+	int o, rc;
+	while ((o = cli_next_opt(c, argc, argv, opts, list_usage, &rc)) != OPT_END) {
+		if (o == OPT_EXIT)
+			return rc;
+		if (!cli_parse_int(optarg, 1, LIST_MAX, &limit))
+			return cli_usage_error(list_usage, "--limit must be a whole number from 1 to %d", LIST_MAX);
+	}
 	if (optind < argc)
 		return cli_usage_error(list_usage, "unexpected argument '%s'", argv[optind]);
 	const char *project = cli_project(c);
@@ -29,6 +43,13 @@ static int dead_letters_list(struct cli *c, int argc, char **argv)
 	_cleanup_free_ char *path = CLI_PATH("projects", project, "dead-letters");
 	if (!path)
 		return cli_fail(c, "out of memory");
+	if (limit) {
+		char *query;
+		if (asprintf(&query, "%s?limit=%lld", path, limit) < 0)
+			return cli_fail(c, "out of memory");
+		free(path);
+		path = query;
+	}
 	_cleanup_(reply_done) struct reply rep = {0};
 	if (cli_call(c, "GET", path, NULL, 0, false, &rep) < 0)
 		return cli_fail(c, NULL);

@@ -205,6 +205,8 @@ def test_help_shows_the_event_commands(rec, user):
     ["dead-letters"],
     ["dead-letters", "purge"],
     ["dead-letters", "list", "extra"],
+    ["dead-letters", "list", "--limit", "0"],
+    ["dead-letters", "list", "--limit", "101"],
     ["dead-letters", "retry"],
     ["dead-letters", "retry", "1"],
     ["invoke", "f", "--idempotency-key", "k"],
@@ -462,8 +464,8 @@ def test_dead_letters_list_and_retry(rec, user):
     assert row.startswith(DLID) and "flaky" in row and " 3 " in row, r
     assert "FUNCTION_ERROR: Error: upstream down" in row and "2026-12-04 09:01:02" in row, r
     assert user.json("dead-letters", "list") == {"dead_letters": [letter]}
-    rec.routes[("GET", base("/dead-letters"))] = (200, {"dead_letters": []})
-    assert "No dead letters" in user.ok("dead-letters", "list").out
+    rec.routes[("GET", base("/dead-letters?limit=5"))] = (200, {"dead_letters": []})
+    assert "No dead letters" in user.ok("dead-letters", "list", "--limit", "5").out
 
     rec.requests.clear()
     again = {"invocation_id": IID, "status": "queued"}

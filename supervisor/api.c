@@ -522,5 +522,12 @@ const struct http_route app_routes[] = {
     {"GET", "/projects/{pid}/functions/{fid}/versions", h_versions_list},
     {"POST", "/projects/{pid}/functions/{fid}/versions/{v}/rollback", h_rollback},
     {"POST", "/api/functions/{slug}", h_api_invoke},
+    {"GET", "/projects/{pid}/triggers", h_triggers_list},
+    {"POST", "/projects/{pid}/triggers", h_triggers_create},
+    {"GET", "/projects/{pid}/triggers/{tid}", h_trigger_get},
+    {"PATCH", "/projects/{pid}/triggers/{tid}", h_trigger_patch},
+    {"DELETE", "/projects/{pid}/triggers/{tid}", h_trigger_delete},
+    {"POST", "/projects/{pid}/triggers/{tid}/rotate-secret", h_trigger_rotate_secret},
+    {"POST", "/webhooks/{tid}", h_webhook},
 };
 const size_t app_n_routes = ELEMENTSOF(app_routes);

@@ -50,30 +50,6 @@ static const char *enabled_param(int enabled)
 	return enabled < 0 ? NULL : enabled ? "t" : "f";
 }
 
-int store_trigger_create(PGconn *c, const char *project_id, const struct store_trigger_in *in, json_t **ret,
-                         struct zerr *err)
-{
-	_cleanup_free_ char *config = NULL, *conds = NULL;
-	int r = dump_in(in, &config, &conds, err);
-	if (r < 0)
-		return r;
-	char sql[2048];
-	snprintf(sql, sizeof(sql),
-	         "WITH f AS (SELECT id, slug FROM functions WHERE project_id = $1 AND %s), "
-	         "t AS (INSERT INTO triggers (project_id, function_id, event_type, config, conditions, enabled, "
-	         "secret) SELECT $1, f.id, $3, $4::jsonb, coalesce($5::jsonb, '[]'), coalesce($6::boolean, true), $7 "
-	         "FROM f RETURNING *) SELECT %s FROM t JOIN f ON f.id = t.function_id",
-	         val_is_uuid(in->function_ref) ? "id = $2::uuid" : "slug = $2", trigger_json);
-	const char *prm[] = {project_id, in->function_ref,           in->event_type, config,
-	                     conds,      enabled_param(in->enabled), in->secret};
-	r = store_q_json(c, sql, 7, prm, ret, err);
-	if (r == -ENOENT) /* the function went away meanwhile */
-		return ze(err, ZE_INVALID_TRIGGER, NO_FUNCTION);
-	if (r == 0 && !*ret)
-		return ze(err, ZE_INVALID_TRIGGER, NO_FUNCTION);
-	return r;
-}
-
 int store_triggers_list(PGconn *c, const char *project_id, json_t **ret, struct zerr *err)
 {
 	char sql[1536];
@@ -149,6 +125,44 @@ static int resolve_function(PGconn *c, const char *project_id, const char *ref, 
 		return ze(err, ZE_INVALID_TRIGGER, NO_FUNCTION);
 	snprintf(ret_id, STORE_ID_LEN + 1, "%s", PQgetvalue(res, 0, 0));
 	return 0;
+}
+
+/* Why create inserted nothing: no such function, or the project is full. */
+static int create_refused(PGconn *c, const char *project_id, const char *ref, struct zerr *err)
+{
+	char fid[STORE_ID_LEN + 1];
+	int r = resolve_function(c, project_id, ref, fid, err);
+	if (r < 0)
+		return r;
+	return ze(err, ZE_PROJECT_LIMIT, "a project has at most %d triggers", STORE_TRIGGERS_MAX);
+}
+
+int store_trigger_create(PGconn *c, const char *project_id, const struct store_trigger_in *in, json_t **ret,
+                         struct zerr *err)
+{
+	_cleanup_free_ char *config = NULL, *conds = NULL;
+	int r = dump_in(in, &config, &conds, err);
+	if (r < 0)
+		return r;
+	char sql[2048], max[16];
+	snprintf(max, sizeof(max), "%d", STORE_TRIGGERS_MAX);
+	/* The count and the insert are one statement: concurrent creates may
+	 * pass the bound by a few, never by many. */
+	snprintf(sql, sizeof(sql),
+	         "WITH f AS (SELECT id, slug FROM functions WHERE project_id = $1 AND %s), "
+	         "t AS (INSERT INTO triggers (project_id, function_id, event_type, config, conditions, enabled, "
+	         "secret) SELECT $1, f.id, $3, $4::jsonb, coalesce($5::jsonb, '[]'), coalesce($6::boolean, true), $7 "
+	         "FROM f WHERE (SELECT count(*) FROM triggers WHERE project_id = $1) < $8::int RETURNING *) "
+	         "SELECT %s FROM t JOIN f ON f.id = t.function_id",
+	         val_is_uuid(in->function_ref) ? "id = $2::uuid" : "slug = $2", trigger_json);
+	const char *prm[] = {project_id, in->function_ref,           in->event_type, config,
+	                     conds,      enabled_param(in->enabled), in->secret,     max};
+	r = store_q_json(c, sql, 8, prm, ret, err);
+	if (r == -ENOENT) /* the function went away meanwhile */
+		return ze(err, ZE_INVALID_TRIGGER, NO_FUNCTION);
+	if (r == 0 && !*ret)
+		return create_refused(c, project_id, in->function_ref, err);
+	return r;
 }
 
 int store_trigger_update(PGconn *c, const char *project_id, const char *trigger_id, const struct store_trigger_in *in,

@@ -14,7 +14,7 @@
 
 #include "store.h"
 
-#define STORE_SECRET_MAX 256 /* bytes of a stored webhook secret (the column's check) */
+#define STORE_TRIGGERS_MAX 100 /* triggers of one project */
 
 /* What create and update store. NULL (or enabled -1) leaves a column as it
  * is on update; on create every field but secret is set. function_ref is
@@ -30,7 +30,8 @@ struct store_trigger_in {
 };
 
 /* -ZE_INVALID_TRIGGER "function_id: no such function in this project" when
- * function_ref names no function of project_id. */
+ * function_ref names no function of project_id; -ZE_PROJECT_LIMIT when the
+ * project has STORE_TRIGGERS_MAX triggers. */
 int store_trigger_create(PGconn *c, const char *project_id, const struct store_trigger_in *in, json_t **ret,
                          struct zerr *err);
 /* {triggers: [...]} newest first. */

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 import uuid
 
@@ -243,6 +244,20 @@ def test_bad_input_names_the_field(zd, user, project, fn, new_user):
     assert_error(user.post(tpath + "/rotate-secret"), 400, "INVALID_TRIGGER")
 
 
+def test_triggers_per_project_are_bounded(zd, user, project, fn):
+    zd.sql("INSERT INTO triggers (project_id, function_id, event_type, config, enabled) SELECT '%s', '%s', "
+           "'webhook', '{\"verify\": \"none\", \"respond\": \"async\"}', false FROM generate_series(1, 100)"
+           % (project["id"], fn["id"]))
+    r = user.post("/projects/%s/triggers" % project["id"],
+                  {"event_type": "webhook", "function_id": fn["slug"], "config": {"verify": "none"}})
+    assert_error(r, 403, "PROJECT_LIMIT")
+    # A function that does not exist is still named as such.
+    r = user.post("/projects/%s/triggers" % project["id"],
+                  {"event_type": "webhook", "function_id": "gone", "config": {"verify": "none"}})
+    assert_error(r, 400, "INVALID_TRIGGER")
+    assert len(user.get("/projects/%s/triggers" % project["id"]).json["triggers"]) == 100
+
+
 def test_webhook_secret_shown_on_create_and_rotate_only(zd, user, project, fn):
     pid = project["id"]
     t = webhook(user, project, fn, verify="standard")
@@ -434,6 +449,30 @@ def test_replay_answers_the_first_delivery(zd, user, project, fn):
     assert len(invocations_of(zd, t["id"])) == 3
     assert one(zd, "SELECT invocation_id FROM webhook_deliveries WHERE trigger_id = '%s' AND delivery_id = '%s'"
                % (t["id"], h["webhook-id"])) == third.json["invocation_id"]
+
+
+def test_concurrent_deliveries_of_one_id_make_one_job(zd, user, project, fn):
+    t = webhook(user, project, fn, verify="standard")
+    body = b'{"race": true}'
+    h = sign_standard(t["secret"], body)
+    answers = []
+    lock = threading.Lock()
+
+    def send():
+        r = deliver(zd, t["id"], body, h)
+        with lock:
+            answers.append(r)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert len(answers) == 8 and all(r.status == 202 for r in answers), answers
+    ids = {r.json["invocation_id"] for r in answers}
+    assert len(ids) == 1, ids
+    assert [r[0] for r in invocations_of(zd, t["id"])] == list(ids)
+    assert_queued(zd, t["id"], ids.pop())
 
 
 def test_replay_github_and_configured_id_header(zd, user, project, fn):

@@ -547,5 +547,12 @@ const struct http_route app_routes[] = {
     {"POST", "/api/functions/{slug}", h_api_invoke},
     {"GET", "/projects/{pid}/dead-letters", h_dead_letters_list},
     {"POST", "/projects/{pid}/dead-letters/{id}/retry", h_dead_letter_retry},
+    {"GET", "/projects/{pid}/triggers", h_triggers_list},
+    {"POST", "/projects/{pid}/triggers", h_triggers_create},
+    {"GET", "/projects/{pid}/triggers/{tid}", h_trigger_get},
+    {"PATCH", "/projects/{pid}/triggers/{tid}", h_trigger_patch},
+    {"DELETE", "/projects/{pid}/triggers/{tid}", h_trigger_delete},
+    {"POST", "/projects/{pid}/triggers/{tid}/rotate-secret", h_trigger_rotate_secret},
+    {"POST", "/webhooks/{tid}", h_webhook},
 };
 const size_t app_n_routes = ELEMENTSOF(app_routes);

@@ -535,6 +535,67 @@ const char *http_header(const struct http_request *req, const char *name)
 	return MHD_lookup_connection_value(req->mhd_conn, MHD_HEADER_KIND, name);
 }
 
+struct each {
+	struct http_request *req; /* for decoded copies (http_each_query) */
+	int (*fn)(void *ctx, const char *name, const char *value);
+	void *ctx;
+	int rc;
+};
+
+static enum MHD_Result each_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct each *e = cls;
+	e->rc = e->fn(e->ctx, key, value ? value : "");
+	return e->rc == 0 ? MHD_YES : MHD_NO;
+}
+
+int http_each_header(const struct http_request *req, int (*fn)(void *ctx, const char *name, const char *value),
+                     void *ctx)
+{
+	struct each e = {.fn = fn, .ctx = ctx};
+	MHD_get_connection_values(req->mhd_conn, MHD_HEADER_KIND, each_header, &e);
+	return e.rc;
+}
+
+/* A decoded copy of raw query text, owned by the request. */
+static int query_copy(struct http_request *req, const char *raw, const char **ret)
+{
+	size_t n = raw ? strlen(raw) : 0, dl;
+	if (n > 3 * HTTP_QUERY_MAX)
+		return -E2BIG;
+	struct alloc *a = malloc(sizeof(*a) + HTTP_QUERY_MAX + 1);
+	if (!a)
+		return -ENOMEM;
+	int rc = http_query_decode(raw ? raw : "", n, a->data, HTTP_QUERY_MAX + 1, &dl);
+	if (rc < 0) {
+		free(a);
+		return rc;
+	}
+	a->next = req->allocs;
+	req->allocs = a;
+	*ret = a->data;
+	return 0;
+}
+
+static enum MHD_Result each_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct each *e = cls;
+	const char *k = NULL, *v = NULL;
+	e->rc = query_copy(e->req, key, &k);
+	if (e->rc == 0)
+		e->rc = query_copy(e->req, value, &v);
+	if (e->rc == 0)
+		e->rc = e->fn(e->ctx, k, v);
+	return e->rc == 0 ? MHD_YES : MHD_NO;
+}
+
+int http_each_query(struct http_request *req, int (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+	struct each e = {.req = req, .fn = fn, .ctx = ctx};
+	MHD_get_connection_values(req->mhd_conn, MHD_GET_ARGUMENT_KIND, each_query, &e);
+	return e.rc;
+}
+
 const char *http_body(const struct http_request *req, size_t *ret_len)
 {
 	*ret_len = req->body.len;

@@ -177,6 +177,16 @@ const char *http_param(const struct http_request *req, const char *name);
 int http_query(struct http_request *req, const char *name, const char **ret_value);
 /* A request header, name case-insensitive; NULL when absent. */
 const char *http_header(const struct http_request *req, const char *name);
+/* Call fn for every request header in the order received (a header sent
+ * twice is seen twice), name as sent. Stops at fn's first non-zero return
+ * and returns it; 0 when every header was seen. */
+int http_each_header(const struct http_request *req, int (*fn)(void *ctx, const char *name, const char *value),
+                     void *ctx);
+/* Call fn for every query parameter in order, name and value decoded as
+ * http_query() decodes a value ("" for "?name"). -EINVAL or -E2BIG (as
+ * http_query) for the first malformed name or value, else as
+ * http_each_header. */
+int http_each_query(struct http_request *req, int (*fn)(void *ctx, const char *name, const char *value), void *ctx);
 /* The whole body (at most max_body bytes), NUL-terminated for convenience
  * though it may itself hold NULs. Never NULL; *ret_len may be 0. */
 const char *http_body(const struct http_request *req, size_t *ret_len);

@@ -32,6 +32,7 @@ struct worker {
 	struct jobs *jobs;
 	pthread_t thread;
 	bool started;
+	PGconn *c;                  /* its own connection (see worker_conn) */
 	char job[STORE_ID_LEN + 1]; /* the job it runs, "" when none; under jobs->mu */
 };
 
@@ -118,6 +119,41 @@ const char *jobs_node_id(const struct jobs *j)
 	return j->node;
 }
 
+/* A worker's own connection, opened on first use and again after it broke.
+ * Its commits are asynchronous: claiming and finishing a job need not wait
+ * for the WAL to reach the disk, because losing one in a crash of the
+ * database only runs the job again (at least once, as a lapsed lease does).
+ * What must be durable before anyone is told (a job queued, a webhook
+ * accepted) is committed on the pool's connections, synchronously. */
+static PGconn *worker_conn(struct worker *w, struct zerr *err)
+{
+	if (w->c && PQstatus(w->c) != CONNECTION_OK) {
+		PQfinish(w->c);
+		w->c = NULL;
+	}
+	if (w->c)
+		return w->c;
+	PGconn *c = NULL;
+	if (db_connect(w->jobs->conninfo, &c, err) < 0)
+		return NULL;
+	if (db_exec_params(c, "SET synchronous_commit = off", 0, NULL, NULL, err) < 0) {
+		PQfinish(c);
+		return NULL;
+	}
+	w->c = c;
+	return c;
+}
+
+/* After a failed statement: a connection that broke is dropped (the next
+ * use opens another). */
+static void worker_conn_check(struct worker *w, int r)
+{
+	if (r == -ECONNRESET && w->c) {
+		PQfinish(w->c);
+		w->c = NULL;
+	}
+}
+
 /* ---- one attempt ----------------------------------------------------------- */
 
 /* A record for an attempt that did not run (too old, lease lost, function
@@ -134,9 +170,10 @@ static json_t *record_not_run(const struct job *jb, const char *status, json_t *
  * again: at least once. */
 enum finish_kind { FINISH_DONE, FINISH_RETRY, FINISH_DEAD };
 
-static void finish(struct jobs *js, const struct job *jb, enum finish_kind kind, json_t *record, json_t *error,
+static void finish(struct worker *w, const struct job *jb, enum finish_kind kind, json_t *record, json_t *error,
                    uint64_t delay_ms)
 {
+	struct jobs *js = w->jobs;
 	struct app *app = js->app;
 	_cleanup_free_ char *rec = json_dumps(record, JSON_COMPACT);
 	_cleanup_free_ char *errs = error ? json_dumps(error, JSON_COMPACT) : NULL;
@@ -146,9 +183,9 @@ static void finish(struct jobs *js, const struct job *jb, enum finish_kind kind,
 	int r = -ENOMEM;
 	bool owned = false;
 	for (unsigned i = 0; rec && i < FINISH_TRIES; i++) {
-		PGconn *c = db_acquire(app->pool);
+		PGconn *c = worker_conn(w, &err);
 		if (!c) {
-			r = zerr_set(&err, -ETIMEDOUT, "no database connection");
+			r = -ECONNRESET;
 		} else {
 			if (kind == FINISH_DONE)
 				r = store_job_finish(c, js->node, jb, rec, &owned, &err);
@@ -195,23 +232,23 @@ static void finish(struct jobs *js, const struct job *jb, enum finish_kind kind,
 /* An attempt failed with error: again after the backoff, unless the
  * retries are used up or the event would be older than its function
  * allows by then. */
-static void failed(struct jobs *js, const struct job *jb, json_t *record, json_t *error)
+static void failed(struct worker *w, const struct job *jb, json_t *record, json_t *error)
 {
 	uint64_t delay = jobs_backoff_ms(jb->attempt + 1, random_unit());
 	bool again =
 	    (int64_t)jb->attempt <= jb->retries && jb->age_s + (double)delay / 1000.0 < (double)jb->max_event_age_s;
-	finish(js, jb, again ? FINISH_RETRY : FINISH_DEAD, record, error, delay);
+	finish(w, jb, again ? FINISH_RETRY : FINISH_DEAD, record, error, delay);
 }
 
-static void requeue(struct jobs *js, const struct job *jb, uint64_t delay_ms)
+static void requeue(struct worker *w, const struct job *jb, uint64_t delay_ms)
 {
+	struct jobs *js = w->jobs;
 	struct zerr err = {0};
-	PGconn *c = db_acquire(js->app->pool);
-	int r = c ? store_job_requeue(c, js->node, jb, delay_ms, &err) : -ETIMEDOUT;
-	db_release(js->app->pool, c);
+	PGconn *c = worker_conn(w, &err);
+	int r = c ? store_job_requeue(c, js->node, jb, delay_ms, &err) : -ECONNRESET;
+	worker_conn_check(w, r);
 	if (r < 0)
-		zlog(ZLOG_WARN, "job_requeue_failed", "job", jb->id, "error", c ? err.msg : "no database connection",
-		     NULL);
+		zlog(ZLOG_WARN, "job_requeue_failed", "job", jb->id, "error", err.msg, NULL);
 	else
 		atomic_fetch_add(&js->app->metrics.events.requeued, 1);
 }
@@ -225,37 +262,39 @@ static bool is_stopping(struct jobs *js)
 }
 
 /* Not run at all, for good: a dead letter with a record saying why. */
-static void give_up(struct jobs *js, const struct job *jb, const char *code, const char *message)
+static void give_up(struct worker *w, const struct job *jb, const char *code, const char *message)
 {
 	json_t *error = json_pack("{s:s, s:s}", "code", code, "message", message);
 	json_t *rec = record_not_run(jb, "error", error);
 	if (rec)
-		finish(js, jb, FINISH_DEAD, rec, error, 0);
+		finish(w, jb, FINISH_DEAD, rec, error, 0);
 	json_decref(rec);
 	json_decref(error);
 }
 
-static void run_job(struct jobs *js, struct job *jb)
+static void run_job(struct worker *w, struct job *jb)
 {
+	struct jobs *js = w->jobs;
 	struct app *app = js->app;
 	if (jb->took_over)
 		atomic_fetch_add(&app->metrics.events.lapsed, 1);
 	if (jb->function_gone) {
 		struct zerr err = {0};
-		PGconn *c = db_acquire(app->pool);
-		if (c && store_job_drop(c, js->node, jb, &err) == 0)
+		PGconn *c = worker_conn(w, &err);
+		int r = c ? store_job_drop(c, js->node, jb, &err) : -ECONNRESET;
+		worker_conn_check(w, r);
+		if (r == 0)
 			atomic_fetch_add(&app->metrics.events.dropped, 1);
-		db_release(app->pool, c);
 		zlog(ZLOG_INFO, "job_dropped", "job", jb->id, "invocation_id", jb->first_invocation_id, "reason",
 		     "the function was deleted", NULL);
 		return;
 	}
 	if (jb->lapses > JOBS_MAX_LAPSES) {
-		give_up(js, jb, "LEASE_LOST", "the job's node stopped while running it too many times");
+		give_up(w, jb, "LEASE_LOST", "the job's node stopped while running it too many times");
 		return;
 	}
 	if (jb->age_s > (double)jb->max_event_age_s) {
-		give_up(js, jb, "EVENT_TOO_OLD", "the event is older than the function's max_event_age_s");
+		give_up(w, jb, "EVENT_TOO_OLD", "the event is older than the function's max_event_age_s");
 		return;
 	}
 	if (js->cfg.noop) {
@@ -264,7 +303,7 @@ static void run_job(struct jobs *js, struct job *jb)
 		              "warm", "status", "success", "started_at_ms", now_epoch_ms(), "duration_ms", 0.0,
 		              "cpu_ms", 0.0, "memory_bytes", (json_int_t)0, "logs", "", "logs_truncated", 0, "error");
 		if (rec)
-			finish(js, jb, FINISH_DONE, rec, NULL, 0);
+			finish(w, jb, FINISH_DONE, rec, NULL, 0);
 		json_decref(rec);
 		return;
 	}
@@ -286,7 +325,7 @@ static void run_job(struct jobs *js, struct job *jb)
 	if (r == -ZE_RATE_LIMITED) {
 		/* Waits its turn: not an attempt. */
 		json_decref(rec);
-		requeue(js, jb, REQUEUE_MS + (uint64_t)(random_unit() * REQUEUE_MS));
+		requeue(w, jb, REQUEUE_MS + (uint64_t)(random_unit() * REQUEUE_MS));
 		return;
 	}
 	if (r < 0) {
@@ -298,7 +337,7 @@ static void run_job(struct jobs *js, struct job *jb)
 		if (!rec)
 			rec = record_not_run(jb, "error", error);
 		if (rec)
-			failed(js, jb, rec, error);
+			failed(w, jb, rec, error);
 		json_decref(rec);
 		json_decref(error);
 		return;
@@ -307,14 +346,14 @@ static void run_job(struct jobs *js, struct job *jb)
 		/* Ended by this node's shutdown: not the function's failure. */
 		json_decref(rec);
 		inv_result_done(&res);
-		requeue(js, jb, 0);
+		requeue(w, jb, 0);
 		return;
 	}
 	if (rec) {
 		if (res.outcome == EXEC_SUCCESS)
-			finish(js, jb, FINISH_DONE, rec, NULL, 0);
+			finish(w, jb, FINISH_DONE, rec, NULL, 0);
 		else
-			failed(js, jb, rec, res.error);
+			failed(w, jb, rec, res.error);
 	}
 	json_decref(rec);
 	inv_result_done(&res);
@@ -333,7 +372,6 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct jobs *js = w->jobs;
-	struct app *app = js->app;
 	for (;;) {
 		pthread_mutex_lock(&js->mu);
 		bool stop = js->stopping;
@@ -345,18 +383,18 @@ static void *worker_main(void *arg)
 		struct job jb;
 		bool found = false;
 		struct zerr err = {0};
-		PGconn *c = db_acquire(app->pool);
-		int r = c ? store_job_claim(c, js->node, js->cfg.lease_ms, &jb, &found, &err) : -ETIMEDOUT;
-		db_release(app->pool, c);
+		PGconn *c = worker_conn(w, &err);
+		int r = c ? store_job_claim(c, js->node, js->cfg.lease_ms, &jb, &found, &err) : -ECONNRESET;
+		worker_conn_check(w, r);
 		if (r < 0) {
-			zlog(ZLOG_WARN, "job_claim_failed", "error", c ? err.msg : "no database connection", NULL);
+			zlog(ZLOG_WARN, "job_claim_failed", "error", err.msg, NULL);
 			found = false;
 		}
 		if (found) {
 			/* There may be more: let another idle worker look. */
 			jobs_wake(js);
 			set_running(w, jb.id);
-			run_job(js, &jb);
+			run_job(w, &jb);
 			set_running(w, "");
 			store_job_done(&jb);
 			continue;
@@ -369,6 +407,9 @@ static void *worker_main(void *arg)
 				break;
 		pthread_mutex_unlock(&js->mu);
 	}
+	if (w->c)
+		PQfinish(w->c);
+	w->c = NULL;
 	return NULL;
 }
 

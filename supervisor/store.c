@@ -145,13 +145,12 @@ int store_user_create(PGconn *c, const char *email, const char *password_hash, b
 
 const char store_project_cols[] = "p.id, p.slug, p.tier, coalesce(p.monthly_cap, -1), coalesce(p.concurrency, -1), "
                                   "p.db_name, p.db_role, p.db_password";
-#define project_cols store_project_cols
 
 static const char project_json[] =
     "json_build_object('id', p.id, 'name', p.name, 'slug', p.slug, 'tier', p.tier, 'monthly_cap', p.monthly_cap, "
     "'concurrency', p.concurrency, 'database', p.db_name, 'created_at', p.created_at)";
 
-/* project_cols at column col. */
+/* store_project_cols at column col. */
 void store_project_from_row(PGresult *res, int row, int col, struct project *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -174,8 +173,8 @@ static const char function_json[] =
     "(SELECT coalesce(json_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(f.env) k), "
     "'created_at', f.created_at, 'updated_at', f.updated_at)";
 
-static const char function_cols[] = "f.id, f.name, f.slug, f.language, f.entry_point, f.timeout_ms, f.memory_mb, "
-                                    "f.version, f.status = 'active', f.uses_db, f.code, f.env";
+const char store_function_cols[] = "f.id, f.name, f.slug, f.language, f.entry_point, f.timeout_ms, f.memory_mb, "
+                                   "f.version, f.status = 'active', f.uses_db, f.code, f.env";
 
 void store_function_done(struct function *f)
 {
@@ -185,7 +184,7 @@ void store_function_done(struct function *f)
 	f->env = NULL;
 }
 
-/* function_cols at column col. */
+/* store_function_cols at column col. */
 int store_function_from_row(PGresult *res, int row, int col, struct function *ret, struct zerr *err)
 {
 	memset(ret, 0, sizeof(*ret));
@@ -217,13 +216,14 @@ int store_lookup(PGconn *c, unsigned need, const char *user_id, const char *pid,
 	const char *prm[] = {user_id, pid ? pid : "", fid ? fid : ""};
 	char sql[2048];
 	/* The fixed parts below and the longest choice of columns fit. */
-	_Static_assert(sizeof(project_cols) + sizeof(function_cols) + sizeof(function_json) + 600 < sizeof(sql),
+	_Static_assert(sizeof(store_project_cols) + sizeof(store_function_cols) + sizeof(function_json) + 600 <
+	                   sizeof(sql),
 	               "store_lookup's query may not fit");
 	size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT u.is_admin");
 	if (want_p)
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s, m.role", project_cols);
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s, m.role", store_project_cols);
 	if (want_f)
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s", function_cols);
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s", store_function_cols);
 	if ((need & STORE_JSON) && want_p)
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s", want_f ? function_json : project_json);
 	n += (size_t)snprintf(sql + n, sizeof(sql) - n, " FROM users u");
@@ -289,7 +289,7 @@ int store_lookup_key(PGconn *c, const char *key_hash, const char *slug, struct p
 	         "(k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')) "
 	         "SELECT %s, %s FROM k JOIN projects p ON p.id = k.project_id "
 	         "LEFT JOIN functions f ON f.project_id = p.id AND %s",
-	         project_cols, function_cols, val_is_uuid(slug) ? "f.id = $2::uuid" : "f.slug = $2");
+	         store_project_cols, store_function_cols, val_is_uuid(slug) ? "f.id = $2::uuid" : "f.slug = $2");
 	const char *prm[] = {key_hash, slug};
 	_cleanup_pgresult_ PGresult *res = NULL;
 	int r = db_exec_prepared(c, sql, 2, prm, &res, err);

@@ -14,13 +14,13 @@ int store_q_json_one(PGconn *c, const char *sql, int n, const char *const *p, js
  * the invocation path. */
 int store_q_json_prepared(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, struct zerr *err);
 
-/* A project's columns, as "p.<col>, ..." (STORE_PROJECT_NCOLS of them), and
- * the struct from them at column col of row. */
-#define STORE_PROJECT_NCOLS 8
+/* Rows of projects (alias p) and functions (alias f) as the store's structs:
+ * select STORE_PROJECT_COLS (STORE_PROJECT_NCOLS columns) or
+ * STORE_FUNCTION_COLS at column col, then read them back. *ret_f is
+ * released with store_function_done. */
 extern const char store_project_cols[];
-void store_project_from_row(PGresult *res, int row, int col, struct project *p);
-/* A function's columns at col: id, name, slug, language, entry_point,
- * timeout_ms, memory_mb, version, active (bool), uses_db (bool), code, env
- * (12 columns). */
+extern const char store_function_cols[];
+#define STORE_PROJECT_NCOLS  8
 #define STORE_FUNCTION_NCOLS 12
-int store_function_from_row(PGresult *res, int row, int col, struct function *ret, struct zerr *err);
+void store_project_from_row(PGresult *res, int row, int col, struct project *ret_p);
+int store_function_from_row(PGresult *res, int row, int col, struct function *ret_f, struct zerr *err);

@@ -406,10 +406,13 @@ int main(int argc, char **argv)
 		return fatal("sandbox", &err);
 	st.sbx = &sbx;
 
-	/* The embedded cluster has 200 connections: the pool (concurrency + 8)
-	 * and one per running function that uses its database must fit. */
-	if (!app.cfg.database_url[0] && app.cfg.concurrency > 90) {
-		fprintf(stderr, "zmeshd: with the embedded database, --concurrency is at most 90 (use DATABASE_URL)\n");
+	/* The embedded cluster has 200 connections: the pool (concurrency + 8),
+	 * one per running function that uses its database, one per job worker
+	 * and the listeners must fit. */
+	if (!app.cfg.database_url[0] &&
+	    (app.cfg.concurrency > 90 || 2 * app.cfg.concurrency + app.cfg.job_workers > 188)) {
+		fprintf(stderr, "zmeshd: with the embedded database, --concurrency is at most 90 and twice it plus "
+		                "--job-workers at most 188 (use DATABASE_URL)\n");
 		return 2;
 	}
 

@@ -103,6 +103,20 @@ static void h_inspect(struct http_request *req, void *app)
 	                          http_path(req)));
 }
 
+static int add_pair(void *ctx, const char *name, const char *value)
+{
+	return json_array_append_new(ctx, json_pack("[s,s]", name, value)) == 0 ? 0 : -ENOMEM;
+}
+
+/* Every header and every decoded query parameter, in order. */
+static void h_each(struct http_request *req, void *app)
+{
+	json_t *hs = json_array(), *qs = json_array();
+	int hrc = http_each_header(req, add_pair, hs), qrc = http_each_query(req, add_pair, qs);
+	http_reply_json(req, 200,
+	                json_pack("{s:o,s:i,s:o,s:i}", "headers", hs, "headers_rc", hrc, "query", qs, "query_rc", qrc));
+}
+
 static void h_metrics(struct http_request *req, void *app)
 {
 	static const char text[] = "# TYPE zmesh_test_total counter\nzmesh_test_total 1\n";
@@ -189,6 +203,7 @@ static const struct http_route routes[] = {
     {"GET", "/items/{id}/sub/{sub}", h_item},
     {"GET", "/slow", h_slow},
     {"GET", "/inspect", h_inspect},
+    {"GET", "/each", h_each},
     {"GET", "/metrics", h_metrics},
     {"GET", "/retry", h_retry},
     {"GET", "/noreply", h_noreply},

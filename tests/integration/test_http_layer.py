@@ -216,6 +216,27 @@ def test_query_and_headers(srv):
     assert body["q"] == "y" * 1024
 
 
+def test_each_header_and_query_parameter(srv):
+    status, _, data = srv.request("GET", "/each?a=1&b=x%20y+z&a=2&c&k%C3%A9y=%E2%82%AC",
+                                  headers={"X-One": "1", "X-Two": "two words"})
+    assert status == 200
+    body = json.loads(data)
+    assert body["query_rc"] == 0 and body["headers_rc"] == 0
+    assert body["query"] == [["a", "1"], ["b", "x y z"], ["a", "2"], ["c", ""], ["k\u00e9y", "\u20ac"]]
+    names = [h[0].lower() for h in body["headers"]]
+    assert ["x-one", "1"] in [[h[0].lower(), h[1]] for h in body["headers"]]
+    assert ["x-two", "two words"] in [[h[0].lower(), h[1]] for h in body["headers"]]
+    assert "host" in names
+    # A malformed name or value stops the walk with the code http_query gives.
+    for bad in ["a=%zz", "%00=1", "a=1&b=%FF"]:
+        body = json.loads(srv.request("GET", "/each?" + bad)[2])
+        assert body["query_rc"] == -22, bad  # -EINVAL
+    body = json.loads(srv.request("GET", "/each?a=" + "y" * 1025)[2])
+    assert body["query_rc"] == -7  # -E2BIG
+    body = json.loads(srv.request("GET", "/each")[2])
+    assert body["query"] == [] and body["query_rc"] == 0
+
+
 def test_body_limit_declared(srv):
     status, _, data = srv.request("POST", "/raw", body=b"a" * 1024)
     assert status == 200 and json.loads(data) == {"bytes": 1024, "terminated": True}

@@ -552,16 +552,6 @@ def test_cron_trigger_lifecycle(daemon, me):
     r = me.ok("triggers", "get", tid)
     assert "ticker" in r.out and "* * * * * *" in r.out and marker in r.out, r
 
-    # It fires: an invocation with trigger "schedule" and the payload.
-    def fired():
-        for inv in me.json("logs", "ticker", "--limit", "20")["invocations"]:
-            if inv.get("trigger") == "schedule" and inv.get("status") == "success":
-                return inv
-        return None
-    inv = wait_for("a scheduled run", fired, timeout=30)
-    detail = invocation(me, daemon, "ticker", inv["id"])
-    assert detail["trigger_id"] == tid, detail
-
     me.ok("triggers", "disable", tid)
     status, t = daemon.api(me.token(), "GET", "/projects/%s/triggers/%s" % (me.project["id"], tid))
     assert status == 200 and t["enabled"] is False
@@ -578,6 +568,23 @@ def test_cron_trigger_lifecycle(daemon, me):
     assert r.rc == 1 and "config.schedule" in r.err, r
     r = me.run("triggers", "create", "--function", "no-such-fn", "--cron", "@daily")
     assert r.rc == 1 and "function_id" in r.err, r
+
+
+def test_a_cron_trigger_made_by_the_cli_fires(daemon, me):
+    me.ok("functions", "deploy", me.write("ticker.js", ECHO_JS))
+    marker = secrets.token_hex(4)
+    tid = me.json("triggers", "create", "--function", "ticker", "--cron", "* * * * * *", "--payload",
+                  json.dumps({"marker": marker}))["id"]
+
+    def fired():
+        for inv in me.json("logs", "ticker", "--limit", "20")["invocations"]:
+            if inv.get("trigger") == "schedule" and inv.get("status") == "success":
+                return inv
+        return None
+    inv = wait_for("a scheduled run", fired, timeout=30)
+    detail = invocation(me, daemon, "ticker", inv["id"])
+    assert detail["trigger_id"] == tid and marker in json.dumps(detail.get("result")), detail
+    me.ok("triggers", "delete", tid)
 
 
 def test_webhook_trigger_with_github_signatures(daemon, me):

@@ -148,6 +148,38 @@ def test_every_second_fires_once_per_tick(zd, project, echo):
     assert metric(zd, "zmesh_cron_fired_total") - fired_before == len(rows)
 
 
+def first_tick_lateness(d, project, function):
+    """How late the first tick of a new every-second trigger fires (ms)."""
+    tid = create_trigger(d, project["id"], function["id"], config("*/1 * * * * *"))
+    try:
+        rows = wait_for("a first tick", lambda: fires(d, tid))
+    finally:
+        disable(d, tid)
+    ev = event_of(d, rows[0][1])
+    return parse_time(ev["actual_time"]) - parse_time(ev["scheduled_time"])
+
+
+def listen_backends(d):
+    return d.sql("SELECT pid FROM pg_stat_activity WHERE datname = 'zmesh' AND query = 'LISTEN zmesh_triggers'")
+
+
+def test_changes_seen_at_once_and_listen_reconnects(zd, project, echo):
+    """A new trigger is scheduled on its NOTIFY, not at the next poll
+    (5 s): its first tick is on time. The LISTEN connection, killed, comes
+    back and does so again."""
+    assert len(listen_backends(zd)) == 1
+    for _ in range(3):
+        late = first_tick_lateness(zd, project, echo)
+        assert 0 <= late < 500, late
+    old = listen_backends(zd)
+    assert zd.sql("SELECT pg_terminate_backend(%s)" % old[0][0]) == [["t"]]
+    wait_for("the scheduler to notice", lambda: any(e.get("event") == "cron_listen_lost" for e in zd.log_events()))
+    wait_for("a new LISTEN connection", lambda: (lambda b: len(b) == 1 and b != old)(listen_backends(zd)))
+    for _ in range(3):
+        late = first_tick_lateness(zd, project, echo)
+        assert 0 <= late < 500, late
+
+
 def test_overlap_skip(zd, project, echo):
     overlap_before = metric(zd, "zmesh_cron_overlap_skipped_total")
     # The trigger and a job of it still in the queue (due in an hour: no

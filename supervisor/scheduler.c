@@ -25,10 +25,11 @@
 
 #define LISTEN_BACKOFF_MIN_MS 500
 #define LISTEN_BACKOFF_MAX_MS 30000
-#define RETRY_MS              1000 /* after a failed fire or load */
-#define NOTIFY_DEBOUNCE_MS    100  /* reloads at most this often on notifications */
-#define ZONES_MAX             1024 /* distinct zones loaded (the zoneinfo has about 600) */
-#define PRUNE_FIRST_MS        60000
+#define RETRY_MS              1000  /* after a failed fire or load */
+#define NOTIFY_DEBOUNCE_MS    100   /* reloads at most this often on notifications */
+#define ZONES_MAX             1024  /* distinct zones loaded (the zoneinfo has about 600) */
+#define PRUNE_FIRST_MS        5000  /* after start */
+#define PRUNE_AGAIN_MS        60000 /* after a full batch */
 
 /* ---- pure parts ------------------------------------------------------------ */
 
@@ -637,7 +638,7 @@ static void prune(struct sched *s, int64_t now)
 		return;
 	}
 	if (deleted == SCHED_PRUNE_BATCH)
-		s->prune_ms = now + PRUNE_FIRST_MS; /* more to go: soon, a batch at a time */
+		s->prune_ms = now + PRUNE_AGAIN_MS; /* more to go: soon, a batch at a time */
 }
 
 static void listen_drop(struct sched *s, int64_t now, const char *why)

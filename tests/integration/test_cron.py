@@ -364,8 +364,14 @@ def test_restart_catches_up_or_skips(zd, project, echo):
     the restart); skip leaves the gap, counted as missed."""
     all_t = create_trigger(zd, project["id"], echo["id"], config("*/1 * * * * *", catch_up="all"))
     skip_t = create_trigger(zd, project["id"], echo["id"], config("*/1 * * * * *"))
+    # Fires of more than a week ago, pruned at the start, but for the last
+    # of their trigger (where its ticks are counted from).
+    old_t = create_trigger(zd, project["id"], echo["id"], config("0 0 * * *"), enabled=False, age_s=30 * 86400)
+    zd.sql("INSERT INTO cron_fires (trigger_id, scheduled_time, fired_at) SELECT %s, t, t FROM "
+           "(SELECT date_trunc('day', now()) - d * interval '1 day' AS t FROM generate_series(8, 10) d) x" % q(old_t))
     try:
         wait_for("ticks before the stop", lambda: len(fires(zd, all_t)) >= 2 and len(fires(zd, skip_t)) >= 2)
+        assert len(fires(zd, old_t)) == 3
         assert zd.stop() == 0
         time.sleep(MISFIRE_S + 3)
         zd.start()
@@ -383,6 +389,9 @@ def test_restart_catches_up_or_skips(zd, project, echo):
     assert all(r[1] for r in fires(zd, all_t) + fires(zd, skip_t)), "a fire without a job"
     # The restarted process counted exactly the ticks skip left out.
     assert metric(zd, "zmesh_cron_missed_total") == sum(g // 1000 - 1 for g in gaps), gaps
+    kept = wait_for("the prune", lambda: (lambda f: f if len(f) == 1 else None)(fires(zd, old_t)))
+    newest = zd.sql("SELECT floor(extract(epoch FROM date_trunc('day', now()) - interval '8 days') * 1000)::bigint")
+    assert kept[0][0] == int(newest[0][0]), kept
 
 
 # ---- several nodes -------------------------------------------------------------

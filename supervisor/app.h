@@ -19,7 +19,7 @@
 #define APP_MAX_PROJECTS_PER_USER 20 /* each is a database; admins are not bound */
 
 struct jobs;  /* jobs.h: this node's queue workers */
-struct sched; /* sched.h: this node's scheduler of cron triggers */
+struct sched; /* scheduler.h: this node's scheduler of cron triggers */
 
 struct app {
 	struct zconfig cfg;

@@ -22,6 +22,7 @@ struct db_pool {
 	int size;
 	int n_idle;
 	int timeout_ms;
+	char *conninfo; /* for db_pool_connect */
 	PGconn *conns[DB_POOL_MAX];
 	bool out[DB_POOL_MAX]; /* conns[i] is held by a caller */
 	int idle[DB_POOL_MAX]; /* indexes into conns, a stack: the most recently used goes out first */
@@ -262,6 +263,8 @@ int db_connect(const char *conninfo, PGconn **ret, struct zerr *err)
 
 int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct zerr *err)
 {
+	if (!conninfo)
+		return zerr_set(err, -EINVAL, "no conninfo");
 	if (size < 1 || size > DB_POOL_MAX)
 		return zerr_set(err, -EINVAL, "pool size %d outside 1..%d", size, DB_POOL_MAX);
 	if (!PQisthreadsafe())
@@ -278,6 +281,10 @@ int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct ze
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&p->lock, NULL);
 	p->timeout_ms = DB_ACQUIRE_TIMEOUT_MS;
+	if (!(p->conninfo = strdup(conninfo))) {
+		db_pool_close(p);
+		return zerr_set(err, -ENOMEM, "out of memory");
+	}
 	for (int i = 0; i < size; i++) {
 		struct zerr e = {0};
 		int r = db_connect(conninfo, &p->conns[i], &e);
@@ -290,6 +297,13 @@ int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct ze
 	}
 	*ret = p;
 	return 0;
+}
+
+int db_pool_connect(struct db_pool *pool, PGconn **ret, struct zerr *err)
+{
+	if (!pool)
+		return zerr_set(err, -EINVAL, "no pool");
+	return db_connect(pool->conninfo, ret, err);
 }
 
 void db_pool_set_timeout(struct db_pool *pool, int timeout_ms)
@@ -422,6 +436,7 @@ void db_pool_close(struct db_pool *pool)
 			PQfinish(pool->conns[i]);
 	pthread_cond_destroy(&pool->cond);
 	pthread_mutex_destroy(&pool->lock);
+	free(pool->conninfo);
 	free(pool);
 }
 

@@ -48,6 +48,12 @@ int db_connect(const char *conninfo, PGconn **ret, struct zerr *err);
  * from then on. */
 int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct zerr *err);
 
+/* Open one connection outside the pool, as the pool's own are opened (same
+ * conninfo, db_connect): for a session of its own that no pooled
+ * connection may keep, such as LISTEN. The caller owns it (PQfinish).
+ * Thread-safe. */
+int db_pool_connect(struct db_pool *pool, PGconn **ret, struct zerr *err);
+
 /* How long db_acquire() waits for a free connection (default
  * DB_ACQUIRE_TIMEOUT_MS); call before the pool is shared. */
 void db_pool_set_timeout(struct db_pool *pool, int timeout_ms);

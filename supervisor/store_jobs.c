@@ -316,11 +316,9 @@ int store_events_prune(PGconn *c, struct zerr *err)
 	return db_exec_params(
 	    c,
 	    "WITH a AS (DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys "
-	    "WHERE created_at < now() - interval '24 hours' LIMIT 5000))), "
-	    "b AS (DELETE FROM webhook_deliveries WHERE ctid = ANY(ARRAY(SELECT ctid FROM webhook_deliveries "
 	    "WHERE created_at < now() - interval '24 hours' LIMIT 5000))) "
-	    "DELETE FROM cron_fires WHERE ctid = ANY(ARRAY(SELECT ctid FROM cron_fires "
-	    "WHERE fired_at < now() - interval '7 days' LIMIT 5000))",
+	    "DELETE FROM webhook_deliveries WHERE ctid = ANY(ARRAY(SELECT ctid FROM webhook_deliveries "
+	    "WHERE created_at < now() - interval '24 hours' LIMIT 5000))",
 	    0, NULL, NULL, err);
 }
 

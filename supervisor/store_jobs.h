@@ -86,8 +86,8 @@ int store_job_requeue(PGconn *c, const char *node, const struct job *j, uint64_t
 /* The function is gone: the job is deleted (its records went with it). */
 int store_job_drop(PGconn *c, const char *node, const struct job *j, struct zerr *err);
 
-/* Forget idempotency keys, webhook deliveries and schedule fires past
- * their time (bounded batches). */
+/* Forget idempotency keys and webhook deliveries past their day (bounded
+ * batches; the scheduler prunes its own fires). */
 int store_events_prune(PGconn *c, struct zerr *err);
 
 /* ---- dead letters ---- */

@@ -37,6 +37,7 @@
 #include "log.h"
 #include "pgembed.h"
 #include "privsep.h"
+#include "scheduler.h"
 #include "store.h"
 
 static int fatal(const char *what, const struct zerr *err)
@@ -261,6 +262,13 @@ static int api_main(struct app *app, struct api_start *st)
 		fatal("http", &err);
 		goto out_jobs;
 	}
+	/* Cron triggers: every node runs the scheduler; the database decides
+	 * which node fires a tick. */
+	if (sched_start(app, &err) < 0) {
+		fatal("cron scheduler", &err);
+		http_server_stop(srv);
+		goto out_jobs;
+	}
 	char port[16];
 	snprintf(port, sizeof(port), "%d", http_server_port(srv));
 	zlog(ZLOG_INFO, "listening", "address", app->cfg.listen, "port", port, NULL);
@@ -275,6 +283,9 @@ static int api_main(struct app *app, struct api_start *st)
 	while ((sig = sigwaitinfo(&stop, NULL)) < 0)
 		;
 	zlog(ZLOG_INFO, "stopping", "signal", strsignal(sig), NULL);
+	/* No tick fires once stopping: another node, or the next start, has
+	 * them. */
+	sched_stop(app->sched);
 	/* In-flight invocations finish within the grace period; those still
 	 * running after it are ended. Then the record writer drains its
 	 * queue: no record is lost. */

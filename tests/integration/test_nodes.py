@@ -179,3 +179,30 @@ def test_a_restart_of_every_node_loses_no_queued_job(cluster):
         d.start()
     wait_all_done(c, ids, timeout=120)
     assert runs(c, p) == list(range(30))
+
+
+def test_every_tick_fires_once_across_three_nodes(cluster):
+    c = cluster
+    admin, p, _ = setup_project(c)
+    echo = admin.deploy(p["id"], "exports.handler = async (e) => e;")
+    r = admin.post("/projects/%s/triggers" % p["id"], {"event_type": "cron", "function_id": echo["id"],
+                                                      "config": {"schedule": "* * * * * *", "payload": {"k": 1}}})
+    assert r.status == 201, str(r)
+    tid = r.json["id"]
+    time.sleep(6)
+    r = admin.patch("/projects/%s/triggers/%s" % (p["id"], tid), {"enabled": False})
+    assert r.status == 200, str(r)
+    deadline = time.monotonic() + 30
+    while int(c.sql("SELECT count(*) FROM jobs WHERE trigger_id = '%s'" % tid)[0][0]) > 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    fires = [r[0] for r in c.sql("SELECT extract(epoch FROM scheduled_time)::bigint FROM cron_fires "
+                                 "WHERE trigger_id = '%s' AND skipped IS NULL ORDER BY 1" % tid)]
+    assert len(fires) >= 4, fires
+    # One fire per second, none missing between the first and the last.
+    assert [int(x) for x in fires] == list(range(int(fires[0]), int(fires[-1]) + 1))
+    recs = c.sql("SELECT status, count(*), count(DISTINCT (result_excerpt::jsonb->>'scheduled_time')) "
+                 "FROM invocations WHERE trigger_id = '%s' GROUP BY status" % tid)
+    assert recs == [["success", str(len(fires)), str(len(fires))]], recs
+    fired = [d.metrics().get("zmesh_cron_fired_total", 0) for d in c.nodes]
+    assert sum(fired) == len(fires), (fired, len(fires))

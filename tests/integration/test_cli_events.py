@@ -571,19 +571,22 @@ def test_cron_trigger_lifecycle(daemon, me):
 
 
 def test_a_cron_trigger_made_by_the_cli_fires(daemon, me):
-    me.ok("functions", "deploy", me.write("ticker.js", ECHO_JS))
+    me.ok("functions", "deploy", me.write("fired.js", "exports.handler = async (event) => {\n"
+                                          "  console.log(JSON.stringify(event));\n  return 1;\n};\n"))
     marker = secrets.token_hex(4)
-    tid = me.json("triggers", "create", "--function", "ticker", "--cron", "* * * * * *", "--payload",
+    tid = me.json("triggers", "create", "--function", "fired", "--cron", "* * * * * *", "--payload",
                   json.dumps({"marker": marker}))["id"]
 
     def fired():
-        for inv in me.json("logs", "ticker", "--limit", "20")["invocations"]:
+        for inv in me.json("logs", "fired", "--limit", "20")["invocations"]:
             if inv.get("trigger") == "schedule" and inv.get("status") == "success":
                 return inv
         return None
     inv = wait_for("a scheduled run", fired, timeout=30)
-    detail = invocation(me, daemon, "ticker", inv["id"])
-    assert detail["trigger_id"] == tid and marker in json.dumps(detail.get("result")), detail
+    detail = invocation(me, daemon, "fired", inv["id"])
+    assert detail["trigger_id"] == tid and detail["trigger"] == "schedule", detail
+    event = json.loads(detail["logs"].strip().splitlines()[0])
+    assert event["trigger"] == "schedule" and event["payload"] == {"marker": marker}, event
     me.ok("triggers", "delete", tid)
 
 

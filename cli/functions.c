@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "events.h"
 #include "table.h"
 
 /* The server has its own (smaller, configurable) code limit and says so;
@@ -14,13 +15,12 @@
 #define DEPLOY_MAX_FILE (16u * 1024 * 1024)
 #define STACK_MAX       8192
 #define LOGS_MAX        (1024 * 1024)
-/* The Idempotency-Key header: 1 to 255 printable ASCII characters. */
-#define IDEMPOTENCY_KEY_MAX 255
-/* A function's retry settings, as the API documents them. */
-#define RETRIES_MIN       0
-#define RETRIES_MAX       10
-#define MAX_EVENT_AGE_MIN 60
-#define MAX_EVENT_AGE_MAX 21600
+/* The events API's limits (common/events.h, which zmeshd enforces). */
+#define IDEMPOTENCY_KEY_MAX ZEV_IDEMPOTENCY_KEY_MAX
+#define RETRIES_MIN         0
+#define RETRIES_MAX         ZEV_RETRIES_MAX
+#define MAX_EVENT_AGE_MIN   ZEV_EVENT_AGE_MIN_S
+#define MAX_EVENT_AGE_MAX   ZEV_EVENT_AGE_MAX_S
 
 static const char deploy_usage[] =
     "zmesh functions deploy FILE [--name NAME] [--slug SLUG] [--language javascript|python]\n"

@@ -6,11 +6,12 @@
 #include <strings.h>
 
 #include "api.h"
+#include "events.h"
 #include "jobs.h"
 #include "store_jobs.h"
 #include "util.h"
 
-#define IDEMPOTENCY_KEY_MAX 255
+#define IDEMPOTENCY_KEY_MAX ZEV_IDEMPOTENCY_KEY_MAX
 #define DEAD_LETTERS_LIMIT  100
 
 bool api_prefers_async(struct http_request *req)

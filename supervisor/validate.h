@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "events.h"
 #include "protocol.h"
 #include "tiers.h"
 

@@ -46,7 +46,8 @@ struct jobs {
 	pthread_cond_t wake;  /* idle workers */
 	pthread_cond_t timer; /* the lease keeper */
 	uint64_t gen;         /* bumped by every wake-up */
-	bool stopping;
+	bool draining;        /* claim nothing more (the node is stopping) */
+	bool stopping;        /* the workers are done: the keeper and listener go too */
 
 	struct worker *workers;
 	unsigned n_workers;
@@ -253,10 +254,10 @@ static void requeue(struct worker *w, const struct job *jb, uint64_t delay_ms)
 		atomic_fetch_add(&js->app->metrics.events.requeued, 1);
 }
 
-static bool is_stopping(struct jobs *js)
+static bool is_draining(struct jobs *js)
 {
 	pthread_mutex_lock(&js->mu);
-	bool s = js->stopping;
+	bool s = js->draining || js->stopping;
 	pthread_mutex_unlock(&js->mu);
 	return s;
 }
@@ -342,7 +343,7 @@ static void run_job(struct worker *w, struct job *jb)
 		json_decref(error);
 		return;
 	}
-	if (res.outcome == EXEC_SANDBOX_ERROR && is_stopping(js)) {
+	if (res.outcome == EXEC_SANDBOX_ERROR && is_draining(js)) {
 		/* Ended by this node's shutdown: not the function's failure. */
 		json_decref(rec);
 		inv_result_done(&res);
@@ -374,7 +375,7 @@ static void *worker_main(void *arg)
 	struct jobs *js = w->jobs;
 	for (;;) {
 		pthread_mutex_lock(&js->mu);
-		bool stop = js->stopping;
+		bool stop = js->draining || js->stopping;
 		uint64_t seen = js->gen;
 		pthread_mutex_unlock(&js->mu);
 		if (stop)
@@ -402,7 +403,7 @@ static void *worker_main(void *arg)
 		struct timespec until;
 		deadline_after(&until, r < 0 ? LISTEN_RETRY_MS : js->cfg.poll_ms);
 		pthread_mutex_lock(&js->mu);
-		while (!js->stopping && js->gen == seen)
+		while (!js->draining && !js->stopping && js->gen == seen)
 			if (pthread_cond_timedwait(&js->wake, &js->mu, &until) == ETIMEDOUT)
 				break;
 		pthread_mutex_unlock(&js->mu);
@@ -472,7 +473,10 @@ static void *listener_main(void *arg)
 	struct jobs *js = arg;
 	PGconn *c = NULL;
 	for (;;) {
-		if (is_stopping(js))
+		pthread_mutex_lock(&js->mu);
+		bool stop = js->stopping;
+		pthread_mutex_unlock(&js->mu);
+		if (stop)
 			break;
 		struct zerr err = {0};
 		if (!c) {
@@ -533,19 +537,24 @@ static void jobs_free(struct jobs *js)
 	free(js);
 }
 
+/* The workers first, while the keeper still renews the leases of the jobs
+ * they finish (so no other node takes one over meanwhile); then the rest. */
 static void join_all(struct jobs *js)
 {
 	pthread_mutex_lock(&js->mu);
-	js->stopping = true;
+	js->draining = true;
 	pthread_cond_broadcast(&js->wake);
+	pthread_mutex_unlock(&js->mu);
+	for (unsigned i = 0; i < js->n_workers; i++)
+		if (js->workers[i].started)
+			pthread_join(js->workers[i].thread, NULL);
+	pthread_mutex_lock(&js->mu);
+	js->stopping = true;
 	pthread_cond_broadcast(&js->timer);
 	pthread_mutex_unlock(&js->mu);
 	if (js->stop_pipe[1] >= 0 && write(js->stop_pipe[1], "x", 1) < 0) {
 		/* The listener also sees stopping within its poll timeout. */
 	}
-	for (unsigned i = 0; i < js->n_workers; i++)
-		if (js->workers[i].started)
-			pthread_join(js->workers[i].thread, NULL);
 	if (js->keeper_started)
 		pthread_join(js->keeper, NULL);
 	if (js->listener_started)
@@ -617,7 +626,7 @@ void jobs_stop_claiming(struct jobs *j)
 	if (!j)
 		return;
 	pthread_mutex_lock(&j->mu);
-	j->stopping = true;
+	j->draining = true;
 	pthread_cond_broadcast(&j->wake);
 	pthread_mutex_unlock(&j->mu);
 }

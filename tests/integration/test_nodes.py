@@ -53,7 +53,7 @@ class Cluster:
             d = Daemon("node%d" % i, admin_password=self.password,
                        env={"DATABASE_URL": self.url, "ZMESH_PG_SOCKET_DIR": sock, "JWT_SECRET_KEY": self.jwt,
                             "ZMESH_JOB_LEASE_MS": str(LEASE_MS), "ZMESH_JOB_WORKERS": "3",
-                            "ZMESH_SHUTDOWN_GRACE_MS": "2000"})
+                            "ZMESH_SHUTDOWN_GRACE_MS": "20000"})
             d.pg_sock = sock
             self.nodes.append(d)
         # One at a time: the first makes the schema and the admin.
@@ -178,7 +178,12 @@ def test_a_restart_of_every_node_loses_no_queued_job(cluster):
     for d in c.nodes:
         d.start()
     wait_all_done(c, ids, timeout=120)
-    assert runs(c, p) == list(range(30))
+    got = runs(c, p)
+    if got != list(range(30)):
+        for d in c.nodes:
+            print("=====", d.state_dir)
+            print("\n".join(l for l in d.log_text().splitlines() if '"job' in l or 'sandbox' in l or 'stopping' in l or 'invoke' in l)[-20000:])
+    assert got == list(range(30))
 
 
 def test_every_tick_fires_once_across_three_nodes(cluster):

@@ -476,7 +476,6 @@ static void *listener_main(void *arg)
 			break;
 		struct zerr err = {0};
 		if (!c) {
-			_cleanup_pgresult_ PGresult *res = NULL;
 			if (db_connect(js->conninfo, &c, &err) < 0 ||
 			    db_exec_params(c, "LISTEN zmesh_jobs", 0, NULL, NULL, &err) < 0) {
 				zlog(ZLOG_WARN, "jobs_listen_failed", "error", err.msg, NULL);

@@ -84,7 +84,8 @@ int store_cron_fire(PGconn *c, const char *trigger_id, int64_t scheduled_ms, boo
 	 * read here, in the winner's transaction: a job queued by this tick
 	 * does not exist yet. */
 	const char *claim_prm[] = {trigger_id, when, overlap_skip ? "t" : "f", matched ? "t" : "f"};
-	_cleanup_pgresult_ PGresult *claim = NULL;
+	/* Both declared before the first goto: fail: is within their scope. */
+	_cleanup_pgresult_ PGresult *claim = NULL, *enq = NULL;
 	r = db_exec_prepared(
 	    c,
 	    "INSERT INTO cron_fires (trigger_id, scheduled_time, skipped) "
@@ -111,7 +112,6 @@ int store_cron_fire(PGconn *c, const char *trigger_id, int64_t scheduled_ms, boo
 		return 0;
 	}
 	const char *enq_prm[] = {trigger_id, when, event_json};
-	_cleanup_pgresult_ PGresult *enq = NULL;
 	r = db_exec_prepared(c,
 	                     "UPDATE cron_fires f SET invocation_id = zmesh_enqueue(t.function_id, NULL, $3::jsonb, "
 	                     "'schedule', t.id) FROM triggers t WHERE t.id = $1::uuid AND f.trigger_id = t.id "

@@ -294,14 +294,12 @@ static int webhook_config(json_t *cfg, struct val_trigger *t, json_t **ret, stru
 
 static int config_field(json_t *body, struct val_trigger *t, struct zerr *err)
 {
-	json_t *cfg = json_object_get(body, "config");
+	_cleanup_(json_decrefp) json_t *cfg = json_incref(json_object_get(body, "config"));
 	if (!cfg) {
 		if (t->type == VT_WEBHOOK)
 			return bad(err, "config: required for a webhook ({\"verify\": ...})");
 		cfg = json_object();
-	} else
-		json_incref(cfg);
-	_cleanup_(json_decrefp) json_t *held = cfg;
+	}
 	if (!json_is_object(cfg))
 		return bad(err, "config: want an object");
 	if (!json_fits(cfg, VT_CONFIG_MAX_BYTES))

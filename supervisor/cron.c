@@ -6,10 +6,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z */
-#define CRON_MS_MIN (-62135596800000LL)
-#define CRON_MS_MAX (253402300799999LL)
-
 struct field {
 	const char *name;
 	int min, max;

@@ -6,10 +6,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z */
-#define CRON_MS_MIN (-62135596800000LL)
-#define CRON_MS_MAX (253402300799999LL)
-
 struct field {
 	const char *name;
 	int min, max;
@@ -213,6 +209,20 @@ static bool minute_in_gap(const struct tz *z, const struct tz_tm *tm)
 	return tz_local_to_utc(z, &start, utc) == 0 && tz_local_to_utc(z, &end, utc) == 0;
 }
 
+/* Whether every second of the local minute of tm that occurs at all first
+ * occurs before t0. The first occurrence grows with local time within a
+ * minute (one offset change at most), so its last second tells: the scan
+ * up from l0 less a fall (which a schedule in seconds takes second by
+ * second through the day before a DST change back) costs two conversions
+ * per minute, not sixty. */
+static bool minute_before(const struct tz *z, const struct tz_tm *tm, int64_t t0)
+{
+	struct tz_tm end = *tm;
+	int64_t utc[2];
+	end.sec = 59;
+	return tz_local_to_utc(z, &end, utc) > 0 && utc[0] < t0;
+}
+
 int cron_next(const struct cron *c, const struct tz *z, int64_t after_ms, int64_t *ret_ms)
 {
 	if (after_ms < CRON_MS_MIN || after_ms > CRON_MS_MAX)
@@ -233,6 +243,16 @@ int cron_next(const struct cron *c, const struct tz *z, int64_t after_ms, int64_
 			fall = d;
 	}
 	int64_t lmin = l0 - fall;
+	/* A local time of [lmin, l0) fires only if it first occurs at or
+	 * after t0. If the offset was off0 through the last fall seconds
+	 * (sampled as above), each of them occurred then, before t0: the
+	 * scan starts at l0 (a schedule in seconds would otherwise convert
+	 * fall seconds per call through the day before a DST change back). */
+	bool steady = fall > 0;
+	for (int64_t s = t0 - fall; steady && s < t0; s += 3600)
+		steady = tz_offset(z, s) == off0;
+	if (steady && tz_offset(z, t0 - 1) == off0)
+		lmin = l0;
 	int64_t day0 = floor_div(lmin, 86400);
 
 	for (int64_t day = day0; day <= day0 + CRON_HORIZON_DAYS;) {
@@ -264,6 +284,8 @@ int cron_next(const struct cron *c, const struct tz *z, int64_t after_ms, int64_
 					/* Gap: none; overlap: the first only. */
 					int n = tz_local_to_utc(z, &tm, utc);
 					if (n == 0 && minute_in_gap(z, &tm))
+						break;
+					if (n > 0 && utc[0] < t0 && minute_before(z, &tm, t0))
 						break;
 					if (n == 0 || utc[0] < t0)
 						continue;

@@ -19,6 +19,10 @@
 #include "tz.h"
 
 #define CRON_EXPR_MAX 256
+/* The instants cron_next searches from (UTC epoch ms):
+ * 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z. */
+#define CRON_MS_MIN (-62135596800000LL)
+#define CRON_MS_MAX (253402300799999LL)
 /* How far cron_next looks before deciding a schedule never fires. */
 #define CRON_HORIZON_DAYS (5 * 366)
 
@@ -43,5 +47,6 @@ bool cron_matches(const struct cron *c, const struct tz_tm *tm);
  * zone z (NULL: UTC), into *ret_ms (a whole second). A local time skipped by
  * a DST change does not fire that day; a repeated one fires at its first
  * occurrence only. Returns -ENOENT when nothing fires within
- * CRON_HORIZON_DAYS, -ERANGE when after_ms is outside years 1-9999. */
+ * CRON_HORIZON_DAYS, -ERANGE when after_ms is outside years 1-9999
+ * (CRON_MS_MIN..CRON_MS_MAX). */
 int cron_next(const struct cron *c, const struct tz *z, int64_t after_ms, int64_t *ret_ms);

@@ -135,6 +135,9 @@ int sched_last_tick(const struct cron *c, const struct tz *z, int64_t lo_ms, int
 {
 	if (hi_ms <= lo_ms)
 		return -ENOENT;
+	/* Past it, hi - lo may not fit in 64 bits. */
+	if (hi_ms > CRON_MS_MAX)
+		return -ERANGE;
 	int64_t t;
 	int r = cron_next(c, z, lo_ms, &t);
 	if (r < 0)
@@ -174,6 +177,9 @@ int sched_plan(const struct cron *c, const struct tz *z, int64_t after_ms, int64
                struct sched_plan *ret)
 {
 	memset(ret, 0, sizeof(*ret));
+	/* Outside it, now - SCHED_WINDOW_MS may not fit in 64 bits. */
+	if (now_ms < CRON_MS_MIN || now_ms > CRON_MS_MAX)
+		return -ERANGE;
 	int64_t t;
 	int r;
 	/* Ticks in (after, missed_hi] are missed; those in (missed_hi, now]

@@ -111,13 +111,14 @@ struct sched_plan {
 	int64_t next;                      /* the first tick after now_ms (0: none within cron's horizon) */
 };
 /* Fills *ret. Returns 0, or -ERANGE when a time is outside cron_next's
- * range. z NULL is UTC. */
+ * range (now_ms always, after_ms when it is read). z NULL is UTC. */
 int sched_plan(const struct cron *c, const struct tz *z, int64_t after_ms, int64_t now_ms, enum sched_catch_up policy,
                struct sched_plan *ret);
 
 /* The most recent tick of c in (lo_ms, hi_ms], found by bisection on
  * cron_next (about 2 log2((hi - lo) / 1 s) calls). -ENOENT when there is
- * none. */
+ * none, -ERANGE when lo_ms or hi_ms (of a non-empty range) is outside
+ * cron_next's range. */
 int sched_last_tick(const struct cron *c, const struct tz *z, int64_t lo_ms, int64_t hi_ms, int64_t *ret_ms);
 
 /* UTC epoch ms as RFC 3339 with milliseconds, "2024-03-10T07:00:00.000Z". */

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cron.h"
 #include "tz.h"
@@ -452,6 +453,74 @@ static void test_tz_parse_hostile(void **state)
 	assert_null(z);
 }
 
+/* Whether UTC second s fires: its local time matches and first occurs
+ * then. */
+static bool fires_at(const struct cron *c, const struct tz *z, int64_t s)
+{
+	struct tz_tm tm;
+	int64_t utc[2];
+	tz_to_local(z, s, &tm);
+	return cron_matches(c, &tm) && tz_local_to_utc(z, &tm, utc) > 0 && utc[0] == s;
+}
+
+/* Around a DST change back, and in the day before it, cron_next gives
+ * what a second-by-second search gives (the repeated hour fires once). */
+static void test_before_and_after_a_fall_back(void **state)
+{
+	static const char *const zones[] = {"America/New_York", "Australia/Lord_Howe", "Europe/Berlin"};
+	/* Each zone's change back: 2027-11-07 06:00Z, 2027-04-03 15:00Z
+	 * (02:00 +11 to 01:30 +10:30), 2027-10-31 01:00Z. */
+	static const char *const changes[] = {"2027-11-07 06:00:00", "2027-04-03 15:00:00", "2027-10-31 01:00:00"};
+	static const char *const exprs[] = {"* * * * * *", "*/7 * * * * *", "0,30 * * * * *", "15 * * * *"};
+	enum { SPAN = 28 * 3600 };
+	static bool fires[SPAN];
+	for (size_t i = 0; i < 3; i++) {
+		struct tz *z = zone(zones[i]);
+		int64_t lo = ms(changes[i]) / 1000 - 25 * 3600;
+		for (size_t e = 0; e < 4; e++) {
+			struct cron c;
+			assert_int_equal(cron_parse(exprs[e], &c, NULL), 0);
+			for (int64_t k = 0; k < SPAN; k++)
+				fires[k] = fires_at(&c, z, lo + k);
+			/* From 25 h before the change to 2 h after, in steps
+			 * of 7 minutes, then each second of the hour before
+			 * it and of the two after. */
+			for (int64_t k = 0; k < 27 * 3600; k += k >= 24 * 3600 ? 1 : 7 * 60 + 13) {
+				int64_t want = k + 1, got;
+				while (want < SPAN && !fires[want])
+					want++;
+				assert_true(want < SPAN);
+				assert_int_equal(cron_next(&c, z, (lo + k) * 1000 + 999, &got), 0);
+				if (got != (lo + want) * 1000)
+					fail_msg("%s %s after %s: %s", zones[i], exprs[e], fmt((lo + k) * 1000),
+					         fmt(got));
+			}
+		}
+		tz_free(z);
+	}
+}
+
+/* Every second of the day before a change back, one after another: as
+ * fast as on any other day (each call converted an hour of local seconds
+ * before, found by fuzz_sched_plan: minutes under ASan). */
+static void test_seconds_before_a_fall_back_are_quick(void **state)
+{
+	struct tz *z = zone("America/New_York");
+	struct cron c;
+	assert_int_equal(cron_parse("* * * * * *", &c, NULL), 0);
+	int64_t t = ms("2027-11-06 05:00:00"), next;
+	clock_t start = clock();
+	for (int i = 0; i < 7200; i++) {
+		assert_int_equal(cron_next(&c, z, t, &next), 0);
+		assert_int_equal(next, t + 1000);
+		t = next;
+	}
+	double cpu = (double)(clock() - start) / CLOCKS_PER_SEC;
+	if (cpu > 1.0)
+		fail_msg("7200 ticks took %.2f s of CPU", cpu);
+	tz_free(z);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -470,6 +539,8 @@ int main(void)
 	    cmocka_unit_test(test_tz_local_to_utc),
 	    cmocka_unit_test(test_tz_posix_rules),
 	    cmocka_unit_test(test_tz_parse_hostile),
+	    cmocka_unit_test(test_before_and_after_a_fall_back),
+	    cmocka_unit_test(test_seconds_before_a_fall_back_are_quick),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -347,6 +347,36 @@ static void test_plan_in_a_zone(void **state)
 	tz_free(z);
 }
 
+/* Times outside cron_next's range are -ERANGE, however far out: the
+ * differences taken on the way must not overflow (found by
+ * fuzz_sched_plan). */
+static void test_times_out_of_range(void **state)
+{
+	struct cron c = parse("* * * * *");
+	struct sched_plan *p = malloc(sizeof(*p));
+	assert_non_null(p);
+	/* now - SCHED_WINDOW_MS below INT64_MIN. */
+	assert_int_equal(sched_plan(&c, NULL, INT64_MIN, INT64_MIN + 16896, SCHED_CATCH_UP_SKIP, p), -ERANGE);
+	assert_int_equal(sched_plan(&c, NULL, INT64_MIN, INT64_MIN, SCHED_CATCH_UP_ALL, p), -ERANGE);
+	/* A clock before year 1 with the last tick in range was a plan. */
+	assert_int_equal(sched_plan(&c, NULL, CRON_MS_MIN + 1000, CRON_MS_MIN - 1, SCHED_CATCH_UP_LATEST, p), -ERANGE);
+	assert_int_equal(sched_plan(&c, NULL, 0, CRON_MS_MAX + 1, SCHED_CATCH_UP_SKIP, p), -ERANGE);
+	/* The edges themselves plan. */
+	assert_int_equal(sched_plan(&c, NULL, CRON_MS_MAX - 120000, CRON_MS_MAX, SCHED_CATCH_UP_ALL, p), 0);
+	assert_int_equal(p->n_fire, 2);
+	free(p);
+
+	/* hi - lo above INT64_MAX: the bisection answered the first tick
+	 * after lo. */
+	int64_t t = 0;
+	assert_int_equal(sched_last_tick(&c, NULL, -1000, INT64_MAX, &t), -ERANGE);
+	assert_int_equal(sched_last_tick(&c, NULL, ms("2027-01-01 00:00:00"), CRON_MS_MAX + 1, &t), -ERANGE);
+	assert_int_equal(sched_last_tick(&c, NULL, INT64_MIN, INT64_MAX, &t), -ERANGE);
+	assert_int_equal(t, 0);
+	assert_int_equal(sched_last_tick(&c, NULL, CRON_MS_MAX - 120000, CRON_MS_MAX, &t), 0);
+	assert_string_equal(fmt(t), "9999-12-31T23:59:00.000Z");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +389,7 @@ int main(void)
 	    cmocka_unit_test(test_plan_all_is_bounded),
 	    cmocka_unit_test(test_plan_latest_before_window),
 	    cmocka_unit_test(test_plan_in_a_zone),
+	    cmocka_unit_test(test_times_out_of_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

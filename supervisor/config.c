@@ -73,6 +73,8 @@ static const struct setting settings[] = {
         "a running job's lease: another node runs it again if this one stops renewing"),
     NUM(jobs_noop, "jobs-noop", "ZMESH_JOBS_NOOP", K_UINT, "0", 0, 1,
         "benchmarks only: 1 finishes every job as a success without running it"),
+    NUM(pgbouncer, "pgbouncer", "ZMESH_PGBOUNCER", K_UINT, "1", 0, 1,
+        "1: sandboxes reach the database through a pgbouncer this node runs; 0: directly"),
 };
 
 static int set_value(struct zconfig *cfg, const struct setting *s, const char *v, const char *from, struct zerr *err)

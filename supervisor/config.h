@@ -33,6 +33,7 @@ struct zconfig {
 	uint64_t job_workers;  /* queued jobs this node runs at once */
 	uint64_t job_lease_ms; /* a claimed job's lease, renewed every third */
 	uint64_t jobs_noop;    /* benchmarks: finish jobs without running them */
+	uint64_t pgbouncer;    /* 1: sandboxes reach the data cluster through a pgbouncer */
 };
 
 /* Fill cfg from defaults, environment and argv. On a bad value or flag,

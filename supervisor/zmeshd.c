@@ -4,10 +4,12 @@
  *   zmeshd (root, the supervisor): parses the configuration, prepares the
  *     state directory and the sandbox run directory, creates the system
  *     user PGE_API_ROLE if missing, starts the embedded PostgreSQL (and the
- *     control-plane database and the API's role in it), then forks the API
- *     process; afterwards it only supervises: restarts a postmaster that
- *     died, forwards SIGTERM/SIGINT/SIGHUP to the API process, and once
- *     that has exited stops the cluster.
+ *     control-plane database and the API's role in it) and the pgbouncer
+ *     that sandboxes reach the data cluster through (pgbouncer.h), then
+ *     forks the API process; afterwards it only supervises: restarts a
+ *     postmaster or a pgbouncer that died, forwards SIGTERM/SIGINT/SIGHUP to
+ *     the API process, and once that has exited stops pgbouncer, then the
+ *     cluster.
  *   the API process (forked as root, then unprivileged): forks the spawner
  *     while it is still root and single-threaded, then drops to the system
  *     user for good (privsep_drop: no capabilities, no_new_privs, no
@@ -22,6 +24,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,7 @@
 #include "auth.h"
 #include "jobs.h"
 #include "log.h"
+#include "pgbouncer.h"
 #include "pgembed.h"
 #include "privsep.h"
 #include "scheduler.h"
@@ -141,6 +145,7 @@ static void http_log(void *app, const char *line)
 struct api_start {
 	struct sbx_ctx *sbx;
 	struct pge *pge; /* the supervisor's: only forgotten here */
+	struct pgb *pgb; /* the same */
 	char conninfo[1200];
 	uid_t uid;
 	gid_t gid;
@@ -165,6 +170,8 @@ static int api_main(struct app *app, struct api_start *st)
 		return 1;
 	pge_forget(st->pge);
 	st->pge = NULL;
+	pgb_forget(st->pgb);
+	st->pgb = NULL;
 
 	char tiers_path[600];
 	snprintf(tiers_path, sizeof(tiers_path), "%s/tiers.json", app->cfg.policy_dir);
@@ -311,9 +318,54 @@ out_spawner:
 	return rc;
 }
 
-/* The supervisor's loop: the cluster and the API process, until the API
- * process has exited. Returns zmeshd's exit status. */
-static int supervise(struct app *app, struct pge **pge, pid_t api)
+/* pgbouncer restarts: at once after a long run, then after a delay that
+ * doubles up to a bound while it keeps dying. */
+#define PGB_RESTART_MAX_DELAY_MS 30000u
+#define PGB_STABLE_MS            60000u
+
+struct pgb_watch {
+	struct pgb *pgb;     /* NULL: none runs on this node */
+	uint64_t restart_at; /* ms, util_now_ns based; 0: running */
+	uint64_t started_at; /* ms */
+	uint32_t delay_ms;   /* the next delay after a quick death */
+};
+
+/* Supervise pgbouncer: reap it when it dies and start it again when its
+ * delay has passed. Sandboxes' connections fail in between; the socket
+ * directory they see stays the same. */
+static void watch_pgbouncer(struct pgb_watch *w, bool stopping)
+{
+	struct zerr err = {0};
+	uint64_t now = util_now_ns() / 1000000u;
+	if (!w->pgb)
+		return;
+	if (w->restart_at == 0) {
+		if (pgb_check(w->pgb, &err) != -ESRCH)
+			return;
+		zlog(ZLOG_ERROR, "pgbouncer_died", "error", err.msg, NULL);
+		if (now - w->started_at >= PGB_STABLE_MS)
+			w->delay_ms = 0;
+		w->restart_at = now + w->delay_ms;
+		w->delay_ms = w->delay_ms ? w->delay_ms * 2 : 500;
+		if (w->delay_ms > PGB_RESTART_MAX_DELAY_MS)
+			w->delay_ms = PGB_RESTART_MAX_DELAY_MS;
+	}
+	if (stopping || now < w->restart_at)
+		return;
+	w->started_at = now;
+	if (pgb_restart(w->pgb, &err) < 0) {
+		zlog(ZLOG_ERROR, "pgbouncer_restart_failed", "error", err.msg, NULL);
+		w->restart_at = now + w->delay_ms;
+		w->delay_ms = w->delay_ms * 2 > PGB_RESTART_MAX_DELAY_MS ? PGB_RESTART_MAX_DELAY_MS : w->delay_ms * 2;
+		return;
+	}
+	w->restart_at = 0;
+	zlog(ZLOG_INFO, "pgbouncer_restarted", NULL);
+}
+
+/* The supervisor's loop: the cluster, pgbouncer and the API process, until
+ * the API process has exited. Returns zmeshd's exit status. */
+static int supervise(struct app *app, struct pge **pge, struct pgb_watch *pgbw, pid_t api)
 {
 	struct zerr err = {0};
 	sigset_t wait_for;
@@ -332,7 +384,10 @@ static int supervise(struct app *app, struct pge **pge, pid_t api)
 			}
 			return stopping && WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 		}
+		/* A pgbouncer waiting for its restart is checked sooner. */
 		struct timespec tick = {1, 0};
+		if (pgbw->restart_at)
+			tick = (struct timespec){0, 100 * 1000000L};
 		siginfo_t si;
 		int sig = sigtimedwait(&wait_for, &si, &tick);
 		if (sig > 0 && sig != SIGCHLD) {
@@ -348,6 +403,7 @@ static int supervise(struct app *app, struct pge **pge, pid_t api)
 			kill(api, SIGKILL);
 			kill_at = UINT64_MAX;
 		}
+		watch_pgbouncer(pgbw, stopping);
 		if (!*pge || pge_check(*pge, &err) != -ESRCH)
 			continue;
 		zlog(ZLOG_ERROR, "embedded_postgresql_died", "error", err.msg, NULL);
@@ -365,6 +421,70 @@ static int supervise(struct app *app, struct pge **pge, pid_t api)
 		}
 		zlog(ZLOG_INFO, "embedded_postgresql_restarted", NULL);
 	}
+}
+
+/* The cluster's connections sandboxes may hold through pgbouncer: what is
+ * left of max_connections (the embedded cluster's; an external one is
+ * assumed to have as many) after the control plane's pool, the job workers
+ * and a margin for administrators. */
+#define CLUSTER_CONNECTIONS 200u
+#define PGB_POOL_SIZE_MAX   20u
+#define PGB_IDLE_TIMEOUT_S  30u
+
+static int start_pgbouncer(struct app *app, struct pgb **ret, struct zerr *err)
+{
+	uint64_t used = (app->cfg.concurrency + 8 < 200 ? app->cfg.concurrency + 8 : 200) + app->cfg.job_workers + 10;
+	unsigned budget = used + 8 < CLUSTER_CONNECTIONS ? (unsigned)(CLUSTER_CONNECTIONS - used) : 8;
+	struct pgb_config pc = {
+	    .state_dir = app->cfg.state_dir,
+	    .server_socket_dir = app->pg_socket_dir,
+	    .server_port = PGE_PORT,
+	    .auth_user = PGE_SUPERUSER,
+	    .pool_size = budget < PGB_POOL_SIZE_MAX ? budget : PGB_POOL_SIZE_MAX,
+	    .max_clients = budget,
+	    .idle_timeout_s = PGB_IDLE_TIMEOUT_S,
+	};
+	if (!app->cfg.database_url[0])
+		return pgb_start(&pc, ret, err);
+	/* An external cluster: pgbouncer logs in as DATABASE_URL's user
+	 * (its password, if any, in pgbouncer's own 0600 file), on the port
+	 * the URL names, through ZMESH_PG_SOCKET_DIR. */
+	char *msg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(app->cfg.database_url, &msg);
+	if (!opts) {
+		int r = zerr_set(err, -EINVAL, "DATABASE_URL: %s", msg ? msg : "out of memory");
+		PQfreemem(msg);
+		return r;
+	}
+	const char *user = NULL, *password = NULL, *port = NULL;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val || !o->val[0])
+			continue;
+		if (strcmp(o->keyword, "user") == 0)
+			user = o->val;
+		else if (strcmp(o->keyword, "password") == 0)
+			password = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+	}
+	int r = 0;
+	if (port) {
+		char *end;
+		unsigned long v = strtoul(port, &end, 10);
+		if (*end || v == 0 || v > 65535)
+			r = zerr_set(err, -EINVAL, "DATABASE_URL: one port is needed for pgbouncer, not \"%s\"", port);
+		pc.server_port = (unsigned)v;
+	}
+	/* libpq's default user is the OS user's name: the API process's. */
+	pc.auth_user = user ? user : PGE_API_ROLE;
+	pc.auth_password = password;
+	if (r == 0)
+		r = pgb_start(&pc, ret, err);
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (o->val)
+			explicit_bzero(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+	return r;
 }
 
 int main(int argc, char **argv)
@@ -428,6 +548,7 @@ int main(int argc, char **argv)
 	}
 
 	struct pge *pge = NULL;
+	struct pgb_watch pgbw = {0};
 	if (app.cfg.database_url[0]) {
 		/* Its credentials are the URL's: nothing to prepare. */
 		snprintf(st.conninfo, sizeof(st.conninfo), "%s", app.cfg.database_url);
@@ -446,7 +567,17 @@ int main(int argc, char **argv)
 		snprintf(app.pg_socket_dir, sizeof(app.pg_socket_dir), "%s", pge_socket_dir(pge));
 		zlog(ZLOG_INFO, "embedded_postgresql", "socket_dir", app.pg_socket_dir, NULL);
 	}
+	if (app.cfg.pgbouncer && app.pg_socket_dir[0]) {
+		if (start_pgbouncer(&app, &pgbw.pgb, &err) < 0) {
+			pge_stop(pge);
+			return fatal("pgbouncer", &err);
+		}
+		pgbw.started_at = util_now_ns() / 1000000u;
+		snprintf(app.pg_socket_dir, sizeof(app.pg_socket_dir), "%s", pgb_socket_dir(pgbw.pgb));
+		zlog(ZLOG_INFO, "pgbouncer", "socket_dir", app.pg_socket_dir, NULL);
+	}
 	if (load_jwt_key(&app, st.uid, st.gid, &err) < 0) {
+		pgb_stop(pgbw.pgb);
 		pge_stop(pge);
 		return fatal("jwt key", &err);
 	}
@@ -454,10 +585,12 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	st.supervisor = getpid();
 	st.pge = pge;
+	st.pgb = pgbw.pgb;
 	pid_t api = fork();
 	if (api < 0) {
 		err.code = -errno;
 		snprintf(err.msg, sizeof(err.msg), "fork: %s", strerror(errno));
+		pgb_stop(pgbw.pgb);
 		pge_stop(pge);
 		return fatal("api process", &err);
 	}
@@ -467,7 +600,9 @@ int main(int argc, char **argv)
 	}
 	/* The key lives on in the API process only. */
 	explicit_bzero(app.jwt_key, sizeof(app.jwt_key));
-	int rc = supervise(&app, &pge, api);
+	int rc = supervise(&app, &pge, &pgbw, api);
+	/* Its clients, the sandboxes, are gone with the API process. */
+	pgb_stop(pgbw.pgb);
 	if (pge)
 		pge_stop(pge);
 	zlog(ZLOG_INFO, "stopped", NULL);

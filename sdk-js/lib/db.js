@@ -8,9 +8,12 @@ const { types } = require('./types.js');
 const sql = require('./sql.js');
 const { callerFrames, errorName } = require('./zmesh.js');
 
-// Fixed session settings the type parsers rely on (types.js), sent in the
-// startup packet so they cost no round trip.
-const STARTUP_OPTIONS = '-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c bytea_output=hex';
+// Fixed session settings the type parsers rely on (types.js). Set with one
+// statement after connecting, not in the startup packet: pgbouncer, which
+// sandboxes reach the database through, passes no startup options on (its
+// server connections are shared), and a pooled session starts from the
+// server's defaults after DISCARD ALL.
+const SESSION_SETTINGS = 'SET DateStyle=ISO; SET TimeZone=UTC; SET IntervalStyle=iso_8601; SET bytea_output=hex';
 const CLOSE_TIMEOUT_MS = 500;
 
 const PG_ERROR_FIELDS = ['detail', 'hint', 'position', 'schema', 'table', 'column', 'dataType', 'constraint', 'severity'];
@@ -99,11 +102,7 @@ class Connection {
       client = new pg.Client({
         connectionString: this.dsn,
         types,
-        options: STARTUP_OPTIONS,
         application_name: applicationName(this.invocationId),
-        // A query must not outlive the invocation: the server would go on
-        // running it after the sandbox is killed.
-        statement_timeout: timeLeft,
         connectionTimeoutMillis: timeLeft,
         ...(this.stream ? { stream: this.stream } : {}),
       });
@@ -126,6 +125,16 @@ class Connection {
     } catch (err) {
       if (isServerError(err)) throw new DatabaseError(err.message, err.code, err);
       throw new DatabaseError(`could not connect to the database: ${err && err.message}`, '08001');
+    }
+    try {
+      // A query must not outlive the invocation: the server would go on
+      // running it after the sandbox is killed.
+      const left = Math.max(1, Math.floor(this.deadlineMs - Date.now()));
+      await client.query(`${SESSION_SETTINGS}; SET statement_timeout=${left}`);
+    } catch (err) {
+      client.end().catch(() => {});
+      if (isServerError(err)) throw new DatabaseError(err.message, err.code, err);
+      throw new DatabaseError(`could not set the session up: ${err && err.message}`, '08001');
     }
     this.client = client;
     return client;

@@ -18,8 +18,12 @@ from zmesh import DatabaseError
 # different object than the caller named.
 MAX_IDENTIFIER_BYTES = 63
 
-# Fixed session settings the type mapping in _pgtypes relies on.
-SESSION_SETTINGS = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c bytea_output=hex"
+# Fixed session settings the type mapping in _pgtypes relies on. Set with
+# one statement after connecting, not as startup options: pgbouncer, which
+# sandboxes reach the database through, passes no startup options on (its
+# server connections are shared), and a pooled session starts from the
+# server's defaults after DISCARD ALL.
+SESSION_SETTINGS = "SET DateStyle=ISO; SET TimeZone=UTC; SET IntervalStyle=iso_8601; SET bytea_output=hex"
 
 _INT_MAX = 2**31 - 1
 
@@ -62,29 +66,32 @@ class Database:
         psycopg2.extensions.register_adapter(dict, Json)
         self._pg = psycopg2
         try:
-            conn = psycopg2.connect(self._dsn, **self._connect_options(psycopg2.extensions))
+            conn = psycopg2.connect(self._dsn, **self._connect_options())
         except psycopg2.Error as e:
             raise DatabaseError(_redact(_clean(str(e)), self._dsn), e.pgcode or "08001") from None
         conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(self._session_setup())
+        except psycopg2.Error as e:
+            conn.close()
+            raise DatabaseError(_redact(_clean(str(e)), self._dsn), e.pgcode or "08001") from None
         _pgtypes.register(conn)
         self._conn = conn
         return conn
 
-    def _connect_options(self, extensions):
-        options = SESSION_SETTINGS
+    def _session_setup(self):
+        setup = SESSION_SETTINGS
         left = self._deadline_ms - int(time.time() * 1000)
         if left > 0:
             # The sandbox is killed at the deadline but its backend would run on;
             # the server stops the statement at the same moment instead.
-            options += f" -c statement_timeout={min(left, _INT_MAX)}"
-        try:
-            given = extensions.parse_dsn(self._dsn).get("options")
-        except Exception:
-            given = None
-        if given:
-            options = given + " " + options
+            setup += f"; SET statement_timeout={min(left, _INT_MAX)}"
+        return setup
+
+    def _connect_options(self):
+        left = self._deadline_ms - int(time.time() * 1000)
         return {
-            "options": options,
             "application_name": "zmesh-python",
             "connect_timeout": max(2, min(30, left // 1000)),
         }

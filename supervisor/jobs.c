@@ -196,7 +196,7 @@ static void finish(struct worker *w, const struct job *jb, enum finish_kind kind
 			else
 				r = store_job_dead(c, js->node, jb, rec, errs ? errs : "null", &owned, on_failure,
 				                   &err);
-			db_release(app->pool, c);
+			worker_conn_check(w, r);
 		}
 		if (r == 0 || !(r == -ETIMEDOUT || r == -ECONNRESET || r == -EAGAIN))
 			break;

@@ -83,7 +83,7 @@ static int rejected(struct app *app, const struct inv_call *call, int code, stru
 {
 	/* A queued job that finds no slot waits its turn on the queue: it is
 	 * not refused, and its record stays the queued one. */
-	if (call->invocation_id && code == -ZE_RATE_LIMITED)
+	if (call->queued && code == -ZE_RATE_LIMITED)
 		return code;
 	char id[STORE_ID_LEN + 1];
 	if (call->invocation_id)

@@ -30,6 +30,9 @@ struct inv_call {
 	 * its number; NULL and 0 for a synchronous call, which gets a new id. */
 	const char *invocation_id;
 	unsigned attempt;
+	/* A queued job: refused for want of a slot, it waits on the queue
+	 * (no "rejected" record, not counted as a rejection). */
+	bool queued;
 	/* Non-NULL: the record is handed here (a new reference) instead of to
 	 * the record writer, so that the caller writes it in its own
 	 * transaction (a job's finish). Also set when the call is refused. */

@@ -319,6 +319,7 @@ static void run_job(struct worker *w, struct job *jb)
 	                        .wait_ms = 50,
 	                        .invocation_id = jb->invocation_id,
 	                        .attempt = jb->attempt,
+	                        .queued = true,
 	                        .ret_record = &rec};
 	struct inv_result res;
 	struct zerr err = {0};

@@ -1,5 +1,6 @@
 /* pgbouncer.c - see pgbouncer.h */
 #define _GNU_SOURCE
+#include "sysproc.h"
 #include "pgbouncer.h"
 
 #include <fcntl.h>
@@ -17,18 +18,10 @@
 #include <time.h>
 
 #define RUN_USER        "postgres"
-#define MAX_GROUPS      64
 #define LOG_ROTATE_SIZE (16 << 20)
 #define SOCKET_NAME     "/.s.PGSQL.5432"
 #define SUN_PATH_SIZE   sizeof(((struct sockaddr_un *)NULL)->sun_path)
 #define NAME_MAX_BYTES  63 /* NAMEDATALEN - 1 */
-
-struct run_user {
-	uid_t uid;
-	gid_t gid;
-	gid_t groups[MAX_GROUPS];
-	int n_groups;
-};
 
 struct pgb {
 	struct pgb_config cfg; /* its strings point into the strings below */
@@ -41,7 +34,7 @@ struct pgb {
 	char *ini_path;
 	char *log_path;
 	pid_t pid;
-	struct run_user user;
+	struct sys_user user;
 };
 
 /* Nothing of zmeshd's own environment (its secrets, DATABASE_URL, PG*
@@ -65,58 +58,7 @@ static void pgb_free(struct pgb *p)
 	free(p);
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static uint64_t now_ms(void)
-{
-	return util_now_ns() / 1000000u;
-}
-
 /* ---- files ----------------------------------------------------------------- */
-
-/* The end of the log from offset from on, as one line. */
-static void log_tail(const char *path, off_t from, char *buf, size_t size)
-{
-	buf[0] = '\0';
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return;
-	char raw[512];
-	off_t end = lseek(fd, 0, SEEK_END);
-	off_t start = end > (off_t)sizeof(raw) - 1 ? end - (off_t)sizeof(raw) + 1 : 0;
-	if (start < from)
-		start = from;
-	if (start >= end)
-		return;
-	ssize_t n = pread(fd, raw, sizeof(raw) - 1, start);
-	if (n <= 0)
-		return;
-	raw[n] = '\0';
-	size_t o = 0;
-	for (char *s = raw; *s && o + 1 < size; s++) {
-		unsigned char c = (unsigned char)*s;
-		buf[o++] = c == '\n' ? ' ' : (c >= 0x20 && c != 0x7f ? (char)c : '?');
-	}
-	buf[o] = '\0';
-}
-
-/* A directory of ours, exactly: never a symlink, with this owner and mode. */
-static int ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, struct zerr *err)
-{
-	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		return zerr_set(err, -errno, "mkdir %s: %s", path, strerror(errno));
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return zerr_set(err, -errno, "%s: %s (must be a directory, not a link)", path, strerror(errno));
-	if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0)
-		return zerr_set(err, -errno, "chown/chmod %s: %s", path, strerror(errno));
-	return 0;
-}
 
 /* Replace a file atomically, owned by the run user, 0600. */
 static int write_file(struct pgb *p, const char *name, const char *content, struct zerr *err)
@@ -279,26 +221,6 @@ static int write_config(struct pgb *p, struct zerr *err)
 
 /* ---- the process ------------------------------------------------------------- */
 
-static int lookup_user(struct run_user *ret, struct zerr *err)
-{
-	char buf[16384];
-	struct passwd pw, *res = NULL;
-	int r = getpwnam_r(RUN_USER, &pw, buf, sizeof(buf), &res);
-	if (r != 0)
-		return zerr_set(err, -r, "look up user %s: %s", RUN_USER, strerror(r));
-	if (!res)
-		return zerr_set(err, -ENOENT, "no \"%s\" system user to run pgbouncer as (or --pgbouncer 0)", RUN_USER);
-	if (pw.pw_uid == 0)
-		return zerr_set(err, -EINVAL, "the %s user is uid 0; pgbouncer must not run as root", RUN_USER);
-	ret->uid = pw.pw_uid;
-	ret->gid = pw.pw_gid;
-	int n = MAX_GROUPS;
-	if (getgrouplist(RUN_USER, pw.pw_gid, ret->groups, &n) < 0)
-		return zerr_set(err, -E2BIG, "user %s is in more than %d groups", RUN_USER, MAX_GROUPS);
-	ret->n_groups = n;
-	return 0;
-}
-
 static int open_log(struct pgb *p, struct zerr *err)
 {
 	struct stat st;
@@ -344,7 +266,7 @@ static int spawn(struct pgb *p, int logfd, struct zerr *err)
 	_cleanup_close_ int rd = pfd[0];
 	_cleanup_close_ int wr = pfd[1];
 	char *const argv[] = {(char *)PGB_BINARY, p->ini_path, NULL};
-	const struct run_user *u = &p->user;
+	const struct sys_user *u = &p->user;
 	pid_t parent = getpid();
 	sigset_t none;
 	sigemptyset(&none);
@@ -412,35 +334,6 @@ static bool socket_accepts(const struct pgb *p)
 	return fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 }
 
-static void describe_status(int st, char *buf, size_t size)
-{
-	if (WIFEXITED(st))
-		snprintf(buf, size, "exit status %d", WEXITSTATUS(st));
-	else if (WIFSIGNALED(st))
-		snprintf(buf, size, "signal %d", WTERMSIG(st));
-	else
-		snprintf(buf, size, "status 0x%x", (unsigned)st);
-}
-
-/* Wait for our child, at most timeout_ms; -ETIMEDOUT leaves it running. */
-static int wait_child(pid_t pid, long timeout_ms, int *ret_status)
-{
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		int st;
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid) {
-			*ret_status = st;
-			return 0;
-		}
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (now_ms() >= deadline)
-			return -ETIMEDOUT;
-		sleep_ms(10);
-	}
-}
-
 static void kill_now(struct pgb *p)
 {
 	if (p->pid <= 0)
@@ -473,25 +366,25 @@ static int run(struct pgb *p, struct zerr *err)
 	r = spawn(p, logfd, err);
 	if (r < 0)
 		return r;
-	uint64_t deadline = now_ms() + PGB_READY_TIMEOUT_S * 1000u;
+	uint64_t deadline = sys_now_ms() + PGB_READY_TIMEOUT_S * 1000u;
 	for (;;) {
 		int st;
 		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
 			p->pid = 0;
 			char how[64], tail[400];
-			describe_status(st, how, sizeof(how));
-			log_tail(p->log_path, log_from, tail, sizeof(tail));
+			sys_describe_status(st, how, sizeof(how));
+			sys_log_tail(p->log_path, log_from, tail, sizeof(tail));
 			return zerr_set(err, -EIO, "pgbouncer exited during start (%s): %s", how, tail);
 		}
 		if (socket_accepts(p))
 			return 0;
-		if (now_ms() >= deadline)
+		if (sys_now_ms() >= deadline)
 			break;
-		sleep_ms(10);
+		sys_sleep_ms(10);
 	}
 	kill_now(p);
 	char tail[400];
-	log_tail(p->log_path, log_from, tail, sizeof(tail));
+	sys_log_tail(p->log_path, log_from, tail, sizeof(tail));
 	return zerr_set(err, -ETIMEDOUT, "pgbouncer not ready within %d s: %s", PGB_READY_TIMEOUT_S, tail);
 }
 
@@ -518,7 +411,7 @@ int pgb_start(const struct pgb_config *cfg, struct pgb **ret, struct zerr *err)
 	if (!p)
 		return zerr_set(err, -ENOMEM, "out of memory");
 	p->cfg = *cfg;
-	int r = lookup_user(&p->user, err);
+	int r = sys_user_lookup(RUN_USER, "pgbouncer", "install pgbouncer, or --pgbouncer 0", &p->user, err);
 	if (r < 0)
 		goto fail;
 	if (!(p->state_dir = strdup(cfg->state_dir)) || !(p->server_socket_dir = strdup(cfg->server_socket_dir)) ||
@@ -541,9 +434,9 @@ int pgb_start(const struct pgb_config *cfg, struct pgb **ret, struct zerr *err)
 		goto fail;
 	}
 	/* The postgres user and sandboxes pass through to the socket. */
-	r = ensure_dir(p->dir, 0711, 0, 0, err);
+	r = sys_ensure_dir(p->dir, 0711, 0, 0, err);
 	if (r == 0)
-		r = ensure_dir(p->run_dir, 0755, p->user.uid, p->user.gid, err);
+		r = sys_ensure_dir(p->run_dir, 0755, p->user.uid, p->user.gid, err);
 	if (r == 0)
 		r = run(p, err);
 	if (r < 0)
@@ -590,8 +483,8 @@ int pgb_check(struct pgb *p, struct zerr *err)
 	if (r < 0)
 		return zerr_set(err, -ESRCH, "pgbouncer (pid %d) was reaped elsewhere: %s", (int)was, strerror(errno));
 	char how[64], tail[400];
-	describe_status(st, how, sizeof(how));
-	log_tail(p->log_path, 0, tail, sizeof(tail));
+	sys_describe_status(st, how, sizeof(how));
+	sys_log_tail(p->log_path, 0, tail, sizeof(tail));
 	return zerr_set(err, -ESRCH, "pgbouncer (pid %d) exited (%s): %s", (int)was, how, tail);
 }
 
@@ -614,7 +507,7 @@ int pgb_stop(struct pgb *p)
 		r = -ETIMEDOUT;
 		for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
 			kill(p->pid, steps[i].sig);
-			int w = wait_child(p->pid, steps[i].wait_ms, &st);
+			int w = sys_wait_child(p->pid, steps[i].wait_ms, &st);
 			if (w == 0) {
 				r = i == 0 ? 0 : -ETIMEDOUT;
 				break;

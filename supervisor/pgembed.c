@@ -1,5 +1,6 @@
 /* pgembed.c - see pgembed.h */
 #define _GNU_SOURCE
+#include "sysproc.h"
 #include "pgembed.h"
 
 #include <dirent.h>
@@ -20,7 +21,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#define MAX_GROUPS      64
 #define LOG_ROTATE_SIZE (16 << 20)
 #define LOCK_FILE_MAX   4096
 #define SOCKET_NAME     "/.s.PGSQL.5432"
@@ -29,13 +29,6 @@
 /* Function invocations connect directly (one connection each, at most the
  * global concurrency) besides zmeshd's own pool. */
 #define MAX_CONNECTIONS "200"
-
-struct pg_user {
-	uid_t uid;
-	gid_t gid;
-	gid_t groups[MAX_GROUPS];
-	int n_groups;
-};
 
 struct pge {
 	char *state_dir; /* absolute */
@@ -46,7 +39,7 @@ struct pge {
 	pid_t pid;
 	int lock_fd;
 	bool created;
-	struct pg_user user;
+	struct sys_user user;
 };
 
 /* The environment of initdb and postgres: nothing of zmeshd's own (its
@@ -67,60 +60,7 @@ static void pge_free(struct pge *p)
 	free(p);
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static uint64_t now_ms(void)
-{
-	return util_now_ns() / 1000000u;
-}
-
 /* ---- files and directories ----------------------------------------------- */
-
-/* The last lines a log got from offset from on, as one line (newlines
- * shown as " | "), keeping the end when it does not fit: that is where the
- * reason is. */
-static void log_tail(const char *path, off_t from, char *buf, size_t size)
-{
-	buf[0] = '\0';
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return;
-	char raw[1024];
-	off_t end = lseek(fd, 0, SEEK_END);
-	off_t start = end > (off_t)sizeof(raw) - 1 ? end - (off_t)sizeof(raw) + 1 : 0;
-	if (start < from)
-		start = from;
-	if (start >= end)
-		return;
-	ssize_t n = pread(fd, raw, sizeof(raw) - 1, start);
-	if (n <= 0)
-		return;
-	raw[n] = '\0';
-	char *s = raw;
-	if (start > from && strchr(s, '\n'))
-		s = strchr(s, '\n') + 1; /* drop the partial first line */
-	char line[2048];
-	size_t o = 0;
-	for (; *s && o + 4 < sizeof(line); s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '\n') {
-			if (s[1] && o) {
-				memcpy(line + o, " | ", 3);
-				o += 3;
-			}
-		} else if (c >= 0x20 && c != 0x7f) {
-			line[o++] = (char)c;
-		}
-	}
-	line[o] = '\0';
-	size_t skip = o + 1 > size ? o + 1 - size : 0;
-	snprintf(buf, size, "%s", line + skip);
-}
 
 static int mkdir_p(const char *path, mode_t last_mode, struct zerr *err)
 {
@@ -135,22 +75,6 @@ static int mkdir_p(const char *path, mode_t last_mode, struct zerr *err)
 	}
 	if (mkdir(tmp, last_mode) < 0 && errno != EEXIST)
 		return zerr_set(err, -errno, "mkdir %s: %s", tmp, strerror(errno));
-	return 0;
-}
-
-/* A directory of ours, exactly: created if missing, never a symlink (which
- * could point root's chown elsewhere), with this owner and mode. */
-static int ensure_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, struct zerr *err)
-{
-	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		return zerr_set(err, -errno, "mkdir %s: %s", path, strerror(errno));
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return zerr_set(err, -errno, "%s: %s (must be a directory, not a link)", path, strerror(errno));
-	if (fchown(fd, uid, gid) < 0)
-		return zerr_set(err, -errno, "chown %s: %s", path, strerror(errno));
-	if (fchmod(fd, mode) < 0)
-		return zerr_set(err, -errno, "chmod %s: %s", path, strerror(errno));
 	return 0;
 }
 
@@ -216,29 +140,6 @@ static bool path_chars_ok(const char *s)
 
 /* ---- the postgres user and its processes --------------------------------- */
 
-static int lookup_user(struct pg_user *ret, struct zerr *err)
-{
-	char buf[16384];
-	struct passwd pw, *res = NULL;
-	int r = getpwnam_r(PGE_SUPERUSER, &pw, buf, sizeof(buf), &res);
-	if (r != 0)
-		return zerr_set(err, -r, "look up user %s: %s", PGE_SUPERUSER, strerror(r));
-	if (!res)
-		return zerr_set(
-		    err, -ENOENT,
-		    "no \"%s\" system user: install PostgreSQL %s, or set DATABASE_URL to use another cluster",
-		    PGE_SUPERUSER, PGE_BINDIR);
-	if (pw.pw_uid == 0)
-		return zerr_set(err, -EINVAL, "the %s user is uid 0; PostgreSQL refuses to run as root", PGE_SUPERUSER);
-	ret->uid = pw.pw_uid;
-	ret->gid = pw.pw_gid;
-	int n = MAX_GROUPS;
-	if (getgrouplist(PGE_SUPERUSER, pw.pw_gid, ret->groups, &n) < 0)
-		return zerr_set(err, -E2BIG, "user %s is in more than %d groups", PGE_SUPERUSER, MAX_GROUPS);
-	ret->n_groups = n;
-	return 0;
-}
-
 /* Gone, or a zombie nobody reaps (an orphan reparented to a subreaper):
  * either way no longer running. */
 static bool pid_gone(pid_t pid)
@@ -294,15 +195,15 @@ static pid_t lock_file_pid(const char *path)
 
 static bool wait_gone(pid_t pid, long timeout_ms)
 {
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = sys_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		/* Also reaps it should it be our child. */
 		waitpid(pid, NULL, WNOHANG);
 		if (pid_gone(pid))
 			return true;
-		if (now_ms() >= deadline)
+		if (sys_now_ms() >= deadline)
 			return false;
-		sleep_ms(20);
+		sys_sleep_ms(20);
 	}
 }
 
@@ -343,9 +244,9 @@ static int clear_leftovers(struct pge *p, struct zerr *err)
 		}
 	}
 	/* Backends notice their postmaster's death and exit on their own. */
-	uint64_t deadline = now_ms() + 10000;
-	while ((n = cluster_procs(p->data_dir, procs, (int)ELEMENTSOF(procs))) > 0 && now_ms() < deadline)
-		sleep_ms(50);
+	uint64_t deadline = sys_now_ms() + 10000;
+	while ((n = cluster_procs(p->data_dir, procs, (int)ELEMENTSOF(procs))) > 0 && sys_now_ms() < deadline)
+		sys_sleep_ms(50);
 	n = cluster_procs(p->data_dir, procs, (int)ELEMENTSOF(procs));
 	if (n > 0)
 		return zerr_set(
@@ -394,7 +295,7 @@ static int move_fd(int fd, int target)
  * between fork and exec (the daemon may already run threads): the
  * credentials are resolved before, and a failure travels back as
  * {step, errno} over a close-on-exec pipe. */
-static int spawn_as_postgres(const struct pg_user *u, char *const argv[], int out_fd, const char *fd3_data,
+static int spawn_as_postgres(const struct sys_user *u, char *const argv[], int out_fd, const char *fd3_data,
                              int pdeath_sig, const char *workdir, pid_t *ret_pid, struct zerr *err)
 {
 	_cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -484,35 +385,6 @@ static int spawn_as_postgres(const struct pg_user *u, char *const argv[], int ou
 	}
 }
 
-/* Wait for our child, at most timeout_ms; -ETIMEDOUT leaves it running. */
-static int wait_child(pid_t pid, long timeout_ms, int *ret_status)
-{
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		int st;
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid) {
-			*ret_status = st;
-			return 0;
-		}
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (now_ms() >= deadline)
-			return -ETIMEDOUT;
-		sleep_ms(20);
-	}
-}
-
-static void describe_status(int st, char *buf, size_t size)
-{
-	if (WIFEXITED(st))
-		snprintf(buf, size, "exit status %d", WEXITSTATUS(st));
-	else if (WIFSIGNALED(st))
-		snprintf(buf, size, "signal %d", WTERMSIG(st));
-	else
-		snprintf(buf, size, "status 0x%x", (unsigned)st);
-}
-
 /* ---- first start --------------------------------------------------------- */
 
 static int make_password(char ret[2 * PASSWORD_BYTES + 1], struct zerr *err)
@@ -562,7 +434,7 @@ static int initdb_with(struct pge *p, const char *scratch, const char *password,
 	if (r < 0)
 		return r;
 	int st = 0;
-	r = wait_child(pid, PGE_INITDB_TIMEOUT_S * 1000L, &st);
+	r = sys_wait_child(pid, PGE_INITDB_TIMEOUT_S * 1000L, &st);
 	if (r == -ETIMEDOUT) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
@@ -572,8 +444,8 @@ static int initdb_with(struct pge *p, const char *scratch, const char *password,
 		return zerr_set(err, r, "wait for initdb: %s", strerror(-r));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		char how[64], tail[320];
-		describe_status(st, how, sizeof(how));
-		log_tail(initlog, 0, tail, sizeof(tail));
+		sys_describe_status(st, how, sizeof(how));
+		sys_log_tail(initlog, 0, tail, sizeof(tail));
 		return zerr_set(err, -EIO, "initdb failed (%s): %s", how, tail);
 	}
 	return 0;
@@ -591,7 +463,7 @@ static int run_initdb(struct pge *p, struct zerr *err)
 	int r = rm_rf(scratch);
 	if (r < 0)
 		return zerr_set(err, r, "remove the interrupted %s: %s", scratch, strerror(-r));
-	r = ensure_dir(scratch, 0700, p->user.uid, p->user.gid, err);
+	r = sys_ensure_dir(scratch, 0700, p->user.uid, p->user.gid, err);
 	if (r < 0)
 		return r;
 	char password[2 * PASSWORD_BYTES + 1];
@@ -681,7 +553,7 @@ static void kill_now(struct pge *p)
 		return;
 	kill(p->pid, SIGQUIT);
 	int st;
-	if (wait_child(p->pid, 5000, &st) < 0) {
+	if (sys_wait_child(p->pid, 5000, &st) < 0) {
 		kill(p->pid, SIGKILL);
 		waitpid(p->pid, NULL, 0);
 	}
@@ -734,25 +606,25 @@ static int start_postgres(struct pge *p, struct zerr *err)
 	char conninfo[PATH_MAX + 128];
 	snprintf(conninfo, sizeof(conninfo), "host=%s port=%d user=%s dbname=postgres connect_timeout=2", p->run_dir,
 	         PGE_PORT, PGE_SUPERUSER);
-	uint64_t deadline = now_ms() + PGE_READY_TIMEOUT_S * 1000u;
+	uint64_t deadline = sys_now_ms() + PGE_READY_TIMEOUT_S * 1000u;
 	for (;;) {
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			p->pid = 0;
 			char how[64], tail[320];
-			describe_status(st, how, sizeof(how));
-			log_tail(p->log_path, log_from, tail, sizeof(tail));
+			sys_describe_status(st, how, sizeof(how));
+			sys_log_tail(p->log_path, log_from, tail, sizeof(tail));
 			return zerr_set(err, -EIO, "postgres exited during start (%s): %s", how, tail);
 		}
 		if (PQping(conninfo) == PQPING_OK)
 			return 0;
-		if (now_ms() >= deadline)
+		if (sys_now_ms() >= deadline)
 			break;
-		sleep_ms(50);
+		sys_sleep_ms(50);
 	}
 	kill_now(p);
 	char tail[320];
-	log_tail(p->log_path, log_from, tail, sizeof(tail));
+	sys_log_tail(p->log_path, log_from, tail, sizeof(tail));
 	return zerr_set(err, -ETIMEDOUT, "postgres not ready within %d s: %s", PGE_READY_TIMEOUT_S, tail);
 }
 
@@ -799,7 +671,9 @@ int pge_start(const char *state_dir, struct pge **ret, struct zerr *err)
 	if (!p)
 		return zerr_set(err, -ENOMEM, "out of memory");
 	p->lock_fd = -1;
-	int r = lookup_user(&p->user, err);
+	int r = sys_user_lookup(PGE_SUPERUSER, "PostgreSQL",
+	                        "install PostgreSQL " PGE_BINDIR ", or set DATABASE_URL to use another cluster",
+	                        &p->user, err);
 	if (r < 0)
 		goto fail;
 	/* Before anything is created, on the path as given; repeated on the
@@ -832,13 +706,13 @@ int pge_start(const char *state_dir, struct pge **ret, struct zerr *err)
 		r = zerr_set(err, -errno, "chmod %s: %s", p->state_dir, strerror(errno));
 		goto fail;
 	}
-	r = ensure_dir(p->pg_dir, 0755, 0, 0, err);
+	r = sys_ensure_dir(p->pg_dir, 0755, 0, 0, err);
 	if (r < 0)
 		goto fail;
 	r = take_lock(p, err);
 	if (r < 0)
 		goto fail;
-	r = ensure_dir(p->run_dir, 0755, p->user.uid, p->user.gid, err);
+	r = sys_ensure_dir(p->run_dir, 0755, p->user.uid, p->user.gid, err);
 	if (r < 0)
 		goto fail;
 
@@ -972,8 +846,8 @@ int pge_check(struct pge *p, struct zerr *err)
 	if (r < 0)
 		return zerr_set(err, -ESRCH, "postgres (pid %d) was reaped elsewhere: %s", (int)was, strerror(errno));
 	char how[64], tail[320];
-	describe_status(st, how, sizeof(how));
-	log_tail(p->log_path, 0, tail, sizeof(tail));
+	sys_describe_status(st, how, sizeof(how));
+	sys_log_tail(p->log_path, 0, tail, sizeof(tail));
 	return zerr_set(err, -ESRCH, "postgres (pid %d) exited (%s): %s", (int)was, how, tail);
 }
 
@@ -993,7 +867,7 @@ int pge_stop(struct pge *p)
 		r = -ETIMEDOUT;
 		for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
 			kill(p->pid, steps[i].sig);
-			int w = wait_child(p->pid, steps[i].wait_ms, &st);
+			int w = sys_wait_child(p->pid, steps[i].wait_ms, &st);
 			if (w == 0) {
 				if (i > 0)
 					r = -ETIMEDOUT;

@@ -159,9 +159,9 @@ static void worker_conn_check(struct worker *w, int r)
 
 /* A record for an attempt that did not run (too old, lease lost, function
  * disabled, no quota): status error with error. */
-static json_t *record_not_run(const struct job *jb, const char *status, json_t *error)
+static json_t *record_not_run(const struct job *jb, json_t *error)
 {
-	return json_pack("{s:s, s:s, s:f, s:f, s:f, s:I, s:s, s:b, s:O}", "id", jb->invocation_id, "status", status,
+	return json_pack("{s:s, s:s, s:f, s:f, s:f, s:I, s:s, s:b, s:O}", "id", jb->invocation_id, "status", "error",
 	                 "started_at_ms", now_epoch_ms(), "duration_ms", 0.0, "cpu_ms", 0.0, "memory_bytes",
 	                 (json_int_t)0, "logs", "", "logs_truncated", 0, "error", error);
 }
@@ -266,7 +266,7 @@ static bool is_draining(struct jobs *js)
 static void give_up(struct worker *w, const struct job *jb, const char *code, const char *message)
 {
 	json_t *error = json_pack("{s:s, s:s}", "code", code, "message", message);
-	json_t *rec = record_not_run(jb, "error", error);
+	json_t *rec = record_not_run(jb, error);
 	if (rec)
 		finish(w, jb, FINISH_DEAD, rec, error, 0);
 	json_decref(rec);
@@ -337,7 +337,7 @@ static void run_job(struct worker *w, struct job *jb)
 		errors_lookup(r, &rp);
 		json_t *error = json_pack("{s:s, s:s}", "code", rp.code, "message", rp.message ? rp.message : err.msg);
 		if (!rec)
-			rec = record_not_run(jb, "error", error);
+			rec = record_not_run(jb, error);
 		if (rec)
 			failed(w, jb, rec, error);
 		json_decref(rec);

@@ -20,6 +20,7 @@
 #include "invoke.h"
 #include "log.h"
 #include "metrics.h"
+#include "pooler.h"
 #include "store.h"
 #include "validate.h"
 
@@ -79,6 +80,7 @@ HANDLER(h_projects_create)
 		store_drop_database(k.c, dbname);
 		return r;
 	}
+	pooler_kick(app->pooler);
 	zlog(ZLOG_INFO, "project_created", "request_id", http_request_id(req), "project", in.slug, "database", dbname,
 	     NULL);
 	return api_created(req, j);
@@ -110,6 +112,8 @@ HANDLER(h_project_patch)
 	r = store_project_update(k.c, k.p.id, in.name, in.tier, &j, err);
 	if (r < 0)
 		return r;
+	if (in.tier)
+		pooler_kick(app->pooler);
 	if (in.tier)
 		zlog(ZLOG_INFO, "project_tier_changed", "request_id", http_request_id(req), "project", k.p.id, "tier",
 		     in.tier, "by", k.u.id, NULL);

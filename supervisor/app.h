@@ -18,8 +18,9 @@
 
 #define APP_MAX_PROJECTS_PER_USER 20 /* each is a database; admins are not bound */
 
-struct jobs;  /* jobs.h: this node's queue workers */
-struct sched; /* scheduler.h: this node's scheduler of cron triggers */
+struct jobs;   /* jobs.h: this node's queue workers */
+struct sched;  /* scheduler.h: this node's scheduler of cron triggers */
+struct pooler; /* pooler.h: this node's pgbouncer, as the API process sees it */
 
 struct app {
 	struct zconfig cfg;
@@ -35,8 +36,10 @@ struct app {
 	/* Password hashing costs tens of milliseconds of a core: at most a few
 	 * logins at once, so a login flood cannot starve invocations. */
 	struct limiter login_limiter;
-	struct jobs *jobs;   /* NULL until started */
-	struct sched *sched; /* NULL until started */
+	struct jobs *jobs;            /* NULL until started */
+	struct sched *sched;          /* NULL until started */
+	struct pooler *pooler;        /* NULL: no pgbouncer on this node */
+	char pool_stats_password[65]; /* pgbouncer's stats user's, made at start */
 };
 
 /* The route table of the HTTP API (api.c; docs/ARCHITECTURE.md). */

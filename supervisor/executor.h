@@ -24,6 +24,8 @@ enum exec_lang { EXEC_JS = 1, EXEC_PY };
 #define EXEC_SDK_JS_MOUNT "/opt/zmesh/sdk/js"
 #define EXEC_SDK_PY_MOUNT "/opt/zmesh/sdk/python"
 #define EXEC_PG_MOUNT     "/run/zmesh/pg"
+/* Descriptors a sandbox may hold (pgbouncer's client slots are sized by it). */
+#define EXEC_NOFILE 256
 
 struct exec_pool;
 struct exec_reaper;

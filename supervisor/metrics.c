@@ -5,6 +5,7 @@
 
 #include "app.h"
 #include "errors.h"
+#include "pooler.h"
 
 static const uint64_t duration_bounds_ms[METRICS_DURATION_BUCKETS] = {5,   10,   25,   50,    100,   250,
                                                                       500, 1000, 2500, 10000, 30000, 120000};
@@ -140,5 +141,7 @@ int metrics_render(struct app *app, struct buf *out)
 	                  "# TYPE zmesh_records_written_total counter\nzmesh_records_written_total %" PRIu64 "\n"
 	                  "# HELP zmesh_records_failed_total Invocation records the database refused.\n"
 	                  "# TYPE zmesh_records_failed_total counter\nzmesh_records_failed_total %" PRIu64 "\n",
-	                  queued, written, failed);
+	                  queued, written, failed) < 0
+	           ? out->failed
+	           : pooler_render(app->pooler, out);
 }

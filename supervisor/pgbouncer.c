@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "sysproc.h"
 #include "pgbouncer.h"
+#include "log.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -33,6 +35,9 @@ struct pgb {
 	char *run_dir; /* <state>/pgbouncer/run */
 	char *ini_path;
 	char *log_path;
+	char *stats_password;
+	char *limits_path;       /* <state>/PGB_LIMITS_FILE */
+	struct stat limits_seen; /* the limits file as last applied or refused */
 	pid_t pid;
 	struct sys_user user;
 };
@@ -47,6 +52,10 @@ static void pgb_free(struct pgb *p)
 		return;
 	if (p->auth_password)
 		explicit_bzero(p->auth_password, strlen(p->auth_password));
+	if (p->stats_password)
+		explicit_bzero(p->stats_password, strlen(p->stats_password));
+	free(p->stats_password);
+	free(p->limits_path);
 	free(p->state_dir);
 	free(p->server_socket_dir);
 	free(p->auth_user);
@@ -136,7 +145,7 @@ static char *quote_auth_field(const char *s)
 static int write_config(struct pgb *p, struct zerr *err)
 {
 	const struct pgb_config *c = &p->cfg;
-	_cleanup_free_ char *ini = NULL, *hba = NULL, *users = NULL;
+	_cleanup_free_ char *ini = NULL, *hba = NULL;
 	/* The row pgbouncer checks a client's SCRAM proof against, for login
 	 * roles only: none for a superuser, a role that bypasses row security
 	 * or replicates, or the auth user itself (whose session would read
@@ -173,50 +182,160 @@ static int write_config(struct pgb *p, struct zerr *err)
 	             "max_db_connections = %u\n"
 	             "max_user_connections = %u\n"
 	             "max_client_conn = %u\n"
-	             "query_wait_timeout = 30\n"
+	             /* A client waits for a server connection as long as its
+	              * sandbox lives: the SDKs give up just before the
+	              * invocation's deadline with an error that says why. */
+	             "query_wait_timeout = 0\n"
 	             /* The SDKs set their session up with SET statements; a
 	              * driver's startup options would otherwise be refused. */
 	             "ignore_startup_parameters = extra_float_digits,options,statement_timeout\n"
 	             "admin_users =\n"
-	             "stats_users =\n"
+	             "stats_users = " PGB_STATS_USER "\n"
 	             "logfile =\n"
 	             "pidfile =\n"
 	             "syslog = 0\n"
 	             "log_connections = 0\n"
 	             "log_disconnections = 0\n"
 	             "log_pooler_errors = 1\n"
-	             "verbose = 0\n",
+	             "verbose = 0\n"
+	             "\n"
+	             "%%include %s/databases.ini\n",
 	             p->server_socket_dir, c->server_port, PGB_PORT, p->run_dir, p->dir, p->dir, p->auth_user,
-	             auth_query, c->idle_timeout_s, c->pool_size, c->pool_size, c->pool_size, c->max_clients) < 0)
+	             auth_query, c->idle_timeout_s, c->role_pool_size, c->role_pool_size, c->pool_size, c->max_clients,
+	             p->dir) < 0)
 		return zerr_set(err, -ENOMEM, "out of memory");
 	/* First match wins. A project's role reaches the database of its own
 	 * name only; the admin console and the auth user not at all. */
 	if (asprintf(&hba,
 	             "# Rewritten by zmeshd at every start.\n"
+	             "local pgbouncer " PGB_STATS_USER " scram-sha-256\n"
 	             "local pgbouncer all reject\n"
+	             "local all " PGB_STATS_USER " reject\n"
 	             "local all %s reject\n"
 	             "local sameuser all scram-sha-256\n"
 	             "local all all reject\n",
 	             p->auth_user) < 0)
 		return zerr_set(err, -ENOMEM, "out of memory");
-	if (p->auth_password && p->auth_password[0]) {
+	/* The stats user's password is random hex (pgb_start checks it). */
+	struct buf users = BUF_INIT(0);
+	buf_printf(&users, "\"%s\" \"%s\"\n", PGB_STATS_USER, p->stats_password);
+	if (p->auth_password[0]) {
 		_cleanup_free_ char *q = quote_auth_field(p->auth_password);
-		if (!q || asprintf(&users, "\"%s\" %s\n", p->auth_user, q) < 0) {
-			if (q)
-				explicit_bzero(q, strlen(q));
-			return zerr_set(err, -ENOMEM, "out of memory");
+		if (q) {
+			buf_printf(&users, "\"%s\" %s\n", p->auth_user, q);
+			explicit_bzero(q, strlen(q));
+		} else {
+			users.failed = -ENOMEM;
 		}
-		explicit_bzero(q, strlen(q));
-	} else if (!(users = strdup(""))) {
-		return zerr_set(err, -ENOMEM, "out of memory");
 	}
-	int r = write_file(p, "hba.conf", hba, err);
+	int r = users.failed ? zerr_set(err, -ENOMEM, "out of memory") : 0;
 	if (r == 0)
-		r = write_file(p, "users.txt", users, err);
+		r = write_file(p, "hba.conf", hba, err);
+	if (r == 0)
+		r = write_file(p, "users.txt", users.data, err);
 	if (r == 0)
 		r = write_file(p, "pgbouncer.ini", ini, err);
-	explicit_bzero(users, strlen(users));
+	if (users.data)
+		explicit_bzero(users.data, users.len);
+	buf_free(&users);
 	return r;
+}
+
+/* ---- role limits ------------------------------------------------------------- */
+
+int pgb_parse_limits(const char *text, size_t len, unsigned max, const char *server, unsigned port, struct buf *out,
+                     struct zerr *err)
+{
+	buf_puts(out, "; Made by zmeshd from " PGB_LIMITS_FILE ".\n[databases]\n");
+	size_t line = 0;
+	for (size_t i = 0; i < len;) {
+		line++;
+		const char *nl = memchr(text + i, '\n', len - i);
+		if (!nl)
+			return zerr_set(err, -EINVAL, "line %zu: no line end", line);
+		size_t n = (size_t)(nl - (text + i));
+		const char *sp = memchr(text + i, ' ', n);
+		char role[NAME_MAX_BYTES + 1];
+		size_t rl = sp ? (size_t)(sp - (text + i)) : 0;
+		size_t dl = sp ? n - rl - 1 : 0;
+		if (!sp || rl == 0 || rl >= sizeof(role) || dl == 0 || dl > 9)
+			return zerr_set(err, -EINVAL, "line %zu: want \"ROLE N\"", line);
+		memcpy(role, text + i, rl);
+		role[rl] = '\0';
+		unsigned long v = 0;
+		for (size_t k = 0; k < dl; k++) {
+			char d = sp[1 + k];
+			if (d < '0' || d > '9' || (k == 0 && d == '0'))
+				return zerr_set(err, -EINVAL, "line %zu: want a number without leading zeros", line);
+			v = v * 10 + (unsigned long)(d - '0');
+		}
+		if (!name_ok(role))
+			return zerr_set(err, -EINVAL, "line %zu: not a plain role name", line);
+		if (v > max)
+			return zerr_set(err, -EINVAL, "line %zu: %lu connections is above %u", line, v, max);
+		/* A project role reaches only its database of the same name
+		 * (hba sameuser): the database's bound is the role's. */
+		buf_printf(out, "%s = host=%s port=%u pool_size=%lu max_db_connections=%lu\n", role, server, port, v,
+		           v);
+		i += n + 1;
+	}
+	return out->failed ? zerr_set(err, out->failed, "role limits: %s", strerror(-out->failed)) : 0;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Read limits/roles (not following links; at most PGB_LIMITS_MAX) and write
+ * databases.ini from it. Returns 1 when databases.ini changed, 0 when the file did
+ * not change since the last call. */
+static int write_limits(struct pgb *p, bool always, struct zerr *err)
+{
+	_cleanup_close_ int fd = open(p->limits_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	struct stat st = {0};
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)))
+		return zerr_set(err, -EINVAL, "%s is not a regular file", p->limits_path);
+	if (fd < 0 && errno != ENOENT)
+		return zerr_set(err, -errno, "open %s: %s", p->limits_path, strerror(errno));
+	if (!always && same_file(&st, &p->limits_seen))
+		return 0;
+	p->limits_seen = st;
+	if (st.st_size > PGB_LIMITS_MAX)
+		return zerr_set(err, -E2BIG, "%s is above %u bytes", p->limits_path, PGB_LIMITS_MAX);
+	_cleanup_buf_ struct buf in = BUF_INIT(PGB_LIMITS_MAX + 1);
+	while (fd >= 0) {
+		if (buf_reserve(&in, 65536) < 0)
+			return zerr_set(err, -E2BIG, "%s is above %u bytes", p->limits_path, PGB_LIMITS_MAX);
+		ssize_t n = read(fd, in.data + in.len, in.cap - in.len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return zerr_set(err, -errno, "read %s: %s", p->limits_path, strerror(errno));
+		if (n == 0)
+			break;
+		in.len += (size_t)n;
+	}
+	_cleanup_buf_ struct buf ini = BUF_INIT(0);
+	int r = pgb_parse_limits(in.data ? in.data : "", in.len, PGB_ROLE_POOL_MAX, p->server_socket_dir,
+	                         p->cfg.server_port, &ini, err);
+	if (r < 0)
+		return zerr_set(err, r, "%s %s", p->limits_path, err->msg);
+	r = write_file(p, "databases.ini", ini.data, err);
+	return r < 0 ? r : 1;
+}
+
+int pgb_apply_limits(struct pgb *p, struct zerr *err)
+{
+	if (!p || p->pid <= 0)
+		return 0;
+	int r = write_limits(p, false, err);
+	if (r <= 0)
+		return r;
+	if (kill(p->pid, SIGHUP) < 0)
+		return zerr_set(err, -errno, "reload pgbouncer: %s", strerror(errno));
+	return 1;
 }
 
 /* ---- the process ------------------------------------------------------------- */
@@ -289,6 +408,11 @@ static int spawn(struct pgb *p, int logfd, struct zerr *err)
 		/* Not in zmeshd's session: a Ctrl-C at its terminal must not
 		 * reach pgbouncer, whose stop zmeshd orders itself. */
 		setsid();
+		/* A descriptor per client and per server connection: raised while
+		 * still root (the hard limit included), kept after setuid. */
+		struct rlimit nofile = {p->cfg.max_clients + 4096u, p->cfg.max_clients + 4096u};
+		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+			child_fail(rep, STEP_FDS);
 		if (setgroups((size_t)u->n_groups, u->groups) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)
 			child_fail(rep, STEP_CREDS);
 		if (getuid() != u->uid || geteuid() != u->uid || getegid() != u->gid) {
@@ -349,6 +473,15 @@ static int run(struct pgb *p, struct zerr *err)
 	int r = write_config(p, err);
 	if (r < 0)
 		return r;
+	/* Limits the API process left are checked like any change; when they
+	 * are refused pgbouncer starts with every role at the default. */
+	struct zerr lerr = {0};
+	if (write_limits(p, true, &lerr) < 0) {
+		zlog(ZLOG_ERROR, "pgbouncer_limits_refused", "error", lerr.msg, NULL);
+		r = write_file(p, "databases.ini", "[databases]\n", err);
+		if (r < 0)
+			return r;
+	}
 	r = open_log(p, err);
 	if (r < 0)
 		return r;
@@ -399,8 +532,12 @@ int pgb_start(const struct pgb_config *cfg, struct pgb **ret, struct zerr *err)
 		                cfg->auth_user ? cfg->auth_user : "");
 	if (cfg->auth_password && strpbrk(cfg->auth_password, "\n\r"))
 		return zerr_set(err, -EINVAL, "pgbouncer: the cluster's password holds a line break");
-	if (cfg->server_port == 0 || cfg->server_port > 65535 || cfg->pool_size == 0 || cfg->max_clients == 0)
+	if (cfg->server_port == 0 || cfg->server_port > 65535 || cfg->pool_size == 0 || cfg->max_clients == 0 ||
+	    cfg->role_pool_size == 0 || cfg->role_pool_size > PGB_ROLE_POOL_MAX || cfg->max_clients > PGB_MAX_CLIENTS)
 		return zerr_set(err, -EINVAL, "pgbouncer: bad port or pool sizes");
+	if (!cfg->stats_password || strlen(cfg->stats_password) < 32 ||
+	    strspn(cfg->stats_password, "0123456789abcdef") != strlen(cfg->stats_password))
+		return zerr_set(err, -EINVAL, "pgbouncer: the stats password must be random hex");
 	if (geteuid() != 0)
 		return zerr_set(err, -EPERM, "pgbouncer is started as root (it runs as the %s user)", RUN_USER);
 	if (access(PGB_BINARY, X_OK) < 0)
@@ -417,6 +554,8 @@ int pgb_start(const struct pgb_config *cfg, struct pgb **ret, struct zerr *err)
 	if (!(p->state_dir = strdup(cfg->state_dir)) || !(p->server_socket_dir = strdup(cfg->server_socket_dir)) ||
 	    !(p->auth_user = strdup(cfg->auth_user)) ||
 	    !(p->auth_password = strdup(cfg->auth_password ? cfg->auth_password : "")) ||
+	    !(p->stats_password = strdup(cfg->stats_password)) ||
+	    asprintf(&p->limits_path, "%s/" PGB_LIMITS_FILE, cfg->state_dir) < 0 ||
 	    asprintf(&p->dir, "%s/pgbouncer", cfg->state_dir) < 0 ||
 	    asprintf(&p->run_dir, "%s/pgbouncer/run", cfg->state_dir) < 0 ||
 	    asprintf(&p->ini_path, "%s/pgbouncer/pgbouncer.ini", cfg->state_dir) < 0 ||
@@ -428,6 +567,7 @@ int pgb_start(const struct pgb_config *cfg, struct pgb **ret, struct zerr *err)
 	p->cfg.server_socket_dir = p->server_socket_dir;
 	p->cfg.auth_user = p->auth_user;
 	p->cfg.auth_password = p->auth_password;
+	p->cfg.stats_password = p->stats_password;
 	if (strlen(p->run_dir) + strlen(SOCKET_NAME) >= SUN_PATH_SIZE) {
 		r = zerr_set(err, -ENAMETOOLONG, "state directory %s is too long for pgbouncer's socket path",
 		             p->state_dir);
@@ -437,6 +577,14 @@ int pgb_start(const struct pgb_config *cfg, struct pgb **ret, struct zerr *err)
 	r = sys_ensure_dir(p->dir, 0711, 0, 0, err);
 	if (r == 0)
 		r = sys_ensure_dir(p->run_dir, 0755, p->user.uid, p->user.gid, err);
+	if (r == 0) {
+		_cleanup_free_ char *limits_dir = strdup(p->limits_path);
+		char *slash = limits_dir ? strrchr(limits_dir, '/') : NULL;
+		if (slash)
+			*slash = '\0';
+		r = slash ? sys_ensure_dir(limits_dir, 0700, cfg->limits_uid, cfg->limits_gid, err)
+		          : zerr_set(err, -ENOMEM, "out of memory");
+	}
 	if (r == 0)
 		r = run(p, err);
 	if (r < 0)

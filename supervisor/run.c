@@ -22,7 +22,6 @@
 
 #define EXEC_TMPFS_BYTES    (64u << 20)
 #define EXEC_PIDS           64
-#define EXEC_NOFILE         256
 #define EXEC_MAX_TIMEOUT_MS (15u * 60 * 1000)
 #define EXEC_MAX_MEMORY_MB  (16u * 1024)
 

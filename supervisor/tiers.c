@@ -44,6 +44,13 @@ int tiers_load(const char *path, struct tiers *ret, struct zerr *err)
 			             path, name);
 			break;
 		}
+		x->db_connections = TIERS_DEFAULT_DB_CONNECTIONS;
+		if (json_object_get(v, "db_connections") &&
+		    get_u64(v, "db_connections", 1, TIERS_MAX_DB_CONNECTIONS, &x->db_connections) < 0) {
+			r = zerr_set(err, -EINVAL, "tiers %s: tier \"%s\": db_connections must be within 1..%d", path,
+			             name, TIERS_MAX_DB_CONNECTIONS);
+			break;
+		}
 		t.n++;
 	}
 	json_decref(root);

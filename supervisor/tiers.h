@@ -10,6 +10,9 @@
 /* The least memory a function gets: below it neither runtime starts
  * reliably. The API, the tiers file and the executor all hold to it. */
 #define TIERS_MIN_MEMORY_MB 64
+/* db_connections when the tiers file does not say. */
+#define TIERS_DEFAULT_DB_CONNECTIONS 10
+#define TIERS_MAX_DB_CONNECTIONS     1000 /* PGB_ROLE_POOL_MAX */
 
 struct tier {
 	char name[32];
@@ -17,6 +20,7 @@ struct tier {
 	uint64_t max_memory_mb;
 	uint64_t monthly_invocations;
 	uint64_t concurrency;
+	uint64_t db_connections; /* server connections a project's role holds through a node's pgbouncer */
 };
 
 struct tiers {

@@ -39,6 +39,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "pgbouncer.h"
+#include "pooler.h"
 #include "pgembed.h"
 #include "privsep.h"
 #include "scheduler.h"
@@ -144,8 +145,9 @@ static void http_log(void *app, const char *line)
 /* What the supervisor prepared for the API process. */
 struct api_start {
 	struct sbx_ctx *sbx;
-	struct pge *pge; /* the supervisor's: only forgotten here */
-	struct pgb *pgb; /* the same */
+	struct pge *pge;  /* the supervisor's: only forgotten here */
+	struct pgb *pgb;  /* the same */
+	bool pgb_running; /* a pgbouncer serves this node's sandboxes */
 	char conninfo[1200];
 	uid_t uid;
 	gid_t gid;
@@ -173,10 +175,6 @@ static int api_main(struct app *app, struct api_start *st)
 	pgb_forget(st->pgb);
 	st->pgb = NULL;
 
-	char tiers_path[600];
-	snprintf(tiers_path, sizeof(tiers_path), "%s/tiers.json", app->cfg.policy_dir);
-	if (tiers_load(tiers_path, &app->tiers, &err) < 0)
-		return fatal("tiers", &err);
 	/* Pooled sandboxes wait under the largest limits any tier allows; an
 	 * invocation narrows them to its function's. The same bound what the
 	 * spawner grants at all. */
@@ -241,6 +239,11 @@ static int api_main(struct app *app, struct api_start *st)
 		fatal("warm pool", &err);
 		goto out_db;
 	}
+	if (st->pgb_running && pooler_start(app, app->pool_stats_password, &app->pooler, &err) < 0) {
+		fatal("pool limits", &err);
+		goto out_db;
+	}
+	explicit_bzero(app->pool_stats_password, sizeof(app->pool_stats_password));
 	if (records_start(app->pool, &app->records, &err) < 0) {
 		fatal("record writer", &err);
 		goto out_db;
@@ -308,6 +311,8 @@ out_jobs:
 out_records:
 	records_stop(app->records);
 out_db:
+	pooler_stop(app->pooler);
+	app->pooler = NULL;
 	db_pool_close(app->pool);
 out_exec:
 	exec_ctx_done(&app->exec);
@@ -404,6 +409,8 @@ static int supervise(struct app *app, struct pge **pge, struct pgb_watch *pgbw, 
 			kill_at = UINT64_MAX;
 		}
 		watch_pgbouncer(pgbw, stopping);
+		if (pgbw->pgb && pgb_apply_limits(pgbw->pgb, &err) < 0)
+			zlog(ZLOG_ERROR, "pgbouncer_limits_refused", "error", err.msg, NULL);
 		if (!*pge || pge_check(*pge, &err) != -ESRCH)
 			continue;
 		zlog(ZLOG_ERROR, "embedded_postgresql_died", "error", err.msg, NULL);
@@ -431,18 +438,36 @@ static int supervise(struct app *app, struct pge **pge, struct pgb_watch *pgbw, 
 #define PGB_POOL_SIZE_MAX   20u
 #define PGB_IDLE_TIMEOUT_S  30u
 
-static int start_pgbouncer(struct app *app, struct pgb **ret, struct zerr *err)
+static int start_pgbouncer(struct app *app, uid_t uid, gid_t gid, struct pgb **ret, struct zerr *err)
 {
 	uint64_t used = (app->cfg.concurrency + 8 < 200 ? app->cfg.concurrency + 8 : 200) + app->cfg.job_workers + 10;
 	unsigned budget = used + 8 < CLUSTER_CONNECTIONS ? (unsigned)(CLUSTER_CONNECTIONS - used) : 8;
+	/* A database's pool holds what its role may (its tier's
+	 * db_connections), within the budget. */
+	uint64_t role_max = 1;
+	for (int i = 0; i < app->tiers.n; i++)
+		role_max = app->tiers.t[i].db_connections > role_max ? app->tiers.t[i].db_connections : role_max;
+	_cleanup_free_ char *stats_password = NULL;
+	int r = auth_random_hex(32, &stats_password, err);
+	if (r < 0)
+		return r;
+	snprintf(app->pool_stats_password, sizeof(app->pool_stats_password), "%s", stats_password);
+	explicit_bzero(stats_password, strlen(stats_password));
 	struct pgb_config pc = {
 	    .state_dir = app->cfg.state_dir,
 	    .server_socket_dir = app->pg_socket_dir,
 	    .server_port = PGE_PORT,
 	    .auth_user = PGE_SUPERUSER,
-	    .pool_size = budget < PGB_POOL_SIZE_MAX ? budget : PGB_POOL_SIZE_MAX,
-	    .max_clients = budget,
+	    .pool_size = role_max < budget ? (unsigned)role_max : budget,
+	    .role_pool_size = (unsigned)tiers_for(&app->tiers, TIERS_DEFAULT)->db_connections,
+	    /* Every sandbox of the node may open as many connections as it
+	     * has descriptors: all of them fit, so no tenant takes another's
+	     * place (they wait for a server connection, not for a slot). */
+	    .max_clients = (unsigned)app->cfg.concurrency * EXEC_NOFILE + 64,
 	    .idle_timeout_s = PGB_IDLE_TIMEOUT_S,
+	    .stats_password = app->pool_stats_password,
+	    .limits_uid = uid,
+	    .limits_gid = gid,
 	};
 	if (!app->cfg.database_url[0])
 		return pgb_start(&pc, ret, err);
@@ -452,7 +477,7 @@ static int start_pgbouncer(struct app *app, struct pgb **ret, struct zerr *err)
 	char *msg = NULL;
 	PQconninfoOption *opts = PQconninfoParse(app->cfg.database_url, &msg);
 	if (!opts) {
-		int r = zerr_set(err, -EINVAL, "DATABASE_URL: %s", msg ? msg : "out of memory");
+		r = zerr_set(err, -EINVAL, "DATABASE_URL: %s", msg ? msg : "out of memory");
 		PQfreemem(msg);
 		return r;
 	}
@@ -467,7 +492,6 @@ static int start_pgbouncer(struct app *app, struct pgb **ret, struct zerr *err)
 		else if (strcmp(o->keyword, "port") == 0)
 			port = o->val;
 	}
-	int r = 0;
 	if (port) {
 		char *end;
 		unsigned long v = strtoul(port, &end, 10);
@@ -532,6 +556,10 @@ int main(int argc, char **argv)
 	static struct api_start st;
 	if (privsep_user_ensure(PGE_API_ROLE, &st.uid, &st.gid, &err) < 0)
 		return fatal("system user", &err);
+	char tiers_path[600];
+	snprintf(tiers_path, sizeof(tiers_path), "%s/tiers.json", app.cfg.policy_dir);
+	if (tiers_load(tiers_path, &app.tiers, &err) < 0)
+		return fatal("tiers", &err);
 	static struct sbx_ctx sbx;
 	if (sbx_ctx_init(&sbx, NULL, &err) < 0)
 		return fatal("sandbox", &err);
@@ -568,7 +596,7 @@ int main(int argc, char **argv)
 		zlog(ZLOG_INFO, "embedded_postgresql", "socket_dir", app.pg_socket_dir, NULL);
 	}
 	if (app.cfg.pgbouncer && app.pg_socket_dir[0]) {
-		if (start_pgbouncer(&app, &pgbw.pgb, &err) < 0) {
+		if (start_pgbouncer(&app, st.uid, st.gid, &pgbw.pgb, &err) < 0) {
 			pge_stop(pge);
 			return fatal("pgbouncer", &err);
 		}
@@ -586,6 +614,7 @@ int main(int argc, char **argv)
 	st.supervisor = getpid();
 	st.pge = pge;
 	st.pgb = pgbw.pgb;
+	st.pgb_running = pgbw.pgb != NULL;
 	pid_t api = fork();
 	if (api < 0) {
 		err.code = -errno;

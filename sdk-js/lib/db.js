@@ -15,6 +15,13 @@ const { callerFrames, errorName } = require('./zmesh.js');
 // server's defaults after DISCARD ALL.
 const SESSION_SETTINGS = 'SET DateStyle=ISO; SET TimeZone=UTC; SET IntervalStyle=iso_8601; SET bytea_output=hex';
 const CLOSE_TIMEOUT_MS = 500;
+// A session waits in the node's pgbouncer while every connection its
+// project may hold is in use; it gives up this long before the deadline so
+// that the function, not the sandbox's kill, reports why.
+const POOL_MARGIN_MS = 200;
+const POOL_BUSY_MESSAGE =
+  "no database connection became free before the invocation's deadline: every connection this project " +
+  "may hold at once (its tier's db_connections) stayed in use";
 
 const PG_ERROR_FIELDS = ['detail', 'hint', 'position', 'schema', 'table', 'column', 'dataType', 'constraint', 'severity'];
 
@@ -96,7 +103,8 @@ class Connection {
 
   async connect() {
     if (!this.dsn) throw new DatabaseError('this function has no database (no DSN was given)', '08001');
-    const timeLeft = Math.max(1, this.deadlineMs - Date.now());
+    const waitUntil = this.deadlineMs - POOL_MARGIN_MS;
+    const timeLeft = Math.max(1, waitUntil - Date.now());
     let client;
     try {
       client = new pg.Client({
@@ -124,17 +132,28 @@ class Connection {
       await client.connect();
     } catch (err) {
       if (isServerError(err)) throw new DatabaseError(err.message, err.code, err);
+      if (Date.now() >= waitUntil) throw new DatabaseError(POOL_BUSY_MESSAGE, '53300');
       throw new DatabaseError(`could not connect to the database: ${err && err.message}`, '08001');
     }
+    // The first statement is where a pooled session waits for a server
+    // connection: bounded like the connect.
+    let timer;
+    const busy = new DatabaseError(POOL_BUSY_MESSAGE, '53300');
+    const expired = new Promise((resolve, reject) => {
+      timer = setTimeout(() => reject(busy), Math.max(1, waitUntil - Date.now()));
+    });
     try {
       // A query must not outlive the invocation: the server would go on
       // running it after the sandbox is killed.
       const left = Math.max(1, Math.floor(this.deadlineMs - Date.now()));
-      await client.query(`${SESSION_SETTINGS}; SET statement_timeout=${left}`);
+      await Promise.race([client.query(`${SESSION_SETTINGS}; SET statement_timeout=${left}`), expired]);
     } catch (err) {
       client.end().catch(() => {});
+      if (err === busy) throw err;
       if (isServerError(err)) throw new DatabaseError(err.message, err.code, err);
       throw new DatabaseError(`could not set the session up: ${err && err.message}`, '08001');
+    } finally {
+      clearTimeout(timer);
     }
     this.client = client;
     return client;

@@ -27,6 +27,42 @@ SESSION_SETTINGS = "SET DateStyle=ISO; SET TimeZone=UTC; SET IntervalStyle=iso_8
 
 _INT_MAX = 2**31 - 1
 
+# A session waits in the node's pgbouncer while every connection its
+# project may hold is in use; it gives up this long before the deadline so
+# that the function, not the sandbox's kill, reports why.
+POOL_MARGIN_MS = 200
+POOL_BUSY_MESSAGE = (
+    "no database connection became free before the invocation's deadline: every connection this project "
+    "may hold at once (its tier's db_connections) stayed in use")
+
+
+class _PoolBusy(Exception):
+    pass
+
+
+def _waiter(until):
+    """A psycopg2 wait callback that gives up at until (time.monotonic())."""
+    import select
+
+    import psycopg2.extensions as ext
+
+    def wait(conn):
+        while True:
+            state = conn.poll()
+            if state == ext.POLL_OK:
+                return
+            left = until - time.monotonic()
+            if left <= 0:
+                raise _PoolBusy()
+            if state == ext.POLL_READ:
+                select.select([conn.fileno()], [], [], left)
+            elif state == ext.POLL_WRITE:
+                select.select([], [conn.fileno()], [], left)
+            else:
+                raise ext.OperationalError("bad state from poll: %r" % state)
+
+    return wait
+
 
 class Database:
     """The handler's view of its database: zmesh.db."""
@@ -65,17 +101,27 @@ class Database:
         # A dict parameter is almost always meant for a json/jsonb column.
         psycopg2.extensions.register_adapter(dict, Json)
         self._pg = psycopg2
+        # Connecting and the first statement (where a pooled session waits
+        # for a server connection) are bounded by the deadline: psycopg2
+        # runs them through a wait callback while it is set.
+        until = time.monotonic() + (self._deadline_ms - POOL_MARGIN_MS) / 1000.0 - time.time()
+        psycopg2.extensions.set_wait_callback(_waiter(until))
+        conn = None
         try:
             conn = psycopg2.connect(self._dsn, **self._connect_options())
-        except psycopg2.Error as e:
-            raise DatabaseError(_redact(_clean(str(e)), self._dsn), e.pgcode or "08001") from None
-        conn.autocommit = True
-        try:
+            conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute(self._session_setup())
+        except _PoolBusy:
+            if conn is not None:
+                conn.close()
+            raise DatabaseError(POOL_BUSY_MESSAGE, "53300") from None
         except psycopg2.Error as e:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise DatabaseError(_redact(_clean(str(e)), self._dsn), e.pgcode or "08001") from None
+        finally:
+            psycopg2.extensions.set_wait_callback(None)
         _pgtypes.register(conn)
         self._conn = conn
         return conn

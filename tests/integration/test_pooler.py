@@ -8,6 +8,7 @@ import os
 import pwd
 import signal
 import stat
+import threading
 import time
 
 from conftest import Daemon, processes_under, stop_and_check
@@ -220,3 +221,162 @@ def test_pgbouncer_can_be_turned_off():
         d.cleanup()
         raise
     stop_and_check(d)
+
+
+# Opens n sessions of its own (with the DSN the SDK has) at once, each
+# holding a server connection for `hold` seconds; returns after `wait`
+# seconds, with how many finished and the first errors.
+GREEDY_PY = r"""
+import threading
+import time
+
+import psycopg2
+
+def handler(p, zmesh):
+    done, errors = [], []
+    lock = threading.Lock()
+
+    def one():
+        try:
+            c = psycopg2.connect(zmesh._dsn, connect_timeout=30)
+            c.autocommit = True
+            c.cursor().execute("SELECT pg_sleep(%s)", [p["hold"]])
+            c.close()
+            with lock:
+                done.append(1)
+        except Exception as e:
+            with lock:
+                errors.append(str(e)[:200])
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(p["n"])]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + p["wait"]
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    return {"done": len(done), "errors": errors[:3]}
+"""
+
+QUERY_JS = "exports.handler = async (p, zmesh) => zmesh.db.queryOne('SELECT 7 AS seven');"
+QUERY_PY = "def handler(p, zmesh):\n    return zmesh.db.query_one('SELECT 7 AS seven')\n"
+
+
+def project_backends(zd, p):
+    """The cluster's sessions of a project's role in its database."""
+    return int(zd.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND usename = '%s'"
+                      % (p["database"], p["database"]))[0][0])
+
+
+def run_in_background(fn, *args):
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", fn(*args)), daemon=True)
+    t.start()
+    return t, out
+
+
+def databases_ini(zd):
+    with open(os.path.join(zd.state_dir, "pgbouncer", "databases.ini")) as f:
+        return f.read()
+
+
+def test_hostile_projects_holding_every_connection_do_not_starve_a_third(zd, new_user):
+    """Two projects whose functions open 45 sessions each, twice at once
+    (180 client connections, above what the cluster has), hold only their
+    tier's server connections; the clients beyond wait in pgbouncer, none is
+    refused, and a third project's query is answered at once."""
+    users = [new_user() for _ in range(3)]
+    a, b, c = (u.create_project() for u in users)
+    tier_pool = 5  # policies/tiers.json: free
+    greedy = [users[i].deploy(p["id"], GREEDY_PY, language="python", timeout_ms=12000) for i, p in enumerate((a, b))]
+    query = users[2].deploy(c["id"], QUERY_JS)
+    hostile = []
+    for i, p in enumerate((a, b)):
+        for _ in range(2):
+            hostile.append(run_in_background(users[i].invoke, p["id"], greedy[i]["id"],
+                                             {"n": 45, "hold": 3, "wait": 7}))
+    # Every greedy client is connected and most wait for a server connection.
+    zd.wait_metric('zmesh_db_pool_clients{database="%s",state="waiting"}' % a["database"], lambda v: v >= 60)
+    zd.wait_metric('zmesh_db_pool_clients{database="%s",state="waiting"}' % b["database"], lambda v: v >= 60)
+    assert project_backends(zd, a) <= tier_pool and project_backends(zd, b) <= tier_pool
+    t0 = time.monotonic()
+    r = users[2].invoke(c["id"], query["id"])
+    took = time.monotonic() - t0
+    assert r.status == 200 and r.json["result"] == {"seven": 7}, str(r)
+    assert took < 3.0, took
+    m = zd.metrics()
+    for p in (a, b):
+        assert m['zmesh_db_pool_server_connections{database="%s",state="active"}' % p["database"]] <= tier_pool
+    for t, _ in hostile:
+        t.join(60)
+    results = [out["r"] for _, out in hostile]
+    for r in results:
+        assert r.status == 200 and r.json["status"] == "success", str(r)
+        # No client was refused (max_client_conn), none failed to connect.
+        assert r.json["result"]["errors"] == [], r.json["result"]
+    # In 7 s a pool of 5 serves at most 2 rounds of 3 s sessions per project.
+    for pair in (results[:2], results[2:]):
+        done = sum(r.json["result"]["done"] for r in pair)
+        assert tier_pool <= done <= 2 * tier_pool, [r.json["result"] for r in pair]
+
+
+def test_a_session_that_finds_the_pool_in_use_until_its_deadline_gets_a_clear_error(zd, user):
+    p = user.create_project()
+    greedy = user.deploy(p["id"], GREEDY_PY, language="python", timeout_ms=12000)
+    js = user.deploy(p["id"], QUERY_JS, timeout_ms=1500)
+    py = user.deploy(p["id"], QUERY_PY, language="python", timeout_ms=1500)
+    holder = run_in_background(user.invoke, p["id"], greedy["id"], {"n": 5, "hold": 6, "wait": 7})
+    zd.wait_metric('zmesh_db_pool_server_connections{database="%s",state="active"}' % p["database"],
+                   lambda v: v == 5)
+    for f in (js, py):
+        r = user.invoke(p["id"], f["id"])
+        assert r.status == 500 and r.json["status"] == "error", str(r)
+        err = r.json["error"]
+        assert err["name"] == "DatabaseError", err
+        assert "no database connection became free before the invocation's deadline" in err["message"], err
+        assert "db_connections" in err["message"], err
+    holder[0].join(30)
+    assert holder[1]["r"].json["result"]["done"] == 5, str(holder[1]["r"])
+    for f in (js, py):
+        assert invoke_ok(user, p["id"], f["id"]) == {"seven": 7}
+
+
+def test_a_projects_pool_follows_its_tier(zd, user, grant_tier):
+    p = user.create_project()
+    line = "%s = host=" % p["database"]
+    deadline = time.monotonic() + 15
+    while line not in databases_ini(zd):
+        assert time.monotonic() < deadline, databases_ini(zd)
+        time.sleep(0.1)
+    entry = [x for x in databases_ini(zd).splitlines() if x.startswith(line)][0]
+    assert entry.endswith(" pool_size=5 max_db_connections=5"), entry
+    grant_tier(p, "pro")
+    while True:
+        entry = [x for x in databases_ini(zd).splitlines() if x.startswith(line)][0]
+        if entry.endswith(" pool_size=20 max_db_connections=20"):
+            break
+        assert time.monotonic() < deadline + 15, entry
+        time.sleep(0.1)
+    # The file the API process writes is data: pgbouncer's own files stay
+    # root's and postgres's.
+    limits = os.path.join(zd.state_dir, "pgbouncer", "limits")
+    st = os.stat(limits)
+    assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == pwd.getpwnam("zmesh").pw_uid
+    st = os.stat(os.path.join(zd.state_dir, "pgbouncer", "databases.ini"))
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == pwd.getpwnam("postgres").pw_uid
+    with open(os.path.join(limits, "roles")) as f:
+        assert "%s 20\n" % p["database"] in f.read()
+
+
+def test_pool_metrics_and_a_deleted_projects_connections(zd, user):
+    p = user.create_project()
+    f = user.deploy(p["id"], QUERY_JS)
+    assert invoke_ok(user, p["id"], f["id"]) == {"seven": 7}
+    m = zd.metrics()
+    assert m["zmesh_db_pool_up"] == 1
+    assert m['zmesh_db_pool_server_connections{database="%s",state="idle"}' % p["database"]] == 1
+    assert m['zmesh_db_pool_transactions_total{database="%s"}' % p["database"]] >= 1
+    assert project_backends(zd, p) == 1
+    r = user.delete("/projects/" + p["id"])
+    assert r.status == 200, str(r)
+    assert project_backends(zd, p) == 0
+    assert zd.sql("SELECT count(*) FROM pg_database WHERE datname = '%s'" % p["database"]) == [["0"]]

@@ -24,7 +24,8 @@ class DatabaseError(Exception):
     SQLSTATE (None when the driver refused the call before reaching the
     server), `detail` and `hint` the server's extra fields when it sent them.
     Connection failures carry "08001" (could not connect) or "08006" (the
-    connection was lost), since libpq reports no SQLSTATE for those.
+    connection was lost), since libpq reports no SQLSTATE for those, and
+    "53300" when no pooled connection became free before the deadline.
     """
 
     def __init__(self, message, sqlstate=None, detail=None, hint=None):

@@ -201,8 +201,8 @@ static int write_config(struct pgb *p, struct zerr *err)
 	             "\n"
 	             "%%include %s/databases.ini\n",
 	             p->server_socket_dir, c->server_port, PGB_PORT, p->run_dir, p->dir, p->dir, p->auth_user,
-	             auth_query, c->idle_timeout_s, c->role_pool_size, c->role_pool_size, c->pool_size, c->max_clients,
-	             p->dir) < 0)
+	             auth_query, c->idle_timeout_s, c->role_pool_size, c->role_pool_size + 1, c->pool_size,
+	             c->max_clients, p->dir) < 0)
 		return zerr_set(err, -ENOMEM, "out of memory");
 	/* First match wins. A project's role reaches the database of its own
 	 * name only; the admin console and the auth user not at all. */
@@ -274,9 +274,12 @@ int pgb_parse_limits(const char *text, size_t len, unsigned max, const char *ser
 		if (v > max)
 			return zerr_set(err, -EINVAL, "line %zu: %lu connections is above %u", line, v, max);
 		/* A project role reaches only its database of the same name
-		 * (hba sameuser): the database's bound is the role's. */
+		 * (hba sameuser): the role's pool is the database's. One more
+		 * server connection for the database in all: pgbouncer's
+		 * auth_query for a login runs there, as the auth user, and
+		 * would otherwise wait behind the role's full pool. */
 		buf_printf(out, "%s = host=%s port=%u pool_size=%lu max_db_connections=%lu\n", role, server, port, v,
-		           v);
+		           v + 1);
 		i += n + 1;
 	}
 	return out->failed ? zerr_set(err, out->failed, "role limits: %s", strerror(-out->failed)) : 0;

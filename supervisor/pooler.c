@@ -207,56 +207,82 @@ static bool plain(const char *s)
 	return n > 0 && n <= 63 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
 }
 
-/* A project's pool: its role in its database of the same name (not the
- * auth user's pool that pgbouncer keeps there for its auth_query). */
-static bool own_pool(const PGresult *res, int row, int db, int user)
+/* One database's pools summed: its role's, and the auth user's that
+ * pgbouncer keeps there for its auth_query (a login waits in that one). */
+struct dbpool {
+	const char *name; /* into the result */
+	uint64_t cl_active, cl_waiting, sv_active, sv_idle, maxwait_us;
+};
+
+static int by_name(const void *a, const void *b)
 {
-	const char *d = PQgetvalue(res, row, db);
-	return plain(d) && strcmp(d, "pgbouncer") != 0 && strcmp(d, PQgetvalue(res, row, user)) == 0;
+	return strcmp(((const struct dbpool *)a)->name, ((const struct dbpool *)b)->name);
 }
 
 static void render_pools(const PGresult *res, struct buf *out)
 {
-	int db = col(res, "database"), user = col(res, "user"), cla = col(res, "cl_active"),
-	    clw = col(res, "cl_waiting"), sva = col(res, "sv_active"), svi = col(res, "sv_idle"),
-	    svu = col(res, "sv_used"), svt = col(res, "sv_tested"), svl = col(res, "sv_login"),
-	    mw = col(res, "maxwait"), mwu = col(res, "maxwait_us");
-	if (db < 0 || user < 0)
+	int db = col(res, "database"), cla = col(res, "cl_active"), clw = col(res, "cl_waiting"),
+	    sva = col(res, "sv_active"), svi = col(res, "sv_idle"), svu = col(res, "sv_used"),
+	    svt = col(res, "sv_tested"), svl = col(res, "sv_login"), mw = col(res, "maxwait"),
+	    mwu = col(res, "maxwait_us");
+	int rows = PQntuples(res);
+	if (db < 0 || rows <= 0)
 		return;
+	_cleanup_free_ struct dbpool *v = calloc((size_t)rows, sizeof(*v));
+	if (!v) {
+		out->failed = -ENOMEM;
+		return;
+	}
+	size_t n = 0;
+	for (int i = 0; i < rows; i++) {
+		const char *d = PQgetvalue(res, i, db);
+		if (!plain(d) || strcmp(d, "pgbouncer") == 0)
+			continue;
+		v[n++] = (struct dbpool){
+		    .name = d,
+		    .cl_active = num(res, i, cla),
+		    .cl_waiting = num(res, i, clw),
+		    .sv_active = num(res, i, sva),
+		    .sv_idle = num(res, i, svi) + num(res, i, svu) + num(res, i, svt) + num(res, i, svl),
+		    .maxwait_us = num(res, i, mw) * 1000000u + num(res, i, mwu) % 1000000u,
+		};
+	}
+	qsort(v, n, sizeof(*v), by_name);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (m > 0 && strcmp(v[m - 1].name, v[i].name) == 0) {
+			struct dbpool *t = &v[m - 1];
+			t->cl_active += v[i].cl_active;
+			t->cl_waiting += v[i].cl_waiting;
+			t->sv_active += v[i].sv_active;
+			t->sv_idle += v[i].sv_idle;
+			t->maxwait_us = v[i].maxwait_us > t->maxwait_us ? v[i].maxwait_us : t->maxwait_us;
+		} else {
+			v[m++] = v[i];
+		}
+	}
 	buf_puts(out, "# HELP zmesh_db_pool_clients Sandbox connections to the node's pgbouncer, by database and "
 	              "state (waiting: for a server connection).\n"
 	              "# TYPE zmesh_db_pool_clients gauge\n");
-	for (int i = 0; i < PQntuples(res); i++) {
-		const char *d = PQgetvalue(res, i, db);
-		if (!own_pool(res, i, db, user))
-			continue;
-		buf_printf(out, "zmesh_db_pool_clients{database=\"%s\",state=\"active\"} %" PRIu64 "\n", d,
-		           num(res, i, cla));
-		buf_printf(out, "zmesh_db_pool_clients{database=\"%s\",state=\"waiting\"} %" PRIu64 "\n", d,
-		           num(res, i, clw));
-	}
+	for (size_t i = 0; i < m; i++)
+		buf_printf(out,
+		           "zmesh_db_pool_clients{database=\"%s\",state=\"active\"} %" PRIu64 "\n"
+		           "zmesh_db_pool_clients{database=\"%s\",state=\"waiting\"} %" PRIu64 "\n",
+		           v[i].name, v[i].cl_active, v[i].name, v[i].cl_waiting);
 	buf_puts(out, "# HELP zmesh_db_pool_server_connections Pooled connections to the cluster, by database and "
 	              "state.\n"
 	              "# TYPE zmesh_db_pool_server_connections gauge\n");
-	for (int i = 0; i < PQntuples(res); i++) {
-		const char *d = PQgetvalue(res, i, db);
-		if (!own_pool(res, i, db, user))
-			continue;
-		buf_printf(out, "zmesh_db_pool_server_connections{database=\"%s\",state=\"active\"} %" PRIu64 "\n", d,
-		           num(res, i, sva));
-		buf_printf(out, "zmesh_db_pool_server_connections{database=\"%s\",state=\"idle\"} %" PRIu64 "\n", d,
-		           num(res, i, svi) + num(res, i, svu) + num(res, i, svt) + num(res, i, svl));
-	}
+	for (size_t i = 0; i < m; i++)
+		buf_printf(out,
+		           "zmesh_db_pool_server_connections{database=\"%s\",state=\"active\"} %" PRIu64 "\n"
+		           "zmesh_db_pool_server_connections{database=\"%s\",state=\"idle\"} %" PRIu64 "\n",
+		           v[i].name, v[i].sv_active, v[i].name, v[i].sv_idle);
 	buf_puts(out, "# HELP zmesh_db_pool_max_wait_seconds How long the oldest waiting client of a database has "
 	              "waited.\n"
 	              "# TYPE zmesh_db_pool_max_wait_seconds gauge\n");
-	for (int i = 0; i < PQntuples(res); i++) {
-		const char *d = PQgetvalue(res, i, db);
-		if (!own_pool(res, i, db, user))
-			continue;
-		buf_printf(out, "zmesh_db_pool_max_wait_seconds{database=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n", d,
-		           num(res, i, mw), num(res, i, mwu) % 1000000u);
-	}
+	for (size_t i = 0; i < m; i++)
+		buf_printf(out, "zmesh_db_pool_max_wait_seconds{database=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
+		           v[i].name, v[i].maxwait_us / 1000000u, v[i].maxwait_us % 1000000u);
 }
 
 static void render_stats(const PGresult *res, struct buf *out)

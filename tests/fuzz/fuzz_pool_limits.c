@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned long n = strtoul(v, &end, 10);
 		CHECK(n >= 1 && n <= PGB_ROLE_POOL_MAX);
 		CHECK(strncmp(end, " max_db_connections=", 20) == 0);
-		CHECK(strtoul(end + 20, &end, 10) == n && end == nl);
+		CHECK(strtoul(end + 20, &end, 10) == n + 1 && end == nl);
 		entries++;
 		p = nl + 1;
 	}

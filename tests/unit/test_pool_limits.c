@@ -35,8 +35,8 @@ static void accepted_lines_become_database_entries(void **state)
 	assert_string_equal(out_text, "; Made by zmeshd from " PGB_LIMITS_FILE ".\n[databases]\n");
 	assert_int_equal(parse("zp_ab12 5\nzp_cd 50\n"), 0);
 	assert_non_null(strstr(out_text, "[databases]\n"
-	                                 "zp_ab12 = host=/run/pg port=5433 pool_size=5 max_db_connections=5\n"
-	                                 "zp_cd = host=/run/pg port=5433 pool_size=50 max_db_connections=50\n"));
+	                                 "zp_ab12 = host=/run/pg port=5433 pool_size=5 max_db_connections=6\n"
+	                                 "zp_cd = host=/run/pg port=5433 pool_size=50 max_db_connections=51\n"));
 }
 
 static void anything_else_is_refused_naming_the_line(void **state)

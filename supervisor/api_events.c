@@ -2,11 +2,13 @@
  *
  * The caller is a member of the project (a bearer token, source "api") or
  * holds an API key of it (x-api-key, source "api_key"; a key of another
- * project is 403). Every enabled trigger "custom.<type>" of the project whose
- * conditions hold for the event it would deliver gets one job; the jobs (and
- * their queued records) commit in one statement before the answer, 202
- * {event_id, matched}, and matched may be 0. A project has at most
- * STORE_TRIGGERS_MAX triggers, so an event makes at most that many jobs.
+ * project is 403); a request with both is judged by its key alone. Every
+ * enabled trigger "custom.<type>" of the project whose conditions hold for
+ * the event it would deliver gets one job; the jobs (and their queued
+ * records) commit in one statement before the answer, 202 {event_id,
+ * matched}, and matched may be 0. A project has at most STORE_TRIGGERS_MAX
+ * triggers, so an event makes at most that many jobs (the oldest, should
+ * concurrent creates have passed the bound).
  *
  * The event a function receives: {trigger: "event", trigger_id, type, data,
  * event_id, timestamp, source}; conditions are matched against it. */

@@ -202,6 +202,9 @@ def test_emit_by_api_key(zd, user, project, fn, new_user):
     assert_error(emit_by_key(zd, pid, "not-a-key", {"type": "invoice.sent"}), 401, "INVALID_API_KEY")
     assert_error(emit_by_key(zd, pid, "", {"type": "invoice.sent"}), 401, "INVALID_API_KEY")
     assert_error(emit_by_key(zd, pid, None, {"type": "invoice.sent"}), 401, "UNAUTHORIZED")
+    # With both, the key decides: a bad key is refused even beside a good token.
+    r = user.post("/projects/%s/events" % pid, {"type": "invoice.sent"}, headers={"x-api-key": "not-a-key"})
+    assert_error(r, 401, "INVALID_API_KEY")
     # A stranger's token sees no such project.
     assert_error(emit(stranger, pid, {"type": "invoice.sent"}), 404, "NOT_FOUND")
     assert len(records_of(zd, t["id"])) == 2

@@ -1,5 +1,6 @@
 /* triggers.c - zmesh triggers list|get|create|delete|enable|disable|rotate-secret:
- * what runs a function besides a call, cron schedules and signed webhooks. */
+ * what runs a function besides a call, cron schedules, signed webhooks and
+ * custom events. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,11 +9,12 @@
 #include "table.h"
 
 static const char triggers_usage[] =
-    "zmesh triggers list | create --function NAME (--cron SCHEDULE | --webhook VERIFY) [OPTIONS]\n"
+    "zmesh triggers list | create --function NAME (--cron SCHEDULE | --webhook VERIFY | --event TYPE) [OPTIONS]\n"
     "       | get ID | delete ID | enable ID | disable ID | rotate-secret ID\n"
     "\n"
-    "  A trigger runs a function of the current project on a schedule (--cron) or when a signed\n"
-    "  HTTP request arrives at its URL (--webhook), through the queue: failed runs are retried as\n"
+    "  A trigger runs a function of the current project on a schedule (--cron), when a signed\n"
+    "  HTTP request arrives at its URL (--webhook) or when a custom event of its type is emitted\n"
+    "  (--event; zmesh events emit), through the queue: failed runs are retried as\n"
     "  the function's --retries say (zmesh functions deploy --help), then become dead letters.\n"
     "  zmesh triggers create --help lists the options; ID is a trigger's id (zmesh triggers list).";
 static const char create_usage[] =
@@ -21,6 +23,7 @@ static const char create_usage[] =
     "       zmesh triggers create --function NAME --webhook standard|stripe|github|hmac|none\n"
     "                      [--secret SECRET] [--header NAME] [--prefix PREFIX] [--encoding hex|base64]\n"
     "                      [--id-header NAME] [--respond async|sync] [COMMON]\n"
+    "       zmesh triggers create --function NAME --event custom.TYPE [COMMON]\n"
     "  COMMON: [--condition 'FIELD OP VALUE']... [--conditions JSON] [--disabled]\n"
     "\n"
     "  --cron SCHEDULE    5 fields (minute hour day-of-month month day-of-week), or 6 with seconds\n"
@@ -37,6 +40,8 @@ static const char create_usage[] =
     "  --id-header NAME   stripe, hmac: the header carrying a delivery id (replays run nothing)\n"
     "  --respond          async (default): answer 202 once queued; sync: the function's result\n"
     "                     is the HTTP answer ({statusCode, headers, body} sets them)\n"
+    "  --event EVENT_TYPE custom.TYPE, e.g. custom.order.paid: runs on every custom event of that\n"
+    "                     TYPE (zmesh events emit order.paid); TYPE is 1 to 100 of a-z 0-9 . _ -\n"
     "  --condition        run only when FIELD (a dotted path into the event, e.g. body.amount)\n"
     "                     compares to VALUE by OP: eq neq gt gte lt lte contains in (or = != > >= < <=).\n"
     "                     VALUE is JSON when it parses (100, true, [\"eur\",\"usd\"], \"\\\"100\\\"\"), else a\n"
@@ -235,6 +240,8 @@ static void trigger_when(json_t *t, char *buf, size_t size)
 		snprintf(buf, size, "%s (%s)", schedule, tz ? tz : "UTC");
 	else if (type && strcmp(type, "webhook") == 0 && verify)
 		snprintf(buf, size, "verify %s", verify);
+	else if (type && strncmp(type, "custom.", 7) == 0)
+		snprintf(buf, size, "emit %s", type + 7);
 	else
 		snprintf(buf, size, "-");
 }
@@ -318,7 +325,8 @@ static int triggers_list(struct cli *c, int argc, char **argv)
 		return CLI_EXIT_OK;
 	}
 	if (json_array_size(list) == 0) {
-		printf("No triggers yet: zmesh triggers create --function NAME --cron SCHEDULE | --webhook VERIFY\n");
+		printf("No triggers yet: zmesh triggers create --function NAME --cron SCHEDULE | --webhook VERIFY | "
+		       "--event custom.TYPE\n");
 		return CLI_EXIT_OK;
 	}
 	static const char *const header[] = {"ID",         "FUNCTION", "TYPE",    "WHEN",
@@ -351,7 +359,7 @@ static int triggers_list(struct cli *c, int argc, char **argv)
 
 /* The options of create, as given. */
 struct create_args {
-	const char *function, *cron, *webhook;
+	const char *function, *cron, *webhook, *event;
 	const char *timezone, *catch_up, *overlap;
 	json_t *payload; /* owned */
 	const char *secret, *header, *prefix, *encoding, *id_header, *respond;
@@ -373,10 +381,20 @@ static int create_check(const struct create_args *a)
 	static const char *const verifies[] = {"standard", "stripe", "github", "hmac", "none", NULL};
 	if (!a->function)
 		return cli_usage_error(create_usage, "a trigger needs --function NAME");
-	if (a->cron && a->webhook)
-		return cli_usage_error(create_usage, "--cron and --webhook: a trigger is one or the other");
-	if (!a->cron && !a->webhook)
-		return cli_usage_error(create_usage, "a trigger needs --cron SCHEDULE or --webhook VERIFY");
+	if (!!a->cron + !!a->webhook + !!a->event > 1)
+		return cli_usage_error(create_usage, "--cron, --webhook, --event: a trigger is one of them");
+	if (!a->cron && !a->webhook && !a->event)
+		return cli_usage_error(create_usage,
+		                       "a trigger needs --cron SCHEDULE, --webhook VERIFY or --event TYPE");
+	if (a->event) {
+		if (a->cron_only || a->webhook_only)
+			return cli_usage_error(create_usage, "--%s does not go with --event",
+			                       a->cron_only ? a->cron_only : a->webhook_only);
+		if (strncmp(a->event, "custom.", 7) != 0 || !a->event[7])
+			return cli_usage_error(create_usage, "--event '%s': want custom.TYPE, e.g. custom.order.paid",
+			                       a->event);
+		return 0;
+	}
 	if (a->cron) {
 		if (a->webhook_only)
 			return cli_usage_error(create_usage, "--%s goes with --webhook, not --cron", a->webhook_only);
@@ -427,7 +445,9 @@ static json_t *create_body(const struct create_args *a, const char *function_id)
 		if ((v) && r == 0)                                            \
 			r = json_object_set_new(config, key, json_string(v)); \
 	} while (0)
-	if (a->cron) {
+	if (a->event) {
+		/* A custom trigger has no settings: config stays {}. */
+	} else if (a->cron) {
 		PUT_STR("schedule", a->cron);
 		PUT_STR("timezone", a->timezone);
 		if (a->payload && r == 0)
@@ -446,7 +466,10 @@ static json_t *create_body(const struct create_args *a, const char *function_id)
 #undef PUT_STR
 	if (r < 0)
 		return NULL;
-	_cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:O}", "event_type", a->cron ? "cron" : "webhook",
+	_cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:O}", "event_type",
+	                                        a->event  ? a->event
+	                                        : a->cron ? "cron"
+	                                                  : "webhook",
 	                                        "function_id", function_id, "config", config);
 	if (!body)
 		return NULL;
@@ -476,6 +499,7 @@ static int triggers_create(struct cli *c, int argc, char **argv)
 		OPT_CONDITION,
 		OPT_CONDITIONS,
 		OPT_DISABLED,
+		OPT_EVENT,
 	};
 	static const struct option opts[] = {
 	    {"function", required_argument, NULL, OPT_FUNCTION},
@@ -494,6 +518,7 @@ static int triggers_create(struct cli *c, int argc, char **argv)
 	    {"condition", required_argument, NULL, OPT_CONDITION},
 	    {"conditions", required_argument, NULL, OPT_CONDITIONS},
 	    {"disabled", no_argument, NULL, OPT_DISABLED},
+	    {"event", required_argument, NULL, OPT_EVENT},
 	    CLI_COMMON_OPTIONS,
 	    {0},
 	};
@@ -516,6 +541,9 @@ static int triggers_create(struct cli *c, int argc, char **argv)
 			break;
 		case OPT_WEBHOOK:
 			a.webhook = optarg;
+			break;
+		case OPT_EVENT:
+			a.event = optarg;
 			break;
 		case OPT_TIMEZONE:
 			a.timezone = optarg;
@@ -612,7 +640,7 @@ static int triggers_create(struct cli *c, int argc, char **argv)
 	if (c->json) {
 		cli_print_raw(&rep);
 	} else {
-		printf("Created a %s trigger:\n", a.cron ? "cron" : "webhook");
+		printf("Created a %s trigger:\n", a.event ? "custom event" : a.cron ? "cron" : "webhook");
 		print_trigger(c, rep.json);
 	}
 	const char *secret = json_string_value(json_object_get(rep.json, "secret"));

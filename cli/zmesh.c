@@ -28,16 +28,18 @@ static const char usage_text[] =
     "  versions NAME                                        earlier versions\n"
     "  rollback NAME VERSION                                restore a version (itself undoable)\n"
     "  delete NAME                                          delete the function\n"
-    "Triggers and dead letters (in the current project; ID from their list)\n"
+    "Triggers, events and dead letters (in the current project; ID from their list)\n"
     "  triggers list                                        the project's triggers\n"
     "  triggers create --function NAME --cron SCHEDULE [--timezone TZ] [--payload JSON]\n"
     "                  [--catch-up skip|latest|all] [--overlap allow|skip]     run on a schedule\n"
     "  triggers create --function NAME --webhook standard|stripe|github|hmac|none [--secret S]\n"
     "                  [--header H] [--prefix P] [--encoding hex|base64] [--respond async|sync]\n"
     "                                                       run on signed requests to its URL\n"
-    "                  and either kind: [--condition 'FIELD OP VALUE']... [--disabled]\n"
+    "  triggers create --function NAME --event custom.TYPE  run on custom events of TYPE\n"
+    "                  and any kind: [--condition 'FIELD OP VALUE']... [--disabled]\n"
     "  triggers get|delete|enable|disable ID                show, remove, switch on or off\n"
     "  triggers rotate-secret ID                            a new webhook secret (the old one: 24 h)\n"
+    "  events emit TYPE [--data JSON]                       a custom event: runs its triggers\n"
     "  dead-letters list                                    queued runs that failed every retry\n"
     "  dead-letters retry ID                                queue one again\n"
     "API keys (for POST /api/functions/SLUG with an x-api-key header)\n"
@@ -62,6 +64,7 @@ static const struct {
     {"logs", cmd_logs},         {"versions", cmd_versions},
     {"rollback", cmd_rollback}, {"delete", cmd_delete},
     {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
+    {"events", cmd_events},
 };
 
 static int run(struct cli *c, int argc, char **argv)

@@ -367,25 +367,15 @@ HANDLER(h_invoke)
  * unique within a project, so /api/functions/{slug} is never ambiguous. */
 HANDLER(h_api_invoke)
 {
-	const char *key = http_header(req, "x-api-key");
-	char hash[65];
-	if (!key)
-		return ze(err, ZE_UNAUTHORIZED, "missing x-api-key header");
-	if (auth_apikey_hash(key, hash, NULL) < 0)
-		return ze(err, ZE_INVALID_API_KEY, "the API key is not valid");
+	_cleanup_call_ struct call k;
+	int r = api_begin_key(req, app, http_param(req, "slug"), &k, err);
+	if (r < 0)
+		return r;
 	size_t len = 0;
 	http_body(req, &len);
 	_cleanup_json_ json_t *payload = len ? body_json(req, err) : json_null();
 	if (!payload)
 		return err->code;
-	_cleanup_call_ struct call k = {.app = app};
-	int r = take_conn(&k, err);
-	if (r == 0)
-		r = store_lookup_key(k.c, hash, http_param(req, "slug"), &k.p, &k.f, err);
-	if (r < 0)
-		return r;
-	http_log_field(req, "project", k.p.id);
-	http_log_field(req, "function", k.f.id);
 	if (api_prefers_async(req))
 		return api_enqueue(req, &k, payload, "async", err);
 	call_drop_conn(&k);
@@ -558,5 +548,6 @@ const struct http_route app_routes[] = {
     {"DELETE", "/projects/{pid}/triggers/{tid}", h_trigger_delete},
     {"POST", "/projects/{pid}/triggers/{tid}/rotate-secret", h_trigger_rotate_secret},
     {"POST", "/webhooks/{tid}", h_webhook},
+    {"POST", "/projects/{pid}/events", h_events_emit},
 };
 const size_t app_n_routes = ELEMENTSOF(app_routes);

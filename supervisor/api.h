@@ -54,6 +54,11 @@ int take_conn(struct call *k, struct zerr *err);
 /* Authenticate the bearer token and gather what need asks (STORE_* of
  * store.h). A project of others answers 404 like one that does not exist. */
 int api_begin(struct http_request *req, struct app *app, unsigned need, struct call *k, struct zerr *err);
+/* Authenticate the x-api-key header: k->p is the key's project and, with
+ * slug (a function's slug or id) non-NULL, k->f that function of it.
+ * -ZE_UNAUTHORIZED without the header, -ZE_INVALID_API_KEY for a key that
+ * is not one, -ZE_NOT_FOUND for no such function. k holds a connection. */
+int api_begin_key(struct http_request *req, struct app *app, const char *slug, struct call *k, struct zerr *err);
 /* api_begin, then the body as JSON (*ret_body, to be decref'd). */
 int api_begin_body(struct http_request *req, struct app *app, unsigned need, struct call *k, json_t **ret_body,
                    struct zerr *err);
@@ -82,3 +87,5 @@ void h_trigger_patch(struct http_request *req, void *app);
 void h_trigger_delete(struct http_request *req, void *app);
 void h_trigger_rotate_secret(struct http_request *req, void *app);
 void h_webhook(struct http_request *req, void *app);
+/* api_events.c */
+void h_events_emit(struct http_request *req, void *app);

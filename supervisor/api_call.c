@@ -92,6 +92,27 @@ int api_begin(struct http_request *req, struct app *app, unsigned need, struct c
 	return 0;
 }
 
+int api_begin_key(struct http_request *req, struct app *app, const char *slug, struct call *k, struct zerr *err)
+{
+	memset(k, 0, sizeof(*k));
+	k->app = app;
+	const char *key = http_header(req, "x-api-key");
+	char hash[65];
+	if (!key)
+		return ze(err, ZE_UNAUTHORIZED, "missing x-api-key header");
+	if (auth_apikey_hash(key, hash, NULL) < 0)
+		return ze(err, ZE_INVALID_API_KEY, "the API key is not valid");
+	int r = take_conn(k, err);
+	if (r == 0)
+		r = store_lookup_key(k->c, hash, slug, &k->p, slug ? &k->f : NULL, err);
+	if (r < 0)
+		return r;
+	http_log_field(req, "project", k->p.id);
+	if (slug)
+		http_log_field(req, "function", k->f.id);
+	return 0;
+}
+
 /* Changes to a project itself are its owner's; admins may act on any. */
 int need_owner(const struct call *k, const char *what, struct zerr *err)
 {

@@ -71,7 +71,7 @@ HANDLER(h_triggers_create)
 	if (r < 0)
 		return r;
 	struct store_trigger_in s = {.function_ref = in.function_ref,
-	                             .event_type = val_trigger_type_name(in.type),
+	                             .event_type = in.event_type,
 	                             .config = in.config,
 	                             .conditions = in.conditions,
 	                             .enabled = in.enabled,
@@ -98,14 +98,6 @@ HANDLER(h_trigger_get)
 	if (r == 0)
 		r = store_trigger_get(k.c, k.p.id, http_param(req, "tid"), &j, err);
 	return r < 0 ? r : api_ok(req, j);
-}
-
-static int stored_type(const struct store_trigger_state *st, enum vt_type *ret, struct zerr *err)
-{
-	if (val_trigger_type_parse(st->event_type, ret) < 0)
-		return ze(err, ZE_INVALID_TRIGGER, "event_type: \"%.160s\" triggers cannot be changed yet",
-		          st->event_type);
-	return 0;
 }
 
 /* A webhook's new config decides its secret: none for "none", the one
@@ -139,12 +131,9 @@ HANDLER(h_trigger_patch)
 	_cleanup_(store_trigger_state_done) struct store_trigger_state st = {0};
 	_cleanup_val_trigger_ struct val_trigger in = {0};
 	_cleanup_free_ char *shown = NULL;
-	enum vt_type type = VT_CRON;
 	r = store_trigger_state(k.c, k.p.id, http_param(req, "tid"), &st, err);
 	if (r == 0)
-		r = stored_type(&st, &type, err);
-	if (r == 0)
-		r = val_trigger_patch(body, type, &in, err);
+		r = val_trigger_patch(body, st.event_type, &in, err);
 	struct store_trigger_in s = {
 	    .function_ref = in.function_ref, .config = in.config, .conditions = in.conditions, .enabled = in.enabled};
 	if (r == 0)
@@ -293,17 +282,6 @@ static int event_body(struct http_request *req, json_t **ret, struct zerr *err)
 	return *ret ? 0 : zerr_set(err, -ENOMEM, "out of memory");
 }
 
-/* Now as RFC 3339 UTC with milliseconds. */
-static void timestamp_now(char out[32])
-{
-	struct timespec ts;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
-}
-
 static int webhook_event(struct http_request *req, const char *trigger_id, json_t **ret, struct zerr *err)
 {
 	_cleanup_json_ json_t *headers = json_object(), *query = json_object(), *body = NULL;
@@ -320,8 +298,8 @@ static int webhook_event(struct http_request *req, const char *trigger_id, json_
 	r = event_body(req, &body, err);
 	if (r < 0)
 		return r;
-	char ts[32];
-	timestamp_now(ts);
+	char ts[INV_TIMESTAMP_LEN];
+	inv_timestamp_now(ts);
 	*ret = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:s}", "trigger", "webhook", "trigger_id", trigger_id,
 	                 "method", http_method(req), "path", http_path(req), "query", query, "headers", headers, "body",
 	                 body, "timestamp", ts);

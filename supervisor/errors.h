@@ -63,6 +63,7 @@ enum ze_code {
 	ZE_IDEMPOTENCY_KEY_REUSED, /* 422: the same key with another payload */
 	ZE_INVALID_SIGNATURE,      /* 401: a webhook's signature missing or wrong */
 	ZE_STALE_TIMESTAMP,        /* 401: a webhook signed too long ago (or ahead) */
+	ZE_INVALID_EVENT,          /* 400: a custom event's body; the message names the field */
 	ZE_END
 };
 

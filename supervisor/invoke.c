@@ -26,6 +26,16 @@ void inv_uuid(char out[STORE_ID_LEN + 1])
 	         b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+void inv_timestamp_now(char out[INV_TIMESTAMP_LEN])
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(out, INV_TIMESTAMP_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, INV_TIMESTAMP_LEN - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+}
+
 static double now_epoch_ms(void)
 {
 	struct timespec ts;

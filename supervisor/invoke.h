@@ -63,3 +63,8 @@ json_t *inv_response(const struct inv_result *r);
 
 /* A random (version 4) UUID. */
 void inv_uuid(char out[STORE_ID_LEN + 1]);
+
+/* Now as RFC 3339 UTC with milliseconds ("2026-01-31T09:05:00.123Z"): the
+ * timestamp events carry. */
+#define INV_TIMESTAMP_LEN 32
+void inv_timestamp_now(char out[INV_TIMESTAMP_LEN]);

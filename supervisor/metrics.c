@@ -130,6 +130,10 @@ int metrics_render(struct app *app, struct buf *out)
 	     &app->metrics.events.webhook_rejected},
 	    {"zmesh_webhooks_replayed_total", "Webhook deliveries whose id was seen before (nothing ran).",
 	     &app->metrics.events.webhook_replayed},
+	    {"zmesh_custom_events_total", "Custom events accepted (POST /projects/{pid}/events).",
+	     &app->metrics.events.custom_received},
+	    {"zmesh_custom_event_jobs_total", "Jobs queued for custom events (one per matching trigger).",
+	     &app->metrics.events.custom_enqueued},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(ev); i++)
 		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIuFAST64 "\n", ev[i].name, ev[i].help,

@@ -32,6 +32,8 @@ struct app_metrics {
 		atomic_uint_fast64_t webhook_accepted; /* verified deliveries (replays included) */
 		atomic_uint_fast64_t webhook_rejected; /* bad or missing signature, stale timestamp */
 		atomic_uint_fast64_t webhook_replayed; /* a delivery id seen before */
+		atomic_uint_fast64_t custom_received;  /* custom events accepted (POST .../events) */
+		atomic_uint_fast64_t custom_enqueued;  /* jobs custom events queued (also in enqueued) */
 	} events;
 };
 

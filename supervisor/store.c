@@ -283,21 +283,32 @@ int store_lookup_key(PGconn *c, const char *key_hash, const char *slug, struct p
 	/* The key's last use is written at most once a minute: a write (and
 	 * its commit) on every invocation would cost more than the rest. */
 	char sql[1536];
-	snprintf(sql, sizeof(sql),
-	         "WITH k AS (SELECT id, project_id, last_used_at FROM api_keys WHERE key_hash = $1), "
-	         "touch AS (UPDATE api_keys a SET last_used_at = now() FROM k WHERE a.id = k.id AND "
-	         "(k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')) "
-	         "SELECT %s, %s FROM k JOIN projects p ON p.id = k.project_id "
-	         "LEFT JOIN functions f ON f.project_id = p.id AND %s",
-	         store_project_cols, store_function_cols, val_is_uuid(slug) ? "f.id = $2::uuid" : "f.slug = $2");
+	if (slug)
+		snprintf(sql, sizeof(sql),
+		         "WITH k AS (SELECT id, project_id, last_used_at FROM api_keys WHERE key_hash = $1), "
+		         "touch AS (UPDATE api_keys a SET last_used_at = now() FROM k WHERE a.id = k.id AND "
+		         "(k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')) "
+		         "SELECT %s, %s FROM k JOIN projects p ON p.id = k.project_id "
+		         "LEFT JOIN functions f ON f.project_id = p.id AND %s",
+		         store_project_cols, store_function_cols,
+		         val_is_uuid(slug) ? "f.id = $2::uuid" : "f.slug = $2");
+	else
+		snprintf(sql, sizeof(sql),
+		         "WITH k AS (SELECT id, project_id, last_used_at FROM api_keys WHERE key_hash = $1), "
+		         "touch AS (UPDATE api_keys a SET last_used_at = now() FROM k WHERE a.id = k.id AND "
+		         "(k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')) "
+		         "SELECT %s FROM k JOIN projects p ON p.id = k.project_id",
+		         store_project_cols);
 	const char *prm[] = {key_hash, slug};
 	_cleanup_pgresult_ PGresult *res = NULL;
-	int r = db_exec_prepared(c, sql, 2, prm, &res, err);
+	int r = db_exec_prepared(c, sql, slug ? 2 : 1, prm, &res, err);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1)
 		return ze(err, ZE_INVALID_API_KEY, "the API key is not valid");
 	store_project_from_row(res, 0, 0, ret_p);
+	if (!slug)
+		return 0;
 	if (PQgetisnull(res, 0, STORE_PROJECT_NCOLS))
 		return ze(err, ZE_NOT_FOUND, "no such function in the key's project");
 	return store_function_from_row(res, 0, STORE_PROJECT_NCOLS, ret_f, err);

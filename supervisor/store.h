@@ -97,7 +97,8 @@ enum {
  * *ret_f must be released with store_function_done, *ret_json decref'd. */
 int store_lookup(PGconn *c, unsigned need, const char *user_id, const char *pid, const char *fid, struct user *ret_u,
                  struct project *ret_p, struct function *ret_f, json_t **ret_json, struct zerr *err);
-/* The project of an API key (its SHA-256 hex) and its function slug (or id).
+/* The project of an API key (its SHA-256 hex) and its function slug (or id);
+ * slug NULL: the project only (ret_f untouched, may be NULL).
  * -ZE_INVALID_API_KEY for an unknown key, -ZE_NOT_FOUND for no such
  * function. The key's last use is written at most once a minute. */
 int store_lookup_key(PGconn *c, const char *key_hash, const char *slug, struct project *ret_p, struct function *ret_f,

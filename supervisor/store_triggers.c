@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "store_triggers.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,4 +384,44 @@ int store_webhook_unclaim(PGconn *c, const char *trigger_id, const char *deliver
 {
 	const char *prm[] = {trigger_id, delivery_id};
 	return exec(c, "DELETE FROM webhook_deliveries WHERE trigger_id = $1::uuid AND delivery_id = $2", 2, prm, err);
+}
+
+/* ---- custom events ------------------------------------------------------------ */
+
+int store_event_triggers(PGconn *c, const char *project_id, const char *event_type, json_t **ret, struct zerr *err)
+{
+	char max[16];
+	snprintf(max, sizeof(max), "%d", STORE_TRIGGERS_MAX);
+	const char *prm[] = {project_id, event_type, max};
+	int r = store_q_json_prepared(c,
+	                              "SELECT coalesce(json_agg(json_build_object('id', t.id, 'conditions', "
+	                              "t.conditions) ORDER BY t.created_at, t.id), '[]') FROM (SELECT id, "
+	                              "conditions, created_at FROM triggers WHERE project_id = $1 AND event_type = "
+	                              "$2 AND enabled ORDER BY created_at, id LIMIT $3::int) t",
+	                              3, prm, ret, err);
+	if (r == 0 && !*ret)
+		return zerr_set(err, -EIO, "no row from the custom event triggers' query");
+	return r;
+}
+
+int store_event_enqueue(PGconn *c, const char *project_id, const char *event_type, const char *trigger_ids,
+                        json_t *event, uint64_t *ret_n, struct zerr *err)
+{
+	_cleanup_free_ char *ev = dump(event);
+	if (!ev)
+		return zerr_set(err, -ENOMEM, "cannot encode the event");
+	const char *prm[] = {project_id, event_type, ev, trigger_ids};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	/* A CTE that calls a volatile function is run in full, once. */
+	int r = db_exec_prepared(c,
+	                         "WITH q AS (SELECT zmesh_enqueue(t.function_id, NULL, $3::jsonb || "
+	                         "jsonb_build_object('trigger_id', t.id), 'event', t.id) AS inv FROM triggers t "
+	                         "WHERE t.project_id = $1 AND t.event_type = $2 AND t.enabled AND "
+	                         "t.id = ANY($4::uuid[])) SELECT count(inv) FROM q",
+	                         4, prm, &res, err);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) != 1 || sscanf(PQgetvalue(res, 0, 0), "%" SCNu64, ret_n) != 1)
+		return zerr_set(err, -EIO, "no count from the custom event's enqueue");
+	return 0;
 }

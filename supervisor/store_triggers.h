@@ -93,3 +93,19 @@ int store_webhook_claim(PGconn *c, const char *trigger_id, const char *delivery_
 /* Give a claimed delivery up (the invocation was refused before it ran), so
  * that the sender's retry runs. */
 int store_webhook_unclaim(PGconn *c, const char *trigger_id, const char *delivery_id, struct zerr *err);
+
+/* ---- custom events ---- */
+
+/* The enabled triggers of project_id whose event_type is event_type
+ * ("custom.<type>"), oldest first, at most STORE_TRIGGERS_MAX: *ret is
+ * [{id, conditions}]. */
+int store_event_triggers(PGconn *c, const char *project_id, const char *event_type, json_t **ret, struct zerr *err);
+/* Queue event for each trigger of trigger_ids (a PostgreSQL array literal
+ * of uuids) that is still an enabled event_type trigger of project_id, with
+ * its trigger_id added to event, for its function's current version: the
+ * queued records and the jobs in one statement, so all or none commit.
+ * *ret_n: the jobs queued (a trigger deleted or disabled meanwhile, or whose
+ * function is gone, queues none). The caller then wakes this node's workers
+ * (jobs_wake). */
+int store_event_enqueue(PGconn *c, const char *project_id, const char *event_type, const char *trigger_ids,
+                        json_t *event, uint64_t *ret_n, struct zerr *err);

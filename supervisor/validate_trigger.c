@@ -11,8 +11,9 @@
 #include "errors.h"
 #include "tz.h"
 #include "validate.h"
+#include "validate_event.h"
 
-static const char *const type_names[] = {[VT_CRON] = "cron", [VT_WEBHOOK] = "webhook"};
+static const char *const type_names[] = {[VT_CRON] = "cron", [VT_WEBHOOK] = "webhook", [VT_CUSTOM] = "custom"};
 
 const char *val_trigger_type_name(enum vt_type t)
 {
@@ -22,11 +23,14 @@ const char *val_trigger_type_name(enum vt_type t)
 int val_trigger_type_parse(const char *s, enum vt_type *ret)
 {
 	for (size_t i = 0; s && i < ELEMENTSOF(type_names); i++)
-		if (strcmp(s, type_names[i]) == 0) {
+		if (i != VT_CUSTOM && strcmp(s, type_names[i]) == 0) {
 			*ret = (enum vt_type)i;
 			return 0;
 		}
-	return -EINVAL;
+	if (!val_event_trigger_type(s))
+		return -EINVAL;
+	*ret = VT_CUSTOM;
+	return 0;
 }
 
 void val_trigger_done(struct val_trigger *t)
@@ -290,7 +294,18 @@ static int webhook_config(json_t *cfg, struct val_trigger *t, json_t **ret, stru
 	return 0;
 }
 
-/* ---- the body -------------------------------------------------------------- */
+/* ---- custom ---------------------------------------------------------------- */
+
+/* A custom event has no settings yet: {} keeps room for some. */
+static int custom_config(json_t *cfg, json_t **ret, struct zerr *err)
+{
+	static const char *const known[] = {NULL};
+	int r = known_keys(cfg, known, err);
+	if (r < 0)
+		return r;
+	*ret = json_object();
+	return *ret ? 0 : zerr_set(err, -ENOMEM, "out of memory");
+}
 
 static int config_field(json_t *body, struct val_trigger *t, struct zerr *err)
 {
@@ -304,7 +319,15 @@ static int config_field(json_t *body, struct val_trigger *t, struct zerr *err)
 		return bad(err, "config: want an object");
 	if (!json_fits(cfg, VT_CONFIG_MAX_BYTES))
 		return bad(err, "config: larger than %d KiB", VT_CONFIG_MAX_BYTES / 1024);
-	return t->type == VT_CRON ? cron_config(cfg, &t->config, err) : webhook_config(cfg, t, &t->config, err);
+	switch (t->type) {
+	case VT_CRON:
+		return cron_config(cfg, &t->config, err);
+	case VT_WEBHOOK:
+		return webhook_config(cfg, t, &t->config, err);
+	case VT_CUSTOM:
+		break;
+	}
+	return custom_config(cfg, &t->config, err);
 }
 
 static int conditions_field(json_t *body, struct val_trigger *t, struct zerr *err)
@@ -351,22 +374,32 @@ static int enabled_field(json_t *body, struct val_trigger *t, struct zerr *err)
 	return 0;
 }
 
+#define TYPES_HINT "\"cron\", \"webhook\" or \"custom.<type>\""
+
 static int event_type_field(json_t *body, struct val_trigger *t, struct zerr *err)
 {
 	json_t *v = json_object_get(body, "event_type");
 	if (!v)
-		return bad(err, "event_type: required, \"cron\" or \"webhook\"");
+		return bad(err, "event_type: required, " TYPES_HINT);
 	const char *s = json_string_value(v);
 	if (!s)
-		return bad(err, "event_type: want a string, \"cron\" or \"webhook\"");
+		return bad(err, "event_type: want a string, " TYPES_HINT);
+	if (strlen(s) != json_string_length(v))
+		return bad(err, "event_type: contains a NUL byte");
 	if (val_trigger_type_parse(s, &t->type) == 0) {
 		t->has_type = true;
+		t->event_type = s;
 		return 0;
 	}
-	/* The next kinds of events have their names already. */
-	if (strncmp(s, "custom.", 7) == 0 || strncmp(s, "cdc.", 4) == 0)
-		return bad(err, "event_type: \"%.160s\" is not supported yet (\"cron\" or \"webhook\")", s);
-	return bad(err, "event_type: \"%.64s\" is not one of \"cron\", \"webhook\"", s);
+	const char *why = NULL;
+	if (strncmp(s, VE_CUSTOM_PREFIX, strlen(VE_CUSTOM_PREFIX)) == 0 &&
+	    !val_event_type(s + strlen(VE_CUSTOM_PREFIX), &why))
+		return bad(err, "event_type: the type of \"%.120s\" %s (want \"custom.\" and 1 to %d of a-z 0-9 . _ -)",
+		           s, why, VE_TYPE_MAX);
+	/* Database changes have their names already. */
+	if (strncmp(s, "cdc.", 4) == 0)
+		return bad(err, "event_type: \"%.160s\" is not supported yet (" TYPES_HINT ")", s);
+	return bad(err, "event_type: \"%.64s\" is not one of " TYPES_HINT, s);
 }
 
 static int fields(json_t *body, bool create, struct val_trigger *t, struct zerr *err)
@@ -400,17 +433,18 @@ int val_trigger_create(json_t *body, struct val_trigger *ret, struct zerr *err)
 	return 0;
 }
 
-int val_trigger_patch(json_t *body, enum vt_type cur, struct val_trigger *ret, struct zerr *err)
+int val_trigger_patch(json_t *body, const char *cur, struct val_trigger *ret, struct zerr *err)
 {
 	static const char *const known[] = {"event_type", "function_id", "config", "conditions", "enabled", NULL};
-	struct val_trigger t = {.enabled = -1, .type = cur};
+	struct val_trigger t = {.enabled = -1, .event_type = cur};
+	if (val_trigger_type_parse(cur, &t.type) < 0)
+		return bad(err, "event_type: \"%.160s\" triggers cannot be changed yet", cur ? cur : "");
 	int r = val_object(body, known, err);
 	if (r < 0)
 		return r;
 	json_t *et = json_object_get(body, "event_type");
-	if (et && (!json_is_string(et) || strcmp(json_string_value(et), val_trigger_type_name(cur)) != 0))
-		return bad(err, "event_type: cannot change (this trigger is \"%s\"; create another)",
-		           val_trigger_type_name(cur));
+	if (et && (!json_is_string(et) || strcmp(json_string_value(et), cur) != 0))
+		return bad(err, "event_type: cannot change (this trigger is \"%s\"; create another)", cur);
 	/* Only a config given is validated: PATCH without one keeps the
 	 * stored config. */
 	json_t *cfg = json_object_get(body, "config");

@@ -11,6 +11,7 @@
  *            overlap "allow"}
  *   webhook {verify, respond "async"} + for hmac {header, encoding "hex",
  *            prefix?} + for stripe and hmac {id_header?}
+ *   custom  {} (no settings yet; any key is unknown)
  * A webhook's secret never stays in the config: it is returned apart
  * (secret) and kept in its own column. */
 #pragma once
@@ -27,11 +28,14 @@
 #define VT_HEADER_NAME_MAX      64          /* a header name in a webhook config */
 #define VT_PREFIX_MAX           64          /* an hmac signature's prefix */
 
-enum vt_type { VT_CRON, VT_WEBHOOK };
+/* VT_CUSTOM: event_type "custom.<type>" (validate_event.h), which custom
+ * events of that type run (POST /projects/{pid}/events). */
+enum vt_type { VT_CRON, VT_WEBHOOK, VT_CUSTOM };
 
 struct val_trigger {
 	bool has_type;
 	enum vt_type type;
+	const char *event_type;   /* as stored ("cron", "custom.order.paid"), borrowed; NULL when absent */
 	const char *function_ref; /* id or slug, borrowed from the body; NULL when absent */
 	json_t *config;           /* normalised, owned; NULL when absent (PATCH) */
 	json_t *conditions;       /* owned; NULL when absent (PATCH) */
@@ -45,8 +49,11 @@ struct val_trigger {
 void val_trigger_done(struct val_trigger *t);
 #define _cleanup_val_trigger_ _cleanup_(val_trigger_done)
 
-/* "cron" and "webhook"; the name of a type. */
+/* The name of a type: "cron", "webhook", "custom" (a custom trigger's
+ * event_type is "custom.<type>"). */
 const char *val_trigger_type_name(enum vt_type t);
+/* The type of a stored or given event_type: "cron", "webhook", or
+ * "custom.<type>" with a valid type; -EINVAL otherwise ("cdc.*" too). */
 int val_trigger_type_parse(const char *s, enum vt_type *ret);
 
 /* A create body: {event_type, function_id, config?, conditions?, enabled?}
@@ -55,10 +62,12 @@ int val_trigger_type_parse(const char *s, enum vt_type *ret);
  * val_trigger_done); conditions default to []. */
 int val_trigger_create(json_t *body, struct val_trigger *ret, struct zerr *err);
 
-/* A PATCH body of a trigger of type cur: {config?, conditions?, enabled?,
- * function_id?, event_type? (only cur's own)}. Absent fields stay absent in
- * *ret. */
-int val_trigger_patch(json_t *body, enum vt_type cur, struct val_trigger *ret, struct zerr *err);
+/* A PATCH body of a trigger whose stored event_type is cur: {config?,
+ * conditions?, enabled?, function_id?, event_type? (only cur itself)}.
+ * Absent fields stay absent in *ret; ret->type and ret->event_type are
+ * cur's. -ZE_INVALID_TRIGGER "event_type: ..." when cur is not a type this
+ * module knows (a trigger that cannot be changed through the API yet). */
+int val_trigger_patch(json_t *body, const char *cur, struct val_trigger *ret, struct zerr *err);
 
 /* A webhook's stored config (normalised) as whsig settings: scheme (or
  * *ret_signed false for "none"), header, prefix, encoding and id_header

@@ -14,7 +14,9 @@
  *    -ZE_UNKNOWN_FIELD naming a top-level key that is not a field, or
  *    -ZE_BAD_REQUEST for a body that is not an object; the message is
  *    NUL-terminated and *ret is left untouched;
- *  - an accepted trigger is what the header promises: the type asked for,
+ *  - an accepted trigger is what the header promises: the type asked for
+ *    (event_type the body's own string; a custom one "custom.<type>" with
+ *    a valid type and config {}),
  *    a function reference that is an id or a slug, conditions the body's own
  *    (or [] on create), enabled as given; a cron config has exactly
  *    {schedule, timezone, payload, catch_up, overlap} with the values given
@@ -40,6 +42,7 @@
 #include "scheduler.h"
 #include "tz.h"
 #include "validate.h"
+#include "validate_event.h"
 #include "validate_trigger.h"
 #include "webhook_sig.h"
 
@@ -107,8 +110,9 @@ static bool config_path(const char *p, json_t *cfg, enum vt_type type)
 		return true;
 	if (*p++ != '.')
 		return false;
+	/* A custom trigger has no config keys. */
 	const char *const *keys = type == VT_CRON ? cron_keys : webhook_keys;
-	size_t n = type == VT_CRON ? ELEMENTSOF(cron_keys) : ELEMENTSOF(webhook_keys);
+	size_t n = type == VT_CRON ? ELEMENTSOF(cron_keys) : type == VT_WEBHOOK ? ELEMENTSOF(webhook_keys) : 0;
 	for (size_t i = 0; i < n; i++)
 		if (starts(p, keys[i]) && starts(p + strlen(keys[i]), ": "))
 			return true;
@@ -265,7 +269,8 @@ static void check_again(json_t *body, const struct val_trigger *t, bool create, 
 	CHECK(json_object_set_new(b2, "config", cfg) == 0);
 	struct val_trigger again;
 	struct zerr e = {0};
-	int r = create ? val_trigger_create(b2, &again, &e) : val_trigger_patch(b2, cur, &again, &e);
+	int r =
+	    create ? val_trigger_create(b2, &again, &e) : val_trigger_patch(b2, val_trigger_type_name(cur), &again, &e);
 	if (r < 0)
 		fprintf(stderr, "a normalised config is refused: %s\n", e.msg);
 	CHECK(r == 0);
@@ -279,7 +284,10 @@ static void check_accepted(json_t *body, const struct val_trigger *t, bool creat
 	json_t *v;
 	/* The type. */
 	if (create) {
-		CHECK(t->has_type && str_is(body, "event_type", val_trigger_type_name(t->type)));
+		enum vt_type parsed = VT_CRON;
+		CHECK(t->has_type && t->event_type && t->event_type == str(body, "event_type"));
+		CHECK(val_trigger_type_parse(t->event_type, &parsed) == 0 && parsed == t->type);
+		CHECK(t->type != VT_CUSTOM || val_event_trigger_type(t->event_type));
 	} else {
 		CHECK(t->type == cur);
 		v = json_object_get(body, "event_type");
@@ -316,6 +324,8 @@ static void check_accepted(json_t *body, const struct val_trigger *t, bool creat
 	if (t->type == VT_CRON) {
 		CHECK(t->secret == NULL);
 		check_cron_config(in, t->config);
+	} else if (t->type == VT_CUSTOM) {
+		CHECK(t->secret == NULL && json_object_size(t->config) == 0 && json_object_size(in) == 0);
 	} else {
 		check_webhook(in, t);
 	}
@@ -364,7 +374,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct val_trigger t;
 	memset(&t, 0xa5, sizeof(t));
 	struct zerr err = {0};
-	int r = create ? val_trigger_create(body, &t, &err) : val_trigger_patch(body, cur, &t, &err);
+	int r =
+	    create ? val_trigger_create(body, &t, &err) : val_trigger_patch(body, val_trigger_type_name(cur), &t, &err);
 	if (r < 0) {
 		CHECK(untouched(&t));
 		json_t *et = json_object_get(body, "event_type");

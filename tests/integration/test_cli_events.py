@@ -220,6 +220,19 @@ def test_help_shows_the_event_commands(rec, user):
     ["functions", "deploy", "f.js", "--max-event-age", "59"],
     ["functions", "deploy", "f.js", "--max-event-age", "21601"],
     ["functions", "deploy", "f.js", "--on-failure", "!!!"],
+    ["events"],
+    ["events", "frob"],
+    ["events", "emit"],
+    ["events", "emit", "a", "b"],
+    ["events", "emit", "Order.Paid"],
+    ["events", "emit", "custom.order.paid"],
+    ["events", "emit", "a" * 101],
+    ["events", "emit", "order.paid", "--data", "{nope"],
+    ["triggers", "create", "--function", "f", "--event", "order.paid"],
+    ["triggers", "create", "--function", "f", "--event", "custom."],
+    ["triggers", "create", "--function", "f", "--event", "custom.a", "--cron", "* * * * *"],
+    ["triggers", "create", "--function", "f", "--event", "custom.a", "--timezone", "UTC"],
+    ["triggers", "create", "--function", "f", "--event", "custom.a", "--verify", "none"],
 ])
 def test_bad_usage_exits_2_before_any_request(rec, user, args):
     r = user.run(*args)
@@ -654,3 +667,60 @@ def test_dead_letters_and_retry(daemon, me):
     assert again != iid, r
     wait_for("the retried run", lambda: (lambda i: i and i.get("status") in ("error", "dead"))(
         invocation(me, daemon, "doomed", again)))
+
+
+# ---- custom events ----------------------------------------------------------------------------
+
+
+def test_events_emit_sends_type_and_data(rec, user):
+    assert "events emit TYPE" in user.ok("--help").out
+    r = user.ok("events", "--help")
+    assert r.out.startswith("usage: ") and "custom.TYPE" in r.out, r
+    eid = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"
+    rec.routes[("POST", base("/events"))] = (202, {"event_id": eid, "matched": 2})
+    r = user.ok("events", "emit", "order.paid", "--data", '{"amount": 5}')
+    method, path, _, body = rec.only()
+    assert (method, path, body) == ("POST", base("/events"), {"type": "order.paid", "data": {"amount": 5}})
+    assert eid in r.out and "matched 2 triggers" in r.out, r
+    rec.requests.clear()
+    assert user.json("events", "emit", "a") == {"event_id": eid, "matched": 2}
+    assert rec.only()[3] == {"type": "a", "data": None}
+    rec.routes[("POST", base("/events"))] = (202, {"event_id": eid, "matched": 0})
+    r = user.ok("events", "emit", "order.paid")
+    assert "matched 0 triggers" in r.out and "nothing runs" in r.err, r
+    rec.routes[("POST", base("/events"))] = (400, {"error": {"code": "INVALID_EVENT", "message": "type: bad"}})
+    r = user.run("events", "emit", "order.paid")
+    assert r.rc == 1 and "INVALID_EVENT" in r.err and r.out == "", r
+
+
+def test_create_event_trigger_sends_its_type(rec, user):
+    t = trigger_json(event_type="custom.order.paid", config={},
+                     conditions=[{"field": "data.amount", "op": "gt", "value": 100}])
+    rec.routes[("POST", base("/triggers"))] = (201, t)
+    r = user.ok("triggers", "create", "--function", "my-fn", "--event", "custom.order.paid", "--condition",
+                "data.amount > 100")
+    assert rec.only()[3] == {"event_type": "custom.order.paid", "function_id": "my-fn", "config": {},
+                             "conditions": [{"field": "data.amount", "op": "gt", "value": 100}]}
+    assert "custom event trigger" in r.out and "custom.order.paid" in r.out, r
+    rec.routes[("GET", base("/triggers"))] = (200, {"triggers": [t]})
+    assert "emit order.paid" in user.ok("triggers", "list").out
+
+
+def test_custom_event_end_to_end(daemon, me):
+    me.ok("functions", "deploy", me.write("paid.js", ECHO_JS))
+    t = me.json("triggers", "create", "--function", "paid", "--event", "custom.order.paid", "--condition",
+                "data.amount gte 100")
+    assert t["event_type"] == "custom.order.paid" and t["config"] == {}, t
+    r = me.ok("events", "emit", "order.paid", "--data", '{"amount": 5}')
+    assert "matched 0 triggers" in r.out, r
+    out = me.json("events", "emit", "order.paid", "--data", '{"amount": 150}')
+    assert out["matched"] == 1, out
+
+    def ran():
+        status, body = daemon.api(me.token(), "GET", fn_url(me, "paid", "/invocations"))
+        done = [i for i in body["invocations"] if i["status"] == "success"] if status == 200 else []
+        return done[0] if done else None
+    rec_ = wait_for("the event's invocation", ran)
+    assert rec_["trigger"] == "event" and rec_["trigger_id"] == t["id"], rec_
+    got = json.loads(rec_["result_excerpt"])["got"]
+    assert got["event_id"] == out["event_id"] and got["data"] == {"amount": 150} and got["source"] == "api", got

@@ -41,6 +41,8 @@ def run_events_examples(zd):
     assert '"attempts": 2' in out and '"FUNCTION_ERROR"' in out
     assert '"event_type": "cron"' in out and '"secret":' in out
     assert out.count("HTTP/1.1 202 Accepted") >= 2, out[-4000:]
+    # A custom event that ran its trigger, and one whose conditions did not hold.
+    assert '"event_type": "custom.order.paid"' in out and '"matched":1}' in out and '"matched":0}' in out, out[-4000:]
 
 
 def test_readme_cli_examples_run(tmp_path):
@@ -68,6 +70,7 @@ def test_readme_cli_examples_run(tmp_path):
         assert r.returncode == 0, out[-4000:]
         assert '"hello": "world"' in out and "back to version 1: it is now version 3" in out, out[-4000:]
         assert "Created a webhook trigger" in out and "No dead letters" in out, out[-4000:]
+        assert "Created a custom event trigger" in out and "matched 1 trigger." in out, out[-4000:]
     except BaseException:
         zd.cleanup()
         raise

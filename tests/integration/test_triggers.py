@@ -200,7 +200,9 @@ def test_bad_input_names_the_field(zd, user, project, fn, new_user):
 
     cron = {"event_type": "cron", "function_id": fn["slug"]}
     bad({"event_type": "queue", "function_id": fn["slug"]}, "event_type:")
-    bad({"event_type": "custom.order.paid", "function_id": fn["slug"]}, "event_type:")
+    bad({"event_type": "custom.Order Paid", "function_id": fn["slug"]}, "event_type:")
+    bad({"event_type": "custom.order.paid", "function_id": fn["slug"], "config": {"verify": "none"}},
+        "config.verify: unknown key")
     bad({"event_type": "cdc.INSERT.orders", "function_id": fn["slug"]}, "event_type:")
     bad(dict(cron, config={"schedule": "61 * * * *"}), "config.schedule:")
     bad(dict(cron, config={"schedule": "* * * * *", "timezone": "Mars/Olympus"}),

@@ -299,6 +299,30 @@ static void test_and(void **state)
 	json_decref(bad3);
 }
 
+/* A custom event: data is whatever was emitted, null or a scalar as well as
+ * an object; a path into it then misses, and a miss is never an error. */
+static void test_custom_event(void **state)
+{
+	(void)state;
+	static const char *const base = "{\"trigger\":\"event\",\"type\":\"order.paid\",\"source\":\"api\",\"data\":";
+	char e[512];
+	snprintf(e, sizeof(e), "%snull}", base);
+	assert_false(match1("data.amount", "gt", "1", e));
+	assert_false(match1("data.amount", "neq", "1", e));
+	assert_true(match1("data", "eq", "null", e));
+	assert_true(match1("type", "eq", "\"order.paid\"", e));
+	assert_true(match1("source", "in", "[\"api\",\"api_key\"]", e));
+	snprintf(e, sizeof(e), "%s\"paid in full\"}", base);
+	assert_true(match1("data", "contains", "\"in full\"", e));
+	assert_false(match1("data.0", "eq", "\"p\"", e));
+	assert_false(match1("data", "gt", "1", e));
+	snprintf(e, sizeof(e), "%s{\"amount\":\"250\",\"tags\":[\"vip\"]}}", base);
+	assert_false(match1("data.amount", "gte", "100", e));
+	assert_false(match1("data.amount", "eq", "250", e));
+	assert_true(match1("data.tags", "contains", "\"vip\"", e));
+	assert_false(match1("data.tags", "in", "[\"vip\"]", e));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +330,7 @@ int main(void)
 	    cmocka_unit_test(test_validate_field), cmocka_unit_test(test_paths),
 	    cmocka_unit_test(test_eq_neq),         cmocka_unit_test(test_ordering),
 	    cmocka_unit_test(test_contains_in),    cmocka_unit_test(test_and),
+	    cmocka_unit_test(test_custom_event),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* Unit tests: the shapes of trigger bodies (validate_trigger.c). Every
+/* Unit tests: the shapes of trigger bodies (validate_trigger.c) and of
+ * custom events (validate_event.c). Every
  * failure is INVALID_TRIGGER (or UNKNOWN_FIELD) with a message that starts
  * with the field's path; what passes comes back normalised. */
 #include <setjmp.h>
@@ -10,12 +11,13 @@
 #include <string.h>
 
 #include "errors.h"
+#include "validate_event.h"
 #include "validate_trigger.h"
 
 static json_t *js(const char *text)
 {
 	json_error_t je;
-	json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
+	json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
 	if (!j)
 		fail_msg("bad test JSON %s: %s", text, je.text);
 	return j;
@@ -35,7 +37,7 @@ static int create(const char *text, struct zerr *err)
 	return val_trigger_create(held, &got, err);
 }
 
-static int patch(const char *text, enum vt_type cur, struct zerr *err)
+static int patch(const char *text, const char *cur, struct zerr *err)
 {
 	val_trigger_done(&got);
 	json_decref(held);
@@ -145,8 +147,6 @@ static void test_top_level_fields(void **state)
 	refused("{\"function_id\":\"fn\"}", "event_type: required");
 	refused("{\"event_type\":1,\"function_id\":\"fn\"}", "event_type: want a string");
 	refused("{\"event_type\":\"queue\",\"function_id\":\"fn\"}", "event_type: \"queue\" is not one of");
-	refused("{\"event_type\":\"custom.order.paid\",\"function_id\":\"fn\"}", "event_type: ");
-	assert_non_null(strstr(last.msg, "not supported yet"));
 	refused("{\"event_type\":\"cdc.INSERT.orders\",\"function_id\":\"fn\"}", "event_type: ");
 	assert_non_null(strstr(last.msg, "not supported yet"));
 	refused("{\"event_type\":\"cron\",\"config\":{\"schedule\":\"@daily\"}}", "function_id: required");
@@ -243,32 +243,142 @@ static void test_webhook_refusals(void **state)
 static void test_patch(void **state)
 {
 	struct zerr err;
-	assert_int_equal(patch("{\"enabled\":false}", VT_CRON, &err), 0);
+	assert_int_equal(patch("{\"enabled\":false}", "cron", &err), 0);
 	assert_int_equal(got.enabled, 0);
 	assert_null(got.config);
 	assert_null(got.conditions);
 	assert_null(got.function_ref);
 
 	assert_int_equal(
-	    patch("{\"config\":{\"schedule\":\"0 9 * * MON-FRI\"},\"function_id\":\"other\"}", VT_CRON, &err), 0);
+	    patch("{\"config\":{\"schedule\":\"0 9 * * MON-FRI\"},\"function_id\":\"other\"}", "cron", &err), 0);
 	assert_string_equal(got.function_ref, "other");
 	assert_config("{\"schedule\":\"0 9 * * MON-FRI\",\"timezone\":\"UTC\",\"payload\":null,\"catch_up\":\"skip\","
 	              "\"overlap\":\"allow\"}");
 
 	/* Its own type may be repeated; another is a change. */
-	assert_int_equal(patch("{\"event_type\":\"cron\"}", VT_CRON, &err), 0);
-	assert_int_equal(patch("{\"event_type\":\"webhook\"}", VT_CRON, &err), -ZE_INVALID_TRIGGER);
+	assert_int_equal(patch("{\"event_type\":\"cron\"}", "cron", &err), 0);
+	assert_int_equal(patch("{\"event_type\":\"webhook\"}", "cron", &err), -ZE_INVALID_TRIGGER);
 	assert_true(strncmp(err.msg, "event_type: cannot change", 25) == 0);
 
 	/* A config is validated against the stored type. */
-	assert_int_equal(patch("{\"config\":{\"verify\":\"github\"}}", VT_CRON, &err), -ZE_INVALID_TRIGGER);
+	assert_int_equal(patch("{\"config\":{\"verify\":\"github\"}}", "cron", &err), -ZE_INVALID_TRIGGER);
 	assert_true(strncmp(err.msg, "config.verify: unknown key", 26) == 0);
-	assert_int_equal(patch("{\"config\":{\"verify\":\"github\"}}", VT_WEBHOOK, &err), 0);
+	assert_int_equal(patch("{\"config\":{\"verify\":\"github\"}}", "webhook", &err), 0);
 	assert_true(got.signed_);
-	assert_int_equal(patch("{\"conditions\":[{\"field\":\"x\",\"op\":\"in\",\"value\":3}]}", VT_WEBHOOK, &err),
+	assert_int_equal(patch("{\"conditions\":[{\"field\":\"x\",\"op\":\"in\",\"value\":3}]}", "webhook", &err),
 	                 -ZE_INVALID_TRIGGER);
 	assert_true(strncmp(err.msg, "conditions[0].value: ", 21) == 0);
-	assert_int_equal(patch("{\"secret\":\"x\"}", VT_WEBHOOK, &err), -ZE_UNKNOWN_FIELD);
+	assert_int_equal(patch("{\"secret\":\"x\"}", "webhook", &err), -ZE_UNKNOWN_FIELD);
+}
+
+#define CUSTOM(type, rest) "{\"event_type\":\"" type "\",\"function_id\":\"fn\"" rest "}"
+
+static void test_custom(void **state)
+{
+	accepted(CUSTOM("custom.order.paid", ""));
+	assert_int_equal(got.type, VT_CUSTOM);
+	assert_string_equal(got.event_type, "custom.order.paid");
+	assert_string_equal(val_trigger_type_name(got.type), "custom");
+	assert_config("{}");
+	assert_true(json_is_array(got.conditions) && json_array_size(got.conditions) == 0);
+
+	accepted(CUSTOM("custom.a", ",\"config\":{},\"enabled\":false,\"conditions\":[{\"field\":\"data.amount\","
+	                            "\"op\":\"gte\",\"value\":100}]"));
+	assert_int_equal(got.enabled, 0);
+	assert_int_equal(json_array_size(got.conditions), 1);
+	/* Every character a type may have, and its longest. */
+	accepted(CUSTOM("custom.a-z_0.9", ""));
+	char longest[300];
+	snprintf(longest, sizeof(longest), CUSTOM("custom.%0100d", ""), 0);
+	accepted(longest);
+	assert_int_equal(strlen(got.event_type), strlen("custom.") + VE_TYPE_MAX);
+
+	snprintf(longest, sizeof(longest), CUSTOM("custom.%0101d", ""), 0);
+	refused(longest, "event_type: ");
+	refused(CUSTOM("custom.", ""), "event_type: ");
+	refused(CUSTOM("custom.Order", ""), "event_type: ");
+	refused(CUSTOM("custom.order paid", ""), "event_type: ");
+	refused(CUSTOM("custom.order/paid", ""), "event_type: ");
+	refused(CUSTOM("custom.custom.order", ""), "event_type: ");
+	refused(CUSTOM("custom.\\u00e9t\\u00e9", ""), "event_type: ");
+	refused(CUSTOM("custom.a\\u0000b", ""), "event_type: ");
+	refused(CUSTOM("Custom.order", ""), "event_type: ");
+	/* Database changes are still to come. */
+	refused(CUSTOM("cdc.INSERT.orders", ""), "event_type: ");
+	assert_non_null(strstr(last.msg, "not supported yet"));
+
+	/* No settings yet: any key is unknown. */
+	refused(CUSTOM("custom.order.paid", ",\"config\":{\"schedule\":\"@daily\"}"), "config.schedule: unknown key");
+	refused(CUSTOM("custom.order.paid", ",\"config\":[]"), "config: want an object");
+	refused(CUSTOM("custom.order.paid", ",\"conditions\":[{\"field\":\"data\",\"op\":\"in\",\"value\":1}]"),
+	        "conditions[0].value: ");
+
+	/* PATCH keeps the type; the stored name is the only one it takes. */
+	struct zerr err;
+	assert_int_equal(patch("{\"event_type\":\"custom.order.paid\",\"config\":{}}", "custom.order.paid", &err), 0);
+	assert_int_equal(got.type, VT_CUSTOM);
+	assert_string_equal(got.event_type, "custom.order.paid");
+	assert_config("{}");
+	assert_int_equal(patch("{\"event_type\":\"custom.order.shipped\"}", "custom.order.paid", &err),
+	                 -ZE_INVALID_TRIGGER);
+	assert_true(strncmp(err.msg, "event_type: cannot change", 25) == 0);
+	assert_int_equal(patch("{\"config\":{\"x\":1}}", "custom.order.paid", &err), -ZE_INVALID_TRIGGER);
+	assert_true(strncmp(err.msg, "config.x: unknown key", 21) == 0);
+	assert_int_equal(patch("{\"enabled\":true}", "cdc.INSERT.orders", &err), -ZE_INVALID_TRIGGER);
+	assert_true(strncmp(err.msg, "event_type: ", 12) == 0);
+}
+
+static void test_event_bodies(void **state)
+{
+	struct zerr err = {0};
+	const char *type = NULL;
+	json_t *data = NULL;
+	json_t *b = js("{\"type\":\"order.paid\",\"data\":{\"amount\":5}}");
+	assert_int_equal(val_event_body(b, &type, &data, &err), 0);
+	assert_string_equal(type, "order.paid");
+	assert_int_equal(json_integer_value(json_object_get(data, "amount")), 5);
+	json_decref(b);
+	b = js("{\"type\":\"a\"}");
+	assert_int_equal(val_event_body(b, &type, &data, &err), 0);
+	assert_true(json_is_null(data));
+	json_decref(b);
+
+	static const char *const invalid[] = {"{}",
+	                                      "{\"type\":1}",
+	                                      "{\"type\":\"\"}",
+	                                      "{\"type\":\"Order\"}",
+	                                      "{\"type\":\"custom.order\"}",
+	                                      "{\"type\":\"a b\"}",
+	                                      "{\"type\":\"a\\u0000b\"}",
+	                                      "{\"type\":null,\"data\":1}"};
+	for (size_t i = 0; i < sizeof(invalid) / sizeof(*invalid); i++) {
+		b = js(invalid[i]);
+		memset(&err, 0, sizeof(err));
+		if (val_event_body(b, &type, &data, &err) != -ZE_INVALID_EVENT || strncmp(err.msg, "type: ", 6) != 0)
+			fail_msg("%s: got \"%s\", want INVALID_EVENT \"type: ...\"", invalid[i], err.msg);
+		json_decref(b);
+	}
+	b = js("{\"type\":\"a\",\"payload\":1}");
+	assert_int_equal(val_event_body(b, &type, &data, &err), -ZE_UNKNOWN_FIELD);
+	assert_non_null(strstr(err.msg, "payload"));
+	json_decref(b);
+	b = js("[]");
+	assert_int_equal(val_event_body(b, &type, &data, &err), -ZE_BAD_REQUEST);
+	json_decref(b);
+
+	const char *why = NULL;
+	char longest[VE_TYPE_MAX + 2];
+	memset(longest, 'a', VE_TYPE_MAX);
+	longest[VE_TYPE_MAX] = '\0';
+	assert_true(val_event_type(longest, &why));
+	assert_null(why);
+	longest[VE_TYPE_MAX] = 'a';
+	longest[VE_TYPE_MAX + 1] = '\0';
+	assert_false(val_event_type(longest, &why));
+	assert_non_null(why);
+	assert_true(val_event_trigger_type("custom.order.paid"));
+	assert_false(val_event_trigger_type("order.paid"));
+	assert_false(val_event_trigger_type("custom."));
 }
 
 static void test_whsig_of_stored_config(void **state)
@@ -309,6 +419,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_webhook_presets, teardown),
 	    cmocka_unit_test_teardown(test_webhook_refusals, teardown),
 	    cmocka_unit_test_teardown(test_patch, teardown),
+	    cmocka_unit_test_teardown(test_custom, teardown),
+	    cmocka_unit_test_teardown(test_event_bodies, teardown),
 	    cmocka_unit_test_teardown(test_whsig_of_stored_config, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

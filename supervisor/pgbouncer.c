@@ -24,6 +24,9 @@
 #define SOCKET_NAME     "/.s.PGSQL.5432"
 #define SUN_PATH_SIZE   sizeof(((struct sockaddr_un *)NULL)->sun_path)
 #define NAME_MAX_BYTES  63 /* NAMEDATALEN - 1 */
+/* Descriptors pgbouncer needs beyond its clients: server connections (the
+ * cluster's budget, under 200), its listener, its log. */
+#define PGB_FD_MARGIN 256u
 
 struct pgb {
 	struct pgb_config cfg; /* its strings point into the strings below */
@@ -411,9 +414,10 @@ static int spawn(struct pgb *p, int logfd, struct zerr *err)
 		/* Not in zmeshd's session: a Ctrl-C at its terminal must not
 		 * reach pgbouncer, whose stop zmeshd orders itself. */
 		setsid();
-		/* A descriptor per client and per server connection: raised while
-		 * still root (the hard limit included), kept after setuid. */
-		struct rlimit nofile = {p->cfg.max_clients + 4096u, p->cfg.max_clients + 4096u};
+		/* A descriptor per client and per server connection, within the
+		 * hard limit (pgb_start fitted max_clients to it); kept after
+		 * setuid. */
+		struct rlimit nofile = {p->cfg.max_clients + PGB_FD_MARGIN, p->cfg.max_clients + PGB_FD_MARGIN};
 		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
 			child_fail(rep, STEP_FDS);
 		if (setgroups((size_t)u->n_groups, u->groups) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)
@@ -571,6 +575,21 @@ int pgb_start(const struct pgb_config *cfg, struct pgb **ret, struct zerr *err)
 	p->cfg.auth_user = p->auth_user;
 	p->cfg.auth_password = p->auth_password;
 	p->cfg.stats_password = p->stats_password;
+	/* Raising the hard limit takes CAP_SYS_RESOURCE, which a container may
+	 * not grant: fewer client slots then, and a line saying so. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+	    (rlim_t)p->cfg.max_clients + PGB_FD_MARGIN > rl.rlim_max) {
+		unsigned fit =
+		    rl.rlim_max > 2 * PGB_FD_MARGIN ? (unsigned)(rl.rlim_max - PGB_FD_MARGIN) : PGB_FD_MARGIN;
+		char want[16], got[16], hard[24];
+		snprintf(want, sizeof(want), "%u", p->cfg.max_clients);
+		snprintf(got, sizeof(got), "%u", fit);
+		snprintf(hard, sizeof(hard), "%llu", (unsigned long long)rl.rlim_max);
+		zlog(ZLOG_WARN, "pgbouncer_clients_limited", "wanted", want, "admitted", got, "nofile_hard_limit", hard,
+		     "why", "every sandbox's descriptors do not fit: raise zmeshd's hard RLIMIT_NOFILE", NULL);
+		p->cfg.max_clients = fit;
+	}
 	if (strlen(p->run_dir) + strlen(SOCKET_NAME) >= SUN_PATH_SIZE) {
 		r = zerr_set(err, -ENAMETOOLONG, "state directory %s is too long for pgbouncer's socket path",
 		             p->state_dir);

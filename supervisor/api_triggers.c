@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "cdc.h"
 #include "conditions.h"
 #include "invoke.h"
 #include "jobs.h"
@@ -56,6 +57,58 @@ static int choose_secret(const struct val_trigger *in, char **ret, struct zerr *
 	return whsig_secret_new(in->scheme, ret, err);
 }
 
+/* A cdc trigger's table must exist in the project's database, whose
+ * capture is installed (or refreshed) before the trigger is stored. */
+static int cdc_prepare(struct app *app, const struct call *k, const char *event_type, struct cdc_name *n,
+                       struct zerr *err)
+{
+	const char *why;
+	if (cdc_parse_event_type(event_type, n, &why) < 0)
+		return ze(err, ZE_INVALID_TRIGGER, "event_type: \"%.160s\" %s", event_type, why);
+	PGconn *db = NULL;
+	int r = db_pool_connect_db(app->pool, k->p.db_name, &db, err);
+	if (r < 0)
+		return ze(err, ZE_UNAVAILABLE, "the project's database cannot be reached");
+	r = cdc_install(db, n, err);
+	PQfinish(db);
+	if (r == -ENOENT || r == -EINVAL) {
+		char msg[sizeof(err->msg)];
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		return ze(err, ZE_INVALID_TRIGGER, "event_type: %s", msg);
+	}
+	return r;
+}
+
+/* After a cdc trigger of n went (deleted, or not stored): drop the capture
+ * its table no longer needs, and the schema once no cdc trigger of the
+ * project is left. A failure is logged: what is left only captures rows
+ * the dispatcher drops. */
+static void cdc_release(struct app *app, const struct call *k, const struct cdc_name *n)
+{
+	struct zerr err = {0};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	const char *p[] = {k->p.id};
+	if (db_exec_params(k->c, "SELECT event_type FROM triggers WHERE project_id = $1 AND event_type LIKE 'cdc.%'", 1,
+	                   p, &res, &err) < 0) {
+		zlog(ZLOG_WARN, "cdc_release_failed", "project", k->p.id, "error", err.msg, NULL);
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct cdc_name o;
+		const char *why;
+		if (cdc_parse_event_type(PQgetvalue(res, i, 0), &o, &why) == 0 && strcmp(o.schema, n->schema) == 0 &&
+		    strcmp(o.table, n->table) == 0)
+			return;
+	}
+	PGconn *db = NULL;
+	if (db_pool_connect_db(app->pool, k->p.db_name, &db, &err) == 0)
+		cdc_uninstall(db, n->schema, n->table, PQntuples(res) == 0, &err);
+	if (db)
+		PQfinish(db);
+	if (err.code)
+		zlog(ZLOG_WARN, "cdc_release_failed", "project", k->p.id, "error", err.msg, NULL);
+}
+
 HANDLER(h_triggers_create)
 {
 	_cleanup_call_ struct call k;
@@ -76,10 +129,20 @@ HANDLER(h_triggers_create)
 	                             .conditions = in.conditions,
 	                             .enabled = in.enabled,
 	                             .secret = secret};
+	struct cdc_name cdc;
+	if (in.type == VT_CDC) {
+		r = cdc_prepare(app, &k, in.event_type, &cdc, err);
+		if (r < 0)
+			return r;
+	}
 	json_t *j = NULL;
 	r = store_trigger_create(k.c, k.p.id, &s, &j, err);
+	if (r < 0 && in.type == VT_CDC)
+		cdc_release(app, &k, &cdc);
 	if (r < 0)
 		return r;
+	if (in.type == VT_CDC)
+		cdc_wake(app->cdc);
 	const char *id = json_string_value(json_object_get(j, "id"));
 	zlog(ZLOG_INFO, "trigger_created", "request_id", http_request_id(req), "project", k.p.id, "trigger",
 	     id ? id : "", "event_type", s.event_type, NULL);
@@ -151,10 +214,19 @@ HANDLER(h_trigger_patch)
 HANDLER(h_trigger_delete)
 {
 	_cleanup_call_ struct call k;
+	_cleanup_(store_trigger_state_done) struct store_trigger_state st = {0};
 	int r = api_begin(req, app, STORE_PROJECT, &k, err);
 	if (r == 0)
-		r = store_trigger_delete(k.c, k.p.id, http_param(req, "tid"), err);
-	return r < 0 ? r : api_ok(req, json_pack("{s:b}", "deleted", 1));
+		r = store_trigger_state(k.c, k.p.id, http_param(req, "tid"), &st, err);
+	if (r == 0)
+		r = store_trigger_delete(k.c, k.p.id, st.id, err);
+	if (r < 0)
+		return r;
+	struct cdc_name cdc;
+	const char *why;
+	if (cdc_parse_event_type(st.event_type, &cdc, &why) == 0)
+		cdc_release(app, &k, &cdc);
+	return api_ok(req, json_pack("{s:b}", "deleted", 1));
 }
 
 HANDLER(h_trigger_rotate_secret)

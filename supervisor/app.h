@@ -21,6 +21,7 @@
 struct jobs;   /* jobs.h: this node's queue workers */
 struct sched;  /* scheduler.h: this node's scheduler of cron triggers */
 struct pooler; /* pooler.h: this node's pgbouncer, as the API process sees it */
+struct cdc;    /* cdc.h: this node's dispatcher of database changes */
 
 struct app {
 	struct zconfig cfg;
@@ -39,6 +40,7 @@ struct app {
 	struct jobs *jobs;            /* NULL until started */
 	struct sched *sched;          /* NULL until started */
 	struct pooler *pooler;        /* NULL: no pgbouncer on this node */
+	struct cdc *cdc;              /* NULL until started */
 	char pool_stats_password[65]; /* pgbouncer's stats user's, made at start */
 };
 

@@ -235,15 +235,20 @@ static void drop_notice(void *arg, const char *message)
 
 int db_connect(const char *conninfo, PGconn **ret, struct zerr *err)
 {
+	return db_connect_db(conninfo, NULL, ret, err);
+}
+
+int db_connect_db(const char *conninfo, const char *dbname, PGconn **ret, struct zerr *err)
+{
 	if (!conninfo)
 		return zerr_set(err, -EINVAL, "no conninfo");
 	if (strnlen(conninfo, CONNINFO_MAX + 1) > CONNINFO_MAX)
 		return zerr_set(err, -EINVAL, "conninfo longer than %d bytes", CONNINFO_MAX);
 	/* Entries before an expanded dbname are defaults the conninfo
 	 * overrides (libpq processes the arrays in order, the last value of a
-	 * keyword wins). */
-	const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *const values[] = {DB_CONNECT_TIMEOUT_S, "zmeshd", conninfo, NULL};
+	 * keyword wins); a second dbname is a plain name, not expanded. */
+	const char *const keys[] = {"connect_timeout", "application_name", "dbname", dbname ? "dbname" : NULL, NULL};
+	const char *const values[] = {DB_CONNECT_TIMEOUT_S, "zmeshd", conninfo, dbname, NULL};
 	_cleanup_pgconn_ PGconn *conn = PQconnectdbParams(keys, values, 1);
 	if (!conn)
 		return zerr_set(err, -ENOMEM, "out of memory opening a connection");
@@ -304,6 +309,13 @@ int db_pool_connect(struct db_pool *pool, PGconn **ret, struct zerr *err)
 	if (!pool)
 		return zerr_set(err, -EINVAL, "no pool");
 	return db_connect(pool->conninfo, ret, err);
+}
+
+int db_pool_connect_db(struct db_pool *pool, const char *dbname, PGconn **ret, struct zerr *err)
+{
+	if (!pool)
+		return zerr_set(err, -EINVAL, "no pool");
+	return db_connect_db(pool->conninfo, dbname, ret, err);
 }
 
 void db_pool_set_timeout(struct db_pool *pool, int timeout_ms)

@@ -42,6 +42,8 @@ struct db_pool;
  * postgresql:// URI, overrides them). Server notices are discarded rather
  * than printed. For one-off work: migrations, CREATE DATABASE. */
 int db_connect(const char *conninfo, PGconn **ret, struct zerr *err);
+/* The same, to another database of the cluster (dbname NULL: conninfo's). */
+int db_connect_db(const char *conninfo, const char *dbname, PGconn **ret, struct zerr *err);
 
 /* Open a pool of size (1..DB_POOL_MAX) connections, all at once, so that a
  * wrong conninfo fails here rather than on the first request. Thread-safe
@@ -53,6 +55,8 @@ int db_pool_open(const char *conninfo, int size, struct db_pool **ret, struct ze
  * connection may keep, such as LISTEN. The caller owns it (PQfinish).
  * Thread-safe. */
 int db_pool_connect(struct db_pool *pool, PGconn **ret, struct zerr *err);
+/* The same, to another database of the cluster (a project's). */
+int db_pool_connect_db(struct db_pool *pool, const char *dbname, PGconn **ret, struct zerr *err);
 
 /* How long db_acquire() waits for a free connection (default
  * DB_ACQUIRE_TIMEOUT_MS); call before the pool is shared. */

@@ -134,6 +134,10 @@ int metrics_render(struct app *app, struct buf *out)
 	     &app->metrics.events.custom_received},
 	    {"zmesh_custom_event_jobs_total", "Jobs queued for custom events (one per matching trigger).",
 	     &app->metrics.events.custom_enqueued},
+	    {"zmesh_cdc_changes_total", "Captured database changes this node moved out of project outboxes.",
+	     &app->metrics.events.cdc_captured},
+	    {"zmesh_cdc_jobs_total", "Jobs queued for database changes (one per matching trigger).",
+	     &app->metrics.events.cdc_enqueued},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(ev); i++)
 		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIuFAST64 "\n", ev[i].name, ev[i].help,

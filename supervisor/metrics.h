@@ -34,6 +34,8 @@ struct app_metrics {
 		atomic_uint_fast64_t webhook_replayed; /* a delivery id seen before */
 		atomic_uint_fast64_t custom_received;  /* custom events accepted (POST .../events) */
 		atomic_uint_fast64_t custom_enqueued;  /* jobs custom events queued (also in enqueued) */
+		atomic_uint_fast64_t cdc_captured;     /* captured changes this node moved out of outboxes */
+		atomic_uint_fast64_t cdc_enqueued;     /* jobs database changes queued (also in enqueued) */
 	} events;
 };
 

@@ -118,14 +118,16 @@ int store_job_claim(PGconn *c, const char *node, uint64_t lease_ms, struct job *
 {
 	char lease[24];
 	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
-	char sql[3072];
+	char sql[4096];
 	/* run_after moves with the lease: a held job is not due, a job whose
-	 * lease lapsed is, and one index serves both. The function is read
+	 * lease lapsed is, and one index serves both. A job with an order key
+	 * waits while an earlier one of its key is queued or running. The function is read
 	 * as it was at the job's version (function_versions keeps earlier
 	 * states; the current one is in functions). */
 	snprintf(sql, sizeof(sql),
-	         "WITH j AS (SELECT id, lease_owner, run_after FROM jobs WHERE run_after <= now() ORDER BY run_after "
-	         "LIMIT 1 FOR UPDATE SKIP LOCKED), "
+	         "WITH j AS (SELECT id, lease_owner, run_after FROM jobs WHERE run_after <= now() "
+	         "AND (order_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.order_key = jobs.order_key "
+	         "AND o.seq < jobs.seq)) ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED), "
 	         "u AS (UPDATE jobs SET lease_owner = $1, lease_until = now() + $2::bigint * interval '1 ms', "
 	         "run_after = now() + $2::bigint * interval '1 ms', "
 	         "lapses = jobs.lapses + (j.lease_owner IS NOT NULL)::int "

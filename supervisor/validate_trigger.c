@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdc.h"
 #include "conditions.h"
 #include "cron.h"
 #include "errors.h"
@@ -13,7 +14,8 @@
 #include "validate.h"
 #include "validate_event.h"
 
-static const char *const type_names[] = {[VT_CRON] = "cron", [VT_WEBHOOK] = "webhook", [VT_CUSTOM] = "custom"};
+static const char *const type_names[] = {
+    [VT_CRON] = "cron", [VT_WEBHOOK] = "webhook", [VT_CUSTOM] = "custom", [VT_CDC] = "cdc"};
 
 const char *val_trigger_type_name(enum vt_type t)
 {
@@ -23,10 +25,18 @@ const char *val_trigger_type_name(enum vt_type t)
 int val_trigger_type_parse(const char *s, enum vt_type *ret)
 {
 	for (size_t i = 0; s && i < ELEMENTSOF(type_names); i++)
-		if (i != VT_CUSTOM && strcmp(s, type_names[i]) == 0) {
+		if (i != VT_CUSTOM && i != VT_CDC && strcmp(s, type_names[i]) == 0) {
 			*ret = (enum vt_type)i;
 			return 0;
 		}
+	struct cdc_name n;
+	const char *why;
+	if (s && strncmp(s, "cdc.", 4) == 0) {
+		if (cdc_parse_event_type(s, &n, &why) < 0)
+			return -EINVAL;
+		*ret = VT_CDC;
+		return 0;
+	}
 	if (!val_event_trigger_type(s))
 		return -EINVAL;
 	*ret = VT_CUSTOM;
@@ -325,6 +335,7 @@ static int config_field(json_t *body, struct val_trigger *t, struct zerr *err)
 	case VT_WEBHOOK:
 		return webhook_config(cfg, t, &t->config, err);
 	case VT_CUSTOM:
+	case VT_CDC:
 		break;
 	}
 	return custom_config(cfg, &t->config, err);
@@ -374,7 +385,7 @@ static int enabled_field(json_t *body, struct val_trigger *t, struct zerr *err)
 	return 0;
 }
 
-#define TYPES_HINT "\"cron\", \"webhook\" or \"custom.<type>\""
+#define TYPES_HINT "\"cron\", \"webhook\", \"custom.<type>\" or \"cdc.<OP>.<table>\""
 
 static int event_type_field(json_t *body, struct val_trigger *t, struct zerr *err)
 {
@@ -396,9 +407,10 @@ static int event_type_field(json_t *body, struct val_trigger *t, struct zerr *er
 	    !val_event_type(s + strlen(VE_CUSTOM_PREFIX), &why))
 		return bad(err, "event_type: the type of \"%.120s\" %s (want \"custom.\" and 1 to %d of a-z 0-9 . _ -)",
 		           s, why, VE_TYPE_MAX);
-	/* Database changes have their names already. */
-	if (strncmp(s, "cdc.", 4) == 0)
-		return bad(err, "event_type: \"%.160s\" is not supported yet (" TYPES_HINT ")", s);
+	struct cdc_name n;
+	if (strncmp(s, "cdc.", 4) == 0 && cdc_parse_event_type(s, &n, &why) < 0)
+		return bad(err, "event_type: \"%.160s\" %s (want cdc.<INSERT|UPDATE|DELETE|*>.<table or schema.table>)",
+		           s, why);
 	return bad(err, "event_type: \"%.64s\" is not one of " TYPES_HINT, s);
 }
 

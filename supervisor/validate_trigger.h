@@ -12,6 +12,7 @@
  *   webhook {verify, respond "async"} + for hmac {header, encoding "hex",
  *            prefix?} + for stripe and hmac {id_header?}
  *   custom  {} (no settings yet; any key is unknown)
+ *   cdc     {} (the same; event_type "cdc.<OP>.<table>", cdc.h)
  * A webhook's secret never stays in the config: it is returned apart
  * (secret) and kept in its own column. */
 #pragma once
@@ -30,7 +31,7 @@
 
 /* VT_CUSTOM: event_type "custom.<type>" (validate_event.h), which custom
  * events of that type run (POST /projects/{pid}/events). */
-enum vt_type { VT_CRON, VT_WEBHOOK, VT_CUSTOM };
+enum vt_type { VT_CRON, VT_WEBHOOK, VT_CUSTOM, VT_CDC };
 
 struct val_trigger {
 	bool has_type;
@@ -53,7 +54,8 @@ void val_trigger_done(struct val_trigger *t);
  * event_type is "custom.<type>"). */
 const char *val_trigger_type_name(enum vt_type t);
 /* The type of a stored or given event_type: "cron", "webhook", or
- * "custom.<type>" with a valid type; -EINVAL otherwise ("cdc.*" too). */
+ * "custom.<type>" with a valid type, or "cdc.<OP>.<table>" (cdc.h); -EINVAL
+ * otherwise. */
 int val_trigger_type_parse(const char *s, enum vt_type *ret);
 
 /* A create body: {event_type, function_id, config?, conditions?, enabled?}

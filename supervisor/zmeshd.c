@@ -36,6 +36,7 @@
 
 #include "app.h"
 #include "auth.h"
+#include "cdc.h"
 #include "jobs.h"
 #include "log.h"
 #include "pgbouncer.h"
@@ -267,6 +268,10 @@ static int api_main(struct app *app, struct api_start *st)
 		fatal("job workers", &err);
 		goto out_records;
 	}
+	if (cdc_start(app, st->conninfo, &app->cdc, &err) < 0) {
+		fatal("cdc dispatcher", &err);
+		goto out_jobs;
+	}
 	struct http_server *srv = NULL;
 	if (http_server_start(&hc, app_routes, app_n_routes, app, &srv, &err) < 0) {
 		fatal("http", &err);
@@ -296,6 +301,9 @@ static int api_main(struct app *app, struct api_start *st)
 	/* No tick fires once stopping: another node, or the next start, has
 	 * them. */
 	sched_stop(app->sched);
+	/* What is still in an outbox stays there for the next drain. */
+	cdc_stop(app->cdc);
+	app->cdc = NULL;
 	/* In-flight invocations finish within the grace period; those still
 	 * running after it are ended. Then the record writer drains its
 	 * queue: no record is lost. */
@@ -304,6 +312,8 @@ static int api_main(struct app *app, struct api_start *st)
 	http_server_stop(srv);
 	rc = 0;
 out_jobs:
+	cdc_stop(app->cdc);
+	app->cdc = NULL;
 	/* Jobs ended by the stop go back on the queue; then the records. */
 	jobs_stop(app->jobs);
 	app->jobs = NULL;
@@ -432,15 +442,16 @@ static int supervise(struct app *app, struct pge **pge, struct pgb_watch *pgbw, 
 
 /* The cluster's connections sandboxes may hold through pgbouncer: what is
  * left of max_connections (the embedded cluster's; an external one is
- * assumed to have as many) after the control plane's pool, the job workers
- * and a margin for administrators. */
+ * assumed to have as many) after the control plane's pool, the job workers,
+ * the cdc dispatcher's and a margin for administrators. */
 #define CLUSTER_CONNECTIONS 200u
 #define PGB_POOL_SIZE_MAX   20u
 #define PGB_IDLE_TIMEOUT_S  30u
 
 static int start_pgbouncer(struct app *app, uid_t uid, gid_t gid, struct pgb **ret, struct zerr *err)
 {
-	uint64_t used = (app->cfg.concurrency + 8 < 200 ? app->cfg.concurrency + 8 : 200) + app->cfg.job_workers + 10;
+	uint64_t used =
+	    (app->cfg.concurrency + 8 < 200 ? app->cfg.concurrency + 8 : 200) + app->cfg.job_workers + CDC_MAX_DBS + 10;
 	unsigned budget = used + 8 < CLUSTER_CONNECTIONS ? (unsigned)(CLUSTER_CONNECTIONS - used) : 8;
 	/* A database's pool holds what its role may (its tier's
 	 * db_connections), within the budget. */

@@ -37,6 +37,7 @@
 
 #include <jansson.h>
 
+#include "cdc.h"
 #include "cron.h"
 #include "errors.h"
 #include "scheduler.h"
@@ -288,6 +289,9 @@ static void check_accepted(json_t *body, const struct val_trigger *t, bool creat
 		CHECK(t->has_type && t->event_type && t->event_type == str(body, "event_type"));
 		CHECK(val_trigger_type_parse(t->event_type, &parsed) == 0 && parsed == t->type);
 		CHECK(t->type != VT_CUSTOM || val_event_trigger_type(t->event_type));
+		struct cdc_name n;
+		const char *why;
+		CHECK((t->type == VT_CDC) == (cdc_parse_event_type(t->event_type, &n, &why) == 0));
 	} else {
 		CHECK(t->type == cur);
 		v = json_object_get(body, "event_type");
@@ -324,7 +328,7 @@ static void check_accepted(json_t *body, const struct val_trigger *t, bool creat
 	if (t->type == VT_CRON) {
 		CHECK(t->secret == NULL);
 		check_cron_config(in, t->config);
-	} else if (t->type == VT_CUSTOM) {
+	} else if (t->type == VT_CUSTOM || t->type == VT_CDC) {
 		CHECK(t->secret == NULL && json_object_size(t->config) == 0 && json_object_size(in) == 0);
 	} else {
 		check_webhook(in, t);

@@ -122,7 +122,7 @@ def test_custom_trigger_crud(zd, user, project, fn):
         assert r.json["error"]["message"].startswith("event_type: "), str(r)
     r = user.post("/projects/%s/triggers" % pid, {"event_type": "cdc.INSERT.orders", "function_id": fn["slug"]})
     assert_error(r, 400, "INVALID_TRIGGER")
-    assert "not supported yet" in r.json["error"]["message"]
+    assert "no table public.orders" in r.json["error"]["message"]
     trigger(user, project, fn, "custom." + "a" * 100)
     assert user.delete(path).status == 200
 

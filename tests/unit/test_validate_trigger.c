@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "validate_event.h"
+#include "cdc.h"
 #include "validate_trigger.h"
 
 static json_t *js(const char *text)
@@ -147,8 +148,8 @@ static void test_top_level_fields(void **state)
 	refused("{\"function_id\":\"fn\"}", "event_type: required");
 	refused("{\"event_type\":1,\"function_id\":\"fn\"}", "event_type: want a string");
 	refused("{\"event_type\":\"queue\",\"function_id\":\"fn\"}", "event_type: \"queue\" is not one of");
-	refused("{\"event_type\":\"cdc.INSERT.orders\",\"function_id\":\"fn\"}", "event_type: ");
-	assert_non_null(strstr(last.msg, "not supported yet"));
+	refused("{\"event_type\":\"cdc.TRUNCATE.orders\",\"function_id\":\"fn\"}", "event_type: ");
+	assert_non_null(strstr(last.msg, "names no operation"));
 	refused("{\"event_type\":\"cron\",\"config\":{\"schedule\":\"@daily\"}}", "function_id: required");
 	refused("{\"event_type\":\"cron\",\"function_id\":3,\"config\":{\"schedule\":\"@daily\"}}",
 	        "function_id: want a string");
@@ -303,9 +304,6 @@ static void test_custom(void **state)
 	refused(CUSTOM("custom.\\u00e9t\\u00e9", ""), "event_type: ");
 	refused(CUSTOM("custom.a\\u0000b", ""), "event_type: ");
 	refused(CUSTOM("Custom.order", ""), "event_type: ");
-	/* Database changes are still to come. */
-	refused(CUSTOM("cdc.INSERT.orders", ""), "event_type: ");
-	assert_non_null(strstr(last.msg, "not supported yet"));
 
 	/* No settings yet: any key is unknown. */
 	refused(CUSTOM("custom.order.paid", ",\"config\":{\"schedule\":\"@daily\"}"), "config.schedule: unknown key");
@@ -324,8 +322,78 @@ static void test_custom(void **state)
 	assert_true(strncmp(err.msg, "event_type: cannot change", 25) == 0);
 	assert_int_equal(patch("{\"config\":{\"x\":1}}", "custom.order.paid", &err), -ZE_INVALID_TRIGGER);
 	assert_true(strncmp(err.msg, "config.x: unknown key", 21) == 0);
-	assert_int_equal(patch("{\"enabled\":true}", "cdc.INSERT.orders", &err), -ZE_INVALID_TRIGGER);
+	assert_int_equal(patch("{\"enabled\":true}", "cdc.TRUNCATE.orders", &err), -ZE_INVALID_TRIGGER);
 	assert_true(strncmp(err.msg, "event_type: ", 12) == 0);
+}
+
+/* Database changes: cdc.<OP>.<table> or cdc.<OP>.<schema>.<table>. */
+static void test_cdc(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		unsigned ops;
+		const char *schema, *table;
+	} ok[] = {
+	    {"cdc.INSERT.orders", CDC_INSERT, "public", "orders"},
+	    {"cdc.UPDATE.sales.Orders", CDC_UPDATE, "sales", "Orders"},
+	    {"cdc.DELETE._t$1", CDC_DELETE, "public", "_t$1"},
+	    {"cdc.*.orders", CDC_ANY, "public", "orders"},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct cdc_name n;
+		const char *why = NULL;
+		assert_int_equal(cdc_parse_event_type(ok[i].in, &n, &why), 0);
+		assert_int_equal(n.ops, ok[i].ops);
+		assert_string_equal(n.schema, ok[i].schema);
+		assert_string_equal(n.table, ok[i].table);
+	}
+	static const char *const bad[] = {"cdc.",
+	                                  "cdc.INSERT",
+	                                  "cdc.INSERT.",
+	                                  "cdc.insert.orders",
+	                                  "cdc.TRUNCATE.orders",
+	                                  "cdc.INSERT.a.b.c",
+	                                  "cdc.INSERT..orders",
+	                                  "cdc.INSERT.s.",
+	                                  "cdc.INSERT.1orders",
+	                                  "cdc.INSERT.or-ders",
+	                                  "cdc.INSERT.or ders",
+	                                  "cdc.INSERT.zmesh_cdc.outbox",
+	                                  "cdc.INSERT.pg_catalog.pg_class",
+	                                  "cdc.INSERT.information_schema.tables",
+	                                  "cdc.INSERT.pg_toast.t",
+	                                  "cdc.INSERT.a234567890123456789012345678901234567890123456789012345678901234",
+	                                  "CDC.INSERT.orders",
+	                                  "cdc.*orders",
+	                                  "cdc.INSERT.\"orders\""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct cdc_name n;
+		const char *why = NULL;
+		if (cdc_parse_event_type(bad[i], &n, &why) != -EINVAL || !why)
+			fail_msg("%s was accepted", bad[i]);
+	}
+	struct cdc_name n;
+	const char *why;
+	assert_int_equal(cdc_parse_event_type("cdc.*.orders", &n, &why), 0);
+	assert_true(cdc_matches(&n, "INSERT", "public", "orders") && cdc_matches(&n, "DELETE", "public", "orders"));
+	assert_false(cdc_matches(&n, "INSERT", "sales", "orders") || cdc_matches(&n, "INSERT", "public", "order"));
+	assert_false(cdc_matches(&n, "TRUNCATE", "public", "orders"));
+	assert_int_equal(cdc_parse_event_type("cdc.UPDATE.orders", &n, &why), 0);
+	assert_false(cdc_matches(&n, "INSERT", "public", "orders"));
+
+	/* Through the body: no settings, conditions as for any kind; the
+	 * type is kept as given. */
+	refused(CUSTOM("cdc.INSERT.orders", ",\"config\":{\"x\":1}"), "config.x: unknown key");
+	struct zerr err;
+	assert_int_equal(create(CUSTOM("cdc.UPDATE.sales.orders",
+	                               ",\"conditions\":[{\"field\":\"new.amount\",\"op\":\"gt\",\"value\":100}]"),
+	                        &err),
+	                 0);
+	assert_int_equal(got.type, VT_CDC);
+	assert_string_equal(got.event_type, "cdc.UPDATE.sales.orders");
+	assert_config("{}");
+	refused(CUSTOM("cdc.INSERT.orders.x.y", ""), "event_type: \"cdc.INSERT.orders.x.y\" has more than");
 }
 
 static void test_event_bodies(void **state)
@@ -420,6 +488,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_webhook_refusals, teardown),
 	    cmocka_unit_test_teardown(test_patch, teardown),
 	    cmocka_unit_test_teardown(test_custom, teardown),
+	    cmocka_unit_test_teardown(test_cdc, teardown),
 	    cmocka_unit_test_teardown(test_event_bodies, teardown),
 	    cmocka_unit_test_teardown(test_whsig_of_stored_config, teardown),
 	};

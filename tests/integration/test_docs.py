@@ -43,6 +43,8 @@ def run_events_examples(zd):
     assert out.count("HTTP/1.1 202 Accepted") >= 2, out[-4000:]
     # A custom event that ran its trigger, and one whose conditions did not hold.
     assert '"event_type": "custom.order.paid"' in out and '"matched":1}' in out and '"matched":0}' in out, out[-4000:]
+    # A database change that met its trigger's condition, and one that did not.
+    assert '[{"order_id":1,"amount":250,"operation":"INSERT"}]' in out, out[-4000:]
 
 
 def test_readme_cli_examples_run(tmp_path):

@@ -217,3 +217,65 @@ def test_every_tick_fires_once_across_three_nodes(cluster):
     assert recs == [["success", str(len(fires)), str(len(fires))]], recs
     fired = [d.metrics().get("zmesh_cron_fired_total", 0) for d in c.nodes]
     assert sum(fired) == len(fires), (fired, len(fires))
+
+
+CDC_JS = r"""
+exports.handler = async (e, zmesh) => {
+  await zmesh.db.query('INSERT INTO seen (row_id, op) VALUES ($1, $2)', [(e.new || e.old).id, e.operation]);
+  return {};
+};
+"""
+
+
+def test_a_node_killed_with_undelivered_changes_loses_none(cluster):
+    """The node that drains a project's outbox is frozen while rows are
+    written, then killed: another node takes the database over and every
+    change is delivered (at least once)."""
+    c = cluster
+    admin, p, _ = setup_project(c)
+    role = p["database"]
+    c.sql("CREATE TABLE orders (id int PRIMARY KEY, v int); CREATE TABLE seen (row_id int, op text); "
+          "ALTER TABLE orders OWNER TO %s; ALTER TABLE seen OWNER TO %s" % (role, role), db=p["database"])
+    f = admin.deploy(p["id"], CDC_JS)
+    r = admin.post("/projects/%s/triggers" % p["id"], {"event_type": "cdc.INSERT.orders", "function_id": f["id"]})
+    assert r.status == 201, str(r)
+
+    def write(ids):
+        c.sql("SET ROLE %s; INSERT INTO orders SELECT g, 0 FROM generate_series(%d, %d) g"
+              % (role, ids[0], ids[-1]), db=p["database"])
+
+    def delivered():
+        return set(int(x[0]) for x in c.sql("SELECT DISTINCT row_id FROM seen", db=p["database"]))
+
+    write(range(1, 11))
+    deadline = time.monotonic() + 30
+    while delivered() != set(range(1, 11)):
+        assert time.monotonic() < deadline, delivered()
+        time.sleep(0.1)
+    # The node draining this database said so.
+    leaders = [d for d in c.nodes
+               if any(e.get("event") == "cdc_draining" and e.get("database") == role for e in d.log_events())]
+    assert len(leaders) == 1, [d.state_dir for d in leaders]
+    victim = leaders[0]
+    apis = [pid for pid in api_pid(victim) if open("/proc/%d/comm" % pid).read().strip() == "zmeshd-api"]
+    assert len(apis) == 1, apis
+    os.kill(apis[0], signal.SIGSTOP)
+    try:
+        write(range(11, 31))
+        time.sleep(1.5)
+        assert int(c.sql("SELECT count(*) FROM zmesh_cdc.outbox", db=p["database"])[0][0]) == 20
+    finally:
+        os.kill(apis[0], signal.SIGKILL)
+        os.kill(apis[0], signal.SIGCONT)
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while delivered() != set(range(1, 31)):
+        assert time.monotonic() < deadline, sorted(set(range(1, 31)) - delivered())
+        time.sleep(0.2)
+    survivors = [d for d in c.nodes if d is not victim]
+    assert any(any(e.get("event") == "cdc_draining" and e.get("database") == role for e in d.log_events())
+               for d in survivors)
+    assert c.sql("SELECT count(*) FROM zmesh_cdc.outbox", db=p["database"]) == [["0"]]
+    assert not victim.leftovers(wait=15), victim.leftovers(wait=0)
+    victim.cleanup()

@@ -7,9 +7,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
+#include "config.h"
 #include "egress_policy.h"
+#include "errors.h"
+#include "tiers.h"
+#include "validate.h"
 
 static struct egress_addr A(const char *s) {
 	struct egress_addr a;
@@ -504,6 +512,105 @@ static void test_decide_modes(void **state)
 	assert_false(egress_decide(&r, &p, "8.8.8.8", NULL, 443, &d));
 }
 
+/* PATCH /projects/{pid} {"egress": ...}: checked, normalized in the body. */
+static void test_val_project_egress(void **state)
+{
+	struct tiers tiers = {.n = 1};
+	snprintf(tiers.t[0].name, sizeof(tiers.t[0].name), "free");
+	struct val_project in;
+	struct zerr err = {0};
+	json_t *body = js("{\"egress\":{\"mode\":\"allowlist\",\"allow\":[\"*.Example.COM\",\"10.0.0.0/8\"]}}");
+	assert_int_equal(val_project(body, &tiers, false, &in, &err), 0);
+	assert_non_null(in.egress);
+	char *text = json_dumps(in.egress, JSON_COMPACT);
+	assert_string_equal(text, "{\"mode\":\"allowlist\",\"allow\":[\"*.example.com\",\"10.0.0.0/8\"]}");
+	free(text);
+	json_decref(body);
+	body = js("{\"name\":\"x\"}");
+	assert_int_equal(val_project(body, &tiers, false, &in, &err), 0);
+	assert_null(in.egress);
+	json_decref(body);
+	body = js("{\"egress\":{\"mode\":\"allowlist\",\"allow\":[\"a..b\"]}}");
+	assert_int_equal(val_project(body, &tiers, false, &in, &err), -ZE_INVALID_EGRESS);
+	assert_non_null(strstr(err.msg, "egress.allow[0]"));
+	json_decref(body);
+	/* Not on create: a project starts open. */
+	body = js("{\"name\":\"x\",\"egress\":{}}");
+	assert_int_equal(val_project(body, &tiers, true, &in, &err), -ZE_UNKNOWN_FIELD);
+	json_decref(body);
+}
+
+/* The tier fields are optional: an older tiers file still loads. */
+static void test_tiers_egress_fields(void **state)
+{
+	char path[] = "/tmp/zmesh-test-tiers-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *text = "{\"tiers\":{\"free\":{\"max_timeout_ms\":1000,\"max_memory_mb\":128,"
+	                   "\"monthly_invocations\":10,\"concurrency\":1},"
+	                   "\"pro\":{\"max_timeout_ms\":1000,\"max_memory_mb\":128,\"monthly_invocations\":10,"
+	                   "\"concurrency\":1,\"egress_requests\":25,\"egress_bytes\":1024,"
+	                   "\"egress_connect_timeout_ms\":100}}}";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	static struct tiers t;
+	struct zerr err = {0};
+	assert_int_equal(tiers_load(path, &t, &err), 0);
+	const struct tier *f = tiers_find(&t, "free"), *p = tiers_find(&t, "pro");
+	assert_int_equal(f->egress_requests, TIERS_DEFAULT_EGRESS_REQUESTS);
+	assert_int_equal(f->egress_bytes, TIERS_DEFAULT_EGRESS_BYTES);
+	assert_int_equal(f->egress_connect_timeout_ms, TIERS_DEFAULT_EGRESS_CONNECT_TIMEOUT_MS);
+	assert_int_equal(p->egress_requests, 25);
+	assert_int_equal(p->egress_bytes, 1024);
+	assert_int_equal(p->egress_connect_timeout_ms, 100);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	text = "{\"tiers\":{\"free\":{\"max_timeout_ms\":1000,\"max_memory_mb\":128,"
+	       "\"monthly_invocations\":10,\"concurrency\":1,\"egress_connect_timeout_ms\":0}}}";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	assert_int_equal(tiers_load(path, &t, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "egress_connect_timeout_ms"));
+	unlink(path);
+	/* The shipped file has them. */
+	assert_int_equal(tiers_load(ZMESH_POLICY_DIR "/tiers.json", &t, &err), 0);
+	assert_int_equal(tiers_find(&t, "free")->egress_requests, 5);
+	assert_int_equal(tiers_find(&t, "pro")->egress_requests, 25);
+	assert_int_equal(tiers_find(&t, "enterprise")->egress_requests, 100);
+}
+
+/* --egress-allow/--egress-deny/--egress-allow-port: repeatable flags,
+ * comma lists in the environment, checked at load. */
+static void test_config_lists(void **state)
+{
+	static struct zconfig cfg;
+	static struct egress_rules r;
+	struct zerr err = {0};
+	setenv("ZMESH_EGRESS_ALLOW", "192.168.0.0/16", 1);
+	setenv("ZMESH_EGRESS_DENY", "8.8.8.0/24, 9.9.9.9", 1);
+	char *argv1[] = {"zmeshd", NULL};
+	assert_int_equal(zconfig_load(&cfg, 1, argv1, &err), 0);
+	assert_string_equal(cfg.egress_allow, "192.168.0.0/16");
+	assert_int_equal(zconfig_egress_rules(&cfg, &r, &err), 0);
+	assert_int_equal(r.n_allow, 1);
+	assert_int_equal(r.n_deny, 2);
+	/* Flags replace the environment, then add up. */
+	char *argv2[] = {
+	    "zmeshd", "--egress-allow", "10.0.0.0/8", "--egress-allow=fd00::/8", "--egress-allow-port", "587", NULL};
+	assert_int_equal(zconfig_load(&cfg, 6, argv2, &err), 0);
+	assert_string_equal(cfg.egress_allow, "10.0.0.0/8,fd00::/8");
+	assert_int_equal(zconfig_egress_rules(&cfg, &r, &err), 0);
+	assert_int_equal(r.n_allow, 2);
+	assert_int_equal(r.n_ports, 1);
+	char *argv3[] = {"zmeshd", "--egress-deny", "10.0.0.1/8", NULL};
+	assert_int_equal(zconfig_load(&cfg, 3, argv3, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "egress-deny"));
+	assert_non_null(strstr(err.msg, "10.0.0.0/8"));
+	char *argv4[] = {"zmeshd", "--egress-allow-port", "25x", NULL};
+	assert_int_equal(zconfig_load(&cfg, 3, argv4, &err), -EINVAL);
+	unsetenv("ZMESH_EGRESS_ALLOW");
+	unsetenv("ZMESH_EGRESS_DENY");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -518,6 +625,9 @@ int main(void)
 	    cmocka_unit_test(test_entries),
 	    cmocka_unit_test(test_policy_json),
 	    cmocka_unit_test(test_decide_modes),
+	    cmocka_unit_test(test_val_project_egress),
+	    cmocka_unit_test(test_tiers_egress_fields),
+	    cmocka_unit_test(test_config_lists),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

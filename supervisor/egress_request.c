@@ -259,10 +259,9 @@ int egress_request_origin_head(const struct egress_request *r, const char *buf, 
 			return -ENOSPC;                                           \
 		n += (size_t)_k;                                                  \
 	} while (0)
-	if (r->path.len)
-		PUT("%s %.*s HTTP/1.%d\r\n", r->method, (int)r->path.len, buf + r->path.off, r->minor);
-	else
-		PUT("%s / HTTP/1.%d\r\n", r->method, r->minor);
+	/* "http://host?q" has a query but no path: the origin gets "/?q". */
+	bool slash = r->path.len > 0 && buf[r->path.off] == '/';
+	PUT("%s %s%.*s HTTP/1.%d\r\n", r->method, slash ? "" : "/", (int)r->path.len, buf + r->path.off, r->minor);
 	bool v6 = strchr(r->host, ':') != NULL;
 	if (r->port == 80)
 		PUT(v6 ? "Host: [%s]\r\n" : "Host: %s\r\n", r->host);

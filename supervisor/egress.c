@@ -21,11 +21,12 @@
 #include "egress_request.h"
 #include "log.h"
 
-#define RESOLVE_ADDRS_MAX  16   /* addresses of one name looked at */
-#define RESOLVE_QUEUE_MAX  256  /* names waiting for a resolver thread */
-#define ACCEPT_BATCH       64   /* connections accepted per wake-up of a listener */
-#define TICK_MS            100  /* timers are checked at least this often */
-#define LINGER_MS          1000 /* reading what a refused client still sends */
+#define RESOLVE_ADDRS_MAX  16    /* addresses of one name looked at */
+#define RESOLVE_QUEUE_MAX  256   /* names waiting for a resolver thread */
+#define ACCEPT_BATCH       64    /* connections accepted per wake-up of a listener */
+#define TICK_MS            100   /* timers are checked at least this often */
+#define LINGER_MS          1000  /* reading what a refused client still sends */
+#define HEAD_TIMEOUT_MS    10000 /* for the whole request head */
 #define HEAD_OUT_MAX       (EGRESS_HEAD_MAX + 512)
 #define ERROR_RESPONSE_MAX 512
 #define TEXT_MAX           1024 /* an answer's body text */
@@ -276,9 +277,13 @@ static void conn_fail(struct egress_gw *gw, struct conn *c, int status, const ch
 	static const struct {
 		int status;
 		const char *phrase;
-	} phrases[] = {{400, "Bad Request"},       {403, "Forbidden"},
-	               {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
-	               {502, "Bad Gateway"},       {503, "Service Unavailable"},
+	} phrases[] = {{400, "Bad Request"},
+	               {408, "Request Timeout"},
+	               {403, "Forbidden"},
+	               {429, "Too Many Requests"},
+	               {431, "Request Header Fields Too Large"},
+	               {502, "Bad Gateway"},
+	               {503, "Service Unavailable"},
 	               {504, "Gateway Timeout"}};
 	const char *phrase = "Error";
 	for (size_t i = 0; i < ELEMENTSOF(phrases); i++)
@@ -747,6 +752,7 @@ static void conn_add(struct egress_gw *gw, struct egress_session *s, int fd)
 	c->in.cap = c->out.cap = gw->cfg.buffer_bytes;
 	c->st = S_HEAD;
 	c->last_active = now_ns();
+	c->phase_deadline = c->last_active + MS(HEAD_TIMEOUT_MS);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->ci};
 	if (epoll_ctl(gw->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		close(fd);
@@ -850,6 +856,11 @@ static void sweep(struct egress_gw *gw, uint64_t now)
 			continue;
 		}
 		if (c->phase_deadline && now >= c->phase_deadline) {
+			if (c->st == S_HEAD) {
+				conn_fail(gw, c, 408, "egress: the request head took too long", false);
+				conn_step(gw, c, 0, 0);
+				continue;
+			}
 			if (c->st == S_RESOLVING)
 				snprintf(text, sizeof(text), "egress failed: resolving %s took over %u ms", c->req.host,
 				         gw->cfg.resolve_timeout_ms);

@@ -92,6 +92,7 @@ struct conn {
 	struct egress_request req;
 	struct egress_addr addr;
 	bool c_eof, u_eof, c_shut, u_shut;
+	bool u_hup; /* the origin hung up: its socket is out of the epoll set, read as the client drains */
 	uint64_t phase_deadline, last_active;
 	struct job *job;
 	size_t out_uncounted; /* the gateway's own "200 Connection established" */
@@ -524,15 +525,22 @@ static bool relay(struct egress_gw *gw, struct conn *c, uint32_t cevents, uint32
 	/* The client hung up both ways: nothing more can reach it. */
 	if (cevents & (EPOLLHUP | EPOLLERR))
 		return false;
-	if ((uevents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->u_eof) {
+	/* A hung-up socket reports at every wait, whatever its mask: out of
+	 * the set with it, and what it still holds is read as the client
+	 * makes room. */
+	if ((uevents & (EPOLLHUP | EPOLLERR)) && !c->u_hup && c->ufd >= 0) {
+		epoll_ctl(gw->epfd, EPOLL_CTL_DEL, c->ufd, NULL);
+		c->u_hup = true;
+		c->uev = 0;
+	}
+	if (((uevents & EPOLLIN) || c->u_hup) && !c->u_eof && c->ufd >= 0) {
 		if ((r = fill(c->ufd, &c->out, &got)) < 0)
 			return false;
 		c->u_eof = r == 1;
 	}
-	/* The origin hung up both ways: what it sent is read, the rest is
-	 * delivered to the client; its socket goes (a hung-up socket would
-	 * keep reporting). */
-	if ((uevents & (EPOLLHUP | EPOLLERR)) && c->u_eof && c->ufd >= 0) {
+	/* The origin hung up both ways and all it sent is read: the rest is
+	 * delivered to the client. */
+	if (c->u_hup && c->u_eof && c->ufd >= 0) {
 		close(c->ufd);
 		c->ufd = -1;
 		c->u_shut = true;
@@ -591,14 +599,15 @@ static bool relay(struct egress_gw *gw, struct conn *c, uint32_t cevents, uint32
 	uint32_t cw = 0, uw = 0;
 	if (!c->c_eof && c->in.w - c->in.r < c->in.cap)
 		cw |= EPOLLIN;
-	if (c->out.w > c->out.r)
+	if (c->out.w > c->out.r || (c->u_hup && !c->u_eof))
 		cw |= EPOLLOUT;
 	if (!c->u_eof && c->out.w - c->out.r < c->out.cap)
 		uw |= EPOLLIN;
 	if (c->uhead_off < c->uhead_len || c->in.w > c->in.r)
 		uw |= EPOLLOUT;
 	set_events(gw, c->cfd, &c->ci, &c->cev, cw);
-	set_events(gw, c->ufd, &c->ui, &c->uev, uw);
+	if (!c->u_hup)
+		set_events(gw, c->ufd, &c->ui, &c->uev, uw);
 	return true;
 }
 

@@ -28,7 +28,8 @@
 
 /* ---- origins on 127.0.0.1 -------------------------------------------------- */
 
-enum origin_kind { ECHO, HTTP };
+enum origin_kind { ECHO, HTTP, BLAST };
+#define BLAST_BYTES (4 << 20)
 
 struct origin {
 	enum origin_kind kind;
@@ -69,7 +70,19 @@ static void *origin_conn(void *arg)
 	struct origin_call *c = arg;
 	char buf[65536];
 	ssize_t n;
-	if (c->o->kind == ECHO) {
+	if (c->o->kind == BLAST) {
+		/* 4 MiB of a known pattern, then a full close. */
+		for (size_t sent = 0; sent < BLAST_BYTES;) {
+			for (size_t i = 0; i < sizeof(buf); i++)
+				buf[i] = (char)((sent + i) % 251);
+			ssize_t w = write(c->fd, buf, sizeof(buf));
+			if (w <= 0)
+				break;
+			sent += (size_t)w;
+			if ((size_t)w < sizeof(buf))
+				break; /* a short write breaks the pattern: the test then fails */
+		}
+	} else if (c->o->kind == ECHO) {
 		while ((n = read(c->fd, buf, sizeof(buf))) > 0)
 			for (ssize_t off = 0; off < n;) {
 				ssize_t w = write(c->fd, buf + off, (size_t)(n - off));
@@ -133,7 +146,7 @@ static int closed_port(uint16_t *ret)
 
 /* ---- the gateway and its clients --------------------------------------- */
 
-static struct origin echo, web, trap; /* trap: must never be reached */
+static struct origin echo, web, trap, blast; /* trap: must never be reached */
 static struct egress_rules lifted, defaults;
 static int self_fd;
 static uint16_t self_port;
@@ -247,6 +260,7 @@ static int setup(void **state)
 	origin_start(&echo, ECHO);
 	origin_start(&web, HTTP);
 	origin_start(&trap, ECHO);
+	origin_start(&blast, BLAST);
 	self_fd = closed_port(&self_port);
 	egress_rules_init(&defaults);
 	egress_rules_init(&lifted);
@@ -263,6 +277,7 @@ static int teardown(void **state)
 	origin_stop(&echo);
 	origin_stop(&web);
 	origin_stop(&trap);
+	origin_stop(&blast);
 	close(self_fd);
 	return 0;
 }
@@ -616,6 +631,47 @@ static void test_byte_limit_and_timeouts(void **state)
 	egress_stop(gw);
 }
 
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* An origin that sends everything and hangs up while the client is not
+ * reading: the gateway waits for the client without spinning, and the
+ * client still gets every byte, then the end. */
+static void test_origin_hangs_up_first(void **state)
+{
+	struct egress_gw *gw = gw_start(&lifted, 0, 0, 16384, 0);
+	struct egress_policy open = {.mode = EGRESS_OPEN};
+	struct egress_session *s = session(gw, "p1", &open, NULL, 0, 0);
+	char req[128];
+	snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\n\r\n", blast.port);
+	int fd = client(s);
+	int small = 16384;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	send_all(fd, req, strlen(req));
+	shutdown(fd, SHUT_WR);
+	char head[39];
+	assert_int_equal(read(fd, head, sizeof(head)), 39);
+	double cpu0 = cpu_seconds();
+	usleep(600 * 1000);
+	double used = cpu_seconds() - cpu0;
+	if (used > 0.3)
+		fail_msg("%.3f s of CPU while waiting for the client", used);
+	char *buf = malloc(BLAST_BYTES + 1);
+	size_t n = read_all(fd, buf, BLAST_BYTES + 1);
+	assert_int_equal(n, BLAST_BYTES);
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] != (char)(i % 251))
+			fail_msg("byte %zu differs", i);
+	free(buf);
+	close(fd);
+	egress_session_close(s);
+	egress_stop(gw);
+}
+
 /* Closing a session ends its connections at once. */
 static void test_session_close(void **state)
 {
@@ -647,6 +703,7 @@ int main(void)
 	    cmocka_unit_test(test_large_stream_bounded),
 	    cmocka_unit_test(test_byte_limit_and_timeouts),
 	    cmocka_unit_test(test_session_close),
+	    cmocka_unit_test(test_origin_hangs_up_first),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,6 +3,7 @@
 #include "egress.h"
 
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1208,4 +1209,51 @@ void egress_totals(struct egress_gw *gw, struct egress_totals *ret)
 	ret->bytes = atomic_load(&gw->t_bytes);
 	ret->refused = atomic_load(&gw->t_refused);
 	ret->connections = atomic_load(&gw->t_connections);
+}
+
+static int add_sockaddr(struct egress_rules *r, const struct sockaddr *sa, uint16_t port, const char *host,
+                        struct zerr *err)
+{
+	struct egress_addr a = {.family = sa->sa_family};
+	if (sa->sa_family == AF_INET)
+		memcpy(a.b, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	else if (sa->sa_family == AF_INET6)
+		memcpy(a.b, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	else
+		return 0;
+	int rc = egress_rules_add_self(r, &a, port);
+	if (rc == -E2BIG)
+		return zerr_set(err, rc, "egress: %s has more than %d addresses to keep functions from", host,
+		                EGRESS_SELF_MAX);
+	return 0; /* an unspecified address is nothing to refuse */
+}
+
+int egress_rules_add_listen(struct egress_rules *r, const char *host, uint16_t port, struct zerr *err)
+{
+	struct egress_addr a;
+	if (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || strcmp(host, "*") == 0) {
+		struct ifaddrs *ifs = NULL;
+		if (getifaddrs(&ifs) < 0)
+			return zerr_set(err, -errno, "egress: the host's addresses: %s", strerror(errno));
+		int rc = 0;
+		for (struct ifaddrs *i = ifs; i && rc == 0; i = i->ifa_next)
+			if (i->ifa_addr)
+				rc = add_sockaddr(r, i->ifa_addr, port, "this host", err);
+		freeifaddrs(ifs);
+		return rc;
+	}
+	if (egress_addr_parse(host, &a) == 0) {
+		int rc = egress_rules_add_self(r, &a, port);
+		return rc < 0 ? zerr_set(err, rc, "egress: cannot keep functions from %s", host) : 0;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+	int g = getaddrinfo(host, NULL, &hints, &res);
+	if (g != 0)
+		return zerr_set(err, -EINVAL, "egress: cannot resolve the platform's own %s: %s", host,
+		                gai_strerror(g));
+	int rc = 0;
+	for (struct addrinfo *i = res; i && rc == 0; i = i->ai_next)
+		rc = add_sockaddr(r, i->ai_addr, port, host, err);
+	freeaddrinfo(res);
+	return rc;
 }

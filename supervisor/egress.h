@@ -75,6 +75,13 @@ int egress_serve(struct egress_session *s, int fd);
  * the gateway no longer touches the session's counters. NULL is fine. */
 void egress_session_close(struct egress_session *s);
 
+/* Register one of the platform's listen addresses (host as given to
+ * --listen: an address, a name resolved here from local sources, or a
+ * wildcard "0.0.0.0", "::" or "": then every address of every interface)
+ * as its own on that port (0: every port), refused to functions whatever
+ * the lists say. -E2BIG past EGRESS_SELF_MAX addresses; err says which. */
+int egress_rules_add_listen(struct egress_rules *r, const char *host, uint16_t port, struct zerr *err);
+
 /* Totals of every session since start (for /metrics). */
 struct egress_totals {
 	uint64_t requests, bytes, refused, connections;

@@ -29,7 +29,7 @@
 #define EGRESS_ENTRY_MAX          300 /* bytes of one allow entry as written */
 #define EGRESS_RULES_MAX          64  /* operator allow (and deny) ranges */
 #define EGRESS_PORTS_MAX          16  /* ports the operator lifts */
-#define EGRESS_SELF_MAX           32  /* the platform's own addresses */
+#define EGRESS_SELF_MAX           64  /* the platform's own addresses */
 #define EGRESS_REASON_MAX         192
 
 /* An address of either family: IPv4 in b[0..3]. */

@@ -672,6 +672,32 @@ static void test_origin_hangs_up_first(void **state)
 	egress_stop(gw);
 }
 
+/* The platform's own listen addresses, a wildcard expanded to the host's. */
+static void test_listen_addresses(void **state)
+{
+	static struct egress_rules r;
+	struct egress_policy open = {.mode = EGRESS_OPEN};
+	struct egress_decision d;
+	struct zerr err = {0};
+	struct egress_addr lo = {.family = AF_INET, .b = {127, 0, 0, 1}};
+	egress_rules_init(&r);
+	assert_int_equal(egress_rules_add_list(&r, false, "0.0.0.0/0,::/0", NULL), 0);
+	assert_int_equal(egress_rules_add_listen(&r, "0.0.0.0", 8080, &err), 0);
+	assert_true(r.n_self >= 1);
+	assert_false(egress_decide(&r, &open, "127.0.0.1", &lo, 8080, &d));
+	assert_int_equal(d.refusal, EGRESS_R_SELF);
+	assert_true(egress_decide(&r, &open, "127.0.0.1", &lo, 8081, &d));
+	egress_rules_init(&r);
+	assert_int_equal(egress_rules_add_list(&r, false, "127.0.0.0/8", NULL), 0);
+	assert_int_equal(egress_rules_add_listen(&r, "localhost", 0, &err), 0);
+	assert_false(egress_decide(&r, &open, "127.0.0.1", &lo, 1, &d));
+	assert_int_equal(d.refusal, EGRESS_R_SELF);
+	assert_int_equal(egress_rules_add_listen(&r, "127.0.0.2", 5432, &err), 0);
+	struct egress_addr lo2 = {.family = AF_INET, .b = {127, 0, 0, 2}};
+	assert_false(egress_decide(&r, &open, "127.0.0.2", &lo2, 5432, &d));
+	assert_true(egress_decide(&r, &open, "127.0.0.2", &lo2, 5433, &d));
+}
+
 /* Closing a session ends its connections at once. */
 static void test_session_close(void **state)
 {
@@ -704,6 +730,7 @@ int main(void)
 	    cmocka_unit_test(test_byte_limit_and_timeouts),
 	    cmocka_unit_test(test_session_close),
 	    cmocka_unit_test(test_origin_hangs_up_first),
+	    cmocka_unit_test(test_listen_addresses),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -22,12 +22,11 @@
 #include "egress_request.h"
 #include "log.h"
 
-#define RESOLVE_ADDRS_MAX  16    /* addresses of one name looked at */
-#define RESOLVE_QUEUE_MAX  256   /* names waiting for a resolver thread */
-#define ACCEPT_BATCH       64    /* connections accepted per wake-up of a listener */
-#define TICK_MS            100   /* timers are checked at least this often */
-#define LINGER_MS          1000  /* reading what a refused client still sends */
-#define HEAD_TIMEOUT_MS    10000 /* for the whole request head */
+#define RESOLVE_ADDRS_MAX  16   /* addresses of one name looked at */
+#define RESOLVE_QUEUE_MAX  256  /* names waiting for a resolver thread */
+#define ACCEPT_BATCH       64   /* connections accepted per wake-up of a listener */
+#define TICK_MS            100  /* timers are checked at least this often */
+#define LINGER_MS          1000 /* reading what a refused client still sends */
 #define HEAD_OUT_MAX       (EGRESS_HEAD_MAX + 512)
 #define ERROR_RESPONSE_MAX 512
 #define TEXT_MAX           1024 /* an answer's body text */
@@ -762,7 +761,7 @@ static void conn_add(struct egress_gw *gw, struct egress_session *s, int fd)
 	c->in.cap = c->out.cap = gw->cfg.buffer_bytes;
 	c->st = S_HEAD;
 	c->last_active = now_ns();
-	c->phase_deadline = c->last_active + MS(HEAD_TIMEOUT_MS);
+	c->phase_deadline = c->last_active + MS(gw->cfg.head_timeout_ms);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->ci};
 	if (epoll_ctl(gw->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		close(fd);
@@ -1047,6 +1046,7 @@ int egress_start(const struct egress_cfg *cfg, struct egress_gw **ret, struct ze
 	DEF(buffer_bytes, 64 * 1024);
 	DEF(idle_timeout_ms, 60000);
 	DEF(resolve_timeout_ms, 5000);
+	DEF(head_timeout_ms, 10000);
 	DEF(resolvers, 4);
 #undef DEF
 	/* The request head is read into the client's buffer. */

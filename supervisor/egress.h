@@ -34,6 +34,7 @@ struct egress_cfg {
 	unsigned buffer_bytes;            /* each way, per connection [64 KiB] */
 	unsigned idle_timeout_ms;         /* no byte either way [60000] */
 	unsigned resolve_timeout_ms;      /* [5000] */
+	unsigned head_timeout_ms;         /* for a whole request head [10000] */
 	unsigned resolvers;               /* resolver threads [4] */
 };
 

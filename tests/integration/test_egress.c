@@ -606,6 +606,26 @@ static void test_byte_limit_and_timeouts(void **state)
 	assert_int_equal(atomic_load(&counters.refused), 1);
 	egress_session_close(s);
 
+	/* A head that never ends is answered 408; one too large 431. */
+	struct egress_cfg cfg = {.rules = &lifted, .head_timeout_ms = 300};
+	struct egress_gw *gw2 = NULL;
+	assert_int_equal(egress_start(&cfg, &gw2, NULL), 0);
+	s = session(gw2, "p1", &open, NULL, 0, 0);
+	fd = client(s);
+	send_all(fd, "CONNECT 127.0.0.1:1 HTTP/1.1\r\nX: ", 33);
+	n = read_all(fd, buf, 1024);
+	assert_non_null(strstr(buf, "HTTP/1.1 408 "));
+	close(fd);
+	fd = client(s);
+	memset(buf, 'a', 20000);
+	memcpy(buf, "GET http://127.0.0.1/ HTTP/1.1\r\nX: ", 35);
+	send_all(fd, buf, 20000);
+	n = read_all(fd, buf, 1024);
+	assert_non_null(strstr(buf, "HTTP/1.1 431 "));
+	close(fd);
+	egress_session_close(s);
+	egress_stop(gw2);
+
 	/* Idle: a client that says nothing is let go. */
 	s = session(gw, "p1", &open, NULL, 0, 0);
 	fd = client(s);

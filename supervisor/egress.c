@@ -355,6 +355,12 @@ static void on_head(struct egress_gw *gw, struct conn *c)
 		conn_fail(gw, c, 429, text, true);
 		return;
 	}
+	if (atomic_load(&s->bytes) > s->ctx.max_bytes) {
+		snprintf(text, sizeof(text), "egress refused: more than %llu bytes in this invocation",
+		         (unsigned long long)s->ctx.max_bytes);
+		conn_fail(gw, c, 429, text, true);
+		return;
+	}
 	struct egress_decision d;
 	if (!egress_decide(&gw->rules, &s->policy, c->req.host, NULL, c->req.port, &d)) {
 		snprintf(text, sizeof(text), "egress refused: %s", d.reason);

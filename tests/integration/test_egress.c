@@ -604,6 +604,9 @@ static void test_byte_limit_and_timeouts(void **state)
 	close(fd);
 	assert_true(n < sizeof(big));
 	assert_int_equal(atomic_load(&counters.refused), 1);
+	/* The next request of the invocation is refused outright. */
+	expect_refused(s, req, "HTTP/1.1 429 ", "egress refused: more than 100000 bytes in this invocation");
+	assert_int_equal(atomic_load(&counters.refused), 2);
 	egress_session_close(s);
 
 	/* A head that never ends is answered 408; one too large 431. */

@@ -109,11 +109,14 @@ HANDLER(h_project_patch)
 	if (in.tier && !k.u.admin)
 		return ze(err, ZE_FORBIDDEN, "only an admin changes a project's tier");
 	json_t *j = NULL;
-	r = store_project_update(k.c, k.p.id, in.name, in.tier, &j, err);
+	r = store_project_update(k.c, k.p.id, in.name, in.tier, in.egress, &j, err);
 	if (r < 0)
 		return r;
 	if (in.tier)
 		pooler_kick(app->pooler);
+	if (in.egress)
+		zlog(ZLOG_INFO, "project_egress_changed", "request_id", http_request_id(req), "project", k.p.id, "mode",
+		     json_string_value(json_object_get(in.egress, "mode")), "by", k.u.id, NULL);
 	if (in.tier)
 		zlog(ZLOG_INFO, "project_tier_changed", "request_id", http_request_id(req), "project", k.p.id, "tier",
 		     in.tier, "by", k.u.id, NULL);

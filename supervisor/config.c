@@ -1,6 +1,7 @@
 /* config.c - see config.h */
 #define _GNU_SOURCE
 #include "config.h"
+#include "egress_policy.h"
 #include "http.h"
 
 #include <stddef.h>
@@ -18,7 +19,9 @@
 #define ZMESH_SDK_DIR "/usr/share/zmesh"
 #endif
 
-enum kind { K_STR, K_SIZE, K_UINT };
+/* K_LIST: a comma-separated string; a repeated flag appends to it (the
+ * first one replaces what the environment said). */
+enum kind { K_STR, K_SIZE, K_UINT, K_LIST };
 
 struct setting {
 	const char *name; /* --name */
@@ -34,6 +37,10 @@ struct setting {
 #define STR(f, name, env, def, help)                                                                             \
 	{                                                                                                        \
 		name, env, K_STR, offsetof(struct zconfig, f), sizeof(((struct zconfig *)0)->f), def, 0, 0, help \
+	}
+#define LIST(f, name, env, help)                                                                                 \
+	{                                                                                                        \
+		name, env, K_LIST, offsetof(struct zconfig, f), sizeof(((struct zconfig *)0)->f), "", 0, 0, help \
 	}
 #define NUM(f, name, env, kind, def, min, max, help)                                 \
 	{                                                                            \
@@ -75,12 +82,28 @@ static const struct setting settings[] = {
         "benchmarks only: 1 finishes every job as a success without running it"),
     NUM(pgbouncer, "pgbouncer", "ZMESH_PGBOUNCER", K_UINT, "1", 0, 1,
         "1: sandboxes reach the database through a pgbouncer this node runs; 0: directly"),
+    LIST(egress_allow, "egress-allow", "ZMESH_EGRESS_ALLOW",
+         "CIDRs functions may reach although denied by default (repeatable; the platform's own addresses stay "
+         "denied)"),
+    LIST(egress_deny, "egress-deny", "ZMESH_EGRESS_DENY", "CIDRs functions may not reach, on top of the defaults"),
+    LIST(egress_allow_ports, "egress-allow-port", "ZMESH_EGRESS_ALLOW_PORTS",
+         "mail ports (25, 465, 587) functions may reach (repeatable)"),
 };
 
-static int set_value(struct zconfig *cfg, const struct setting *s, const char *v, const char *from, struct zerr *err)
+static int set_value(struct zconfig *cfg, const struct setting *s, const char *v, const char *from, bool append,
+                     struct zerr *err)
 {
 	char *field = (char *)cfg + s->offset;
-	if (s->kind == K_STR) {
+	if (s->kind == K_LIST && append && field[0]) {
+		size_t have = strlen(field);
+		if (have + 1 + strlen(v) >= s->size)
+			return zerr_set(err, -EINVAL, "%s: %s is too long (at most %zu bytes in all)", from, s->name,
+			                s->size - 1);
+		field[have] = ',';
+		memcpy(field + have + 1, v, strlen(v) + 1);
+		return 0;
+	}
+	if (s->kind == K_STR || s->kind == K_LIST) {
 		if (strlen(v) >= s->size)
 			return zerr_set(err, -EINVAL, "%s: %s is too long (at most %zu bytes)", from,
 			                s->name ? s->name : s->env, s->size - 1);
@@ -120,17 +143,36 @@ int zconfig_usage(char *buf, size_t size)
 	return off < size ? 0 : -ENOSPC;
 }
 
+int zconfig_egress_rules(const struct zconfig *cfg, struct egress_rules *ret, struct zerr *err)
+{
+	_cleanup_free_ struct egress_rules *r = malloc(sizeof(*r));
+	struct zerr why = {0};
+	if (!r)
+		return zerr_set(err, -ENOMEM, "out of memory");
+	egress_rules_init(r);
+	if (egress_rules_add_list(r, false, cfg->egress_allow, &why) < 0)
+		return zerr_set(err, -EINVAL, "egress-allow: %s", why.msg);
+	if (egress_rules_add_list(r, true, cfg->egress_deny, &why) < 0)
+		return zerr_set(err, -EINVAL, "egress-deny: %s", why.msg);
+	if (egress_rules_add_ports(r, cfg->egress_allow_ports, &why) < 0)
+		return zerr_set(err, -EINVAL, "egress-allow-port: %s", why.msg);
+	if (ret)
+		*ret = *r;
+	return 0;
+}
+
 int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct zerr *err)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
-		int r = set_value(cfg, &settings[i], settings[i].def, "default", err);
+		int r = set_value(cfg, &settings[i], settings[i].def, "default", false, err);
 		if (r < 0)
 			return r;
 		const char *e = settings[i].env ? getenv(settings[i].env) : NULL;
-		if (e && e[0] && (r = set_value(cfg, &settings[i], e, settings[i].env, err)) < 0)
+		if (e && e[0] && (r = set_value(cfg, &settings[i], e, settings[i].env, false, err)) < 0)
 			return r;
 	}
+	bool given[ELEMENTSOF(settings)] = {false};
 	for (int a = 1; a < argc; a++) {
 		if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0)
 			return 1;
@@ -143,6 +185,9 @@ int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct zerr *err)
 			if (settings[i].name && strlen(settings[i].name) == nlen &&
 			    strncmp(settings[i].name, name, nlen) == 0)
 				s = &settings[i];
+		bool append = s && given[s - settings];
+		if (s)
+			given[s - settings] = true;
 		if (!s)
 			return zerr_set(err, -EINVAL, "unknown option \"%s\" (see --help)", argv[a]);
 		if (value)
@@ -151,11 +196,14 @@ int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct zerr *err)
 			value = argv[++a];
 		else
 			return zerr_set(err, -EINVAL, "--%s needs a value", s->name);
-		int r = set_value(cfg, s, value, "command line", err);
+		int r = set_value(cfg, s, value, "command line", append, err);
 		if (r < 0)
 			return r;
 	}
 	char host[256];
 	uint16_t port;
-	return http_split_listen(cfg->listen, host, sizeof(host), &port, err);
+	int r = http_split_listen(cfg->listen, host, sizeof(host), &port, err);
+	if (r < 0)
+		return r;
+	return zconfig_egress_rules(cfg, NULL, err);
 }

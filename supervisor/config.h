@@ -34,11 +34,22 @@ struct zconfig {
 	uint64_t job_lease_ms; /* a claimed job's lease, renewed every third */
 	uint64_t jobs_noop;    /* benchmarks: finish jobs without running them */
 	uint64_t pgbouncer;    /* 1: sandboxes reach the data cluster through a pgbouncer */
+	/* Egress (egress_policy.h): comma-separated lists, each flag
+	 * repeatable; checked at load. */
+	char egress_allow[2048];      /* CIDRs lifted from the built-in denied ranges */
+	char egress_deny[2048];       /* CIDRs denied on top of them */
+	char egress_allow_ports[128]; /* of the mail ports denied by default */
 };
 
 /* Fill cfg from defaults, environment and argv. On a bad value or flag,
  * returns -EINVAL with the reason; --help returns 1 (see zconfig_usage). */
 int zconfig_load(struct zconfig *cfg, int argc, char **argv, struct zerr *err);
+
+/* The operator's egress rules from the egress settings (without the
+ * platform's own addresses, which the caller adds). ret may be NULL (only
+ * check). -EINVAL names the setting and the bad item. */
+struct egress_rules;
+int zconfig_egress_rules(const struct zconfig *cfg, struct egress_rules *ret, struct zerr *err);
 
 /* The table of settings as help text: flag, variable, meaning, default. */
 int zconfig_usage(char *buf, size_t size);

@@ -148,7 +148,7 @@ const char store_project_cols[] = "p.id, p.slug, p.tier, coalesce(p.monthly_cap,
 
 static const char project_json[] =
     "json_build_object('id', p.id, 'name', p.name, 'slug', p.slug, 'tier', p.tier, 'monthly_cap', p.monthly_cap, "
-    "'concurrency', p.concurrency, 'database', p.db_name, 'created_at', p.created_at)";
+    "'concurrency', p.concurrency, 'database', p.db_name, 'egress', p.egress, 'created_at', p.created_at)";
 
 /* store_project_cols at column col. */
 void store_project_from_row(PGresult *res, int row, int col, struct project *p)
@@ -423,15 +423,19 @@ int store_project_create(PGconn *c, const struct val_project *in, const char *ti
 	return q_json_one(c, sql, 6, p, ret, "project not created", err);
 }
 
-int store_project_update(PGconn *c, const char *id, const char *name, const char *tier, json_t **ret, struct zerr *err)
+int store_project_update(PGconn *c, const char *id, const char *name, const char *tier, json_t *egress, json_t **ret,
+                         struct zerr *err)
 {
 	char sql[1024];
 	snprintf(sql, sizeof(sql),
-	         "WITH p AS (UPDATE projects SET name = coalesce($2, name), tier = coalesce($3, tier) "
-	         "WHERE id = $1 RETURNING *) SELECT %s FROM p",
+	         "WITH p AS (UPDATE projects SET name = coalesce($2, name), tier = coalesce($3, tier), "
+	         "egress = coalesce($4::jsonb, egress) WHERE id = $1 RETURNING *) SELECT %s FROM p",
 	         project_json);
-	const char *prm[] = {id, name, tier};
-	return q_json_one(c, sql, 3, prm, ret, "no such project", err);
+	_cleanup_free_ char *egress_text = egress ? json_dumps(egress, JSON_COMPACT) : NULL;
+	if (egress && !egress_text)
+		return zerr_set(err, -ENOMEM, "out of memory");
+	const char *prm[] = {id, name, tier, egress_text};
+	return q_json_one(c, sql, 4, prm, ret, "no such project", err);
 }
 
 int store_project_delete(PGconn *c, const char *id, struct zerr *err)

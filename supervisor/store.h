@@ -120,7 +120,10 @@ void store_drop_database(PGconn *c, const char *name);
 int store_project_create(PGconn *c, const struct val_project *in, const char *tier, const char *db_name,
                          const char *db_password, const char *owner_id, json_t **ret, struct zerr *err);
 /* NULL name or tier: unchanged. */
-int store_project_update(PGconn *c, const char *id, const char *name, const char *tier, json_t **ret, struct zerr *err);
+/* NULL fields stay as they are; egress is a validated, normalized policy
+ * (val_project). */
+int store_project_update(PGconn *c, const char *id, const char *name, const char *tier, json_t *egress, json_t **ret,
+                         struct zerr *err);
 int store_project_delete(PGconn *c, const char *id, struct zerr *err);
 /* -ZE_NOT_FOUND when no user has that email. */
 int store_member_add(PGconn *c, const char *project_id, const char *email, json_t **ret, struct zerr *err);

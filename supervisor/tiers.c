@@ -51,6 +51,21 @@ int tiers_load(const char *path, struct tiers *ret, struct zerr *err)
 			             name, TIERS_MAX_DB_CONNECTIONS);
 			break;
 		}
+		x->egress_requests = TIERS_DEFAULT_EGRESS_REQUESTS;
+		x->egress_bytes = TIERS_DEFAULT_EGRESS_BYTES;
+		x->egress_connect_timeout_ms = TIERS_DEFAULT_EGRESS_CONNECT_TIMEOUT_MS;
+		if ((json_object_get(v, "egress_requests") &&
+		     get_u64(v, "egress_requests", 0, 100000, &x->egress_requests) < 0) ||
+		    (json_object_get(v, "egress_bytes") &&
+		     get_u64(v, "egress_bytes", 0, 1ull << 40, &x->egress_bytes) < 0) ||
+		    (json_object_get(v, "egress_connect_timeout_ms") &&
+		     get_u64(v, "egress_connect_timeout_ms", 100, 60000, &x->egress_connect_timeout_ms) < 0)) {
+			r = zerr_set(err, -EINVAL,
+			             "tiers %s: tier \"%s\": egress_requests must be within 0..100000, egress_bytes "
+			             "0..1099511627776, egress_connect_timeout_ms 100..60000",
+			             path, name);
+			break;
+		}
 		t.n++;
 	}
 	json_decref(root);

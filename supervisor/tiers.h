@@ -13,6 +13,10 @@
 /* db_connections when the tiers file does not say. */
 #define TIERS_DEFAULT_DB_CONNECTIONS 10
 #define TIERS_MAX_DB_CONNECTIONS     1000 /* PGB_ROLE_POOL_MAX */
+/* The egress fields when the tiers file does not say (the free tier's). */
+#define TIERS_DEFAULT_EGRESS_REQUESTS           5
+#define TIERS_DEFAULT_EGRESS_BYTES              (10ull << 20)
+#define TIERS_DEFAULT_EGRESS_CONNECT_TIMEOUT_MS 5000
 
 struct tier {
 	char name[32];
@@ -20,7 +24,10 @@ struct tier {
 	uint64_t max_memory_mb;
 	uint64_t monthly_invocations;
 	uint64_t concurrency;
-	uint64_t db_connections; /* server connections a project's role holds through a node's pgbouncer */
+	uint64_t db_connections;            /* server connections a project's role holds through a node's pgbouncer */
+	uint64_t egress_requests;           /* outbound requests of one invocation (0: none) */
+	uint64_t egress_bytes;              /* bytes both ways of one invocation's outbound requests */
+	uint64_t egress_connect_timeout_ms; /* to connect to an outbound request's address */
 };
 
 struct tiers {

@@ -5,9 +5,11 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "egress_policy.h"
 #include "errors.h"
 
 #define SLUG_RULE "slug must be 1 to 63 of a-z, 0-9 and inner dashes, and not look like an id"
@@ -214,10 +216,29 @@ int val_function(json_t *body, const struct tier *tier, uint64_t max_code_bytes,
 	return 0;
 }
 
+/* body's egress member, checked and replaced by its normalized form. */
+static int val_egress(json_t *body, json_t **ret, struct zerr *err)
+{
+	_cleanup_free_ struct egress_policy *p = malloc(sizeof(*p));
+	struct zerr why = {0};
+	if (!p)
+		return zerr_set(err, -ENOMEM, "out of memory");
+	int r = egress_policy_from_json(json_object_get(body, "egress"), p, &why);
+	if (r == -ENOMEM)
+		return zerr_set(err, r, "%s", why.msg);
+	if (r < 0)
+		return ze(err, ZE_INVALID_EGRESS, "%s", why.msg);
+	json_t *norm = egress_policy_to_json(p);
+	if (!norm || json_object_set_new(body, "egress", norm) < 0)
+		return zerr_set(err, -ENOMEM, "out of memory");
+	*ret = json_object_get(body, "egress");
+	return 0;
+}
+
 int val_project(json_t *body, const struct tiers *tiers, bool create, struct val_project *ret, struct zerr *err)
 {
 	static const char *const known_create[] = {"name", "slug", "tier", NULL};
-	static const char *const known_patch[] = {"name", "tier", NULL};
+	static const char *const known_patch[] = {"name", "tier", "egress", NULL};
 	struct val_project in = {0};
 	int r = val_object(body, create ? known_create : known_patch, err);
 	if (r == 0)
@@ -232,6 +253,8 @@ int val_project(json_t *body, const struct tiers *tiers, bool create, struct val
 		return ze(err, ZE_INVALID_NAME, "name is required, 1 to %d characters", VAL_NAME_MAX);
 	if (json_object_get(body, "tier") && !tiers_find(tiers, in.tier))
 		return ze(err, ZE_INVALID_TIER, "unknown tier \"%.32s\"", in.tier);
+	if (!create && json_object_get(body, "egress") && (r = val_egress(body, &in.egress, err)) < 0)
+		return r;
 	if (create) {
 		if (in.slug_in && strlen(in.slug_in) > VAL_SLUG_MAX)
 			return ze(err, ZE_INVALID_SLUG, SLUG_RULE);

@@ -55,11 +55,14 @@ int val_function(json_t *body, const struct tier *tier, uint64_t max_code_bytes,
                  struct zerr *err);
 
 /* POST /projects {name, slug?, tier?}; PATCH /projects/{pid} {name?,
- * tier?}. tier is checked against tiers; who may set it is the handler's
- * business. */
+ * tier?, egress?}. tier is checked against tiers; who may set it is the
+ * handler's business. egress (egress_policy.h) is replaced in body by its
+ * normalized form (names lower-cased, addresses in their canonical text),
+ * which ret->egress borrows; NULL when absent. */
 struct val_project {
 	const char *name, *slug_in, *tier;
 	char slug[VAL_SLUG_MAX + 1]; /* slug_in, or derived from name on create */
+	json_t *egress;
 };
 int val_project(json_t *body, const struct tiers *tiers, bool create, struct val_project *ret, struct zerr *err);
 

@@ -13,7 +13,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const struct tier tier = {"free", 30000, 512, 100000, 4};
+static const struct tier tier = {"free", 30000, 512, 100000, 4, 5, 5, 10 << 20, 5000};
 
 static void check_refusal(int r, const struct zerr *err)
 {

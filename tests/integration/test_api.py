@@ -316,6 +316,31 @@ def test_members_share_a_project(zd, new_user):
     assert alice.patch("/projects/" + p["id"], {"name": "renamed"}).status == 200
 
 
+def test_project_egress_policy(zd, new_user):
+    # Open by default; the owner changes it, normalized; a member cannot.
+    alice, bob = new_user(), new_user()
+    p = alice.create_project()
+    assert p["egress"] == {"mode": "open", "allow": []}
+    body = {"egress": {"mode": "allowlist", "allow": ["API.Stripe.com", "*.Example.com.", "203.0.113.0/24"]}}
+    r = alice.patch("/projects/" + p["id"], body)
+    assert r.status == 200, str(r)
+    want = {"mode": "allowlist", "allow": ["api.stripe.com", "*.example.com", "203.0.113.0/24"]}
+    assert r.json["egress"] == want and r.json["name"] == p["name"]
+    assert alice.get("/projects/" + p["slug"]).json["egress"] == want
+    for bad, words in [({"mode": "closed"}, "egress.mode"), ({"allow": ["a..b"]}, "egress.allow[0]"),
+                       ({"allow": ["10.0.0.1/8"]}, "did you mean 10.0.0.0/8?"), ({"other": 1}, "unknown field"),
+                       ({"allow": ["h%d.example.com" % i for i in range(101)]}, "at most 100"), ("open", "want")]:
+        r = alice.patch("/projects/" + p["id"], {"egress": bad})
+        assert_error(r, 400, "INVALID_EGRESS")
+        assert words in r.json["error"]["message"], str(r)
+    assert_error(alice.post("/projects", {"name": "x", "egress": {"mode": "none"}}), 400, "UNKNOWN_FIELD")
+    assert alice.post("/projects/%s/members" % p["id"], {"email": bob.email}).status == 201
+    assert_error(bob.patch("/projects/" + p["id"], {"egress": {"mode": "open"}}), 403, "FORBIDDEN")
+    r = alice.patch("/projects/" + p["id"], {"egress": {"mode": "none"}})
+    assert r.status == 200 and r.json["egress"] == {"mode": "none", "allow": []}, str(r)
+    assert zd.sql("SELECT egress->>'mode' FROM projects WHERE id = '%s'" % p["id"]) == [["none"]]
+
+
 def test_only_admins_grant_tiers(zd, admin, user, new_user):
     # An owner cannot buy themselves a plan: creating at another tier and
     # changing the tier are the operator's.

@@ -10,7 +10,7 @@
 #include "errors.h"
 #include "validate.h"
 
-static const struct tier free_tier = {"free", 30000, 512, 100000, 4, 5};
+static const struct tier free_tier = {"free", 30000, 512, 100000, 4, 5, 5, 10 << 20, 5000};
 
 static json_t *js(const char *text)
 {
@@ -155,7 +155,7 @@ static void test_project_and_users(void **state)
 {
 	struct tiers tiers = {.n = 2};
 	tiers.t[0] = free_tier;
-	tiers.t[1] = (struct tier){"pro", 300000, 1024, 1000000, 16, 20};
+	tiers.t[1] = (struct tier){"pro", 300000, 1024, 1000000, 16, 20, 25, 100 << 20, 10000};
 	struct val_project p;
 	struct zerr err = {0};
 	json_t *j = js("{\"name\":\"My App\"}");

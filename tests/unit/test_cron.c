@@ -66,6 +66,13 @@ static const char *parse_error(const char *expr)
 	return err.msg;
 }
 
+/* Field by field: the padding of a struct copy is not part of its value. */
+static bool same(const struct cron *a, const struct cron *b)
+{
+	return a->sec == b->sec && a->min == b->min && a->hour == b->hour && a->dom == b->dom && a->mon == b->mon &&
+	       a->dow == b->dow && a->dom_star == b->dom_star && a->dow_star == b->dow_star;
+}
+
 static void test_field_forms(void **state)
 {
 	assert_string_equal(next("* * * * *", NULL, "2027-01-01 00:00:00"), "2027-01-01 00:01:00");
@@ -94,10 +101,10 @@ static void test_names(void **state)
 	struct cron a, b;
 	assert_int_equal(cron_parse("0 0 * jan-Mar MON-fri", &a, NULL), 0);
 	assert_int_equal(cron_parse("0 0 * 1-3 1-5", &b, NULL), 0);
-	assert_memory_equal(&a, &b, sizeof(a));
+	assert_true(same(&a, &b));
 	assert_int_equal(cron_parse("0 0 * DEC sun,Sat", &a, NULL), 0);
 	assert_int_equal(cron_parse("0 0 * 12 0,6", &b, NULL), 0);
-	assert_memory_equal(&a, &b, sizeof(a));
+	assert_true(same(&a, &b));
 	/* 2027-01-01 is a Friday. */
 	assert_string_equal(next("0 0 * * sat", NULL, "2027-01-01 00:00:00"), "2027-01-02 00:00:00");
 	assert_string_equal(next("0 0 1 jun *", NULL, "2027-01-01 00:00:00"), "2027-06-01 00:00:00");
@@ -110,7 +117,7 @@ static void test_sunday_is_0_and_7(void **state)
 	struct cron a, b;
 	assert_int_equal(cron_parse("0 0 * * 0", &a, NULL), 0);
 	assert_int_equal(cron_parse("0 0 * * 7", &b, NULL), 0);
-	assert_memory_equal(&a, &b, sizeof(a));
+	assert_true(same(&a, &b));
 	assert_int_equal(a.dow, 1);
 	assert_int_equal(cron_parse("0 0 * * 5-7", &a, NULL), 0);
 	assert_int_equal(a.dow, 1 << 0 | 1 << 5 | 1 << 6);
@@ -156,7 +163,7 @@ static void test_macros(void **state)
 		struct cron a, b;
 		assert_int_equal(cron_parse(pairs[i][0], &a, NULL), 0);
 		assert_int_equal(cron_parse(pairs[i][1], &b, NULL), 0);
-		assert_memory_equal(&a, &b, sizeof(a));
+		assert_true(same(&a, &b));
 	}
 	assert_string_equal(parse_error("@reboot"), "schedule: unknown macro \"@reboot\"");
 	assert_string_equal(parse_error("@daily 5"), "schedule: unknown macro \"@daily\"");

@@ -285,3 +285,50 @@ def test_set_role_cannot_escape(zd, user):
                  "RESET SESSION AUTHORIZATION; SET ROLE postgres"):
         err = sql_error(user, a["id"], text)
         assert err["sqlstate"] in ("42501", "22023"), (text, err)
+
+
+def test_without_pgbouncer_the_clusters_socket():
+    """--pgbouncer 0: the session goes to the cluster's socket, as the
+    sandboxes' would, and is the project's role all the same."""
+    from conftest import start_daemon, stop_and_check
+    d = start_daemon("sqlnopgb", env={"ZMESH_PGBOUNCER": "0"})
+    try:
+        admin = d.admin()
+        p = admin.create_project()
+        role, = d.sql("SELECT db_role FROM projects WHERE id = '%s'" % p["id"])[0]
+        out = ok(admin, p["id"], "CREATE TABLE t (n int); INSERT INTO t VALUES (7); "
+                                 "SELECT n, current_user::text, current_database()::text FROM t")
+        assert out["results"][2]["rows"] == [[7, role, p["database"]]]
+        sql_error(admin, p["id"], "SET ROLE postgres", sqlstate="42501")
+        sql_error(admin, p["id"], "SELECT * FROM zmesh.public.users", sqlstate="0A000")
+    except BaseException:
+        d.cleanup()
+        raise
+    stop_and_check(d)
+
+
+def test_connection_failure_is_503(zd, user):
+    p = user.create_project()
+    role, = zd.sql("SELECT db_role FROM projects WHERE id = '%s'" % p["id"])[0]
+    # the role's password no longer matches what the control plane holds
+    zd.sql("ALTER ROLE %s PASSWORD 'not-the-stored-one'" % role)
+    r = sql(user, p["id"], "SELECT 1")
+    assert_error(r, 503, "UNAVAILABLE")
+    assert "project's database" in r.json["error"]["message"]
+    assert "/" not in r.json["error"]["message"]  # no host path reaches the client
+    rid = r.headers["x-request-id"]
+    time.sleep(0.2)
+    assert any(e.get("event") == "project_sql_unavailable" and e.get("request_id") == rid for e in zd.log_events())
+
+
+def test_deadline_cancels_a_statement_that_lifted_its_timeout(user, project):
+    """The server's statement_timeout is the session's to change; the
+    request's 60 s deadline is not."""
+    t0 = time.monotonic()
+    err = sql_error(user, project["id"], "SET statement_timeout = 0; SELECT pg_sleep(120)", sqlstate="57014")
+    took = time.monotonic() - t0
+    assert 55 < took < 75, took
+    assert "60 s" in err["message"] and err["statement"] == 1
+    # the session is gone: nothing still sleeps as the project's role
+    assert ok(user, project["id"], "SELECT count(*)::int FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' "
+                                   "AND pid <> pg_backend_pid()")["results"][0]["rows"] == [[0]]

@@ -24,16 +24,17 @@
 #include <openssl/evp.h>
 
 #include "cli.h"
+#include "sqlapi.h"
 #include "sqlscan.h"
 #include "table.h"
 #include "utf8.h"
 
-#define DB_SQL_MAX               (1u << 20)         /* the server's bound on sql (bytes) */
-#define DB_TIMEOUT_MS            90000L             /* the server's own deadline is 60 s */
-#define MIGRATION_MAX            (DB_SQL_MAX - 512) /* room for the bookkeeping around a file */
+#define DB_SQL_MAX               ZSQL_MAX_BYTES
+#define DB_TIMEOUT_MS            (ZSQL_DEADLINE_MS + 30000L) /* and time to connect and to cancel */
+#define MIGRATION_MAX            (DB_SQL_MAX - 512)          /* room for the bookkeeping around a file */
 #define MIGRATIONS_MAX           10000
-#define MIGRATION_VERSION_DIGITS 18   /* a bigint */
-#define APPLIED_PAGE             1000 /* the server lists at most 1000 rows of a statement */
+#define MIGRATION_VERSION_DIGITS 18            /* a bigint */
+#define APPLIED_PAGE             ZSQL_MAX_ROWS /* rows of one statement the server lists */
 
 static const char db_usage[] =
     "zmesh db sql SQL | zmesh db migrate DIR | zmesh db status [DIR]\n"
@@ -458,16 +459,17 @@ static int fetch_applied(struct cli *c, json_t **ret)
 	_cleanup_json_ json_t *all = json_array();
 	if (!all)
 		return zerr_set(&c->err, -ENOMEM, "out of memory");
-	char after[32] = "-1";
+	char after[32] = "-1", page[16];
+	snprintf(page, sizeof(page), "%d", APPLIED_PAGE);
 	for (;;) {
-		const char *params[] = {after};
+		const char *params[] = {after, page};
 		_cleanup_(reply_done) struct reply rep = {0};
 		json_t *e = NULL;
 		int r = post_sql(c,
 		                 "SELECT version, name, checksum, to_char(applied_at AT TIME ZONE 'UTC', "
 		                 "'YYYY-MM-DD HH24:MI:SS') FROM zmesh_migrations WHERE version > $1::bigint "
-		                 "ORDER BY version LIMIT 1000",
-		                 params, 1, &rep, &e);
+		                 "ORDER BY version LIMIT $2::int",
+		                 params, 2, &rep, &e);
 		if (r < 0)
 			return r;
 		if (r == SQL_REFUSED) {

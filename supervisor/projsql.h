@@ -26,13 +26,14 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "sqlapi.h"
 
-#define PROJSQL_STATEMENT_TIMEOUT_MS 30000
-#define PROJSQL_DEADLINE_MS          60000
+#define PROJSQL_STATEMENT_TIMEOUT_MS ZSQL_STATEMENT_TIMEOUT_MS
+#define PROJSQL_DEADLINE_MS          ZSQL_DEADLINE_MS
 #define PROJSQL_CONNECT_TIMEOUT_S    "10"
-#define PROJSQL_MAX_ROWS             1000       /* rows listed per statement */
-#define PROJSQL_MAX_RESULTS          1000       /* statements listed per call */
-#define PROJSQL_MAX_VALUE_BYTES      (4u << 20) /* bytes of values listed per call */
+#define PROJSQL_MAX_ROWS             ZSQL_MAX_ROWS
+#define PROJSQL_MAX_RESULTS          ZSQL_MAX_RESULTS
+#define PROJSQL_MAX_VALUE_BYTES      ZSQL_MAX_VALUE_BYTES
 
 struct projsql_target {
 	const char *socket_dir; /* libpq host: a directory */

@@ -14,9 +14,10 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "sqlapi.h"
 
-#define VS_SQL_MAX    (1u << 20) /* bytes of sql */
-#define VS_PARAMS_MAX 1000       /* entries of params */
+#define VS_SQL_MAX    ZSQL_MAX_BYTES
+#define VS_PARAMS_MAX ZSQL_MAX_PARAMS
 
 struct val_sql {
 	const char *sql; /* borrowed from the body */

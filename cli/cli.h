@@ -120,3 +120,4 @@ int cmd_delete(struct cli *c, int argc, char **argv);
 int cmd_triggers(struct cli *c, int argc, char **argv);
 int cmd_dead_letters(struct cli *c, int argc, char **argv);
 int cmd_events(struct cli *c, int argc, char **argv);
+int cmd_db(struct cli *c, int argc, char **argv);

@@ -42,6 +42,10 @@ static const char usage_text[] =
     "  events emit TYPE [--data JSON]                       a custom event: runs its triggers\n"
     "  dead-letters list                                    queued runs that failed every retry\n"
     "  dead-letters retry ID                                queue one again\n"
+    "The project's database (as the project's role; what zmesh.db reaches)\n"
+    "  db sql SQL|-                                         run SQL, print each statement's rows\n"
+    "  db migrate DIR                                       apply DIR's NNN_name.sql files not applied yet\n"
+    "  db status [DIR]                                      migrations applied (and pending in DIR)\n"
     "API keys (for POST /api/functions/SLUG with an x-api-key header)\n"
     "  keys create NAME | keys list | keys delete KEY_ID\n"
     "\n"
@@ -64,7 +68,7 @@ static const struct {
     {"logs", cmd_logs},         {"versions", cmd_versions},
     {"rollback", cmd_rollback}, {"delete", cmd_delete},
     {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
-    {"events", cmd_events},
+    {"events", cmd_events},     {"db", cmd_db},
 };
 
 static int run(struct cli *c, int argc, char **argv)

@@ -552,5 +552,6 @@ const struct http_route app_routes[] = {
     {"POST", "/projects/{pid}/triggers/{tid}/rotate-secret", h_trigger_rotate_secret},
     {"POST", "/webhooks/{tid}", h_webhook},
     {"POST", "/projects/{pid}/events", h_events_emit},
+    {"POST", "/projects/{pid}/sql", h_project_sql},
 };
 const size_t app_n_routes = ELEMENTSOF(app_routes);

@@ -89,3 +89,5 @@ void h_trigger_rotate_secret(struct http_request *req, void *app);
 void h_webhook(struct http_request *req, void *app);
 /* api_events.c */
 void h_events_emit(struct http_request *req, void *app);
+/* api_sql.c */
+void h_project_sql(struct http_request *req, void *app);

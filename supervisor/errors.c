@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "utf8.h"
 
 static const struct {
 	unsigned status;
@@ -49,6 +50,7 @@ static const struct {
     [ZE_STALE_TIMESTAMP - ZE_BASE] = {401, "STALE_TIMESTAMP", NULL},
     [ZE_INVALID_EVENT - ZE_BASE] = {400, "INVALID_EVENT", NULL},
     [ZE_INVALID_EGRESS - ZE_BASE] = {400, "INVALID_EGRESS", NULL},
+    [ZE_SQL_ERROR - ZE_BASE] = {400, "SQL_ERROR", NULL},
 };
 
 int ze(struct zerr *err, enum ze_code code, const char *fmt, ...)
@@ -102,6 +104,32 @@ void errors_reply(struct http_request *req, int code, const struct zerr *err)
 	zlog(ZLOG_ERROR, "request_failed", "request_id", http_request_id(req), "error", err ? err->msg : "", NULL);
 	http_reply_error(req, rp.status, rp.code, "%s; see the server log (request %s)", rp.message,
 	                 http_request_id(req));
+}
+
+void errors_reply_detail(struct http_request *req, int code, const struct zerr *err, json_t *detail)
+{
+	struct ze_reply rp;
+	errors_lookup(code, &rp);
+	if (rp.message || !json_is_object(detail) || !err) {
+		errors_reply(req, code, err);
+		return;
+	}
+	/* The message is the client's (a domain code): cut at a character,
+	 * never invalid UTF-8 in the body. */
+	_cleanup_free_ char *msg = utf8_sanitize(err->msg, sizeof(err->msg), false);
+	json_t *e = json_pack("{s:s, s:s}", "code", rp.code, "message", msg ? msg : rp.code);
+	if (!e) {
+		errors_reply(req, code, err);
+		return;
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach (detail, k, v)
+		if (strcmp(k, "code") != 0 && strcmp(k, "message") != 0)
+			json_object_set(e, k, v);
+	if (rp.retry_after)
+		http_add_header(req, "Retry-After", rp.retry_after);
+	http_reply_json(req, rp.status, json_pack("{s:o}", "error", e));
 }
 
 unsigned errors_outcome_status(enum exec_outcome o)

@@ -65,6 +65,8 @@ enum ze_code {
 	ZE_STALE_TIMESTAMP,        /* 401: a webhook signed too long ago (or ahead) */
 	ZE_INVALID_EVENT,          /* 400: a custom event's body; the message names the field */
 	ZE_INVALID_EGRESS,         /* 400: a project's egress policy; the message names the field */
+	/* project SQL */
+	ZE_SQL_ERROR, /* 400: the project's database refused a statement (errors_reply_detail) */
 	ZE_END
 };
 
@@ -85,6 +87,10 @@ void errors_lookup(int code, struct ze_reply *ret);
  * internal failure (an errno) is logged with err->msg and the request id,
  * and the client is told only the table's message and that id. */
 void errors_reply(struct http_request *req, int code, const struct zerr *err);
+/* errors_reply, and for a domain code the members of detail (an object,
+ * borrowed; may be NULL) added to the error object beside code and message:
+ * {"error": {"code", "message", "sqlstate", ...}}. */
+void errors_reply_detail(struct http_request *req, int code, const struct zerr *err, json_t *detail);
 
 /* The status and code of an invocation's outcome (200 for success). */
 unsigned errors_outcome_status(enum exec_outcome o);

@@ -73,6 +73,7 @@ def test_readme_cli_examples_run(tmp_path):
         assert '"hello": "world"' in out and "back to version 1: it is now version 3" in out, out[-4000:]
         assert "Created a webhook trigger" in out and "No dead letters" in out, out[-4000:]
         assert "Created a custom event trigger" in out and "matched 1 trigger." in out, out[-4000:]
+        assert "Applied 001_notes.sql" in out and '"body": "first note"' in out and "(1 row)" in out, out[-4000:]
     except BaseException:
         zd.cleanup()
         raise

@@ -131,8 +131,11 @@ static const char capture_setup[] =
     "ALTER TABLE zmesh_cdc.outbox OWNER TO zmesh_cdc;\n"
     "ALTER SEQUENCE zmesh_cdc.outbox_id_seq OWNER TO zmesh_cdc;\n"
     "REVOKE ALL ON zmesh_cdc.outbox FROM PUBLIC;\n"
-    /* Runs as zmesh_cdc, which owns the outbox and nothing else: what a
-     * row's conversion to JSON may call runs without a superuser's rights. */
+    /* Both run as zmesh_cdc, which owns the outbox and nothing else: what
+     * a row's conversion to JSON may call runs without a superuser's
+     * rights. Their arguments: the size bound, then the primary key's
+     * columns. pg_column_size of the jsonb is the size checked (no text
+     * made of it). */
     "CREATE OR REPLACE FUNCTION zmesh_cdc.capture() RETURNS trigger\n"
     "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$\n"
     "DECLARE\n"
@@ -146,7 +149,7 @@ static const char capture_setup[] =
     "    IF n IS NOT NULL THEN kn := kn || jsonb_build_object(TG_ARGV[i], n -> TG_ARGV[i]); END IF;\n"
     "  END LOOP;\n"
     "  IF TG_NARGS > 1 THEN rk := (CASE WHEN TG_OP = 'INSERT' THEN kn ELSE ko END)::text; END IF;\n"
-    "  IF octet_length(coalesce(o::text, '')) > lim OR octet_length(coalesce(n::text, '')) > lim THEN\n"
+    "  IF coalesce(pg_column_size(o), 0) > lim OR coalesce(pg_column_size(n), 0) > lim THEN\n"
     "    trunc := true;\n"
     "    o := CASE WHEN o IS NULL THEN NULL ELSE ko END;\n"
     "    n := CASE WHEN n IS NULL THEN NULL ELSE kn END;\n"
@@ -157,8 +160,39 @@ static const char capture_setup[] =
     "  RETURN NULL;\n"
     "END\n"
     "$f$;\n"
+    /* A statement's inserted or deleted rows at once, from its transition
+     * table: one call and one INSERT ... SELECT per statement. */
+    "CREATE OR REPLACE FUNCTION zmesh_cdc.capture_rows() RETURNS trigger\n"
+    "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "DECLARE\n"
+    "  lim bigint := TG_ARGV[0]::bigint;\n"
+    "  cols text[] := TG_ARGV[1:TG_NARGS - 1];\n"
+    "BEGIN\n"
+    "  IF TG_OP = 'INSERT' THEN\n"
+    "    INSERT INTO zmesh_cdc.outbox (tbl_schema, tbl, op, old, new, truncated, rowkey)\n"
+    "    SELECT TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT', NULL, CASE WHEN big THEN k ELSE j END, big,\n"
+    "           CASE WHEN TG_NARGS > 1 THEN k::text END\n"
+    "    FROM (SELECT j, pg_column_size(j) > lim AS big,\n"
+    "                 (SELECT coalesce(jsonb_object_agg(c, j -> c), '{}') FROM unnest(cols) c) AS k\n"
+    "          FROM (SELECT to_jsonb(r) AS j FROM zmesh_new r) x) y;\n"
+    "  ELSE\n"
+    "    INSERT INTO zmesh_cdc.outbox (tbl_schema, tbl, op, old, new, truncated, rowkey)\n"
+    "    SELECT TG_TABLE_SCHEMA, TG_TABLE_NAME, 'DELETE', CASE WHEN big THEN k ELSE j END, NULL, big,\n"
+    "           CASE WHEN TG_NARGS > 1 THEN k::text END\n"
+    "    FROM (SELECT j, pg_column_size(j) > lim AS big,\n"
+    "                 (SELECT coalesce(jsonb_object_agg(c, j -> c), '{}') FROM unnest(cols) c) AS k\n"
+    "          FROM (SELECT to_jsonb(r) AS j FROM zmesh_old r) x) y;\n"
+    "  END IF;\n"
+    "  IF FOUND THEN\n"
+    "    PERFORM pg_notify('zmesh_cdc', '');\n"
+    "  END IF;\n"
+    "  RETURN NULL;\n"
+    "END\n"
+    "$f$;\n"
     "ALTER FUNCTION zmesh_cdc.capture() OWNER TO zmesh_cdc;\n"
-    "REVOKE ALL ON FUNCTION zmesh_cdc.capture() FROM PUBLIC;\n";
+    "ALTER FUNCTION zmesh_cdc.capture_rows() OWNER TO zmesh_cdc;\n"
+    "REVOKE ALL ON FUNCTION zmesh_cdc.capture() FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION zmesh_cdc.capture_rows() FROM PUBLIC;\n";
 
 int cdc_install(PGconn *db, const struct cdc_name *n, struct zerr *err)
 {
@@ -190,17 +224,29 @@ int cdc_install(PGconn *db, const struct cdc_name *n, struct zerr *err)
 	_cleanup_buf_ struct buf sql = BUF_INIT(0);
 	char *qs = PQescapeIdentifier(db, n->schema, strlen(n->schema));
 	char *qt = PQescapeIdentifier(db, n->table, strlen(n->table));
-	buf_printf(&sql,
-	           "BEGIN;\nSELECT pg_advisory_xact_lock(" CDC_INSTALL_KEY ");\n%s"
-	           "CREATE OR REPLACE TRIGGER zmesh_cdc_capture AFTER INSERT OR UPDATE OR DELETE ON %s.%s "
-	           "FOR EACH ROW EXECUTE FUNCTION zmesh_cdc.capture('%d'",
-	           capture_setup, qs ? qs : "\"\"", qt ? qt : "\"\"", CDC_MAX_ROW_BYTES);
+	_cleanup_buf_ struct buf args = BUF_INIT(0);
+	buf_printf(&args, "'%d'", CDC_MAX_ROW_BYTES);
 	for (int i = 0; i < PQntuples(cols); i++)
-		buf_printf(&sql, ", %s", PQgetvalue(cols, i, 0));
-	buf_puts(&sql, ");\nCOMMIT;\n");
+		buf_printf(&args, ", %s", PQgetvalue(cols, i, 0));
+	const char *a = args.data ? args.data : "";
+	const char *t1 = qs ? qs : "\"\"", *t2 = qt ? qt : "\"\"";
+	/* Updates row by row (old and new paired); inserts and deletes by
+	 * statement. An older capture of one trigger for all three goes. */
+	buf_printf(
+	    &sql,
+	    "BEGIN;\nSELECT pg_advisory_xact_lock(" CDC_INSTALL_KEY ");\n%s"
+	    "DROP TRIGGER IF EXISTS zmesh_cdc_capture ON %s.%s;\n"
+	    "CREATE OR REPLACE TRIGGER zmesh_cdc_update AFTER UPDATE ON %s.%s "
+	    "FOR EACH ROW EXECUTE FUNCTION zmesh_cdc.capture(%s);\n"
+	    "CREATE OR REPLACE TRIGGER zmesh_cdc_insert AFTER INSERT ON %s.%s REFERENCING NEW TABLE AS zmesh_new "
+	    "FOR EACH STATEMENT EXECUTE FUNCTION zmesh_cdc.capture_rows(%s);\n"
+	    "CREATE OR REPLACE TRIGGER zmesh_cdc_delete AFTER DELETE ON %s.%s REFERENCING OLD TABLE AS zmesh_old "
+	    "FOR EACH STATEMENT EXECUTE FUNCTION zmesh_cdc.capture_rows(%s);\n"
+	    "COMMIT;\n",
+	    capture_setup, t1, t2, t1, t2, a, t1, t2, a, t1, t2, a);
 	PQfreemem(qs);
 	PQfreemem(qt);
-	if (!qs || !qt || sql.failed)
+	if (!qs || !qt || sql.failed || args.failed)
 		return zerr_set(err, -ENOMEM, "out of memory");
 	r = script(db, sql.data, err);
 	if (r < 0)
@@ -214,10 +260,14 @@ int cdc_uninstall(PGconn *db, const char *schema, const char *table, bool last, 
 		return script(db, "DROP SCHEMA IF EXISTS zmesh_cdc CASCADE", err);
 	char *qs = PQescapeIdentifier(db, schema, strlen(schema));
 	char *qt = PQescapeIdentifier(db, table, strlen(table));
-	char sql[400];
+	char sql[1200];
 	int r = qs && qt ? 0 : zerr_set(err, -ENOMEM, "out of memory");
 	if (r == 0) {
-		snprintf(sql, sizeof(sql), "DROP TRIGGER IF EXISTS zmesh_cdc_capture ON %s.%s", qs, qt);
+		snprintf(sql, sizeof(sql),
+		         "DROP TRIGGER IF EXISTS zmesh_cdc_update ON %s.%s; DROP TRIGGER IF EXISTS zmesh_cdc_insert ON "
+		         "%s.%s; "
+		         "DROP TRIGGER IF EXISTS zmesh_cdc_delete ON %s.%s",
+		         qs, qt, qs, qt, qs, qt);
 		r = script(db, sql, err);
 		/* The table itself may be gone: nothing is left to drop. */
 		if (r < 0 && db_err_is(err, "42P01"))

@@ -48,6 +48,7 @@ static const struct {
     [ZE_INVALID_SIGNATURE - ZE_BASE] = {401, "INVALID_SIGNATURE", NULL},
     [ZE_STALE_TIMESTAMP - ZE_BASE] = {401, "STALE_TIMESTAMP", NULL},
     [ZE_INVALID_EVENT - ZE_BASE] = {400, "INVALID_EVENT", NULL},
+    [ZE_WRONG_PASSWORD - ZE_BASE] = {403, "WRONG_PASSWORD", NULL},
 };
 
 int ze(struct zerr *err, enum ze_code code, const char *fmt, ...)

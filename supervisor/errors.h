@@ -64,6 +64,7 @@ enum ze_code {
 	ZE_INVALID_SIGNATURE,      /* 401: a webhook's signature missing or wrong */
 	ZE_STALE_TIMESTAMP,        /* 401: a webhook signed too long ago (or ahead) */
 	ZE_INVALID_EVENT,          /* 400: a custom event's body; the message names the field */
+	ZE_WRONG_PASSWORD,         /* 403: POST /auth/password with a current password that is not */
 	ZE_END
 };
 

@@ -13,6 +13,7 @@ static const char usage_text[] =
     "Session\n"
     "  login --url URL --email EMAIL [--password PASSWORD]   log in; the token is kept in the config\n"
     "  logout                                               forget the token\n"
+    "  passwd                                               change your password (ends other sessions)\n"
     "Projects\n"
     "  projects create NAME [--slug SLUG] [--tier TIER]    create a project\n"
     "  projects list                                        your projects (* marks the current one)\n"
@@ -57,13 +58,11 @@ static const struct {
 	const char *name;
 	int (*fn)(struct cli *, int, char **);
 } commands[] = {
-    {"login", cmd_login},       {"logout", cmd_logout},
-    {"projects", cmd_projects}, {"use", cmd_use},
-    {"keys", cmd_keys},         {"functions", cmd_functions},
-    {"deploy", cmd_deploy},     {"invoke", cmd_invoke},
-    {"logs", cmd_logs},         {"versions", cmd_versions},
-    {"rollback", cmd_rollback}, {"delete", cmd_delete},
-    {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
+    {"login", cmd_login},         {"logout", cmd_logout},     {"passwd", cmd_passwd},
+    {"projects", cmd_projects},   {"use", cmd_use},           {"keys", cmd_keys},
+    {"functions", cmd_functions}, {"deploy", cmd_deploy},     {"invoke", cmd_invoke},
+    {"logs", cmd_logs},           {"versions", cmd_versions}, {"rollback", cmd_rollback},
+    {"delete", cmd_delete},       {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
     {"events", cmd_events},
 };
 

@@ -58,12 +58,14 @@ static const struct {
 	const char *name;
 	int (*fn)(struct cli *, int, char **);
 } commands[] = {
-    {"login", cmd_login},         {"logout", cmd_logout},     {"passwd", cmd_passwd},
-    {"projects", cmd_projects},   {"use", cmd_use},           {"keys", cmd_keys},
-    {"functions", cmd_functions}, {"deploy", cmd_deploy},     {"invoke", cmd_invoke},
-    {"logs", cmd_logs},           {"versions", cmd_versions}, {"rollback", cmd_rollback},
-    {"delete", cmd_delete},       {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
-    {"events", cmd_events},
+    {"login", cmd_login},       {"logout", cmd_logout},
+    {"projects", cmd_projects}, {"use", cmd_use},
+    {"keys", cmd_keys},         {"functions", cmd_functions},
+    {"deploy", cmd_deploy},     {"invoke", cmd_invoke},
+    {"logs", cmd_logs},         {"versions", cmd_versions},
+    {"rollback", cmd_rollback}, {"delete", cmd_delete},
+    {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
+    {"events", cmd_events},     {"passwd", cmd_passwd},
 };
 
 static int run(struct cli *c, int argc, char **argv)

@@ -10,15 +10,18 @@ $ZMESHD names the daemon; $ZMESH_CLI the client (else the build tree's
 cli/zmesh next to the daemon's supervisor/). Needs root, as zmeshd does.
 """
 
+import fcntl
 import json
 import os
+import pty
 import re
 import secrets
+import select
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
+import termios
 import time
 
 import pytest
@@ -329,6 +332,72 @@ def test_zmesh_passwd(zd, homes):
     c.ok("projects", "list")
     assert_error(get_projects(zd, before), 401, "INVALID_TOKEN")
     assert login(zd, email, new_password).status == 200
+
+
+def on_terminal(argv, env, answers, cwd="/"):
+    """Run argv with a pseudo-terminal as stdin, stdout and stderr and its
+    controlling terminal; answers: (prompt, text) pairs, each typed once its
+    prompt shows. Returns (exit status, everything shown, whether the
+    terminal echoes again afterwards)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
+                            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    shown, seen, todo = b"", 0, list(answers)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    shown += os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    ready = []
+            at = shown.find(todo[0][0].encode(), seen) if todo else -1
+            if at >= 0:
+                seen = at + len(todo[0][0])
+                time.sleep(0.2)  # let it switch echo off before we type
+                os.write(master, todo.pop(0)[1].encode())
+            if proc.poll() is not None and not ready:
+                break
+        else:
+            proc.kill()
+        rc = proc.wait(10)
+        echo = bool(termios.tcgetattr(slave)[3] & termios.ECHO)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return rc, shown.decode(errors="replace"), echo
+
+
+def test_passwords_are_asked_without_echo_on_a_terminal(zd, homes):
+    admin = login(zd, zd.admin_email, zd.admin_password).json["token"]
+    email, password = new_user(zd, admin)
+    c = Cli(homes)
+    c.ok("login", "--url", "http://127.0.0.1:%d" % zd.port, "--email", email, "--password", password)
+    env = {"PATH": "/usr/bin:/bin", "HOME": c.home, "LANG": "C.UTF-8", "ZMESH_CONFIG": c.config}
+    env.update(sanitizer_env())
+
+    # zmesh passwd: the two new ones must agree.
+    second = "Second-" + secrets.token_hex(6)
+    rc, shown, echo = on_terminal([cli_binary(), "passwd"], env, [
+        ("Current password: ", password + "\n"), ("New password: ", second + "\n"),
+        ("New password again: ", second + "x\n")])
+    assert rc == 1 and "differ" in shown and echo, shown
+    rc, shown, echo = on_terminal([cli_binary(), "passwd"], env, [
+        ("Current password: ", password + "\n"), ("New password: ", second + "\n"),
+        ("New password again: ", second + "\n")])
+    assert rc == 0 and "Password changed" in shown, shown
+    assert password not in shown and second not in shown, "a password was echoed"
+    assert echo, "the terminal must echo again after the prompts"
+    assert login(zd, email, second).status == 200
+
+    # zmeshd admin set-password: asks twice as well.
+    third = "Third-" + secrets.token_hex(6)
+    argv = [require_daemon_binary(), "admin", "set-password", email, "--state-dir", zd.state_dir]
+    rc, shown, echo = on_terminal(argv, env, [("New password for %s: " % email, third + "\n"),
+                                              ("Again: ", third + "\n")])
+    assert rc == 0 and "set the password of" in shown and third not in shown and echo, shown
+    assert login(zd, email, third).status == 200
 
 
 def admin_cmd(state_dir, *args, stdin=b"", env=None):

@@ -125,9 +125,10 @@ static int connect_control_plane(const struct zconfig *cfg, PGconn **ret, struct
 		if (r < 0)
 			return zerr_set(err, r, "state directory %s: path too long", cfg->state_dir);
 	}
-	int r = db_connect(conninfo, ret, err);
+	struct zerr why = {0};
+	int r = db_connect(conninfo, ret, &why);
 	if (r < 0)
-		return zerr_set(err, r, "cannot reach the control plane (is zmeshd running?): %s", err->msg);
+		return zerr_set(err, r, "cannot reach the control plane (is zmeshd running?): %s", why.msg);
 	return 0;
 }
 

@@ -450,6 +450,14 @@ def test_admin_set_password_never_starts_a_cluster():
         # A state directory that is not there at all.
         rc, out, err = admin_cmd(os.path.join(base, "missing"), "set-password", "a@b.c", stdin=b"x\n")
         assert rc == 1 and "does not start it" in err, err
+        # The socket a killed postmaster left behind: nobody answers on it.
+        os.makedirs(os.path.join(state, "pg", "run"))
+        left = socket.socket(socket.AF_UNIX)
+        left.bind(os.path.join(state, "pg", "run", ".s.PGSQL.5432"))
+        left.close()
+        rc, out, err = admin_cmd(state, "set-password", "admin@zmesh.test", stdin=b"Whatever-pass-1\n")
+        assert rc == 1 and "cannot reach the control plane (is zmeshd running?)" in err, err
+        assert os.listdir(os.path.join(state, "pg")) == ["run"], "nothing else may appear"
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -77,6 +77,14 @@ int cli_call(struct cli *c, const char *method, const char *path, const json_t *
 int cli_call_with_headers(struct cli *c, const char *method, const char *path, const json_t *body,
                           const char *const *headers, long timeout_ms, bool accept_errors, struct reply *ret);
 
+/* Make project (the server's JSON of one) the current one and save the
+ * config. */
+int cli_use_project(struct cli *c, json_t *project);
+/* With no current project: when the user has exactly one, make it the
+ * current one. Returns how many projects the user has (0, 1, more), or -1
+ * when they could not be listed; best effort, c->err is left alone. */
+int cli_use_only_project(struct cli *c);
+
 /* "/seg1/seg2/..." from a NULL-terminated array of segments, each escaped.
  * NULL when out of memory. CLI_PATH("projects", id) spells the array. */
 char *cli_path(const char *const *segments);
@@ -106,6 +114,7 @@ char *cli_error_line(json_t *e);
 /* The commands: each returns an exit status. */
 int cmd_login(struct cli *c, int argc, char **argv);
 int cmd_logout(struct cli *c, int argc, char **argv);
+int cmd_passwd(struct cli *c, int argc, char **argv);
 int cmd_projects(struct cli *c, int argc, char **argv);
 int cmd_use(struct cli *c, int argc, char **argv);
 int cmd_keys(struct cli *c, int argc, char **argv);

@@ -10,7 +10,7 @@ static const char projects_usage[] = "zmesh projects create NAME [--slug SLUG] [
 static const char use_usage[] = "zmesh use PROJECT    (a project id or slug)";
 static const char keys_usage[] = "zmesh keys create NAME | zmesh keys list | zmesh keys delete KEY_ID";
 
-static int make_current(struct cli *c, json_t *project)
+int cli_use_project(struct cli *c, json_t *project)
 {
 	const char *id = json_string_value(json_object_get(project, "id"));
 	const char *slug = json_string_value(json_object_get(project, "slug"));
@@ -21,6 +21,31 @@ static int make_current(struct cli *c, json_t *project)
 	    (r = config_set(&c->cfg.project_slug, slug, &c->err)) < 0)
 		return r;
 	return cli_save_config(c);
+}
+
+/* A create that met a taken slug: the project may be the user's own (made
+ * by an earlier run of the same steps), which only needs choosing. */
+static int project_exists(struct cli *c, const char *slug_in, const char *name)
+{
+	char slug[64];
+	if (slug_in)
+		snprintf(slug, sizeof(slug), "%s", slug_in);
+	else
+		cli_slugify(name, slug, sizeof(slug));
+	_cleanup_free_ char *safe = cli_sanitize(slug, 128, false);
+	_cleanup_free_ char *path = CLI_PATH("projects", slug);
+	if (!path || !safe)
+		return cli_fail(c, "out of memory");
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "GET", path, NULL, 0, true, &rep) == 0 && rep.status == 200) {
+		bool current = c->cfg.project &&
+		               strcmp(c->cfg.project, json_string_value(json_object_get(rep.json, "id")) ?: "") == 0;
+		if (current)
+			return cli_fail(c, "CONFLICT: project %s exists already, and it is the current one", safe);
+		return cli_fail(c, "CONFLICT: project %s exists already: choose it with zmesh use %s", safe, safe);
+	}
+	return cli_fail(
+	    c, "CONFLICT: the slug %s is taken by a project of another user: choose another NAME, or --slug", safe);
 }
 
 static int projects_create(struct cli *c, int argc, char **argv)
@@ -50,11 +75,18 @@ static int projects_create(struct cli *c, int argc, char **argv)
 		return cli_usage_error(projects_usage, "names, slugs and tiers must be valid UTF-8");
 
 	_cleanup_(reply_done) struct reply rep = {0};
-	if (cli_call(c, "POST", "/projects", body, 0, false, &rep) < 0)
+	if (cli_call(c, "POST", "/projects", body, 0, true, &rep) < 0)
 		return cli_fail(c, NULL);
+	if (rep.status == 409)
+		return project_exists(c, slug, argv[optind]);
+	if (rep.status < 200 || rep.status > 299) {
+		_cleanup_free_ char *line = reply_error_line(&rep);
+		return cli_fail(c, "%s%s", line ? line : "request failed",
+		                rep.status == 401 ? " (run zmesh login)" : "");
+	}
 	/* A first project becomes the current one: nothing else could be. */
 	bool chosen = !c->cfg.project;
-	if (chosen && make_current(c, rep.json) < 0)
+	if (chosen && cli_use_project(c, rep.json) < 0)
 		return cli_fail(c, NULL);
 	if (c->json) {
 		cli_print_raw(&rep);
@@ -136,6 +168,23 @@ int cmd_projects(struct cli *c, int argc, char **argv)
 	return cli_usage_error(projects_usage, "unknown projects command '%s'", sub);
 }
 
+int cli_use_only_project(struct cli *c)
+{
+	_cleanup_(reply_done) struct reply rep = {0};
+	struct zerr saved = c->err;
+	int r = cli_call(c, "GET", "/projects", NULL, 0, false, &rep);
+	c->err = saved;
+	json_t *list = r == 0 ? json_object_get(rep.json, "projects") : NULL;
+	if (!json_is_array(list))
+		return -1;
+	size_t n = json_array_size(list);
+	if (n == 1 && cli_use_project(c, json_array_get(list, 0)) < 0) {
+		c->err = saved;
+		return -1;
+	}
+	return n > 1 ? 2 : (int)n;
+}
+
 int cmd_use(struct cli *c, int argc, char **argv)
 {
 	int rc;
@@ -149,7 +198,7 @@ int cmd_use(struct cli *c, int argc, char **argv)
 	_cleanup_(reply_done) struct reply rep = {0};
 	if (cli_call(c, "GET", path, NULL, 0, false, &rep) < 0)
 		return cli_fail(c, NULL);
-	int r = make_current(c, rep.json);
+	int r = cli_use_project(c, rep.json);
 	if (r < 0)
 		return cli_fail(c, NULL);
 	if (c->json) {

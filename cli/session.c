@@ -55,7 +55,7 @@ static int read_line(int fd, char *buf, size_t size)
 /* Ask on the terminal with echo off. Ctrl-C must not leave the terminal
  * without echo: SIGINT and friends interrupt read() (no SA_RESTART), and
  * the mode is restored before we go. */
-static int prompt_password(char *buf, size_t size, struct zerr *err)
+static int prompt_password(const char *question, char *buf, size_t size, struct zerr *err)
 {
 	struct termios old, quiet;
 	if (tcgetattr(STDIN_FILENO, &old) < 0)
@@ -70,7 +70,7 @@ static int prompt_password(char *buf, size_t size, struct zerr *err)
 	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
 		sigaction(sigs[i], &sa, &saved[i]);
 
-	fputs("Password: ", stderr);
+	fputs(question, stderr);
 	fflush(stderr);
 	int r = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0 ? -errno : 0;
 	if (r == 0)
@@ -101,7 +101,7 @@ static int get_password(const char *given, char *buf, size_t size, struct zerr *
 		return 0;
 	}
 	if (isatty(STDIN_FILENO))
-		return prompt_password(buf, size, err);
+		return prompt_password("Password: ", buf, size, err);
 	int r = read_line(STDIN_FILENO, buf, size);
 	if (r == -ENODATA)
 		return zerr_set(err, r, "no password given: pass --password or write it to stdin");
@@ -194,16 +194,110 @@ int cmd_login(struct cli *c, int argc, char **argv)
 	    config_set(&c->cfg.email, who ? who : email, &c->err) < 0 || cli_save_config(c) < 0)
 		return cli_fail(c, NULL);
 
+	/* A user with one project has nothing to choose. */
+	int projects = c->cfg.project ? -1 : cli_use_only_project(c);
 	if (c->json) {
 		/* The token stays in the config file: never on stdout. */
 		json_object_del(rep.json, "token");
 		json_object_set_new(rep.json, "url", json_string(url));
+		if (projects == 1)
+			json_object_set_new(rep.json, "project", json_string(c->cfg.project_slug));
 		cli_print_json(rep.json);
 	} else {
 		_cleanup_free_ char *w = cli_sanitize(who ? who : email, 320, false);
 		_cleanup_free_ char *e = expires ? cli_sanitize(expires, 64, false) : NULL;
 		printf("Logged in to %s as %s%s%s%s.\n", url, w ? w : "?", e ? " (session until " : "", e ? e : "",
 		       e ? ")" : "");
+		_cleanup_free_ char *slug = cli_sanitize(c->cfg.project_slug ? c->cfg.project_slug : "?", 128, false);
+		if (projects == 0)
+			printf("No project yet: zmesh projects create NAME\n");
+		else if (projects == 1)
+			printf("Using project %s, your only one.\n", slug ? slug : "?");
+		else if (projects > 1)
+			printf("Choose a project: zmesh use PROJECT (zmesh projects list shows them).\n");
+	}
+	return CLI_EXIT_OK;
+}
+
+static const char passwd_usage[] =
+    "zmesh passwd    (change your password)\n\n"
+    "  On a terminal, asks for the current password and twice for the new one, without echo;\n"
+    "  else reads two lines from stdin: the current password, then the new one. Sessions signed\n"
+    "  before the change end; this one goes on with a new token.";
+
+/* The current and the new password: asked for on a terminal (the new one
+ * twice), else two lines of stdin. */
+static int read_passwords(char *current, char *new_pw, size_t size, struct zerr *err)
+{
+	if (!isatty(STDIN_FILENO)) {
+		int r = read_line(STDIN_FILENO, current, size);
+		if (r == 0)
+			r = read_line(STDIN_FILENO, new_pw, size);
+		if (r == -ENODATA)
+			return zerr_set(err, r, "give two lines on stdin: the current password, then the new one");
+		if (r == -E2BIG)
+			return zerr_set(err, r, "a password is longer than %zu bytes", size - 1);
+		if (r < 0)
+			return zerr_set(err, r, "cannot read the passwords from stdin: %s", strerror(-r));
+		return 0;
+	}
+	char again[PASSWORD_MAX];
+	int r = prompt_password("Current password: ", current, size, err);
+	if (r == 0)
+		r = prompt_password("New password: ", new_pw, size, err);
+	if (r == 0)
+		r = prompt_password("New password again: ", again, sizeof(again), err);
+	if (r == 0 && strcmp(new_pw, again) != 0)
+		r = zerr_set(err, -EINVAL, "the two new passwords differ; nothing changed");
+	wipe(again, sizeof(again));
+	return r;
+}
+
+int cmd_passwd(struct cli *c, int argc, char **argv)
+{
+	int rc;
+	if (cli_plain_opts(c, argc, argv, passwd_usage, &rc) == OPT_EXIT)
+		return rc;
+	if (optind < argc)
+		return cli_usage_error(passwd_usage, "unexpected argument '%s'", argv[optind]);
+	if (!c->cfg.url || !c->cfg.token)
+		return cli_fail(c, "not logged in: run zmesh login --url URL --email EMAIL");
+	char current[PASSWORD_MAX], new_pw[PASSWORD_MAX];
+	int r = read_passwords(current, new_pw, sizeof(current), &c->err);
+	_cleanup_json_ json_t *body =
+	    r < 0 ? NULL : json_pack("{s:s, s:s}", "current_password", current, "new_password", new_pw);
+	wipe(current, sizeof(current));
+	wipe(new_pw, sizeof(new_pw));
+	if (r < 0)
+		return cli_fail(c, NULL);
+	if (!body)
+		return cli_fail(c, "the passwords must be valid UTF-8");
+	_cleanup_(reply_done) struct reply rep = {0};
+	r = cli_call(c, "POST", "/auth/password", body, 0, true, &rep);
+	/* Our copies inside the request object go now. */
+	const char *keys[] = {"current_password", "new_password"};
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+		json_t *pw = json_object_get(body, keys[i]);
+		wipe((char *)json_string_value(pw), json_string_length(pw));
+	}
+	if (r < 0)
+		return cli_fail(c, NULL);
+	if (rep.status != 200) {
+		_cleanup_free_ char *line = reply_error_line(&rep);
+		return cli_fail(c, "the password was not changed: %s", line ? line : "refused");
+	}
+	const char *token = json_string_value(json_object_get(rep.json, "token"));
+	const char *expires = json_string_value(json_object_get(rep.json, "expires_at"));
+	if (!token || !*token)
+		return cli_fail(c, "the password was changed, but the answer has no new token: run zmesh login");
+	if (config_set(&c->cfg.token, token, &c->err) < 0 || config_set(&c->cfg.expires_at, expires, &c->err) < 0 ||
+	    cli_save_config(c) < 0)
+		return cli_fail(c, NULL);
+	if (c->json) {
+		json_object_del(rep.json, "token");
+		cli_print_json(rep.json);
+	} else {
+		printf("Password changed. Sessions signed with the old one have ended; this one goes on.\n");
 	}
 	return CLI_EXIT_OK;
 }

@@ -13,6 +13,7 @@ static const char usage_text[] =
     "Session\n"
     "  login --url URL --email EMAIL [--password PASSWORD]   log in; the token is kept in the config\n"
     "  logout                                               forget the token\n"
+    "  passwd                                               change your password (ends other sessions)\n"
     "Projects\n"
     "  projects create NAME [--slug SLUG] [--tier TIER]    create a project\n"
     "  projects list                                        your projects (* marks the current one)\n"
@@ -69,6 +70,7 @@ static const struct {
     {"rollback", cmd_rollback}, {"delete", cmd_delete},
     {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
     {"events", cmd_events},     {"db", cmd_db},
+    {"passwd", cmd_passwd},
 };
 
 static int run(struct cli *c, int argc, char **argv)

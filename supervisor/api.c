@@ -425,6 +425,26 @@ HANDLER(h_invocation_get)
 
 /* ---- users and login ----------------------------------------------------- */
 
+/* A session token for uid: {token, expires_at}. It is signed no earlier than
+ * the user's tokens_not_before (store.h), so a login in the second of a
+ * password change is not refused with the sessions it ended. */
+static int sign_session(struct app *app, const char *uid, int64_t not_before, json_t **ret, struct zerr *err)
+{
+	int64_t now = (int64_t)time(NULL);
+	int64_t iat = now > not_before ? now : not_before, exp = iat + (int64_t)app->cfg.token_ttl_s;
+	_cleanup_free_ char *token = NULL;
+	int r = auth_jwt_sign(app->jwt_key, app->jwt_key_len, uid, iat, exp, &token, err);
+	if (r < 0)
+		return r;
+	char expires[40];
+	time_t e = (time_t)exp;
+	struct tm tm;
+	gmtime_r(&e, &tm);
+	strftime(expires, sizeof(expires), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	*ret = json_pack("{s:s, s:s}", "token", token, "expires_at", expires);
+	return *ret ? 0 : zerr_set(err, -ENOMEM, "out of memory");
+}
+
 HANDLER(h_login)
 {
 	_cleanup_json_ json_t *body = body_json(req, err);
@@ -443,7 +463,8 @@ HANDLER(h_login)
 	char uid[STORE_ID_LEN + 1] = "";
 	_cleanup_free_ char *hash = NULL;
 	_cleanup_json_ json_t *user = NULL;
-	r = store_user_for_login(k.c, email, uid, &hash, &user, err);
+	int64_t not_before = 0;
+	r = store_user_for_login(k.c, email, uid, &hash, &not_before, &user, err);
 	if (r < 0 && r != -ZE_NOT_FOUND)
 		return r;
 	bool found = r == 0, ok = false;
@@ -458,17 +479,61 @@ HANDLER(h_login)
 		     NULL);
 		return ze(err, ZE_INVALID_CREDENTIALS, "wrong email or password");
 	}
-	int64_t now = (int64_t)time(NULL), exp = now + (int64_t)app->cfg.token_ttl_s;
-	_cleanup_free_ char *token = NULL;
-	r = auth_jwt_sign(app->jwt_key, app->jwt_key_len, uid, now, exp, &token, err);
+	json_t *body_out = NULL;
+	r = sign_session(app, uid, not_before, &body_out, err);
 	if (r < 0)
 		return r;
-	char expires[40];
-	time_t e = (time_t)exp;
-	struct tm tm;
-	gmtime_r(&e, &tm);
-	strftime(expires, sizeof(expires), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return api_ok(req, json_pack("{s:s, s:s, s:O}", "token", token, "expires_at", expires, "user", user));
+	json_object_set(body_out, "user", user);
+	return api_ok(req, body_out);
+}
+
+/* POST /auth/password: the caller changes their own password. Every session
+ * signed before the change ends; the answer carries a new one. */
+HANDLER(h_password)
+{
+	_cleanup_call_ struct call k;
+	_cleanup_json_ json_t *body = NULL;
+	int r = api_begin_body(req, app, STORE_USER, &k, &body, err);
+	if (r < 0)
+		return r;
+	const char *current, *new_pw;
+	_cleanup_free_ char *email = NULL, *hash = NULL, *new_hash = NULL;
+	r = val_password_change(body, &current, &new_pw, err);
+	if (r == 0)
+		r = store_user_password(k.c, k.u.id, &email, &hash, err);
+	if (r == 0)
+		r = val_password(new_pw, email, err);
+	if (r < 0)
+		return r;
+	/* No connection is held while hashing, which the login limiter bounds. */
+	call_drop_conn(&k);
+	if (limiter_acquire(&app->login_limiter, "login", 0, 5000) < 0)
+		return ze(err, ZE_LOGIN_BUSY, "too many logins at once; retry shortly");
+	bool ok = false;
+	r = auth_password_verify(current, hash, &ok, err);
+	bool same = r == 0 && ok && strcmp(current, new_pw) == 0;
+	if (r == 0 && ok && !same)
+		r = auth_password_hash(new_pw, &new_hash, err);
+	limiter_release(&app->login_limiter, "login");
+	if (r < 0)
+		return r;
+	if (!ok) {
+		zlog(ZLOG_INFO, "password_change_refused", "request_id", http_request_id(req), "user", k.u.id, NULL);
+		return ze(err, ZE_WRONG_PASSWORD, "current_password is not the account's password");
+	}
+	if (same)
+		return ze(err, ZE_INVALID_PASSWORD, "the new password is the current one");
+	int64_t not_before = 0;
+	json_t *out = NULL;
+	r = take_conn(&k, err);
+	if (r == 0)
+		r = store_user_set_password(k.c, k.u.id, new_hash, &not_before, err);
+	if (r == 0)
+		r = sign_session(app, k.u.id, not_before, &out, err);
+	if (r < 0)
+		return r;
+	zlog(ZLOG_INFO, "password_changed", "request_id", http_request_id(req), "user", k.u.id, NULL);
+	return api_ok(req, out);
 }
 
 HANDLER(h_users_create)
@@ -521,6 +586,7 @@ const struct http_route app_routes[] = {
     {"GET", "/healthz", h_healthz},
     {"GET", "/metrics", h_metrics},
     {"POST", "/auth/login", h_login},
+    {"POST", "/auth/password", h_password},
     {"POST", "/users", h_users_create},
     {"GET", "/projects", h_projects_list},
     {"POST", "/projects", h_projects_create},

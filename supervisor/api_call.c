@@ -49,9 +49,11 @@ int take_conn(struct call *k, struct zerr *err)
 	return k->c ? 0 : ze(err, ZE_UNAVAILABLE, "no database connection available");
 }
 
-/* The bearer token's signature and expiry; whether its user still exists is
- * the store's lookup. */
-static int verify_token(struct app *app, struct http_request *req, char ret_id[STORE_ID_LEN + 1], struct zerr *err)
+/* The bearer token's signature and expiry; whether its user still exists,
+ * and whether it was signed after the user's password last changed, are the
+ * store's lookup. */
+static int verify_token(struct app *app, struct http_request *req, char ret_id[STORE_ID_LEN + 1], int64_t *ret_iat,
+                        struct zerr *err)
 {
 	const char *h = http_header(req, "authorization");
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
@@ -59,7 +61,7 @@ static int verify_token(struct app *app, struct http_request *req, char ret_id[S
 		return ze(err, ZE_UNAUTHORIZED, "missing bearer token (POST /auth/login gives one)");
 	}
 	_cleanup_free_ char *sub = NULL;
-	int r = auth_jwt_verify(app->jwt_key, app->jwt_key_len, h + 7, (int64_t)time(NULL), &sub, NULL, NULL);
+	int r = auth_jwt_verify(app->jwt_key, app->jwt_key_len, h + 7, (int64_t)time(NULL), &sub, ret_iat, NULL, NULL);
 	if (r < 0 || !val_is_uuid(sub)) {
 		http_add_header(req, "WWW-Authenticate", "Bearer");
 		return r == -EKEYEXPIRED ? ze(err, ZE_TOKEN_EXPIRED, "the token has expired; log in again")
@@ -76,12 +78,19 @@ int api_begin(struct http_request *req, struct app *app, unsigned need, struct c
 	memset(k, 0, sizeof(*k));
 	k->app = app;
 	char uid[STORE_ID_LEN + 1];
-	int r = verify_token(app, req, uid, err);
+	int64_t iat = 0;
+	int r = verify_token(app, req, uid, &iat, err);
 	if (r == 0)
 		r = take_conn(k, err);
 	if (r == 0)
 		r = store_lookup(k->c, need, uid, http_param(req, "pid"), http_param(req, "fid"), &k->u, &k->p, &k->f,
 		                 &k->json, err);
+	/* Checked even when the project was not found: a revoked token learns
+	 * nothing. k->u is zero when the user was not found. */
+	if ((r == 0 || r == -ZE_NOT_FOUND) && iat < k->u.tokens_not_before) {
+		http_add_header(req, "WWW-Authenticate", "Bearer");
+		r = ze(err, ZE_INVALID_TOKEN, "the token was issued before the password changed; log in again");
+	}
 	if (r < 0)
 		return r;
 	http_log_field(req, "user", k->u.id);

@@ -273,7 +273,7 @@ static int check_header(const json_t *hdr, struct zerr *err)
 }
 
 int auth_jwt_verify(const uint8_t *key, size_t key_len, const char *token, int64_t now, char **ret_sub,
-                    int64_t *ret_exp, struct zerr *err)
+                    int64_t *ret_iat, int64_t *ret_exp, struct zerr *err)
 {
 	int r = check_jwt_key(key, key_len, err);
 	if (r < 0)
@@ -337,6 +337,8 @@ int auth_jwt_verify(const uint8_t *key, size_t key_len, const char *token, int64
 	if (!s)
 		return zerr_set(err, -ENOMEM, "jwt: out of memory");
 	*ret_sub = s;
+	if (ret_iat)
+		*ret_iat = json_integer_value(iat);
 	if (ret_exp)
 		*ret_exp = exp_v;
 	return 0;

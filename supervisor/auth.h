@@ -67,9 +67,10 @@ int auth_jwt_sign(const uint8_t *key, size_t key_len, const char *sub, int64_t i
  * JSON object payload with a string "sub" and integer "iat" and "exp".
  * Returns -EKEYEXPIRED when now >= exp (only once everything else checked
  * out), -EINVAL for anything else wrong. On success *ret_sub is the caller's
- * to free, and *ret_exp (ret_exp may be NULL) the expiry. */
+ * to free, *ret_iat the time it was signed and *ret_exp the expiry (ret_iat
+ * and ret_exp may be NULL). */
 int auth_jwt_verify(const uint8_t *key, size_t key_len, const char *token, int64_t now, char **ret_sub,
-                    int64_t *ret_exp, struct zerr *err);
+                    int64_t *ret_iat, int64_t *ret_exp, struct zerr *err);
 
 /* Hash a password of AUTH_PASSWORD_MIN..AUTH_PASSWORD_MAX bytes into
  * "pbkdf2-sha256$<iterations>$<salt>$<hash>", salt (16 random bytes) and hash

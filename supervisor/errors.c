@@ -51,6 +51,7 @@ static const struct {
     [ZE_INVALID_EVENT - ZE_BASE] = {400, "INVALID_EVENT", NULL},
     [ZE_INVALID_EGRESS - ZE_BASE] = {400, "INVALID_EGRESS", NULL},
     [ZE_SQL_ERROR - ZE_BASE] = {400, "SQL_ERROR", NULL},
+    [ZE_WRONG_PASSWORD - ZE_BASE] = {403, "WRONG_PASSWORD", NULL},
 };
 
 int ze(struct zerr *err, enum ze_code code, const char *fmt, ...)

@@ -66,7 +66,8 @@ enum ze_code {
 	ZE_INVALID_EVENT,          /* 400: a custom event's body; the message names the field */
 	ZE_INVALID_EGRESS,         /* 400: a project's egress policy; the message names the field */
 	/* project SQL */
-	ZE_SQL_ERROR, /* 400: the project's database refused a statement (errors_reply_detail) */
+	ZE_SQL_ERROR,      /* 400: the project's database refused a statement (errors_reply_detail) */
+	ZE_WRONG_PASSWORD, /* 403: POST /auth/password with a current password that is not */
 	ZE_END
 };
 

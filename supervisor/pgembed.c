@@ -802,9 +802,9 @@ int pge_conninfo(const struct pge *p, const char *dbname, char *buf, size_t n)
 	return pge_conninfo_as(p, PGE_SUPERUSER, dbname, buf, n);
 }
 
-int pge_conninfo_as(const struct pge *p, const char *user, const char *dbname, char *buf, size_t n)
+static int conninfo_in(const char *run_dir, const char *user, const char *dbname, char *buf, size_t n)
 {
-	if (!p || !buf || n == 0)
+	if (!buf || n == 0)
 		return -EINVAL;
 	if (!dbname)
 		dbname = "postgres";
@@ -818,12 +818,32 @@ int pge_conninfo_as(const struct pge *p, const char *user, const char *dbname, c
 		return -EINVAL;
 	snprintf(port, sizeof(port), " port=%d user=%s dbname=", PGE_PORT, user);
 	size_t off = 0;
-	if (!put_str(buf, n, &off, "host=") || !put_quoted(buf, n, &off, p->run_dir) || !put_str(buf, n, &off, port) ||
+	if (!put_str(buf, n, &off, "host=") || !put_quoted(buf, n, &off, run_dir) || !put_str(buf, n, &off, port) ||
 	    !put_quoted(buf, n, &off, dbname)) {
 		buf[0] = '\0';
 		return -ENOSPC;
 	}
 	return 0;
+}
+
+int pge_conninfo_as(const struct pge *p, const char *user, const char *dbname, char *buf, size_t n)
+{
+	return p ? conninfo_in(p->run_dir, user, dbname, buf, n) : -EINVAL;
+}
+
+int pge_conninfo_running(const char *state_dir, const char *dbname, char *buf, size_t n)
+{
+	char abs[PATH_MAX], run_dir[PATH_MAX + 16], sock[PATH_MAX + 48];
+	if (!state_dir || !realpath(state_dir, abs))
+		return -ENOENT;
+	snprintf(run_dir, sizeof(run_dir), "%s/pg/run", abs);
+	snprintf(sock, sizeof(sock), "%s%s", run_dir, SOCKET_NAME);
+	/* The postmaster removes its socket when it stops; a socket left by
+	 * one that was killed is found out by the connection. */
+	struct stat st;
+	if (lstat(sock, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return -ENOENT;
+	return conninfo_in(run_dir, PGE_SUPERUSER, dbname, buf, n);
 }
 
 void pge_forget(struct pge *p)

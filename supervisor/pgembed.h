@@ -71,6 +71,12 @@ int pge_conninfo(const struct pge *p, const char *dbname, char *buf, size_t n);
 /* The same for another role (peer authenticated: see above). */
 int pge_conninfo_as(const struct pge *p, const char *user, const char *dbname, char *buf, size_t n);
 
+/* For a process other than the one that runs the cluster (zmeshd admin):
+ * the superuser conninfo of the running cluster under state_dir, as
+ * pge_conninfo gives it. -ENOENT when no cluster runs there (no socket):
+ * such a caller must never start one beside a zmeshd that may. */
+int pge_conninfo_running(const char *state_dir, const char *dbname, char *buf, size_t n);
+
 /* In a child forked after pge_start(): let go of this process's copy (the
  * lock descriptor, the memory) without touching the cluster, which stays
  * the parent's. After the call p is no longer valid here. */

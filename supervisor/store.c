@@ -209,6 +209,12 @@ int store_function_from_row(PGresult *res, int row, int col, struct function *re
 
 /* ---- the caller ---------------------------------------------------------- */
 
+/* A user's tokens_not_before (struct user): iat is in whole seconds, so a
+ * token signed in the second of the change could be either side of it; the
+ * next second is the first whose tokens are surely newer (a login signs no
+ * earlier than it). */
+#define TOKENS_NOT_BEFORE "coalesce(floor(extract(epoch FROM u.password_changed_at))::bigint + 1, 0)"
+
 int store_lookup(PGconn *c, unsigned need, const char *user_id, const char *pid, const char *fid, struct user *ret_u,
                  struct project *ret_p, struct function *ret_f, json_t **ret_json, struct zerr *err)
 {
@@ -219,7 +225,7 @@ int store_lookup(PGconn *c, unsigned need, const char *user_id, const char *pid,
 	_Static_assert(sizeof(store_project_cols) + sizeof(store_function_cols) + sizeof(function_json) + 600 <
 	                   sizeof(sql),
 	               "store_lookup's query may not fit");
-	size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT u.is_admin");
+	size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT u.is_admin, %s", TOKENS_NOT_BEFORE);
 	if (want_p)
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %s, m.role", store_project_cols);
 	if (want_f)
@@ -248,13 +254,14 @@ int store_lookup(PGconn *c, unsigned need, const char *user_id, const char *pid,
 	memset(ret_u, 0, sizeof(*ret_u));
 	snprintf(ret_u->id, sizeof(ret_u->id), "%s", user_id);
 	ret_u->admin = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	ret_u->tokens_not_before = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	if (!want_p)
 		return 0;
-	int role = 1 + STORE_PROJECT_NCOLS;
+	int role = 2 + STORE_PROJECT_NCOLS;
 	bool member = !PQgetisnull(res, 0, role);
-	if (PQgetisnull(res, 0, 1) || (!member && !ret_u->admin))
+	if (PQgetisnull(res, 0, 2) || (!member && !ret_u->admin))
 		return ze(err, ZE_NOT_FOUND, "no such project");
-	store_project_from_row(res, 0, 1, ret_p);
+	store_project_from_row(res, 0, 2, ret_p);
 	ret_p->member = member;
 	ret_p->owner = member && strcmp(PQgetvalue(res, 0, role), "owner") == 0;
 	if (want_f) {
@@ -315,13 +322,13 @@ int store_lookup_key(PGconn *c, const char *key_hash, const char *slug, struct p
 }
 
 int store_user_for_login(PGconn *c, const char *email, char ret_id[STORE_ID_LEN + 1], char **ret_hash,
-                         json_t **ret_json, struct zerr *err)
+                         int64_t *ret_not_before, json_t **ret_json, struct zerr *err)
 {
 	const char *prm[] = {email};
 	_cleanup_pgresult_ PGresult *res = NULL;
 	int r = db_exec_params(c,
-	                       "SELECT id, password_hash, json_build_object('id', id, 'email', email, 'is_admin', "
-	                       "is_admin) FROM users WHERE email = lower($1)",
+	                       "SELECT u.id, u.password_hash, json_build_object('id', u.id, 'email', u.email, "
+	                       "'is_admin', u.is_admin), " TOKENS_NOT_BEFORE " FROM users u WHERE u.email = lower($1)",
 	                       1, prm, &res, err);
 	if (r < 0)
 		return r;
@@ -335,7 +342,46 @@ int store_user_for_login(PGconn *c, const char *email, char ret_id[STORE_ID_LEN 
 	}
 	snprintf(ret_id, STORE_ID_LEN + 1, "%s", PQgetvalue(res, 0, 0));
 	*ret_hash = TAKE_PTR(hash);
+	*ret_not_before = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 	*ret_json = j;
+	return 0;
+}
+
+int store_user_password(PGconn *c, const char *user_id, char **ret_email, char **ret_hash, struct zerr *err)
+{
+	const char *prm[] = {user_id};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	int r = db_exec_params(c, "SELECT email, password_hash FROM users WHERE id = $1::uuid", 1, prm, &res, err);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) != 1)
+		return ze(err, ZE_NOT_FOUND, "no such user");
+	_cleanup_free_ char *email = strdup(PQgetvalue(res, 0, 0));
+	_cleanup_free_ char *hash = strdup(PQgetvalue(res, 0, 1));
+	if (!email || !hash)
+		return zerr_set(err, -ENOMEM, "out of memory");
+	*ret_email = TAKE_PTR(email);
+	*ret_hash = TAKE_PTR(hash);
+	return 0;
+}
+
+int store_user_set_password(PGconn *c, const char *who, const char *password_hash, int64_t *ret_not_before,
+                            struct zerr *err)
+{
+	const char *prm[] = {who, password_hash};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	int r = db_exec_params(c,
+	                       val_is_uuid(who) ? "UPDATE users u SET password_hash = $2, password_changed_at = now() "
+	                                          "WHERE u.id = $1::uuid RETURNING " TOKENS_NOT_BEFORE
+	                                        : "UPDATE users u SET password_hash = $2, password_changed_at = now() "
+	                                          "WHERE u.email = lower($1) RETURNING " TOKENS_NOT_BEFORE,
+	                       2, prm, &res, err);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) != 1)
+		return ze(err, ZE_NOT_FOUND, "no such user");
+	if (ret_not_before)
+		*ret_not_before = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	return 0;
 }
 

@@ -27,6 +27,9 @@
 struct user {
 	char id[STORE_ID_LEN + 1];
 	bool admin;
+	/* Tokens signed (iat) before this second are refused: the second after
+	 * the password last changed, 0 if it never did. */
+	int64_t tokens_not_before;
 };
 
 struct project {
@@ -104,9 +107,19 @@ int store_lookup(PGconn *c, unsigned need, const char *user_id, const char *pid,
 int store_lookup_key(PGconn *c, const char *key_hash, const char *slug, struct project *ret_p, struct function *ret_f,
                      struct zerr *err);
 /* For a login: id, password hash and admin flag of email. -ZE_NOT_FOUND
- * when there is no such user; *ret_json: {id, email, is_admin}. */
+ * when there is no such user; *ret_json: {id, email, is_admin};
+ * *ret_not_before: struct user's tokens_not_before. */
 int store_user_for_login(PGconn *c, const char *email, char ret_id[STORE_ID_LEN + 1], char **ret_hash,
-                         json_t **ret_json, struct zerr *err);
+                         int64_t *ret_not_before, json_t **ret_json, struct zerr *err);
+/* The email and password hash of user_id (both the caller's to free).
+ * -ZE_NOT_FOUND when there is no such user. */
+int store_user_password(PGconn *c, const char *user_id, char **ret_email, char **ret_hash, struct zerr *err);
+/* Replace the password hash of who (a user's id, or an email) and note the
+ * change, which ends the sessions signed before it. *ret_not_before (may be
+ * NULL): the user's new tokens_not_before. -ZE_NOT_FOUND when there is no
+ * such user. */
+int store_user_set_password(PGconn *c, const char *who, const char *password_hash, int64_t *ret_not_before,
+                            struct zerr *err);
 
 /* ---- projects, members, keys ---- */
 

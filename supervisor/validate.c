@@ -11,6 +11,7 @@
 
 #include "egress_policy.h"
 #include "errors.h"
+#include "utf8.h"
 
 #define SLUG_RULE "slug must be 1 to 63 of a-z, 0-9 and inner dashes, and not look like an id"
 
@@ -274,6 +275,26 @@ static bool email_ok(const char *e)
 	return e && strlen(e) >= 3 && strlen(e) <= VAL_EMAIL_MAX && strchr(e + 1, '@');
 }
 
+int val_password(const char *password, const char *email, struct zerr *err)
+{
+	if (!password || strlen(password) > VAL_PASSWORD_MAX || !utf8_valid(password, strlen(password)))
+		return ze(err, ZE_INVALID_PASSWORD, VAL_PASSWORD_RULE);
+	size_t chars = 0;
+	bool lower = false, upper = false, digit = false, other = false;
+	for (const unsigned char *s = (const unsigned char *)password; *s; s++) {
+		if ((*s & 0xc0) != 0x80)
+			chars++;
+		lower |= *s >= 'a' && *s <= 'z';
+		upper |= *s >= 'A' && *s <= 'Z';
+		digit |= *s >= '0' && *s <= '9';
+		other |= !isalnum(*s);
+	}
+	if (chars < VAL_PASSWORD_MIN || lower + upper + digit + other < 2 ||
+	    (email && strcasecmp(password, email) == 0))
+		return ze(err, ZE_INVALID_PASSWORD, VAL_PASSWORD_RULE);
+	return 0;
+}
+
 int val_new_user(json_t *body, const char **ret_email, const char **ret_password, bool *ret_admin, struct zerr *err)
 {
 	static const char *const known[] = {"email", "password", "is_admin", NULL};
@@ -290,9 +311,8 @@ int val_new_user(json_t *body, const char **ret_email, const char **ret_password
 		return ze(err, ZE_BAD_REQUEST, "is_admin must be true or false");
 	if (!email_ok(email))
 		return ze(err, ZE_INVALID_EMAIL, "a valid email is required");
-	if (!password || strlen(password) < VAL_PASSWORD_MIN || strlen(password) > VAL_PASSWORD_MAX)
-		return ze(err, ZE_INVALID_PASSWORD, "password must be %d to %d characters", VAL_PASSWORD_MIN,
-		          VAL_PASSWORD_MAX);
+	if ((r = val_password(password, email, err)) < 0)
+		return r;
 	*ret_email = email;
 	*ret_password = password;
 	*ret_admin = json_is_true(admin);
@@ -307,6 +327,26 @@ int val_login(json_t *body, const char **ret_email, const char **ret_password, s
 		return ze(err, ZE_BAD_REQUEST, "email and a password of 1 to %d bytes are required", VAL_PASSWORD_MAX);
 	*ret_email = email;
 	*ret_password = password;
+	return 0;
+}
+
+int val_password_change(json_t *body, const char **ret_current, const char **ret_new, struct zerr *err)
+{
+	static const char *const known[] = {"current_password", "new_password", NULL};
+	const char *current = NULL, *new_pw = NULL;
+	int r = val_object(body, known, err);
+	if (r == 0)
+		r = str_field_as(body, "current_password", ZE_BAD_REQUEST, &current, err);
+	if (r == 0)
+		r = str_field_as(body, "new_password", ZE_INVALID_PASSWORD, &new_pw, err);
+	if (r < 0)
+		return r;
+	if (!current || !current[0] || strlen(current) > VAL_PASSWORD_MAX)
+		return ze(err, ZE_BAD_REQUEST, "current_password of 1 to %d bytes is required", VAL_PASSWORD_MAX);
+	if (!new_pw)
+		return ze(err, ZE_INVALID_PASSWORD, "new_password is required: " VAL_PASSWORD_RULE);
+	*ret_current = current;
+	*ret_new = new_pw;
 	return 0;
 }
 

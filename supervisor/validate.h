@@ -18,7 +18,7 @@
 #define VAL_NAME_MAX     ZPROTO_MAX_NAME_BYTES /* bytes of a project, function or key name */
 #define VAL_SLUG_MAX     63
 #define VAL_EMAIL_MAX    254
-#define VAL_PASSWORD_MIN 8
+#define VAL_PASSWORD_MIN 12 /* characters (code points) */
 #define VAL_PASSWORD_MAX 1024
 
 bool val_is_uuid(const char *s);
@@ -66,9 +66,24 @@ struct val_project {
 };
 int val_project(json_t *body, const struct tiers *tiers, bool create, struct val_project *ret, struct zerr *err);
 
+/* The one rule for a password a person chooses (POST /users, POST
+ * /auth/password, zmeshd admin set-password, ZMESH_ADMIN_PASSWORD at the first
+ * start): VAL_PASSWORD_MIN..VAL_PASSWORD_MAX characters of valid UTF-8, of at
+ * least two kinds (lower-case letters, upper-case letters, digits, anything
+ * else), and not the account's email (ignoring case). email may be NULL.
+ * -ZE_INVALID_PASSWORD with VAL_PASSWORD_RULE as the message. */
+#define VAL_PASSWORD_RULE                                                                                         \
+	"a password needs at least 12 characters of at least two kinds (lower-case, upper-case, digits, others) " \
+	"and must not be the email"
+int val_password(const char *password, const char *email, struct zerr *err);
+
 /* POST /users {email, password, is_admin?} and POST /auth/login. */
 int val_new_user(json_t *body, const char **ret_email, const char **ret_password, bool *ret_admin, struct zerr *err);
 int val_login(json_t *body, const char **ret_email, const char **ret_password, struct zerr *err);
+/* POST /auth/password {current_password, new_password}: both present and
+ * bounded; the new one's strength is val_password's, checked by the caller
+ * who knows the email. */
+int val_password_change(json_t *body, const char **ret_current, const char **ret_new, struct zerr *err);
 
 /* A name field of 1..VAL_NAME_MAX bytes ({name} of API keys). */
 int val_name(json_t *body, const char **ret, struct zerr *err);

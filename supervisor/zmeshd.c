@@ -34,9 +34,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "app.h"
 #include "auth.h"
 #include "cdc.h"
+#include "errors.h"
 #include "jobs.h"
 #include "log.h"
 #include "pgbouncer.h"
@@ -99,14 +101,48 @@ static int load_jwt_key(struct app *app, uid_t uid, gid_t gid, struct zerr *err)
 	return 0;
 }
 
+/* ZMESH_ADMIN_PASSWORD on a later start: it made the first admin, and is
+ * never applied again (a password changed since must not be reset by a
+ * restart). Said once at start when it no longer matches. */
+static void warn_admin_password_ignored(struct app *app, PGconn *c)
+{
+	struct zerr err = {0};
+	char uid[STORE_ID_LEN + 1];
+	_cleanup_free_ char *hash = NULL;
+	json_auto_t *user = NULL;
+	int64_t not_before;
+	bool same = false;
+	int r = store_user_for_login(c, app->cfg.admin_email, uid, &hash, &not_before, &user, &err);
+	if (r == 0)
+		r = auth_password_verify(app->cfg.admin_password, hash, &same, &err);
+	if (r == 0 && same)
+		return;
+	char how[400];
+	snprintf(how, sizeof(how), "zmeshd admin set-password %s (as root, zmeshd running)", app->cfg.admin_email);
+	zlog(ZLOG_WARN, "admin_password_ignored", "reason",
+	     r == -ZE_NOT_FOUND ? "ZMESH_ADMIN_PASSWORD is used only at the first start, and no user has "
+	                          "ZMESH_ADMIN_EMAIL"
+	                        : "ZMESH_ADMIN_PASSWORD is used only at the first start; the stored password differs "
+	                          "and stays",
+	     "email", app->cfg.admin_email, "reset_with", how, NULL);
+}
+
 static int bootstrap_admin(struct app *app, PGconn *c, struct zerr *err)
 {
 	uint64_t users = 0;
 	int r = store_count_users(c, &users, err);
-	if (r < 0 || users > 0)
+	if (r < 0)
 		return r;
+	if (users > 0) {
+		if (app->cfg.admin_password[0])
+			warn_admin_password_ignored(app, c);
+		return 0;
+	}
 	_cleanup_free_ char *generated = NULL;
 	const char *password = app->cfg.admin_password;
+	/* The rule of every password a person chooses. */
+	if (password[0] && val_password(password, app->cfg.admin_email, err) < 0)
+		return zerr_set(err, -EINVAL, "ZMESH_ADMIN_PASSWORD: %s", VAL_PASSWORD_RULE);
 	if (!password[0]) {
 		r = auth_random_hex(12, &generated, err);
 		if (r < 0)
@@ -127,6 +163,31 @@ static int bootstrap_admin(struct app *app, PGconn *c, struct zerr *err)
 		        app->cfg.admin_email, generated);
 	fflush(stdout);
 	return 0;
+}
+
+/* What to do next, copy-paste ready for the address bound (the port the
+ * kernel chose for port 0): the first line keeps the shape scripts and tests
+ * read the port from. */
+static void print_first_steps(const struct app *app, int port)
+{
+	char host[256], url[300];
+	uint16_t ignored;
+	if (http_split_listen(app->cfg.listen, host, sizeof(host), &ignored, NULL) < 0 || strcmp(host, "0.0.0.0") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (strcmp(host, "::") == 0)
+		snprintf(host, sizeof(host), "::1");
+	snprintf(url, sizeof(url), strchr(host, ':') ? "http://[%s]:%d" : "http://%s:%d", host, port);
+	const char *email = app->cfg.admin_email;
+	printf("zmeshd: listening on %s (port %d). First steps, in another terminal:\n"
+	       "  zmesh login --url %s --email %s    # asks for the password\n"
+	       "  zmesh projects create demo         # the current project from now on\n"
+	       "  printf 'exports.handler = async (p) => ({hello: p && p.name});\\n' > hello.js\n"
+	       "  zmesh functions deploy hello.js\n"
+	       "  zmesh invoke hello --data '{\"name\": \"world\"}'\n"
+	       "zmeshd: over HTTP instead: curl -sS -XPOST %s/auth/login "
+	       "-d '{\"email\":\"%s\",\"password\":\"...\"}' | jq -r '.token // error(.error.message)'\n",
+	       app->cfg.listen, port, url, email, url, email);
+	fflush(stdout);
 }
 
 static void http_log(void *app, const char *line)
@@ -287,10 +348,7 @@ static int api_main(struct app *app, struct api_start *st)
 	char port[16];
 	snprintf(port, sizeof(port), "%d", http_server_port(srv));
 	zlog(ZLOG_INFO, "listening", "address", app->cfg.listen, "port", port, NULL);
-	printf("zmeshd: listening on %s (port %s). Log in: curl -s -XPOST http://127.0.0.1:%s/auth/login "
-	       "-d '{\"email\":\"%s\",\"password\":\"...\"}'\n",
-	       app->cfg.listen, port, port, app->cfg.admin_email);
-	fflush(stdout);
+	print_first_steps(app, http_server_port(srv));
 
 	sigset_t stop;
 	stop_signals(&stop);
@@ -524,6 +582,9 @@ static int start_pgbouncer(struct app *app, uid_t uid, gid_t gid, struct pgb **r
 
 int main(int argc, char **argv)
 {
+	/* The operator's commands: a process of their own, no daemon. */
+	if (argc > 1 && strcmp(argv[1], "admin") == 0)
+		return admin_main(argc, argv);
 	static struct app app;
 	struct zerr err = {0};
 	int r = zconfig_load(&app.cfg, argc, argv, &err);

@@ -62,12 +62,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		bool admin;
 		r = val_new_user(body, &email, &password, &admin, &err);
 		if (r == 0)
-			assert(strlen(password) >= VAL_PASSWORD_MIN && strlen(email) <= VAL_EMAIL_MAX);
+			assert(strlen(password) >= VAL_PASSWORD_MIN && strlen(email) <= VAL_EMAIL_MAX &&
+			       val_password(password, email, NULL) == 0);
 		break;
 	}
 	case 5: {
-		const char *email, *password;
+		/* The two bodies of /auth: a login, and a change of password whose
+		 * new one then meets the rule of every password. */
+		const char *email, *password, *current, *new_pw;
 		r = val_login(body, &email, &password, &err);
+		check_refusal(r, &err);
+		r = val_password_change(body, &current, &new_pw, &err);
+		if (r == 0) {
+			assert(current[0] && strlen(current) <= VAL_PASSWORD_MAX);
+			check_refusal(r = val_password(new_pw, "a@b.test", &err), &err);
+			if (r == 0)
+				assert(strlen(new_pw) >= VAL_PASSWORD_MIN && strlen(new_pw) <= VAL_PASSWORD_MAX);
+		}
 		break;
 	}
 	default: {

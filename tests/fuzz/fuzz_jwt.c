@@ -78,7 +78,7 @@ static void fuzz_token(const uint8_t *data, size_t size)
 	char *sub = NULL;
 	int64_t exp = 0;
 	struct zerr err = {0};
-	int r = auth_jwt_verify(KEY, KEY_LEN, token, NOW, &sub, &exp, &err);
+	int r = auth_jwt_verify(KEY, KEY_LEN, token, NOW, &sub, NULL, &exp, &err);
 	CHECK(r == 0 || r == -EINVAL || r == -EKEYEXPIRED);
 	if (r == 0 || r == -EKEYEXPIRED)
 		CHECK(signature_holds(token));
@@ -150,7 +150,7 @@ static void fuzz_signed(const uint8_t *data, size_t size)
 
 	char *sub = NULL;
 	int64_t exp = 0;
-	int r = auth_jwt_verify(KEY, KEY_LEN, token, NOW, &sub, &exp, NULL);
+	int r = auth_jwt_verify(KEY, KEY_LEN, token, NOW, &sub, NULL, &exp, NULL);
 	if (strlen(token) > AUTH_JWT_MAX) {
 		CHECK(r == -EINVAL);
 	} else {
@@ -197,16 +197,16 @@ static void fuzz_round_trip(const uint8_t *data, size_t size)
 	}
 	CHECK(strlen(token) <= AUTH_JWT_MAX);
 	char *sub = NULL;
-	int64_t got_exp = 0;
-	CHECK(auth_jwt_verify(KEY, KEY_LEN, token, iat, &sub, &got_exp, NULL) == 0);
+	int64_t got_iat = -1, got_exp = 0;
+	CHECK(auth_jwt_verify(KEY, KEY_LEN, token, iat, &sub, &got_iat, &got_exp, NULL) == 0);
 	CHECK(strcmp(sub, sub_in) == 0);
-	CHECK(got_exp == exp);
+	CHECK(got_iat == iat && got_exp == exp);
 	free(sub);
 	sub = NULL;
-	CHECK(auth_jwt_verify(KEY, KEY_LEN, token, exp - 1, &sub, NULL, NULL) == 0);
+	CHECK(auth_jwt_verify(KEY, KEY_LEN, token, exp - 1, &sub, NULL, NULL, NULL) == 0);
 	free(sub);
 	sub = NULL;
-	CHECK(auth_jwt_verify(KEY, KEY_LEN, token, exp, &sub, NULL, NULL) == -EKEYEXPIRED);
+	CHECK(auth_jwt_verify(KEY, KEY_LEN, token, exp, &sub, NULL, NULL, NULL) == -EKEYEXPIRED);
 	CHECK(sub == NULL);
 
 	/* Any one byte changed (a NUL cuts the token short) is refused. */
@@ -214,7 +214,7 @@ static void fuzz_round_trip(const uint8_t *data, size_t size)
 	pos %= len;
 	if (token[pos] != (char)val) {
 		token[pos] = (char)val;
-		CHECK(auth_jwt_verify(KEY, KEY_LEN, token, iat, &sub, NULL, NULL) == -EINVAL);
+		CHECK(auth_jwt_verify(KEY, KEY_LEN, token, iat, &sub, NULL, NULL, NULL) == -EINVAL);
 		CHECK(sub == NULL);
 	}
 	free(token);

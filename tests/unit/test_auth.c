@@ -61,7 +61,7 @@ static int verify(const char *token, int64_t now)
 	char *sub = (char *)"untouched";
 	int64_t exp = -7;
 	struct zerr e = {0};
-	int r = auth_jwt_verify(KEY, KEY_LEN, token, now, &sub, &exp, &e);
+	int r = auth_jwt_verify(KEY, KEY_LEN, token, now, &sub, NULL, &exp, &e);
 	if (r == 0) {
 		free(sub);
 	} else {
@@ -175,12 +175,13 @@ static void test_jwt_known_answer(void **state)
 
 	/* ... and the independently made tokens verify. */
 	char *sub = NULL;
-	int64_t exp = 0;
-	assert_int_equal(auth_jwt_verify(KEY, KEY_LEN, JWT_KAT_42, 1700000000, &sub, &exp, NULL), 0);
+	int64_t iat = 0, exp = 0;
+	assert_int_equal(auth_jwt_verify(KEY, KEY_LEN, JWT_KAT_42, 1700000000, &sub, &iat, &exp, NULL), 0);
 	assert_string_equal(sub, "42");
+	assert_int_equal(iat, 1700000000);
 	assert_int_equal(exp, 1700003600);
 	free(sub);
-	assert_int_equal(auth_jwt_verify(KEY, KEY_LEN, JWT_KAT_UUID, 0, &sub, NULL, NULL), 0);
+	assert_int_equal(auth_jwt_verify(KEY, KEY_LEN, JWT_KAT_UUID, 0, &sub, NULL, NULL, NULL), 0);
 	assert_string_equal(sub, "0b6f7c1e-2a47-4f0e-9d0c-5f1f3c2a9e11");
 	free(sub);
 }
@@ -225,7 +226,7 @@ static void test_jwt_sign_rejects(void **state)
 	assert_int_equal(auth_jwt_sign(NULL, KEY_LEN, "u", 1, 2, &tok, &e), -EINVAL);
 	assert_null(tok);
 	char *sub = NULL;
-	assert_int_equal(auth_jwt_verify(KEY, 16, JWT_KAT_42, 0, &sub, NULL, &e), -EINVAL);
+	assert_int_equal(auth_jwt_verify(KEY, 16, JWT_KAT_42, 0, &sub, NULL, NULL, &e), -EINVAL);
 	assert_null(sub);
 }
 
@@ -270,7 +271,7 @@ static void test_jwt_tampered(void **state)
 
 	/* The right token checked with another key. */
 	char *sub = NULL;
-	assert_int_equal(auth_jwt_verify(OTHER_KEY, KEY_LEN, JWT_KAT_42, 1700000000, &sub, NULL, NULL), -EINVAL);
+	assert_int_equal(auth_jwt_verify(OTHER_KEY, KEY_LEN, JWT_KAT_42, 1700000000, &sub, NULL, NULL, NULL), -EINVAL);
 	assert_null(sub);
 }
 
@@ -404,8 +405,8 @@ static void test_jwt_structure(void **state)
 	assert_int_equal(verify(huge, 0), -EINVAL);
 	free(huge);
 	char *sub = NULL;
-	assert_int_equal(auth_jwt_verify(KEY, KEY_LEN, NULL, 0, &sub, NULL, NULL), -EINVAL);
-	assert_int_equal(auth_jwt_verify(KEY, KEY_LEN, JWT_KAT_42, 0, NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(auth_jwt_verify(KEY, KEY_LEN, NULL, 0, &sub, NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(auth_jwt_verify(KEY, KEY_LEN, JWT_KAT_42, 0, NULL, NULL, NULL, NULL), -EINVAL);
 }
 
 /* ---- passwords ---- */
@@ -695,7 +696,7 @@ static void *worker_run(void *arg)
 		char sub[32], *tok = NULL, *got = NULL;
 		snprintf(sub, sizeof(sub), "w%d-%d", w->id, i);
 		if (auth_jwt_sign(KEY, KEY_LEN, sub, 10, 20, &tok, NULL) < 0 ||
-		    auth_jwt_verify(KEY, KEY_LEN, tok, 15, &got, NULL, NULL) < 0 || strcmp(sub, got) != 0)
+		    auth_jwt_verify(KEY, KEY_LEN, tok, 15, &got, NULL, NULL, NULL) < 0 || strcmp(sub, got) != 0)
 			w->failures++;
 		free(tok);
 		free(got);

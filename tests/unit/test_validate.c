@@ -179,21 +179,67 @@ static void test_project_and_users(void **state)
 
 	const char *email, *password;
 	bool admin;
-	j = js("{\"email\":\"a@b\",\"password\":\"12345678\",\"is_admin\":true}");
+	j = js("{\"email\":\"a@b\",\"password\":\"correct-horse\",\"is_admin\":true}");
 	assert_int_equal(val_new_user(j, &email, &password, &admin, &err), 0);
 	assert_true(admin);
 	json_decref(j);
-	j = js("{\"email\":\"a@b\",\"password\":\"1234567\"}");
+	j = js("{\"email\":\"a@b\",\"password\":\"123456789012\"}"); /* one kind */
 	assert_int_equal(val_new_user(j, &email, &password, &admin, &err), -ZE_INVALID_PASSWORD);
 	json_decref(j);
-	j = js("{\"email\":\"@b\",\"password\":\"12345678\"}");
+	j = js("{\"email\":\"@b\",\"password\":\"correct-horse\"}");
 	assert_int_equal(val_new_user(j, &email, &password, &admin, &err), -ZE_INVALID_EMAIL);
 	json_decref(j);
-	j = js("{\"email\":\"a@b\",\"password\":\"12345678\",\"is_admin\":\"yes\"}");
+	j = js("{\"email\":\"a@b\",\"password\":\"correct-horse\",\"is_admin\":\"yes\"}");
 	assert_int_equal(val_new_user(j, &email, &password, &admin, &err), -ZE_BAD_REQUEST);
 	json_decref(j);
 	j = js("{\"email\":\"a@b\",\"password\":\"\"}");
 	assert_int_equal(val_login(j, &email, &password, &err), -ZE_BAD_REQUEST);
+	json_decref(j);
+}
+
+static void test_password_rule(void **state)
+{
+	struct zerr err = {0};
+	/* At least 12 characters (not bytes), two kinds, not the email. */
+	assert_int_equal(val_password("correct-horse", "a@b.test", &err), 0);
+	assert_int_equal(val_password("Abcdefghijkl", NULL, &err), 0);
+	assert_int_equal(val_password("abcdefgh1234", NULL, &err), 0);
+	assert_int_equal(val_password("short-7!", NULL, &err), -ZE_INVALID_PASSWORD);
+	assert_string_equal(err.msg, VAL_PASSWORD_RULE);
+	assert_int_equal(val_password("abcdefghijkl", NULL, &err), -ZE_INVALID_PASSWORD);
+	assert_int_equal(val_password("123456789012", NULL, &err), -ZE_INVALID_PASSWORD);
+	assert_int_equal(val_password("ABCDEFGHIJKLMN", NULL, &err), -ZE_INVALID_PASSWORD);
+	/* eleven characters (21 bytes), then twelve */
+	assert_int_equal(val_password("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+	                              "1",
+	                              NULL, &err),
+	                 -ZE_INVALID_PASSWORD);
+	assert_int_equal(
+	    val_password("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+	                 "1",
+	                 NULL, &err),
+	    0);
+	assert_int_equal(val_password("Alice@Example.test", "alice@example.test", &err), -ZE_INVALID_PASSWORD);
+	assert_int_equal(val_password("bad-utf8-\xff\xfe"
+	                              "-xx",
+	                              NULL, &err),
+	                 -ZE_INVALID_PASSWORD);
+	assert_int_equal(val_password(NULL, NULL, &err), -ZE_INVALID_PASSWORD);
+
+	const char *cur, *nw;
+	json_t *j = js("{\"current_password\":\"old\",\"new_password\":\"correct-horse\"}");
+	assert_int_equal(val_password_change(j, &cur, &nw, &err), 0);
+	assert_string_equal(cur, "old");
+	assert_string_equal(nw, "correct-horse");
+	json_decref(j);
+	j = js("{\"current_password\":\"\",\"new_password\":\"correct-horse\"}");
+	assert_int_equal(val_password_change(j, &cur, &nw, &err), -ZE_BAD_REQUEST);
+	json_decref(j);
+	j = js("{\"current_password\":\"old\"}");
+	assert_int_equal(val_password_change(j, &cur, &nw, &err), -ZE_INVALID_PASSWORD);
+	json_decref(j);
+	j = js("{\"current_password\":\"old\",\"new_password\":\"x\",\"extra\":1}");
+	assert_int_equal(val_password_change(j, &cur, &nw, &err), -ZE_UNKNOWN_FIELD);
 	json_decref(j);
 }
 
@@ -251,6 +297,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_function_limits_follow_the_tier, release_held),
 	    cmocka_unit_test(test_env),
 	    cmocka_unit_test(test_project_and_users),
+	    cmocka_unit_test(test_password_rule),
 	    cmocka_unit_test(test_error_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -166,13 +166,38 @@ def test_removing_the_last_trigger_removes_the_capture(zd, user):
     p, f = make_project(zd, user)
     a = create_trigger(user, p, f, "cdc.INSERT.orders")
     b = create_trigger(user, p, f, "cdc.DELETE.orders")
-    capture = "SELECT count(*) FROM pg_trigger WHERE tgname = 'zmesh_cdc_capture'"
-    assert zd.sql(capture, db=p["database"]) == [["1"]]
+    capture = "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zmesh\\_cdc\\_%'"
+    # Updates row by row, inserts and deletes by statement.
+    assert zd.sql(capture, db=p["database"]) == [["3"]]
     assert user.delete("/projects/%s/triggers/%s" % (p["id"], a["id"])).status == 200
-    assert zd.sql(capture, db=p["database"]) == [["1"]]  # still wanted by b
+    assert zd.sql(capture, db=p["database"]) == [["3"]]  # still wanted by b
     assert user.delete("/projects/%s/triggers/%s" % (p["id"], b["id"])).status == 200
     assert zd.sql(capture, db=p["database"]) == [["0"]]
     assert zd.sql("SELECT count(*) FROM pg_namespace WHERE nspname = 'zmesh_cdc'", db=p["database"]) == [["0"]]
     as_role(zd, p, "INSERT INTO orders VALUES (1, 1, 'after')")
     time.sleep(1.5)
     assert seen(zd, p, 99, timeout=0) == []
+
+
+def test_a_statement_of_many_rows_and_a_table_without_a_primary_key(zd, user):
+    p, f = make_project(zd, user)
+    create_trigger(user, p, f, "cdc.*.orders")
+    as_role(zd, p, "INSERT INTO orders SELECT g, g * 10, 'bulk' FROM generate_series(1, 40) g")
+    as_role(zd, p, "UPDATE orders SET amount = amount + 1 WHERE id <= 40")
+    as_role(zd, p, "DELETE FROM orders WHERE id <= 40")
+    got = seen(zd, p, 120, timeout=90)
+    assert len(got) == 120, len(got)
+    for i in range(1, 41):
+        mine = [g for g in got if g["id"] == i]
+        assert [g["op"] for g in mine] == ["INSERT", "UPDATE", "DELETE"], mine
+        assert mine[0]["new"] == {"id": i, "amount": i * 10, "note": "bulk"} and mine[0]["old"] is None
+        assert mine[1]["old"]["amount"] == i * 10 and mine[1]["new"]["amount"] == i * 10 + 1
+        assert mine[2]["old"]["amount"] == i * 10 + 1 and mine[2]["new"] is None
+
+    # Without a primary key the table's changes are ordered as a whole.
+    zd.sql("CREATE TABLE notes (id int, body text); ALTER TABLE notes OWNER TO %s" % p["database"], db=p["database"])
+    create_trigger(user, p, f, "cdc.INSERT.notes")
+    as_role(zd, p, "INSERT INTO notes VALUES (1001, 'a'), (1002, 'b')")
+    got = seen(zd, p, 122)
+    assert [g["id"] for g in got[120:]] == [1001, 1002], got[120:]
+    assert got[120]["event"]["table"] == "notes"

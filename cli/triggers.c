@@ -23,8 +23,8 @@ static const char create_usage[] =
     "       zmesh triggers create --function NAME --webhook standard|stripe|github|hmac|none\n"
     "                      [--secret SECRET] [--header NAME] [--prefix PREFIX] [--encoding hex|base64]\n"
     "                      [--id-header NAME] [--respond async|sync] [COMMON]\n"
-    "       zmesh triggers create --function NAME --event custom.TYPE [COMMON]\n"
-    "  COMMON: [--condition 'FIELD OP VALUE']... [--conditions JSON] [--disabled]\n"
+    "       zmesh triggers create --function NAME --event custom.TYPE | cdc.OP.TABLE [COMMON]\n"
+    "  COMMON: [--where 'FIELD OP VALUE']... [--conditions JSON] [--disabled]\n"
     "\n"
     "  --cron SCHEDULE    5 fields (minute hour day-of-month month day-of-week), or 6 with seconds\n"
     "                     first, or @hourly @daily @weekly @monthly @yearly, e.g. \"*/5 * * * *\"\n"
@@ -41,8 +41,12 @@ static const char create_usage[] =
     "  --respond          async (default): answer 202 once queued; sync: the function's result\n"
     "                     is the HTTP answer ({statusCode, headers, body} sets them)\n"
     "  --event EVENT_TYPE custom.TYPE, e.g. custom.order.paid: runs on every custom event of that\n"
-    "                     TYPE (zmesh events emit order.paid); TYPE is 1 to 100 of a-z 0-9 . _ -\n"
-    "  --condition        run only when FIELD (a dotted path into the event, e.g. body.amount)\n"
+    "                     TYPE (zmesh events emit order.paid); TYPE is 1 to 100 of a-z 0-9 . _ -;\n"
+    "                     or cdc.OP.TABLE, e.g. cdc.INSERT.orders: runs on every committed change of\n"
+    "                     that table of the project's database (OP INSERT, UPDATE, DELETE or *;\n"
+    "                     TABLE or SCHEMA.TABLE)\n"
+    "  --where, --condition\n"
+    "                     run only when FIELD (a dotted path into the event, e.g. new.amount)\n"
     "                     compares to VALUE by OP: eq neq gt gte lt lte contains in (or = != > >= < <=).\n"
     "                     VALUE is JSON when it parses (100, true, [\"eur\",\"usd\"], \"\\\"100\\\"\"), else a\n"
     "                     string. Repeat it: all must hold.\n"
@@ -242,6 +246,8 @@ static void trigger_when(json_t *t, char *buf, size_t size)
 		snprintf(buf, size, "verify %s", verify);
 	else if (type && strncmp(type, "custom.", 7) == 0)
 		snprintf(buf, size, "emit %s", type + 7);
+	else if (type && strncmp(type, "cdc.", 4) == 0)
+		snprintf(buf, size, "change %s", type + 4);
 	else
 		snprintf(buf, size, "-");
 }
@@ -326,7 +332,7 @@ static int triggers_list(struct cli *c, int argc, char **argv)
 	}
 	if (json_array_size(list) == 0) {
 		printf("No triggers yet: zmesh triggers create --function NAME --cron SCHEDULE | --webhook VERIFY | "
-		       "--event custom.TYPE\n");
+		       "--event custom.TYPE | cdc.OP.TABLE\n");
 		return CLI_EXIT_OK;
 	}
 	static const char *const header[] = {"ID",         "FUNCTION", "TYPE",    "WHEN",
@@ -390,9 +396,13 @@ static int create_check(const struct create_args *a)
 		if (a->cron_only || a->webhook_only)
 			return cli_usage_error(create_usage, "--%s does not go with --event",
 			                       a->cron_only ? a->cron_only : a->webhook_only);
-		if (strncmp(a->event, "custom.", 7) != 0 || !a->event[7])
-			return cli_usage_error(create_usage, "--event '%s': want custom.TYPE, e.g. custom.order.paid",
-			                       a->event);
+		if ((strncmp(a->event, "custom.", 7) != 0 || !a->event[7]) &&
+		    (strncmp(a->event, "cdc.", 4) != 0 || !a->event[4]))
+			return cli_usage_error(
+			    create_usage,
+			    "--event '%s': want custom.TYPE (e.g. custom.order.paid) or cdc.OP.TABLE "
+			    "(e.g. cdc.INSERT.orders)",
+			    a->event);
 		return 0;
 	}
 	if (a->cron) {
@@ -516,6 +526,7 @@ static int triggers_create(struct cli *c, int argc, char **argv)
 	    {"id-header", required_argument, NULL, OPT_ID_HEADER},
 	    {"respond", required_argument, NULL, OPT_RESPOND},
 	    {"condition", required_argument, NULL, OPT_CONDITION},
+	    {"where", required_argument, NULL, OPT_CONDITION},
 	    {"conditions", required_argument, NULL, OPT_CONDITIONS},
 	    {"disabled", no_argument, NULL, OPT_DISABLED},
 	    {"event", required_argument, NULL, OPT_EVENT},
@@ -640,7 +651,9 @@ static int triggers_create(struct cli *c, int argc, char **argv)
 	if (c->json) {
 		cli_print_raw(&rep);
 	} else {
-		printf("Created a %s trigger:\n", a.event ? "custom event" : a.cron ? "cron" : "webhook");
+		printf("Created a %s trigger:\n", !a.event                           ? (a.cron ? "cron" : "webhook")
+		                                  : strncmp(a.event, "cdc.", 4) == 0 ? "database change"
+		                                                                     : "custom event");
 		print_trigger(c, rep.json);
 	}
 	const char *secret = json_string_value(json_object_get(rep.json, "secret"));

@@ -706,6 +706,21 @@ def test_create_event_trigger_sends_its_type(rec, user):
     assert "emit order.paid" in user.ok("triggers", "list").out
 
 
+def test_create_database_change_trigger_with_where(rec, user):
+    t = trigger_json(event_type="cdc.INSERT.orders", config={},
+                     conditions=[{"field": "new.amount", "op": "gt", "value": 100}])
+    rec.routes[("POST", base("/triggers"))] = (201, t)
+    r = user.ok("triggers", "create", "--event", "cdc.INSERT.orders", "--function", "on-order", "--where",
+                "new.amount > 100")
+    assert rec.only()[3] == {"event_type": "cdc.INSERT.orders", "function_id": "on-order", "config": {},
+                             "conditions": [{"field": "new.amount", "op": "gt", "value": 100}]}
+    assert "database change trigger" in r.out and "cdc.INSERT.orders" in r.out, r
+    rec.routes[("GET", base("/triggers"))] = (200, {"triggers": [t]})
+    assert "change INSERT.orders" in user.ok("triggers", "list").out
+    r = user.run("triggers", "create", "--function", "f", "--event", "orders")
+    assert r.rc == 2 and "cdc.OP.TABLE" in r.err, r
+
+
 def test_custom_event_end_to_end(daemon, me):
     me.ok("functions", "deploy", me.write("paid.js", ECHO_JS))
     t = me.json("triggers", "create", "--function", "paid", "--event", "custom.order.paid", "--condition",

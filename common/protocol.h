@@ -107,3 +107,11 @@
 #define ZPROTO_MAX_ERROR_NAME_BYTES    128
 #define ZPROTO_MAX_ERROR_MESSAGE_BYTES (8 << 10)
 #define ZPROTO_MAX_ERROR_STACK_BYTES   (16 << 10)
+
+/* Custom events a function emits (zmesh.emit), carried in a successful
+ * result as "emits": [{event_id, type, data}]. The most one result may
+ * carry; a tier allows fewer (tiers.json emits_per_invocation). A type is
+ * 1 to ZPROTO_MAX_EVENT_TYPE_BYTES of ZPROTO_EVENT_TYPE_CHARS. */
+#define ZPROTO_MAX_EMITS            1000
+#define ZPROTO_MAX_EVENT_TYPE_BYTES 100
+#define ZPROTO_EVENT_TYPE_CHARS     "abcdefghijklmnopqrstuvwxyz0123456789._-"

@@ -554,7 +554,7 @@ async function main() {
     return;
   }
 
-  const { zmesh, close } = createZmesh(inv);
+  const { zmesh, close, emitted } = createZmesh(inv);
   closeDatabase = close;
   Object.defineProperty(globalThis, 'zmesh', { value: zmesh, writable: true, configurable: true, enumerable: false });
 
@@ -594,7 +594,10 @@ async function main() {
     fail(new Outcome('ResultNotSerializable', `the handler returned a ${typeof value}, which has no JSON form`, '').report);
     return;
   }
-  if (emit('{"ok":true,"result":' + json + '}\n')) finish();
+  // Emitted events travel with the result: zmeshd queues them once it
+  // has it (bounded like the rest of the result).
+  const emits = emitted.length ? ',"emits":' + JSON.stringify(emitted) : '';
+  if (emit('{"ok":true,"result":' + json + emits + '}\n')) finish();
 }
 
 main().catch(failWith);

@@ -88,6 +88,7 @@ struct exec_request {
 struct exec_result {
 	enum exec_outcome outcome;
 	json_t *result; /* EXEC_SUCCESS: owned */
+	json_t *emits;  /* EXEC_SUCCESS: the events it emitted, [{event_id, type, data}], owned; NULL for none */
 	json_t *error;  /* {"name","message","stack"} for errors: owned */
 	char *logs;     /* owned, NUL-terminated, at most max_log_bytes */
 	size_t logs_len;

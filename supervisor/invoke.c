@@ -8,9 +8,11 @@
 #include <time.h>
 
 #include "auth.h"
+#include "emit.h"
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "result.h"
 #include "utf8.h"
 
 #define RESULT_EXCERPT_BYTES 1024
@@ -126,6 +128,58 @@ static int take_quota(struct app *app, const struct inv_call *call, const struct
 	return r;
 }
 
+/* The events a successful run emitted (zmesh.emit), fanned out to the
+ * project's triggers once it has returned: each its own statement, so an
+ * event is queued or not, whatever the others do. Refused all together
+ * beyond the tier's emits_per_invocation, and past EMIT_MAX_DEPTH: an
+ * invocation run by an event of depth d emits events of depth d + 1. */
+static int run_emits(struct app *app, const struct inv_call *call, const struct tier *tier, const char *invocation_id,
+                     json_t *emits, struct zerr *err)
+{
+	size_t n = json_array_size(emits);
+	if (n == 0)
+		return 0;
+	if (n > tier->emits_per_invocation)
+		return zerr_set(err, -E2BIG, "emitted %zu events; the %s tier allows %" PRIu64 " per invocation", n,
+		                tier->name, tier->emits_per_invocation);
+	json_int_t depth = 0;
+	if (call->trigger && strcmp(call->trigger, "event") == 0) {
+		depth = json_integer_value(json_object_get(call->payload, "depth"));
+		depth = depth < 1 ? 1 : depth;
+	}
+	if (depth + 1 > EMIT_MAX_DEPTH)
+		return zerr_set(
+		    err, -ELOOP,
+		    "an event chain stops at depth %d: this invocation ran for an event of depth %lld, so the "
+		    "%zu event(s) it emitted were not queued",
+		    EMIT_MAX_DEPTH, (long long)depth, n);
+	PGconn *c = db_acquire(app->pool);
+	if (!c)
+		return zerr_set(err, -EAGAIN, "no database connection to queue the emitted events");
+	int r = 0;
+	size_t i, queued = 0;
+	json_t *e;
+	json_array_foreach (emits, i, e) {
+		struct emit_event ev = {.type = json_string_value(json_object_get(e, "type")),
+		                        .data = json_object_get(e, "data"),
+		                        .event_id = json_string_value(json_object_get(e, "event_id")),
+		                        .source = invocation_id,
+		                        .depth = (int)depth + 1};
+		uint64_t matched = 0;
+		r = emit_event(app, c, call->project->id, &ev, &matched, err);
+		if (r < 0)
+			break;
+		queued++;
+	}
+	db_release(app->pool, c);
+	if (r < 0) {
+		char why[sizeof(err->msg)];
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return zerr_set(err, r, "%zu of %zu emitted events queued, then: %s", queued, n, why);
+	}
+	return 0;
+}
+
 int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret, struct zerr *err)
 {
 	const struct project *p = call->project;
@@ -194,6 +248,19 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 		json_object_set_new(ex.error, "message",
 		                    json_string("the platform could not run the function; try again"));
 		json_object_del(ex.error, "stack");
+	}
+	if (r == 0 && ex.outcome == EXEC_SUCCESS && ex.emits) {
+		struct zerr eerr = {0};
+		if (run_emits(app, call, tier, ret->id, ex.emits, &eerr) < 0) {
+			zlog(ZLOG_WARN, "emits_refused", "invocation_id", ret->id, "error", eerr.msg, NULL);
+			json_t *e = exec_error_object("EmitError", eerr.msg, "");
+			if (e) {
+				json_decref(ex.result);
+				ex.result = NULL;
+				ex.error = e;
+				ex.outcome = EXEC_FUNCTION_ERROR;
+			}
+		}
 	}
 	enum exec_outcome o = ex.outcome;
 	ret->outcome = o;

@@ -1,6 +1,8 @@
 /* result.c - see result.h */
 #define _GNU_SOURCE
 #include "result.h"
+#include "validate.h"
+#include "validate_event.h"
 
 #include "utf8.h"
 
@@ -37,6 +39,36 @@ static int bad_result(struct exec_result *ret, const char *why)
 	return 0;
 }
 
+/* A successful result's "emits": [{event_id, type, data}], at most
+ * ZPROTO_MAX_EMITS, each id a UUID, each type a custom event's. NULL with
+ * why set when it is not that. */
+static json_t *parse_emits(json_t *v, char *why, size_t size)
+{
+	if (!json_is_array(v) || json_array_size(v) > ZPROTO_MAX_EMITS) {
+		snprintf(why, size, "emits: want an array of at most %d events", ZPROTO_MAX_EMITS);
+		return NULL;
+	}
+	size_t i;
+	json_t *e;
+	json_array_foreach (v, i, e) {
+		const char *id = json_string_value(json_object_get(e, "event_id"));
+		const char *type = json_string_value(json_object_get(e, "type"));
+		const char *bad = NULL;
+		if (!json_is_object(e) || json_object_size(e) != 2u + (json_object_get(e, "data") != NULL))
+			bad = "want {event_id, type, data}";
+		else if (!id || !val_is_uuid(id))
+			bad = "event_id: want a UUID";
+		else if (!type || strlen(type) != json_string_length(json_object_get(e, "type")) ||
+		         !val_event_type(type, NULL))
+			bad = "type: want 1 to 100 of a-z 0-9 . _ -";
+		if (bad) {
+			snprintf(why, size, "emits[%zu]: %s", i, bad);
+			return NULL;
+		}
+	}
+	return json_incref(v);
+}
+
 int exec_parse_result(const char *buf, size_t len, bool truncated, struct exec_result *ret)
 {
 	if (truncated)
@@ -51,13 +83,22 @@ int exec_parse_result(const char *buf, size_t len, bool truncated, struct exec_r
 		return bad_result(ret, "the function's output is not a result object");
 	}
 	if (json_is_true(ok)) {
+		json_t *ev = json_object_get(o, "emits"), *emits = NULL;
+		char why[96];
+		if (ev && !(emits = parse_emits(ev, why, sizeof(why)))) {
+			json_decref(o);
+			return bad_result(ret, why);
+		}
 		json_t *res = json_object_get(o, "result");
 		res = res ? json_incref(res) : json_null();
 		json_decref(o);
-		if (!res)
+		if (!res) {
+			json_decref(emits);
 			return -ENOMEM;
+		}
 		ret->outcome = EXEC_SUCCESS;
 		ret->result = res;
+		ret->emits = emits;
 		return 0;
 	}
 	json_t *e = json_object_get(o, "error");

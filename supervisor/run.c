@@ -144,7 +144,8 @@ static void scan_done(struct result_scan *sc)
 {
 	json_decref(sc->parsed.result);
 	json_decref(sc->parsed.error);
-	sc->parsed.result = sc->parsed.error = NULL;
+	json_decref(sc->parsed.emits);
+	sc->parsed.result = sc->parsed.error = sc->parsed.emits = NULL;
 }
 
 /* The result of the whole output: the scan's parse when it covers it. */
@@ -154,6 +155,7 @@ static void classify_output(const struct capture *out, struct result_scan *sc, s
 		r->outcome = sc->parsed.outcome;
 		r->result = TAKE_PTR(sc->parsed.result);
 		r->error = TAKE_PTR(sc->parsed.error);
+		r->emits = TAKE_PTR(sc->parsed.emits);
 		return;
 	}
 	if (exec_parse_result(out->b.data, out->b.len, out->overflow, r) < 0) {
@@ -231,8 +233,9 @@ void exec_result_done(struct exec_result *r)
 		return;
 	json_decref(r->result);
 	json_decref(r->error);
+	json_decref(r->emits);
 	free(r->logs);
-	r->result = r->error = NULL;
+	r->result = r->error = r->emits = NULL;
 	r->logs = NULL;
 }
 

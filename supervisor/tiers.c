@@ -5,6 +5,8 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "protocol.h"
+
 static int get_u64(json_t *o, const char *key, uint64_t min, uint64_t max, uint64_t *ret)
 {
 	json_t *v = json_object_get(o, key);
@@ -64,6 +66,13 @@ int tiers_load(const char *path, struct tiers *ret, struct zerr *err)
 			             "tiers %s: tier \"%s\": egress_requests must be within 0..100000, egress_bytes "
 			             "0..1099511627776, egress_connect_timeout_ms 100..60000",
 			             path, name);
+			break;
+		}
+		x->emits_per_invocation = TIERS_DEFAULT_EMITS;
+		if (json_object_get(v, "emits_per_invocation") &&
+		    get_u64(v, "emits_per_invocation", 0, ZPROTO_MAX_EMITS, &x->emits_per_invocation) < 0) {
+			r = zerr_set(err, -EINVAL, "tiers %s: tier \"%s\": emits_per_invocation must be within 0..%d",
+			             path, name, ZPROTO_MAX_EMITS);
 			break;
 		}
 		t.n++;

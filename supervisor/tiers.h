@@ -17,6 +17,9 @@
 #define TIERS_DEFAULT_EGRESS_REQUESTS           5
 #define TIERS_DEFAULT_EGRESS_BYTES              (10ull << 20)
 #define TIERS_DEFAULT_EGRESS_CONNECT_TIMEOUT_MS 5000
+/* emits_per_invocation when the tiers file does not say; at most
+ * ZPROTO_MAX_EMITS. */
+#define TIERS_DEFAULT_EMITS 10
 
 struct tier {
 	char name[32];
@@ -28,6 +31,7 @@ struct tier {
 	uint64_t egress_requests;           /* outbound requests of one invocation (0: none) */
 	uint64_t egress_bytes;              /* bytes both ways of one invocation's outbound requests */
 	uint64_t egress_connect_timeout_ms; /* to connect to an outbound request's address */
+	uint64_t emits_per_invocation;      /* custom events one invocation may emit (zmesh.emit) */
 };
 
 struct tiers {

@@ -21,4 +21,7 @@ module.exports = Object.freeze({
   MAX_ERROR_NAME_BYTES: 128,
   MAX_ERROR_MESSAGE_BYTES: 8 << 10,
   MAX_ERROR_STACK_BYTES: 16 << 10,
+  MAX_EMITS: 1000,
+  MAX_EVENT_TYPE_BYTES: 100,
+  EVENT_TYPE_CHARS: 'abcdefghijklmnopqrstuvwxyz0123456789._-',
 });

@@ -7,7 +7,9 @@
 const fs = require('fs');
 const path = require('path');
 
-const { MAX_ERROR_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_STACK_BYTES } = require('./protocol.js');
+const protocol = require('./protocol.js');
+
+const { MAX_ERROR_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_STACK_BYTES } = protocol;
 
 const SDK_DIR = path.dirname(__dirname) + path.sep;
 const TRUNCATED = '\n... (truncated)';
@@ -178,6 +180,13 @@ function makeLog() {
 
 const DB_METHODS = ['query', 'queryOne', 'insert', 'select', 'update', 'remove', 'transaction'];
 
+function validEventType(type) {
+  if (typeof type !== 'string' || type.length === 0 || type.length > protocol.MAX_EVENT_TYPE_BYTES) return false;
+  if (type.startsWith('custom.')) return false;
+  for (const ch of type) if (!protocol.EVENT_TYPE_CHARS.includes(ch)) return false;
+  return true;
+}
+
 // inv is a validated invocation (see bootstrap.js). Returns the frozen SDK
 // object and close(), which ends the database session if one was opened.
 function createZmesh(inv) {
@@ -204,6 +213,32 @@ function createZmesh(inv) {
   const env = Object.create(null);
   for (const key of Object.keys(inv.env)) env[key] = inv.env[key];
 
+  // Custom events the function emits: queued by the platform once the
+  // handler has returned successfully (a failed run emits nothing).
+  const emitted = [];
+  async function emit(type, data) {
+    if (!validEventType(type)) {
+      throw new TypeError(
+        `zmesh.emit: the type must be 1 to ${protocol.MAX_EVENT_TYPE_BYTES} of a-z 0-9 . _ - ` +
+          '(not starting with "custom."), e.g. "order.paid"',
+      );
+    }
+    if (emitted.length >= protocol.MAX_EMITS) {
+      throw new RangeError(`zmesh.emit: at most ${protocol.MAX_EMITS} events per invocation`);
+    }
+    let json;
+    try {
+      json = JSON.stringify(data === undefined ? null : data);
+    } catch (err) {
+      throw new TypeError(`zmesh.emit: the data cannot be serialised to JSON: ${err && err.message}`);
+    }
+    if (typeof json !== 'string') throw new TypeError(`zmesh.emit: a ${typeof data} has no JSON form`);
+    const eventId = require('crypto').randomUUID();
+    // A copy as it was: later changes to data do not change the event.
+    emitted.push({ event_id: eventId, type, data: JSON.parse(json) });
+    return { event_id: eventId };
+  }
+
   const zmesh = Object.freeze({
     projectId: inv.projectId,
     invocationId: inv.invocationId,
@@ -213,10 +248,11 @@ function createZmesh(inv) {
     timeLeftMs: () => Math.max(0, inv.deadlineMs - Date.now()),
     log: makeLog(),
     db: Object.freeze(db),
+    emit,
   });
 
   const close = () => (session ? session.close() : Promise.resolve());
-  return { zmesh, close };
+  return { zmesh, close, emitted };
 }
 
 module.exports = {

@@ -141,7 +141,7 @@ def _text(obj):
 class Context:
     """What a handler sees as `zmesh`: one invocation's identity, env, log and db."""
 
-    __slots__ = ("invocation_id", "project_id", "function", "env", "log", "deadline_ms", "_dsn", "_db")
+    __slots__ = ("invocation_id", "project_id", "function", "env", "log", "deadline_ms", "_dsn", "_db", "_emits")
 
     DatabaseError = DatabaseError
 
@@ -154,6 +154,7 @@ class Context:
         self.log = log
         self._dsn = dsn
         self._db = None
+        self._emits = []
 
     @property
     def db(self):
@@ -163,6 +164,32 @@ class Context:
 
             self._db = Database(self._dsn, self.deadline_ms)
         return self._db
+
+    def emit(self, type, data=None):
+        """Emits a custom event of the function's own project: every trigger
+        "custom.<type>" whose conditions hold runs once the handler has
+        returned successfully (a failed run emits nothing). Returns
+        {"event_id": ...}."""
+        from . import _protocol
+
+        if (not isinstance(type, str) or not 0 < len(type) <= _protocol.MAX_EVENT_TYPE_BYTES
+                or type.startswith("custom.") or any(c not in _protocol.EVENT_TYPE_CHARS for c in type)):
+            raise ValueError(f"zmesh.emit: the type must be 1 to {_protocol.MAX_EVENT_TYPE_BYTES} of a-z 0-9 . _ - "
+                             '(not starting with "custom."), e.g. "order.paid"')
+        if len(self._emits) >= _protocol.MAX_EMITS:
+            raise ValueError(f"zmesh.emit: at most {_protocol.MAX_EMITS} events per invocation")
+        from . import _jsonio
+
+        try:
+            text = _jsonio.dumps(data)
+        except (TypeError, ValueError, RecursionError) as e:
+            raise TypeError(f"zmesh.emit: the data cannot be written as JSON: {e}") from None
+        import uuid
+
+        event_id = str(uuid.uuid4())
+        # Kept as JSON text: later changes to data do not change the event.
+        self._emits.append('{"event_id":"%s","type":"%s","data":%s}' % (event_id, type, text))
+        return {"event_id": event_id}
 
     def time_left_ms(self):
         """Milliseconds until the invocation is killed (0 once the deadline has passed)."""

@@ -415,7 +415,9 @@ def _run(context, source, entry, payload):
     finally:
         context._close()
     try:
-        return '{"ok":true,"result":' + _jsonio.dumps(result) + "}"
+        # Emitted events travel with the result; zmeshd queues them.
+        emits = ',"emits":[' + ",".join(context._emits) + "]" if context._emits else ""
+        return '{"ok":true,"result":' + _jsonio.dumps(result) + emits + "}"
     except Exception as e:  # a dict subclass can raise anything from items()
         return _error("ResultNotSerializable", f"the handler's result cannot be written as JSON: {e}")
 

@@ -13,7 +13,16 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const struct tier tier = {"free", 30000, 512, 100000, 4, 5, 5, 10 << 20, 5000};
+static const struct tier tier = {.name = "free",
+                                 .max_timeout_ms = 30000,
+                                 .max_memory_mb = 512,
+                                 .monthly_invocations = 100000,
+                                 .concurrency = 4,
+                                 .db_connections = 5,
+                                 .egress_requests = 5,
+                                 .egress_bytes = 10 << 20,
+                                 .egress_connect_timeout_ms = 5000,
+                                 .emits_per_invocation = 10};
 
 static void check_refusal(int r, const struct zerr *err)
 {

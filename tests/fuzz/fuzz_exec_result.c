@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "result.h"
+#include "validate.h"
+#include "validate_event.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,10 +27,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		switch (r.outcome) {
 		case EXEC_SUCCESS:
 			assert(r.result && !r.error && !truncated);
+			/* Emitted events: each with a UUID and a custom event's type. */
+			if (r.emits) {
+				assert(json_is_array(r.emits) && json_array_size(r.emits) <= ZPROTO_MAX_EMITS);
+				size_t i;
+				json_t *e;
+				json_array_foreach (r.emits, i, e) {
+					assert(val_is_uuid(json_string_value(json_object_get(e, "event_id"))));
+					assert(val_event_type(json_string_value(json_object_get(e, "type")), NULL));
+				}
+			}
 			break;
 		case EXEC_FUNCTION_ERROR:
 		case EXEC_BAD_RESULT:
-			assert(!r.result && json_is_object(r.error));
+			assert(!r.result && !r.emits && json_is_object(r.error));
 			assert(strlen(json_string_value(json_object_get(r.error, "name"))) <= EXEC_ERROR_NAME_MAX + 3);
 			assert(strlen(json_string_value(json_object_get(r.error, "message"))) <=
 			       EXEC_ERROR_MESSAGE_MAX + 3);

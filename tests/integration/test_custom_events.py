@@ -17,7 +17,7 @@ from conftest import UUID_RE, assert_error, http_request, post_large
 
 ECHO_JS = "exports.handler = async (e) => e;\n"
 FAIL_JS = "exports.handler = async () => { throw new Error('refused'); };\n"
-EVENT_KEYS = {"trigger", "trigger_id", "type", "data", "event_id", "timestamp", "source"}
+EVENT_KEYS = {"trigger", "trigger_id", "type", "data", "event_id", "timestamp", "source", "depth"}
 
 
 # ---- helpers ------------------------------------------------------------------
@@ -82,8 +82,9 @@ def received(zd, client, pid, fn, tid):
     return json.loads(rec["result_excerpt"])
 
 
-def assert_event(ev, tid, type_, data, event_id, source):
+def assert_event(ev, tid, type_, data, event_id, source, depth=1):
     assert set(ev) == EVENT_KEYS, ev
+    assert ev["depth"] == depth, ev
     assert ev["trigger"] == "event" and ev["trigger_id"] == tid and ev["type"] == type_, ev
     assert ev["data"] == data and ev["event_id"] == event_id and ev["source"] == source, ev
     ts = ev["timestamp"]
@@ -252,3 +253,87 @@ def test_failures_retry_and_become_dead_letters(zd, user, project):
     d = dl[0]
     assert d["trigger"] == "event" and d["trigger_id"] == t["id"] and d["attempts"] == 1, d
     assert d["event"]["event_id"] == eid and d["event"]["data"] == {"n": 1} and d["event"]["type"] == "job.failed"
+
+
+# ---- zmesh.emit from inside a function ------------------------------------------
+
+EMIT_JS = r"""
+exports.handler = async (p, zmesh) => {
+  const a = await zmesh.emit('order.paid', {amount: p.amount, by: 'js'});
+  for (let i = 0; i < (p.more || 0); i++) await zmesh.emit('noise', {i});
+  if (p.fail) throw new Error('after emitting');
+  let refused = null;
+  try { await zmesh.emit('Bad Type', 1); } catch (e) { refused = e.name; }
+  return {event_id: a.event_id, refused};
+};
+"""
+
+EMIT_PY = r"""
+def handler(p, zmesh):
+    a = zmesh.emit("order.paid", {"amount": p["amount"], "by": "python"})
+    try:
+        zmesh.emit("custom.x", 1)
+        refused = None
+    except ValueError:
+        refused = "ValueError"
+    return {"event_id": a["event_id"], "refused": refused}
+"""
+
+# Emits "ping" again for every ping it gets: a chain the depth limit stops.
+PING_JS = r"""
+exports.handler = async (e, zmesh) => { await zmesh.emit('ping', {}); return {depth: e && e.depth}; };
+"""
+
+
+def test_functions_emit_events_in_both_runtimes(zd, user, project, fn):
+    pid = project["id"]
+    t = trigger(user, project, fn, "custom.order.paid")
+    js = user.deploy(pid, EMIT_JS)
+    py = user.deploy(pid, EMIT_PY, language="python")
+    r = user.invoke(pid, js["id"], {"amount": 7})
+    assert r.status == 200 and r.json["result"]["refused"] == "TypeError", str(r)
+    eid = r.json["result"]["event_id"]
+    assert_event(received(zd, user, pid, fn, t["id"]), t["id"], "order.paid", {"amount": 7, "by": "js"}, eid,
+                 r.json["invocation_id"], depth=1)
+    r = user.invoke(pid, py["id"], {"amount": 9})
+    assert r.status == 200 and r.json["result"]["refused"] == "ValueError", str(r)
+    deadline = time.monotonic() + 30
+    while len(records_of(zd, t["id"])) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    iid = records_of(zd, t["id"])[1][0]
+    ev = json.loads(wait_record(user, pid, fn["id"], iid)["result_excerpt"])
+    assert_event(ev, t["id"], "order.paid", {"amount": 9, "by": "python"}, r.json["result"]["event_id"],
+                 r.json["invocation_id"], depth=1)
+
+    # A run that fails emits nothing; one past its tier's limit (free: 10)
+    # fails, saying so, and emits nothing either.
+    before = len(records_of(zd, t["id"]))
+    r = user.invoke(pid, js["id"], {"amount": 1, "fail": True})
+    assert r.status == 500, str(r)
+    r = user.invoke(pid, js["id"], {"amount": 1, "more": 10})
+    assert r.status == 500 and r.json["error"]["name"] == "EmitError", str(r)
+    assert "emitted 11 events; the free tier allows 10" in r.json["error"]["message"], str(r)
+    time.sleep(1.5)
+    assert len(records_of(zd, t["id"])) == before
+
+
+def test_an_event_chain_stops_at_depth_8(zd, user, project):
+    pid = project["id"]
+    ping = user.deploy(pid, PING_JS, retries=0)
+    t = trigger(user, project, ping, "custom.ping")
+    accepted(emit(user, pid, {"type": "ping"}), 1)
+    deadline = time.monotonic() + 90
+    while True:
+        rows = zd.sql("SELECT status, error->>'message', result_excerpt FROM invocations WHERE trigger_id = '%s' "
+                      "ORDER BY started_at" % t["id"])
+        if len(rows) >= 8 and rows[-1][0] in ("error", "dead"):
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+    time.sleep(1)
+    rows = zd.sql("SELECT status, error->>'message', result_excerpt FROM invocations WHERE trigger_id = '%s' "
+                  "ORDER BY started_at" % t["id"])
+    assert len(rows) == 8, rows
+    assert [json.loads(r[2])["depth"] for r in rows[:7]] == list(range(1, 8)), rows
+    assert rows[-1][0] in ("error", "dead") and "an event chain stops at depth 8" in rows[-1][1], rows[-1]

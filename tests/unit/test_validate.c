@@ -10,7 +10,16 @@
 #include "errors.h"
 #include "validate.h"
 
-static const struct tier free_tier = {"free", 30000, 512, 100000, 4, 5, 5, 10 << 20, 5000};
+static const struct tier free_tier = {.name = "free",
+                                      .max_timeout_ms = 30000,
+                                      .max_memory_mb = 512,
+                                      .monthly_invocations = 100000,
+                                      .concurrency = 4,
+                                      .db_connections = 5,
+                                      .egress_requests = 5,
+                                      .egress_bytes = 10 << 20,
+                                      .egress_connect_timeout_ms = 5000,
+                                      .emits_per_invocation = 10};
 
 static json_t *js(const char *text)
 {
@@ -155,7 +164,16 @@ static void test_project_and_users(void **state)
 {
 	struct tiers tiers = {.n = 2};
 	tiers.t[0] = free_tier;
-	tiers.t[1] = (struct tier){"pro", 300000, 1024, 1000000, 16, 20, 25, 100 << 20, 10000};
+	tiers.t[1] = (struct tier){.name = "pro",
+	                           .max_timeout_ms = 300000,
+	                           .max_memory_mb = 1024,
+	                           .monthly_invocations = 1000000,
+	                           .concurrency = 16,
+	                           .db_connections = 20,
+	                           .egress_requests = 25,
+	                           .egress_bytes = 100 << 20,
+	                           .egress_connect_timeout_ms = 10000,
+	                           .emits_per_invocation = 100};
 	struct val_project p;
 	struct zerr err = {0};
 	json_t *j = js("{\"name\":\"My App\"}");

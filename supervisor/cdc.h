@@ -9,13 +9,16 @@
  *     nothing in it;
  *   - zmesh_cdc.outbox: one row per changed row (schema, table, operation,
  *     old and new as jsonb, the primary key as the row's key, xid, time);
- *   - zmesh_cdc.capture(), SECURITY DEFINER as zmesh_cdc (never as a
- *     superuser: the row's conversion to JSON may run functions the
+ *   - zmesh_cdc.capture() (a row) and zmesh_cdc.capture_rows() (a
+ *     statement's transition table), SECURITY DEFINER as zmesh_cdc (never
+ *     as a superuser: the row's conversion to JSON may run functions the
  *     project's role defined, so they run with nothing but the outbox),
- *     which writes that row and NOTIFY zmesh_cdc;
- *   - an AFTER ROW trigger zmesh_cdc_capture on the table, whose arguments
- *     are the size above which old and new are cut to the primary key
- *     (truncated: true) and the primary key's columns.
+ *     which write those rows and NOTIFY zmesh_cdc;
+ *   - triggers on the table: zmesh_cdc_update AFTER UPDATE per row,
+ *     zmesh_cdc_insert and zmesh_cdc_delete per statement (one call, one
+ *     INSERT ... SELECT), whose arguments are the size above which old and
+ *     new are cut to the primary key (truncated: true) and the primary
+ *     key's columns.
  * The outbox row is written in the changing transaction: a rollback emits
  * nothing, a commit is durable. Removing the last cdc trigger of a table
  * drops its capture; the last of a project drops the schema.

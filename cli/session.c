@@ -1,11 +1,10 @@
 /* session.c - zmesh login and logout. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <termios.h>
 
 #include "cli.h"
+#include "tty.h"
 
 /* Longer than any password a person types; bounds what stdin can feed us. */
 #define PASSWORD_MAX 1024
@@ -19,66 +18,11 @@ static void wipe(char *buf, size_t size)
 	explicit_bzero(buf, size);
 }
 
-static void ignore_signal(int sig)
-{
-	(void)sig;
-}
-
-/* One line from fd into buf (without its newline). -EINTR when a signal
- * interrupted it, -ENODATA on end of input before anything was read,
- * -E2BIG when the line does not fit. */
-static int read_line(int fd, char *buf, size_t size)
-{
-	size_t n = 0;
-	for (;;) {
-		char ch;
-		ssize_t k = read(fd, &ch, 1);
-		if (k < 0)
-			return -errno;
-		if (k == 0) {
-			if (n == 0)
-				return -ENODATA;
-			break;
-		}
-		if (ch == '\n')
-			break;
-		if (n + 1 >= size)
-			return -E2BIG;
-		buf[n++] = ch;
-	}
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	buf[n] = '\0';
-	return 0;
-}
-
-/* Ask on the terminal with echo off. Ctrl-C must not leave the terminal
- * without echo: SIGINT and friends interrupt read() (no SA_RESTART), and
- * the mode is restored before we go. */
+/* Ask on the terminal with echo off (tty.h: Ctrl-C interrupts the read
+ * and the terminal gets its echo back). */
 static int prompt_password(const char *question, char *buf, size_t size, struct zerr *err)
 {
-	struct termios old, quiet;
-	if (tcgetattr(STDIN_FILENO, &old) < 0)
-		return zerr_set(err, -errno, "cannot read the terminal's settings: %s", strerror(errno));
-	quiet = old;
-	quiet.c_lflag &= ~(tcflag_t)ECHO;
-	quiet.c_lflag |= ECHONL;
-
-	struct sigaction sa = {.sa_handler = ignore_signal}, saved[3];
-	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-		sigaction(sigs[i], &sa, &saved[i]);
-
-	fputs(question, stderr);
-	fflush(stderr);
-	int r = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0 ? -errno : 0;
-	if (r == 0)
-		r = read_line(STDIN_FILENO, buf, size);
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-		sigaction(sigs[i], &saved[i], NULL);
-
+	int r = tty_prompt_hidden(question, buf, size);
 	if (r == -EINTR) {
 		fputc('\n', stderr);
 		return zerr_set(err, r, "interrupted");
@@ -102,7 +46,7 @@ static int get_password(const char *given, char *buf, size_t size, struct zerr *
 	}
 	if (isatty(STDIN_FILENO))
 		return prompt_password("Password: ", buf, size, err);
-	int r = read_line(STDIN_FILENO, buf, size);
+	int r = tty_read_line(STDIN_FILENO, buf, size);
 	if (r == -ENODATA)
 		return zerr_set(err, r, "no password given: pass --password or write it to stdin");
 	if (r == -E2BIG)
@@ -230,9 +174,9 @@ static const char passwd_usage[] =
 static int read_passwords(char *current, char *new_pw, size_t size, struct zerr *err)
 {
 	if (!isatty(STDIN_FILENO)) {
-		int r = read_line(STDIN_FILENO, current, size);
+		int r = tty_read_line(STDIN_FILENO, current, size);
 		if (r == 0)
-			r = read_line(STDIN_FILENO, new_pw, size);
+			r = tty_read_line(STDIN_FILENO, new_pw, size);
 		if (r == -ENODATA)
 			return zerr_set(err, r, "give two lines on stdin: the current password, then the new one");
 		if (r == -E2BIG)

@@ -3,10 +3,8 @@
 #include "admin.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -14,6 +12,7 @@
 #include "errors.h"
 #include "pgembed.h"
 #include "store.h"
+#include "tty.h"
 #include "validate.h"
 
 static const char usage[] = "usage: zmeshd admin set-password EMAIL [--state-dir DIR]\n"
@@ -24,64 +23,6 @@ static const char usage[] = "usage: zmeshd admin set-password EMAIL [--state-dir
                             "ZMESH_STATE_DIR, or the same DATABASE_URL.\n"
                             "The rule: " VAL_PASSWORD_RULE ".\n";
 
-static void ignore_signal(int sig)
-{
-	(void)sig;
-}
-
-/* One line of fd into buf, without its newline: -ENODATA on end of input
- * before anything, -E2BIG when it does not fit, -EINTR on a signal. */
-static int read_line(int fd, char *buf, size_t size)
-{
-	size_t n = 0;
-	for (;;) {
-		char ch;
-		ssize_t k = read(fd, &ch, 1);
-		if (k < 0)
-			return -errno;
-		if (k == 0) {
-			if (n == 0)
-				return -ENODATA;
-			break;
-		}
-		if (ch == '\n')
-			break;
-		if (n + 1 >= size)
-			return -E2BIG;
-		buf[n++] = ch;
-	}
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	buf[n] = '\0';
-	return 0;
-}
-
-/* Ask on the terminal with echo off; Ctrl-C interrupts the read (no
- * SA_RESTART) and the terminal gets its echo back before we go. */
-static int prompt(const char *question, char *buf, size_t size)
-{
-	struct termios old, quiet;
-	if (tcgetattr(STDIN_FILENO, &old) < 0)
-		return -errno;
-	quiet = old;
-	quiet.c_lflag &= ~(tcflag_t)ECHO;
-	quiet.c_lflag |= ECHONL;
-	struct sigaction sa = {.sa_handler = ignore_signal}, saved[3];
-	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-		sigaction(sigs[i], &sa, &saved[i]);
-	fputs(question, stderr);
-	fflush(stderr);
-	int r = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0 ? -errno : 0;
-	if (r == 0)
-		r = read_line(STDIN_FILENO, buf, size);
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-		sigaction(sigs[i], &saved[i], NULL);
-	return r;
-}
-
 /* The new password: from a terminal twice, else one line of stdin. */
 static int read_new_password(const char *email, char *buf, size_t size, struct zerr *err)
 {
@@ -89,16 +30,16 @@ static int read_new_password(const char *email, char *buf, size_t size, struct z
 	if (isatty(STDIN_FILENO)) {
 		char q[400], again[VAL_PASSWORD_MAX + 2];
 		snprintf(q, sizeof(q), "New password for %s: ", email);
-		r = prompt(q, buf, size);
+		r = tty_prompt_hidden(q, buf, size);
 		if (r == 0)
-			r = prompt("Again: ", again, sizeof(again));
+			r = tty_prompt_hidden("Again: ", again, sizeof(again));
 		if (r == 0 && strcmp(buf, again) != 0)
 			r = zerr_set(err, -EINVAL, "the two passwords differ");
 		explicit_bzero(again, sizeof(again));
 		if (r == -EINVAL)
 			return r;
 	} else {
-		r = read_line(STDIN_FILENO, buf, size);
+		r = tty_read_line(STDIN_FILENO, buf, size);
 	}
 	if (r == -ENODATA)
 		return zerr_set(err, r, "no password given: write it as one line to stdin");

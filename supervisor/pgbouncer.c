@@ -326,8 +326,11 @@ static int write_limits(struct pgb *p, bool always, struct zerr *err)
 	_cleanup_buf_ struct buf ini = BUF_INIT(0);
 	int r = pgb_parse_limits(in.data ? in.data : "", in.len, PGB_ROLE_POOL_MAX, p->server_socket_dir,
 	                         p->cfg.server_port, &ini, err);
-	if (r < 0)
-		return zerr_set(err, r, "%s %s", p->limits_path, err->msg);
+	if (r < 0) {
+		char why[sizeof(err->msg)];
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return zerr_set(err, r, "%s %s", p->limits_path, why);
+	}
 	r = write_file(p, "databases.ini", ini.data, err);
 	return r < 0 ? r : 1;
 }

@@ -393,3 +393,33 @@ def test_pool_metrics_and_a_deleted_projects_connections(zd, user):
     assert r.status == 200, str(r)
     assert project_backends(zd, p) == 0
     assert zd.sql("SELECT count(*) FROM pg_database WHERE datname = '%s'" % p["database"]) == [["0"]]
+
+
+def test_limits_the_root_process_refuses_change_nothing(zd, user):
+    """The role limits are the unprivileged process's data: a file that is
+    not "ROLE N" lines (here written by hand) is refused and logged, and
+    pgbouncer's databases.ini stays as it was until a good one comes."""
+    p = user.create_project()
+    line = "%s = host=" % p["database"]
+    deadline = time.monotonic() + 15
+    while line not in databases_ini(zd):
+        assert time.monotonic() < deadline, databases_ini(zd)
+        time.sleep(0.1)
+    before = databases_ini(zd)
+    roles = os.path.join(zd.state_dir, "pgbouncer", "limits", "roles")
+    with open(roles, "w") as f:
+        f.write("[pgbouncer]\nauth_type = trust\n")
+    deadline = time.monotonic() + 15
+    while "pgbouncer_limits_refused" not in zd.log_text():
+        assert time.monotonic() < deadline, zd.log_tail()
+        time.sleep(0.1)
+    refused = [e for e in zd.log_events() if e.get("event") == "pgbouncer_limits_refused"]
+    assert "line 1" in refused[-1]["error"], refused
+    assert databases_ini(zd) == before
+    # The next change the API process makes writes a good file again.
+    q = user.create_project()
+    deadline = time.monotonic() + 15
+    while "%s = host=" % q["database"] not in databases_ini(zd):
+        assert time.monotonic() < deadline, databases_ini(zd)
+        time.sleep(0.1)
+    assert line in databases_ini(zd) and "auth_type" not in databases_ini(zd)

@@ -855,20 +855,7 @@ int pge_check(struct pge *p, struct zerr *err)
 {
 	if (!p)
 		return zerr_set(err, -EINVAL, "no cluster");
-	if (p->pid <= 0)
-		return zerr_set(err, -ESRCH, "postgres is not running");
-	int st;
-	pid_t r = waitpid(p->pid, &st, WNOHANG);
-	if (r == 0)
-		return 0;
-	pid_t was = p->pid;
-	p->pid = 0;
-	if (r < 0)
-		return zerr_set(err, -ESRCH, "postgres (pid %d) was reaped elsewhere: %s", (int)was, strerror(errno));
-	char how[64], tail[320];
-	sys_describe_status(st, how, sizeof(how));
-	sys_log_tail(p->log_path, 0, tail, sizeof(tail));
-	return zerr_set(err, -ESRCH, "postgres (pid %d) exited (%s): %s", (int)was, how, tail);
+	return sys_check_child(&p->pid, "postgres", p->log_path, err);
 }
 
 int pge_stop(struct pge *p)

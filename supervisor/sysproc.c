@@ -127,3 +127,21 @@ int sys_user_lookup(const char *name, const char *what, const char *missing, str
 	ret->n_groups = n;
 	return 0;
 }
+
+int sys_check_child(pid_t *pid, const char *what, const char *log_path, struct zerr *err)
+{
+	if (*pid <= 0)
+		return zerr_set(err, -ESRCH, "%s is not running", what);
+	int st;
+	pid_t r = waitpid(*pid, &st, WNOHANG);
+	if (r == 0)
+		return 0;
+	pid_t was = *pid;
+	*pid = 0;
+	if (r < 0)
+		return zerr_set(err, -ESRCH, "%s (pid %d) was reaped elsewhere: %s", what, (int)was, strerror(errno));
+	char how[64], tail[320];
+	sys_describe_status(st, how, sizeof(how));
+	sys_log_tail(log_path, 0, tail, sizeof(tail));
+	return zerr_set(err, -ESRCH, "%s (pid %d) exited (%s): %s", what, (int)was, how, tail);
+}

@@ -33,5 +33,9 @@ void sys_log_tail(const char *path, off_t from, char *buf, size_t size);
 int sys_wait_child(pid_t pid, long timeout_ms, int *ret_status);
 /* "exit status N", "signal N" */
 void sys_describe_status(int st, char *buf, size_t size);
+/* Supervision of a child daemon named what (its pid in *pid, its log at
+ * log_path): 0 while it runs; -ESRCH once it has exited (reaped here,
+ * *pid set to 0), with how it ended and the end of its log in err. */
+int sys_check_child(pid_t *pid, const char *what, const char *log_path, struct zerr *err);
 void sys_sleep_ms(long ms);
 uint64_t sys_now_ms(void);

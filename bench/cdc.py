@@ -23,7 +23,6 @@ run as root (zmeshd starts sandboxes):
 
 import argparse
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import time
 
 import e2e_lib
 import harness
+from events import start, stats_ms
 
 PREFIX = "cdc"
 PSQL = "/usr/bin/psql"
@@ -56,19 +56,6 @@ BEGIN
   RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
 END $$;
 """
-
-
-def pct(values, p):
-    v = sorted(values)
-    return v[min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))]
-
-
-def stats_ms(values):
-    if not values:
-        return None
-    return {"n": len(values), "p50_ms": round(pct(values, 50), 3), "p90_ms": round(pct(values, 90), 3),
-            "p99_ms": round(pct(values, 99), 3), "mean_ms": round(statistics.fmean(values), 3),
-            "max_ms": round(max(values), 3)}
 
 
 class Bench:
@@ -148,13 +135,6 @@ class Bench:
         queued = int(self.sql("SELECT count(*) FROM invocations WHERE trigger_id = '%s'" % self.tid)[0][0])
         return {"rows": n, "write_s": round(t_write, 3), "drained_s": round(total, 3),
                 "events_per_s": round(n / max(total - t_write, 1e-6), 1), "jobs_queued": queued}
-
-
-def start(binary, label, pool, env):
-    d = e2e_lib.Daemon(binary, label, pool, env, "Bench-" + secrets.token_hex(8))
-    d.start()
-    d.wait_ready(180)
-    return d
 
 
 def markdown(data):

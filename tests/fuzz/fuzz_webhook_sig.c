@@ -10,7 +10,8 @@
  *   github    X-Hub-Signature-256
  *   hmac      X-Sig with prefix "sig="
  * Invariant: whenever a request is accepted (0) or found authentic but stale
- * (-ETIME), a signature in the header decodes to the MAC computed here with
+ * (-ETIME), a signature in the header decodes (its base64's left-over bits
+ * aside) to the MAC computed here with
  * OpenSSL's HMAC over the scheme's signed message. Every answer is one of
  * the documented codes. */
 #define _GNU_SOURCE
@@ -105,8 +106,17 @@ static bool holds(const char *text, const uint8_t mac[32])
 	EVP_EncodeBlock((uint8_t *)b, mac, 32);
 	if (strcasestr(text, h))
 		return true;
-	/* Unpadded base64 too: the first 43 characters carry the MAC. */
-	return memmem(text, strlen(text), b, 43) != NULL;
+	/* Base64, padded or not: the first 42 characters carry 252 bits of the
+	 * MAC, the 43rd its last 4 in its high bits; its 2 low bits are left
+	 * over, and ignored by the reader (webhook_sig.c), as by most. */
+	static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = strlen(text);
+	for (const char *at = text; (at = memmem(at, n - (size_t)(at - text), b, 42)) != NULL; at++) {
+		const char *d = at[42] ? strchr(digits, at[42]) : NULL;
+		if (d && (d - digits) >> 2 == (strchr(digits, b[42]) - digits) >> 2)
+			return true;
+	}
+	return false;
 }
 
 static char *field(const uint8_t **p, const uint8_t *end)

@@ -130,3 +130,4 @@ int cmd_triggers(struct cli *c, int argc, char **argv);
 int cmd_dead_letters(struct cli *c, int argc, char **argv);
 int cmd_events(struct cli *c, int argc, char **argv);
 int cmd_db(struct cli *c, int argc, char **argv);
+int cmd_egress(struct cli *c, int argc, char **argv);

@@ -18,6 +18,8 @@ static const char usage_text[] =
     "  projects create NAME [--slug SLUG] [--tier TIER]    create a project\n"
     "  projects list                                        your projects (* marks the current one)\n"
     "  use PROJECT                                          make PROJECT (id or slug) the current one\n"
+    "  egress show                                          the project's outbound network policy\n"
+    "  egress set open|allowlist|none [--allow ENTRY]...    change it (owner; ENTRY: host, *.suffix, IP, CIDR)\n"
     "Functions (in the current project; NAME is a slug or an id)\n"
     "  functions deploy FILE [--name N] [--slug S] [--entry E] [--timeout MS] [--memory MB]\n"
     "                        [--env KEY=VALUE]...           create, or update as a new version\n"
@@ -70,7 +72,7 @@ static const struct {
     {"rollback", cmd_rollback}, {"delete", cmd_delete},
     {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
     {"events", cmd_events},     {"db", cmd_db},
-    {"passwd", cmd_passwd},
+    {"passwd", cmd_passwd},     {"egress", cmd_egress},
 };
 
 static int run(struct cli *c, int argc, char **argv)

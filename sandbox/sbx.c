@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <linux/sched.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -114,6 +115,7 @@ struct plan {
 	cap_t caps_empty;
 	uintptr_t arg_start, arg_end; /* the argument area init inherits */
 	int fds[5];                   /* stdin, stdout, stderr, info_w, go_r as the child gets them */
+	uint16_t egress_port;
 };
 
 /* What /proc/1/cmdline shows inside: init's own name, nothing of its
@@ -425,6 +427,40 @@ static void lo_up(void)
 	close(s);
 }
 
+/* The egress listener: made here, in the new namespace, so that it
+ * listens there; handed to the parent over the go socket (fd 4) and
+ * closed, so nothing the program runs can accept from it. Called before
+ * the root is built: the parent waits for it while it sets up cgroups. */
+static void egress_listen_send(uint16_t port)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		child_fail("egress socket", NULL);
+	struct sockaddr_in a = {
+	    .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 128) < 0)
+		child_fail("egress listen", NULL);
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} c;
+	memset(&c, 0, sizeof(c));
+	char byte = 'E';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &s, sizeof(int));
+	ssize_t n;
+	while ((n = sendmsg(4, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	if (n != 1)
+		child_fail("egress handover", NULL);
+	close(s);
+}
+
 static void drop_privileges(const struct plan *p)
 {
 	/* Bounding set first: dropping it needs CAP_SETPCAP, which setresuid
@@ -587,6 +623,9 @@ static _Noreturn void child_main(const struct plan *p)
 		_exit(INIT_EXIT_SETUP);
 	if (unshare(CLONE_NEWNET) < 0)
 		child_fail("unshare net namespace", NULL);
+	lo_up();
+	if (p->egress_port)
+		egress_listen_send(p->egress_port);
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		child_fail("make / private", NULL);
 	for (size_t i = 0; i < p->n_ops; i++)
@@ -616,7 +655,6 @@ static _Noreturn void child_main(const struct plan *p)
 		child_fail("unshare cgroup namespace", NULL);
 	if (sethostname(p->hostname, strlen(p->hostname)) < 0)
 		child_fail("sethostname", NULL);
-	lo_up();
 	for (size_t i = 0; i < p->n_rl; i++)
 		if (setrlimit(p->rl_res[i], &p->rl[i]) < 0)
 			child_fail("setrlimit", NULL);
@@ -771,6 +809,46 @@ static int build_exec(const struct sbx_spec *spec, struct plan *p, struct zerr *
 		p->candidates[i] = p->candidate_buf[i];
 	}
 	p->n_candidates = ELEMENTSOF(dirs);
+	return 0;
+}
+
+/* The child's egress listener (egress_listen_send). Its setup up to there
+ * is a few syscalls; a child that failed before sending closes the socket
+ * (then *ret stays -1 and its report says why). */
+static int recv_egress_fd(int sock, int *ret, struct zerr *err)
+{
+	struct pollfd pfd = {.fd = sock, .events = POLLIN};
+	int k;
+	while ((k = poll(&pfd, 1, 5000)) < 0 && errno == EINTR)
+		;
+	if (k == 0)
+		return zerr_set(err, -ETIMEDOUT, "sandbox init did not hand over its egress listener in 5 s");
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} c;
+	char byte;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+	ssize_t n;
+	while ((n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
+		;
+	if (n <= 0)
+		return 0; /* the child failed first */
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	if (n != 1 || byte != 'E' || (m.msg_flags & MSG_CTRUNC) || !h || h->cmsg_level != SOL_SOCKET ||
+	    h->cmsg_type != SCM_RIGHTS || h->cmsg_len != CMSG_LEN(sizeof(int))) {
+		/* Our own child's message: cannot happen short of a bug. */
+		for (h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
+			if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
+				for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+					int fd;
+					memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+					close(fd);
+				}
+		return zerr_set(err, -EPROTO, "sandbox init: bad egress handover");
+	}
+	memcpy(ret, CMSG_DATA(h), sizeof(int));
 	return 0;
 }
 
@@ -940,7 +1018,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	if (r < 0)
 		return r;
 
-	struct sbx s = {.pid = -1, .pidfd = -1, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
+	struct sbx s = {.pid = -1, .pidfd = -1, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}, .egress_fd = -1};
 	s.cg.dirfd = -1;
 	_cleanup_free_ struct plan *p = calloc(1, sizeof(*p));
 	int child_stdio[3] = {-1, -1, -1}, info[2] = {-1, -1}, go[2] = {-1, -1};
@@ -958,6 +1036,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	p->uid = s.uid;
 	p->gid = (gid_t)s.uid;
 	p->hostname = spec->hostname ? spec->hostname : "zmesh";
+	p->egress_port = spec->egress_port;
 	p->policy = spec->policy;
 	p->arg_start = ctx->arg_start;
 	p->arg_end = ctx->arg_end;
@@ -1070,6 +1149,11 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 				goto released;
 			goto fail;
 		}
+	}
+	if (spec->egress_port) {
+		r = recv_egress_fd(go[1], &s.egress_fd, err);
+		if (r < 0)
+			goto fail;
 	}
 	if (send(go[1], "G", 1, MSG_NOSIGNAL) != 1 && errno != EPIPE && errno != ECONNRESET) {
 		r = zerr_set(err, -errno, "release sandbox: %s", strerror(errno));
@@ -1326,6 +1410,7 @@ void sbx_destroy(struct sbx *sbx)
 	close_fd(&sbx->info_fd);
 	for (int i = 0; i < 3; i++)
 		close_fd(&sbx->stdio[i]);
+	close_fd(&sbx->egress_fd);
 	/* Last: the slot (and its uid) is free only once nothing runs in it. */
 	close_fd(&sbx->slot_fd);
 	sbx->pid = -1;

@@ -74,6 +74,12 @@ struct sbx_spec {
 	/* Make the sandbox a child of the caller's parent (CLONE_PARENT): how
 	 * the spawner hands sandboxes to the daemon that forked it. */
 	bool clone_parent;
+	/* Non-zero: a TCP socket listening on 127.0.0.1:egress_port inside the
+	 * sandbox's own network namespace, made by its init before anything
+	 * else runs there and returned in sbx.egress_fd (the sandbox keeps no
+	 * copy). Whoever holds it serves the sandbox's outbound connections;
+	 * the namespace has no other way out. */
+	uint16_t egress_port;
 };
 
 enum sbx_status {
@@ -107,6 +113,7 @@ struct sbx {
 	uid_t uid;
 	struct cg cg;
 	int stdio[3];         /* parent ends of the pipes asked for, else -1 */
+	int egress_fd;        /* the listener of spec.egress_port, else -1 */
 	uint64_t start_ns;    /* spawned, or assigned work (sbx_assign) */
 	uint64_t cpu_base_us; /* CPU spent before sbx_assign, left out of reports */
 	bool reaped;

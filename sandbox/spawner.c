@@ -154,6 +154,9 @@ int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret,
 				return zerr_set(err, -EBADMSG, "spawn: bytes after the runtime's name");
 		if (w.background > 1 || w.stdio > 7)
 			return zerr_set(err, -EBADMSG, "spawn: bad background or stdio flags");
+		if (w.egress_port > 65535 || w.zero != 0)
+			return zerr_set(err, -EBADMSG, "spawn: egress port %u out of range, or padding set",
+			                w.egress_port);
 		if (w.n_argv == 0 || w.n_argv > SBX_MAX_ARGS || w.n_env > SBX_MAX_ENV)
 			return zerr_set(err, -EBADMSG, "spawn: %u arguments, %u environment entries", w.n_argv,
 			                w.n_env);
@@ -179,6 +182,7 @@ int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret,
 		                               .cpu_seconds = w.cpu_seconds};
 		r.background = w.background;
 		r.stdio = w.stdio;
+		r.egress_port = (uint16_t)w.egress_port;
 		r.n_fds = (unsigned)__builtin_popcount(w.stdio);
 		break;
 	}
@@ -266,6 +270,7 @@ ssize_t spawner_encode_request(const struct spawner_req *req, void *buf, size_t 
 	w.cpu_seconds = req->limits.cpu_seconds;
 	w.background = req->background;
 	w.stdio = req->stdio;
+	w.egress_port = req->egress_port;
 	memcpy(buf, &w, sizeof(w));
 	char *cur = (char *)buf + sizeof(w);
 	for (uint32_t i = 0; i < w.n_argv; i++)
@@ -412,6 +417,7 @@ static int do_spawn(struct spawner *sp, const struct spawner_req *req, const int
 	               .background = req->background},
 	    .stdio = {-1, -1, -1},
 	    .clone_parent = true,
+	    .egress_port = req->egress_port,
 	};
 	size_t k = 0;
 	for (int i = 0; i < 3; i++)
@@ -428,13 +434,13 @@ static int do_spawn(struct spawner *sp, const struct spawner_req *req, const int
 	return 0;
 }
 
-/* Answer one request. Descriptors to send go to out (at most 5). */
+/* Answer one request. Descriptors to send go to out (at most 6). */
 static void serve(struct spawner *sp, const char *buf, ssize_t n, const int *in, size_t nin,
                   struct spawner_wire_rep *rep, int *out, size_t *nout)
 {
 	struct zerr err = {0};
 	struct spawner_req *req = &(struct spawner_req){0};
-	struct sbx s = {.pid = -1, .pidfd = -1, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}};
+	struct sbx s = {.pid = -1, .pidfd = -1, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}, .egress_fd = -1};
 	s.cg.dirfd = -1;
 	int r;
 	*nout = 0;
@@ -492,6 +498,10 @@ static void serve(struct spawner *sp, const char *buf, ssize_t n, const int *in,
 				rep->fds |= 4u << i;
 				out[(*nout)++] = s.stdio[i];
 			}
+		if (s.egress_fd >= 0) {
+			rep->fds |= 32;
+			out[(*nout)++] = s.egress_fd;
+		}
 		rep->slot = (uint32_t)s.slot;
 		rep->gen = o->gen;
 		rep->uid = s.uid;
@@ -502,6 +512,7 @@ static void serve(struct spawner *sp, const char *buf, ssize_t n, const int *in,
 		o->s.info_fd = -1;
 		for (int i = 0; i < 3; i++)
 			o->s.stdio[i] = -1;
+		o->s.egress_fd = -1;
 	} else if (r < 0)
 		snprintf(rep->msg, sizeof(rep->msg), "%s", err.msg);
 }
@@ -533,7 +544,7 @@ static _Noreturn void spawner_main(struct sbx_ctx *ctx, const struct sbx_spawner
 			_exit(1);
 		struct spawner_wire_rep rep;
 		memset(&rep, 0, sizeof(rep));
-		int out[5];
+		int out[6];
 		size_t nout = 0;
 		serve(&sp, buf, n, in, nin < ELEMENTSOF(in) ? nin : ELEMENTSOF(in), &rep, out, &nout);
 		/* The sandbox holds its own copies of the caller's stdio now. */
@@ -601,8 +612,8 @@ static int call(struct sbx_spawner *sp, const void *msg, size_t len, const int *
 		return zerr_set(err, r, "send to the spawner: %s", strerror(-r));
 	if (n <= 0)
 		return zerr_set(err, n < 0 ? (int)n : -EPIPE, "spawner: %s", n < 0 ? strerror((int)-n) : "gone");
-	size_t want = (size_t)__builtin_popcount(rep->fds & 0x1f);
-	if (n != sizeof(*rep) || rep->magic != SPAWNER_MAGIC || *nin != want || rep->err > 0) {
+	size_t want = (size_t)__builtin_popcount(rep->fds & 0x3f);
+	if (n != sizeof(*rep) || rep->magic != SPAWNER_MAGIC || *nin != want || (rep->fds & ~0x3fu) || rep->err > 0) {
 		for (size_t i = 0; i < *nin && i < max_in; i++)
 			close(in[i]);
 		*nin = 0;
@@ -693,6 +704,7 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 	                                .nofile = req->nofile,
 	                                .cpu_seconds = req->cpu_seconds};
 	w->background = req->limits.background;
+	w->egress_port = req->egress_port;
 	int fds[3];
 	size_t nfds = 0;
 	for (int i = 0; i < 3; i++)
@@ -707,7 +719,7 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 		return zerr_set(err, (int)len, "spawn request: %s", strerror((int)-len));
 
 	struct spawner_wire_rep rep;
-	int in[5];
+	int in[6];
 	size_t nin = 0;
 	int r = call(sp, msg, (size_t)len, fds, nfds, &rep, in, ELEMENTSOF(in), &nin, err);
 	if (nin == 0)
@@ -729,11 +741,14 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 	                .uid = rep.uid,
 	                .start_ns = rep.start_ns,
 	                .slot_fd = -1,
-	                .stdio = {-1, -1, -1}};
+	                .stdio = {-1, -1, -1},
+	                .egress_fd = -1};
 	s.info_fd = in[k++];
 	for (int i = 0; i < 3; i++)
 		if (rep.fds & (4u << i))
 			s.stdio[i] = in[k++];
+	if (rep.fds & 32)
+		s.egress_fd = in[k++];
 	s.cg.dirfd = -1;
 	r = sbx_adopt_cgroup(ctx, &s, err);
 	if (r < 0) {

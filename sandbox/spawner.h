@@ -100,7 +100,8 @@ struct sbx_spawn_req {
 	uint64_t nofile;
 	uint64_t cpu_seconds;
 	struct cg_limits limits;
-	int stdio[3]; /* -1: a pipe, its other end returned in sbx.stdio */
+	int stdio[3];         /* -1: a pipe, its other end returned in sbx.stdio */
+	uint16_t egress_port; /* sbx_spec.egress_port; the listener comes back in sbx.egress_fd */
 };
 
 /* Spawn through the spawner. On success *ret is a sandbox of this process
@@ -141,6 +142,8 @@ struct spawner_wire_spawn {
 	uint32_t background; /* 0 or 1 */
 	uint32_t stdio;      /* bit i: stdio[i] travels as a descriptor */
 	uint32_t n_argv, n_env;
+	uint32_t egress_port; /* 0..65535 */
+	uint32_t zero;
 };
 
 /* ASSIGN (limits), KILL (sig), DESTROY; fields an operation does not use
@@ -159,7 +162,7 @@ struct spawner_wire_rep {
 	int32_t err; /* 0 or a negative errno, msg saying why */
 	int32_t pid;
 	uint32_t slot, gen, uid;
-	uint32_t fds; /* bit 0: pidfd; bit 1: init's report pipe; bits 2-4: stdio[0..2] */
+	uint32_t fds; /* bit 0: pidfd; bit 1: init's report pipe; bits 2-4: stdio[0..2]; bit 5: egress listener */
 	uint64_t start_ns;
 	char msg[sizeof(((struct zerr *)0)->msg)];
 };
@@ -172,8 +175,9 @@ struct spawner_req {
 	char runtime[SPAWNER_NAME_MAX];
 	struct sbx_maxima limits; /* SPAWN: all; ASSIGN: memory, pids, cpu */
 	bool background;
-	unsigned stdio; /* SPAWN: bit i, stdio[i] is one of the descriptors */
-	unsigned n_fds; /* descriptors the message must carry */
+	unsigned stdio;       /* SPAWN: bit i, stdio[i] is one of the descriptors */
+	unsigned n_fds;       /* descriptors the message must carry */
+	uint16_t egress_port; /* SPAWN */
 	const char *argv[SBX_MAX_ARGS + 1];
 	const char *env[SBX_MAX_ENV + 1];
 };

@@ -23,6 +23,7 @@ const { createZmesh, describeError, cleanStack, writeAll, truncate } = require('
 // bounds before it writes a message; they are checked again here so that a
 // malformed or hostile message is refused by name, never half-used.
 const P = require('./lib/protocol.js');
+const egress = require('./lib/egress.js');
 const CJS_PARAMS = ['exports', 'require', 'module', '__filename', '__dirname'];
 
 // SyntaxErrors of a CommonJS compile that mean the code is an ES module
@@ -479,6 +480,7 @@ async function loadHandler(inv) {
     throw syntaxOutcome(compileError, decoratedHeader(compileError, cjsFile), 'function.cjs');
   }
 
+  egress.preloadFor(inv.code);
   const dir = createWorkDir();
   const esmFile = path.join(dir, 'function.mjs');
   writeSource(esmFile, inv.code);
@@ -541,6 +543,7 @@ async function warmUp() {
 
 async function main() {
   installGuards();
+  egress.install();
   // Only where the wait is off the request's path: the supervisor's warm pool
   // starts the wrapper with --warm-up.
   if (process.argv.includes('--warm-up')) await warmUp();

@@ -290,6 +290,17 @@ static void conn_fail(struct egress_gw *gw, struct conn *c, int status, const ch
 	for (size_t i = 0; i < ELEMENTSOF(phrases); i++)
 		if (phrases[i].status == status)
 			phrase = phrases[i].phrase;
+	/* The gateway's own reason is the reason phrase too: clients that show
+	 * only the status line (Python's CONNECT: "Tunnel connection failed:
+	 * 403 ...", its HTTPError) then still say why. Printable ASCII only. */
+	char reason[TEXT_MAX];
+	if (strncmp(text, "egress ", 7) == 0) {
+		size_t k = 0;
+		for (; text[k] && k < sizeof(reason) - 1; k++)
+			reason[k] = text[k] >= 0x20 && text[k] < 0x7f ? text[k] : '?';
+		reason[k] = '\0';
+		phrase = reason;
+	}
 	if (refused) {
 		count_refused(c->s);
 		log_refusal(c, status, text);

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "egress.h"
 #include "sbx.h"
 #include "spawner.h"
 
@@ -24,6 +25,10 @@ enum exec_lang { EXEC_JS = 1, EXEC_PY };
 #define EXEC_SDK_JS_MOUNT "/opt/zmesh/sdk/js"
 #define EXEC_SDK_PY_MOUNT "/opt/zmesh/sdk/python"
 #define EXEC_PG_MOUNT     "/run/zmesh/pg"
+/* Where a sandbox finds the egress gateway: a listener on its own loopback,
+ * named by HTTP_PROXY and HTTPS_PROXY (and their lower-case forms). */
+#define EXEC_EGRESS_PORT  3128
+#define EXEC_EGRESS_PROXY "http://127.0.0.1:3128"
 /* Descriptors a sandbox may hold (pgbouncer's client slots are sized by it). */
 #define EXEC_NOFILE 256
 
@@ -57,6 +62,9 @@ struct exec_ctx {
 	struct exec_pool *pool;     /* NULL: every invocation starts cold */
 	struct exec_reaper *reaper; /* destroys sandboxes after their answer; NULL: inline */
 	_Atomic uint64_t stop_ns;   /* monotonic time after which running invocations end; 0: none */
+	/* The node's egress gateway; NULL: sandboxes get no listener and have
+	 * no way out at all. Set before exec_pool_start. */
+	struct egress_gw *egress;
 };
 
 enum exec_outcome {
@@ -83,6 +91,10 @@ struct exec_request {
 	uint64_t memory_mb;
 	uint64_t cpu_percent; /* 0: no quota */
 	bool wants_db;        /* code uses zmesh.db: computed when the code is saved */
+	/* The project's right to go out (its policy, its tier's limits);
+	 * deadline and counters are the executor's. NULL: connections to the
+	 * gateway are refused. */
+	const struct egress_ctx *egress;
 };
 
 struct exec_result {
@@ -94,6 +106,9 @@ struct exec_result {
 	size_t logs_len;
 	bool logs_truncated;
 	bool warm; /* served by a sandbox of the pool */
+	/* Through the egress gateway: requests made (refused ones included),
+	 * bytes relayed both ways, requests refused. */
+	uint64_t egress_requests, egress_bytes, egress_refused;
 	struct sbx_report report;
 };
 

@@ -3,11 +3,14 @@
 #include "invoke.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "auth.h"
+#include "db.h"
+#include "egress_policy.h"
 #include "emit.h"
 #include "errors.h"
 #include "log.h"
@@ -58,6 +61,7 @@ struct record {
 	const char *id, *start, *status;
 	double started_ms, duration_ms, cpu_ms;
 	uint64_t memory_bytes;
+	uint64_t egress_requests, egress_bytes, egress_refused;
 	json_t *result; /* borrowed */
 	json_t *error;  /* borrowed */
 	const char *logs;
@@ -79,6 +83,13 @@ static void record(struct app *app, const struct inv_call *call, const struct re
 	              rec->status, "started_at_ms", rec->started_ms, "duration_ms", rec->duration_ms, "cpu_ms",
 	              rec->cpu_ms, "memory_bytes", (json_int_t)rec->memory_bytes, "result_excerpt", result, "logs",
 	              rec->logs ? rec->logs : "", "logs_truncated", rec->logs_truncated, "error", rec->error);
+	if (o && (rec->egress_requests || rec->egress_bytes || rec->egress_refused) &&
+	    (json_object_set_new(o, "egress_requests", json_integer((json_int_t)rec->egress_requests)) < 0 ||
+	     json_object_set_new(o, "egress_bytes", json_integer((json_int_t)rec->egress_bytes)) < 0 ||
+	     json_object_set_new(o, "egress_refused", json_integer((json_int_t)rec->egress_refused)) < 0)) {
+		json_decref(o);
+		o = NULL;
+	}
 	if (!o) {
 		zlog(ZLOG_ERROR, "record_lost", "invocation_id", rec->id, "error", "cannot encode the record", NULL);
 		return;
@@ -180,6 +191,43 @@ static int run_emits(struct app *app, const struct inv_call *call, const struct 
 	return 0;
 }
 
+/* The project's right to go out: its policy and its tier's limits. Open
+ * and none need nothing more than the mode every lookup reads; an
+ * allowlist is read when an invocation starts (a change applies to the
+ * next one, on every node). On failure the invocation goes out nowhere. */
+static struct egress_policy *egress_for(struct app *app, const struct project *p, const struct tier *t,
+                                        struct egress_ctx *ret)
+{
+	struct egress_policy *pol = malloc(sizeof(*pol));
+	if (!pol)
+		return NULL;
+	egress_policy_default(pol);
+	if (strcmp(p->egress_mode, "none") == 0)
+		pol->mode = EGRESS_NONE;
+	else if (strcmp(p->egress_mode, "open") != 0) {
+		struct zerr err = {0};
+		json_t *j = NULL;
+		PGconn *c = db_acquire(app->pool);
+		int r = c ? store_project_egress(c, p->id, &j, &err) : zerr_set(&err, -EAGAIN, "no connection");
+		if (c)
+			db_release(app->pool, c);
+		if (r == 0)
+			r = egress_policy_from_json(j, pol, &err);
+		json_decref(j);
+		if (r < 0) {
+			zlog(ZLOG_WARN, "egress_policy_unavailable", "project", p->id, "error", err.msg, NULL);
+			egress_policy_default(pol);
+			pol->mode = EGRESS_NONE;
+		}
+	}
+	*ret = (struct egress_ctx){.policy = pol,
+	                           .max_requests = t->egress_requests,
+	                           .max_bytes = t->egress_bytes,
+	                           .connect_timeout_ms = t->egress_connect_timeout_ms};
+	snprintf(ret->project_id, sizeof(ret->project_id), "%s", p->id);
+	return pol;
+}
+
 int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret, struct zerr *err)
 {
 	const struct project *p = call->project;
@@ -227,6 +275,9 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 	    .memory_mb = (uint64_t)f->memory_mb,
 	    .wants_db = f->uses_db,
 	};
+	struct egress_ctx ectx;
+	_cleanup_free_ struct egress_policy *epol = app->exec.egress ? egress_for(app, p, tier, &ectx) : NULL;
+	er.egress = epol ? &ectx : NULL;
 	double started = now_epoch_ms();
 	struct exec_result ex = {0};
 	struct zerr xerr = {0};
@@ -269,6 +320,10 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 	ret->wall_ms = (double)ex.report.wall_us / 1000.0;
 	ret->cpu_ms = (double)ex.report.cpu_us / 1000.0;
 	ret->memory_bytes = ex.report.memory_peak_bytes;
+	ret->egress_requests = ex.egress_requests;
+	ret->egress_bytes = ex.egress_bytes;
+	ret->egress_refused = ex.egress_refused;
+	metrics_count_egress(&app->metrics, p->id, ret->egress_requests, ret->egress_bytes, ret->egress_refused);
 	if (o == EXEC_SUCCESS)
 		ret->result = json_incref(ex.result);
 	else
@@ -283,6 +338,9 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 	                     .duration_ms = ret->wall_ms,
 	                     .cpu_ms = ret->cpu_ms,
 	                     .memory_bytes = ret->memory_bytes,
+	                     .egress_requests = ret->egress_requests,
+	                     .egress_bytes = ret->egress_bytes,
+	                     .egress_refused = ret->egress_refused,
 	                     .result = ex.result,
 	                     .error = ret->error,
 	                     .logs = ex.logs,
@@ -307,9 +365,10 @@ void inv_result_done(struct inv_result *r)
 
 json_t *inv_response(const struct inv_result *r)
 {
-	return json_pack("{s:s, s:O, s:O, s:s, s:f, s:s, s:{s:f, s:f, s:I}}", "status", r->status, "result",
-	                 r->result ? r->result : json_null(), "error", r->error ? r->error : json_null(),
+	return json_pack("{s:s, s:O, s:O, s:s, s:f, s:s, s:{s:f, s:f, s:I, s:I, s:I, s:I}}", "status", r->status,
+	                 "result", r->result ? r->result : json_null(), "error", r->error ? r->error : json_null(),
 	                 "invocation_id", r->id, "duration_ms", r->wall_ms, "start", r->warm ? "warm" : "cold",
 	                 "metrics", "wall_ms", r->wall_ms, "cpu_ms", r->cpu_ms, "memory_bytes",
-	                 (json_int_t)r->memory_bytes);
+	                 (json_int_t)r->memory_bytes, "egress_requests", (json_int_t)r->egress_requests, "egress_bytes",
+	                 (json_int_t)r->egress_bytes, "egress_refused", (json_int_t)r->egress_refused);
 }

@@ -46,8 +46,9 @@ struct inv_result {
 	bool warm;
 	double wall_ms, cpu_ms;
 	uint64_t memory_bytes;
-	json_t *result; /* success: owned */
-	json_t *error;  /* otherwise: {code, name, message, stack}, owned */
+	uint64_t egress_requests, egress_bytes, egress_refused; /* through the egress gateway */
+	json_t *result;                                         /* success: owned */
+	json_t *error;                                          /* otherwise: {code, name, message, stack}, owned */
 };
 
 /* Run one invocation. 0: it ran, whatever the function did (*ret filled,
@@ -58,7 +59,8 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 void inv_result_done(struct inv_result *r);
 
 /* The API's answer for a result: {status, result, error, invocation_id,
- * duration_ms, start, metrics: {wall_ms, cpu_ms, memory_bytes}}. */
+ * duration_ms, start, metrics: {wall_ms, cpu_ms, memory_bytes,
+ * egress_requests, egress_bytes, egress_refused}}. */
 json_t *inv_response(const struct inv_result *r);
 
 /* A random (version 4) UUID. */

@@ -2,6 +2,9 @@
 #include "metrics.h"
 
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "app.h"
 #include "errors.h"
@@ -27,6 +30,59 @@ void metrics_count_rejection(struct app_metrics *m, int code)
 		atomic_fetch_add(&m->rejected_rate, 1);
 	else if (code == -ZE_QUOTA_EXCEEDED)
 		atomic_fetch_add(&m->rejected_quota, 1);
+}
+
+void metrics_count_egress(struct app_metrics *m, const char *project, uint64_t requests, uint64_t bytes,
+                          uint64_t refused)
+{
+	if (!requests && !bytes && !refused)
+		return;
+	pthread_mutex_lock(&m->egress_lock);
+	if (!m->egress)
+		m->egress = calloc(METRICS_EGRESS_PROJECTS + 1, sizeof(*m->egress));
+	struct metrics_egress *e = NULL;
+	for (size_t i = 0; m->egress && i < m->n_egress && !e; i++)
+		if (strcmp(m->egress[i].project, project) == 0)
+			e = &m->egress[i];
+	if (m->egress && !e) {
+		e = &m->egress[m->n_egress < METRICS_EGRESS_PROJECTS ? m->n_egress++ : METRICS_EGRESS_PROJECTS];
+		snprintf(e->project, sizeof(e->project), "%s",
+		         e == &m->egress[METRICS_EGRESS_PROJECTS] ? "other" : project);
+	}
+	if (e) {
+		e->requests += requests;
+		e->bytes += bytes;
+		e->refused += refused;
+	}
+	pthread_mutex_unlock(&m->egress_lock);
+}
+
+/* The gateway's node totals, and each project's. */
+static void render_egress(struct app *app, struct buf *out)
+{
+	struct egress_totals t = {0};
+	if (app->exec.egress)
+		egress_totals(app->exec.egress, &t);
+	buf_printf(out,
+	           "# HELP zmesh_egress_connections_total Connections sandboxes opened to the egress gateway.\n"
+	           "# TYPE zmesh_egress_connections_total counter\nzmesh_egress_connections_total %" PRIu64 "\n",
+	           t.connections);
+	static const char *const names[][2] = {
+	    {"zmesh_egress_requests_total", "Outbound requests through the egress gateway, refused ones included."},
+	    {"zmesh_egress_bytes_total", "Bytes relayed by the egress gateway, both ways."},
+	    {"zmesh_egress_refused_total", "Outbound requests the egress gateway refused (policy, limits, bounds)."}};
+	struct app_metrics *m = &app->metrics;
+	pthread_mutex_lock(&m->egress_lock);
+	size_t n = m->n_egress + (m->egress && m->egress[METRICS_EGRESS_PROJECTS].project[0] ? 1 : 0);
+	for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", names[k][0], names[k][1], names[k][0]);
+		for (size_t i = 0; i < n; i++) {
+			const struct metrics_egress *e = &m->egress[i < m->n_egress ? i : METRICS_EGRESS_PROJECTS];
+			uint64_t v = k == 0 ? e->requests : k == 1 ? e->bytes : e->refused;
+			buf_printf(out, "%s{project=\"%s\"} %" PRIu64 "\n", names[k][0], e->project, v);
+		}
+	}
+	pthread_mutex_unlock(&m->egress_lock);
 }
 
 int metrics_render(struct app *app, struct buf *out)
@@ -142,6 +198,7 @@ int metrics_render(struct app *app, struct buf *out)
 	for (size_t i = 0; i < ELEMENTSOF(ev); i++)
 		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIuFAST64 "\n", ev[i].name, ev[i].help,
 		           ev[i].name, ev[i].name, atomic_load(ev[i].v));
+	render_egress(app, out);
 	return buf_printf(out,
 	                  "# HELP zmesh_records_queued Invocation records waiting to be written.\n"
 	                  "# TYPE zmesh_records_queued gauge\nzmesh_records_queued %" PRIu64 "\n"

@@ -2,6 +2,7 @@
  * Counting is lock-free (atomics) and safe from any thread. */
 #pragma once
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -9,6 +10,14 @@
 #include "executor.h"
 
 #define METRICS_DURATION_BUCKETS 12
+/* Projects whose egress totals are kept one by one; the rest are summed
+ * under project="other" (a label set that cannot grow without bound). */
+#define METRICS_EGRESS_PROJECTS 1024
+
+struct metrics_egress {
+	char project[40];
+	uint64_t requests, bytes, refused;
+};
 
 struct app_metrics {
 	atomic_uint_fast64_t by_outcome[8];  /* enum exec_outcome */
@@ -37,11 +46,18 @@ struct app_metrics {
 		atomic_uint_fast64_t cdc_captured;     /* captured changes this node moved out of outboxes */
 		atomic_uint_fast64_t cdc_enqueued;     /* jobs database changes queued (also in enqueued) */
 	} events;
+	/* Egress totals per project, of invocations that went out at all. */
+	pthread_mutex_t egress_lock;
+	struct metrics_egress *egress; /* METRICS_EGRESS_PROJECTS + 1 ("other" last), made on first use */
+	size_t n_egress;
 };
 
 void metrics_count_invocation(struct app_metrics *m, enum exec_outcome o, double wall_ms);
 /* A refusal before running: code is -ZE_RATE_LIMITED or -ZE_QUOTA_EXCEEDED. */
 void metrics_count_rejection(struct app_metrics *m, int code);
+/* What one invocation of project did through the egress gateway. */
+void metrics_count_egress(struct app_metrics *m, const char *project, uint64_t requests, uint64_t bytes,
+                          uint64_t refused);
 
 struct app;
 /* The Prometheus text of everything the daemon counts, appended to out.

@@ -317,12 +317,21 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	const char *const *argv = lang == EXEC_JS ? js_argv : py_argv;
 	struct cg_limits limits = {
 	    .memory_bytes = memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu_percent, .background = pooled};
+	/* The same for every sandbox of the node, so pooled ones have it
+	 * already: the gateway decides per invocation, not the environment. */
+	static const char *const proxy_env[] = {"HTTP_PROXY=" EXEC_EGRESS_PROXY, "HTTPS_PROXY=" EXEC_EGRESS_PROXY,
+	                                        "http_proxy=" EXEC_EGRESS_PROXY, "https_proxy=" EXEC_EGRESS_PROXY,
+	                                        NULL};
+	const char *const *env = ctx->egress ? proxy_env : NULL;
+	uint16_t egress_port = ctx->egress ? EXEC_EGRESS_PORT : 0;
 	uint64_t cpu_seconds = timeout_ms / 1000 + 2;
 	if (ctx->spawner) {
 		/* The spawner holds the runtime's policy and binds. */
 		struct sbx_spawn_req req = {
 		    .runtime = exec_runtime_name(lang),
 		    .argv = argv,
+		    .env = env,
+		    .egress_port = egress_port,
 		    .tmpfs_bytes = ctx->tmpfs_bytes,
 		    .fsize_bytes = ctx->tmpfs_bytes,
 		    .nofile = EXEC_NOFILE,
@@ -336,6 +345,8 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	size_t n_binds = exec_runtime_binds(ctx->sdk_js, ctx->sdk_py, ctx->pg_socket_dir, lang, binds);
 	struct sbx_spec spec = {
 	    .argv = argv,
+	    .env = env,
+	    .egress_port = egress_port,
 	    .binds = binds,
 	    .n_binds = n_binds,
 	    .policy = &ctx->policy[lang],
@@ -348,6 +359,29 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	};
 	int r = sbx_spawn(ctx->sbx, &spec, ret, err);
 	return r;
+}
+
+/* A first connection waits on s's egress listener: give the listener to
+ * the gateway under the project's session, or, with no right to go out,
+ * close it (what waits is reset at once: nothing hangs). */
+static void egress_start_session(struct exec_ctx *ctx, const struct exec_request *req, struct sbx *s,
+                                 uint64_t deadline_ns, struct egress_counters *ec, struct egress_session **ret)
+{
+	if (!ctx->egress || !req->egress) {
+		close(s->egress_fd);
+		s->egress_fd = -1;
+		return;
+	}
+	struct egress_ctx ectx = *req->egress;
+	ectx.deadline_ns = deadline_ns;
+	ectx.counters = ec;
+	if (egress_session_open(ctx->egress, &ectx, ret) < 0) {
+		close(s->egress_fd);
+		s->egress_fd = -1;
+		return;
+	}
+	egress_serve(*ret, s->egress_fd); /* taken, whatever happens */
+	s->egress_fd = -1;
 }
 
 int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err)
@@ -417,11 +451,20 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	struct result_scan scan = {0};
 	uint64_t deadline = s.start_ns + req->timeout_ms * 1000000ull;
 	int io_error = 0;
+	/* The egress listener is watched here, and handed to the gateway with
+	 * the project's session only when a first connection waits on it: a
+	 * function that never goes out costs the gateway nothing. */
+	struct egress_session *es = NULL;
+	struct egress_counters ec = {0};
 
 	while (!(exited && out_eof && err_eof)) {
-		struct pollfd pfd[4];
-		int n = 0, i_in = -1, i_out = -1, i_err = -1;
+		struct pollfd pfd[5];
+		int n = 0, i_in = -1, i_out = -1, i_err = -1, i_eg = -1;
 		pfd[n++] = (struct pollfd){.fd = s.pidfd, .events = POLLIN};
+		if (s.egress_fd >= 0) {
+			i_eg = n;
+			pfd[n++] = (struct pollfd){.fd = s.egress_fd, .events = POLLIN};
+		}
 		if (s.stdio[0] >= 0) {
 			i_in = n;
 			pfd[n++] = (struct pollfd){.fd = s.stdio[0], .events = POLLOUT};
@@ -463,6 +506,8 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 			continue;
 		if (pfd[0].revents)
 			exited = true;
+		if (i_eg >= 0 && pfd[i_eg].revents)
+			egress_start_session(ctx, req, &s, deadline, &ec, &es);
 		if (i_in >= 0 && pfd[i_in].revents) {
 			ssize_t w = write(s.stdio[0], text + written, text_len - written);
 			if (w > 0)
@@ -507,6 +552,14 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 		}
 	}
 
+	/* The invocation is over: so are its connections, and the counters
+	 * are final. */
+	if (es) {
+		egress_session_close(es);
+		ret->egress_requests = atomic_load(&ec.requests);
+		ret->egress_bytes = atomic_load(&ec.bytes);
+		ret->egress_refused = atomic_load(&ec.refused);
+	}
 	if (early) {
 		while (!err_eof && capture_read(&logs, s.stdio[2]) == 0)
 			;

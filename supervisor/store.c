@@ -144,7 +144,7 @@ int store_user_create(PGconn *c, const char *email, const char *password_hash, b
 /* ---- rows ---------------------------------------------------------------- */
 
 const char store_project_cols[] = "p.id, p.slug, p.tier, coalesce(p.monthly_cap, -1), coalesce(p.concurrency, -1), "
-                                  "p.db_name, p.db_role, p.db_password";
+                                  "p.db_name, p.db_role, p.db_password, coalesce(p.egress->>'mode', 'open')";
 
 static const char project_json[] =
     "json_build_object('id', p.id, 'name', p.name, 'slug', p.slug, 'tier', p.tier, 'monthly_cap', p.monthly_cap, "
@@ -162,6 +162,23 @@ void store_project_from_row(PGresult *res, int row, int col, struct project *p)
 	snprintf(p->db_name, sizeof(p->db_name), "%s", PQgetvalue(res, row, col + 5));
 	snprintf(p->db_role, sizeof(p->db_role), "%s", PQgetvalue(res, row, col + 6));
 	snprintf(p->db_password, sizeof(p->db_password), "%s", PQgetvalue(res, row, col + 7));
+	snprintf(p->egress_mode, sizeof(p->egress_mode), "%s", PQgetvalue(res, row, col + 8));
+}
+
+int store_project_egress(PGconn *c, const char *id, json_t **ret, struct zerr *err)
+{
+	const char *prm[] = {id};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	int r = db_exec_prepared(c, "SELECT egress FROM projects WHERE id = $1::uuid", 1, prm, &res, err);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) != 1)
+		return ze(err, ZE_NOT_FOUND, "no such project");
+	json_error_t jerr;
+	*ret = PQgetisnull(res, 0, 0) ? json_object() : json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
+	if (!*ret)
+		return zerr_set(err, -EIO, "bad egress JSON from the database");
+	return 0;
 }
 
 /* Env values are write-only: listings show the names only. */
@@ -733,17 +750,25 @@ int store_records_insert(PGconn *c, const char *records_json, struct zerr *err)
 	return db_exec_prepared(
 	    c,
 	    "INSERT INTO invocations (id, function_id, project_id, version, trigger, trigger_id, attempt, start, "
-	    "status, started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error) "
+	    "status, started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error, "
+	    "egress_requests, egress_bytes, egress_refused) "
 	    "SELECT id, function_id, project_id, version, trigger, trigger_id, coalesce(attempt, 1), start, status, "
 	    "to_timestamp(started_at_ms / 1000.0), duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, "
-	    "coalesce(logs_truncated, false), error "
+	    "coalesce(logs_truncated, false), error, coalesce(egress_requests, 0), coalesce(egress_bytes, 0), "
+	    "coalesce(egress_refused, 0) "
 	    "FROM json_to_recordset($1::json) AS x(id uuid, function_id uuid, project_id uuid, version int, "
 	    "trigger text, trigger_id uuid, attempt int, start text, status text, started_at_ms double precision, "
 	    "duration_ms double "
 	    "precision, cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, "
-	    "logs_truncated boolean, error jsonb)",
+	    "logs_truncated boolean, error jsonb, egress_requests int, egress_bytes bigint, egress_refused int)",
 	    1, p, NULL, err);
 }
+
+/* An invocation's measurements, as the invoke answer shows them. */
+#define INVOCATION_METRICS                                                                           \
+	"json_build_object('wall_ms', duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, " \
+	"'egress_requests', "                                                                        \
+	"egress_requests, 'egress_bytes', egress_bytes, 'egress_refused', egress_refused)"
 
 int store_invocations_list(PGconn *c, const char *function_id, uint64_t limit, uint64_t offset, json_t **ret,
                            struct zerr *err)
@@ -758,7 +783,8 @@ int store_invocations_list(PGconn *c, const char *function_id, uint64_t limit, u
 	              "'start', start, 'status', "
 	              "status, 'started_at', started_at, 'duration_ms', "
 	              "duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, 'result_excerpt', result_excerpt, "
-	              "'error', error, 'logs_truncated', logs_truncated) x FROM invocations WHERE function_id = $1 "
+	              "'error', error, 'logs_truncated', logs_truncated, 'metrics', " INVOCATION_METRICS
+	              ") x FROM invocations WHERE function_id = $1 "
 	              "ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3) s",
 	              3, prm, ret, err);
 }
@@ -775,7 +801,8 @@ int store_invocation_get(PGconn *c, const char *function_id, const char *invocat
 	                  "status, 'started_at', started_at, "
 	                  "'duration_ms', duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, "
 	                  "'result_excerpt', result_excerpt, 'error', error, 'logs', logs, 'logs_truncated', "
-	                  "logs_truncated) FROM invocations WHERE function_id = $1 AND id = $2::uuid",
+	                  "logs_truncated, 'metrics', " INVOCATION_METRICS
+	                  ") FROM invocations WHERE function_id = $1 AND id = $2::uuid",
 	                  2, prm, ret, "no such invocation", err);
 }
 

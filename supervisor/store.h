@@ -39,10 +39,11 @@ struct project {
 	char db_name[64];
 	char db_role[64];
 	char db_password[257];
-	int64_t monthly_cap; /* -1: the tier's */
-	int64_t concurrency; /* -1: the tier's */
-	bool owner;          /* the caller owns it (else a member, or an admin) */
-	bool member;         /* the caller is its owner or a member */
+	int64_t monthly_cap;  /* -1: the tier's */
+	int64_t concurrency;  /* -1: the tier's */
+	char egress_mode[16]; /* "open", "allowlist" or "none" (its list: store_project_egress) */
+	bool owner;           /* the caller owns it (else a member, or an admin) */
+	bool member;          /* the caller is its owner or a member */
 };
 
 struct function {
@@ -138,6 +139,8 @@ int store_project_create(PGconn *c, const struct val_project *in, const char *ti
 int store_project_update(PGconn *c, const char *id, const char *name, const char *tier, json_t *egress, json_t **ret,
                          struct zerr *err);
 int store_project_delete(PGconn *c, const char *id, struct zerr *err);
+/* The project's stored egress policy ({} when it never set one). */
+int store_project_egress(PGconn *c, const char *id, json_t **ret, struct zerr *err);
 /* -ZE_NOT_FOUND when no user has that email. */
 int store_member_add(PGconn *c, const char *project_id, const char *email, json_t **ret, struct zerr *err);
 int store_keys_list(PGconn *c, const char *project_id, json_t **ret, struct zerr *err);

@@ -20,7 +20,7 @@ int store_q_json_prepared(PGconn *c, const char *sql, int n, const char *const *
  * released with store_function_done. */
 extern const char store_project_cols[];
 extern const char store_function_cols[];
-#define STORE_PROJECT_NCOLS  8
+#define STORE_PROJECT_NCOLS  9
 #define STORE_FUNCTION_NCOLS 12
 void store_project_from_row(PGresult *res, int row, int col, struct project *ret_p);
 int store_function_from_row(PGresult *res, int row, int col, struct function *ret_f, struct zerr *err);

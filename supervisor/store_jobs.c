@@ -199,10 +199,13 @@ int store_jobs_renew(PGconn *c, const char *node, const char *ids, uint64_t leas
 	"rec AS (UPDATE invocations i SET start = x.start, status = " status ", "                                      \
 	"started_at = to_timestamp(x.started_at_ms / 1000.0), duration_ms = x.duration_ms, cpu_ms = x.cpu_ms, "        \
 	"memory_bytes = x.memory_bytes, result_excerpt = x.result_excerpt, logs = x.logs, "                            \
-	"logs_truncated = coalesce(x.logs_truncated, false), error = x.error "                                         \
+	"logs_truncated = coalesce(x.logs_truncated, false), error = x.error, "                                        \
+	"egress_requests = coalesce(x.egress_requests, 0), egress_bytes = coalesce(x.egress_bytes, 0), "               \
+	"egress_refused = coalesce(x.egress_refused, 0) "                                                              \
 	"FROM json_to_record($3::json) AS x(id uuid, start text, status text, started_at_ms double precision, "        \
 	"duration_ms double precision, cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, " \
-	"logs_truncated boolean, error jsonb), j WHERE i.id = x.id AND i.id = j.invocation_id)"
+	"logs_truncated boolean, error jsonb, egress_requests int, egress_bytes bigint, egress_refused int), j "       \
+	"WHERE i.id = x.id AND i.id = j.invocation_id)"
 
 static int owned_count(PGresult *res, bool *ret_owned)
 {

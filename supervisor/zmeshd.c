@@ -38,7 +38,9 @@
 #include "app.h"
 #include "auth.h"
 #include "cdc.h"
+#include "egress.h"
 #include "errors.h"
+#include "http.h"
 #include "jobs.h"
 #include "log.h"
 #include "pgbouncer.h"
@@ -225,6 +227,49 @@ static int stop_signals(sigset_t *ret)
 	return 0;
 }
 
+/* The egress gateway: the operator's rules, and the node's own addresses
+ * (its API's listen address, an external database's host and port), which
+ * no function may reach whatever the rules say. */
+static int start_egress(struct app *app, const char *conninfo, struct egress_gw **ret, struct zerr *err)
+{
+	_cleanup_free_ struct egress_rules *rules = malloc(sizeof(*rules));
+	if (!rules)
+		return zerr_set(err, -ENOMEM, "out of memory");
+	int r = zconfig_egress_rules(&app->cfg, rules, err);
+	if (r < 0)
+		return r;
+	char host[256];
+	uint16_t port = 0;
+	r = http_split_listen(app->cfg.listen, host, sizeof(host), &port, err);
+	if (r == 0)
+		r = egress_rules_add_listen(rules, host, port, err);
+	if (r < 0)
+		return r;
+	char *msg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
+	PQfreemem(msg);
+	const char *dbhost = NULL, *dbport = NULL;
+	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0)
+			dbhost = o->val && o->val[0] ? o->val : dbhost;
+		else if (strcmp(o->keyword, "port") == 0)
+			dbport = o->val;
+	}
+	/* A socket directory is no address; a list of hosts is each one's. */
+	if (dbhost && dbhost[0] != '/') {
+		char list[512];
+		snprintf(list, sizeof(list), "%s", dbhost);
+		char *save = NULL;
+		for (char *h = strtok_r(list, ",", &save); h && r == 0; h = strtok_r(NULL, ",", &save))
+			r = egress_rules_add_listen(rules, h, dbport && dbport[0] ? (uint16_t)atoi(dbport) : 5432, err);
+	}
+	PQconninfoFree(opts);
+	if (r < 0)
+		return r;
+	struct egress_cfg ec = {.rules = rules};
+	return egress_start(&ec, ret, err);
+}
+
 /* The API process: returns its exit status. */
 static int api_main(struct app *app, struct api_start *st)
 {
@@ -285,6 +330,7 @@ static int api_main(struct app *app, struct api_start *st)
 	snprintf(napplied, sizeof(napplied), "%d", applied);
 	zlog(ZLOG_INFO, "migrations", "applied", napplied, NULL);
 
+	pthread_mutex_init(&app->metrics.egress_lock, NULL);
 	if (exec_ctx_init(&app->exec, st->sbx, &spawner, app->cfg.policy_dir, app->cfg.sdk_dir, app->pg_socket_dir,
 	                  &err) < 0) {
 		fatal("setup", &err);
@@ -297,6 +343,10 @@ static int api_main(struct app *app, struct api_start *st)
 	}
 	app->exec.max_log_bytes = app->cfg.max_log_bytes;
 	app->exec.max_result_bytes = app->cfg.max_result_bytes;
+	if (start_egress(app, st->conninfo, &app->exec.egress, &err) < 0) {
+		fatal("egress gateway", &err);
+		goto out_db;
+	}
 	if (exec_pool_start(&app->exec, (unsigned)app->cfg.pool_size, max_mem, max_timeout, &err) < 0) {
 		fatal("warm pool", &err);
 		goto out_db;
@@ -384,6 +434,11 @@ out_db:
 	db_pool_close(app->pool);
 out_exec:
 	exec_ctx_done(&app->exec);
+	/* Last: no invocation runs, the pool's listeners are closed. */
+	egress_stop(app->exec.egress);
+	app->exec.egress = NULL;
+	free(app->metrics.egress);
+	app->metrics.egress = NULL;
 	limiter_done(&app->limiter);
 	limiter_done(&app->login_limiter);
 out_spawner:

@@ -74,6 +74,8 @@ def test_readme_cli_examples_run(tmp_path):
         assert "Created a webhook trigger" in out and "No dead letters" in out, out[-4000:]
         assert "Created a custom event trigger" in out and "matched 1 trigger." in out, out[-4000:]
         assert "Applied 001_notes.sql" in out and '"body": "first note"' in out and "(1 row)" in out, out[-4000:]
+        assert "allowlist: api.stripe.com, *.example.com, 203.0.113.0/24" in out, out[-4000:]
+        assert "Outbound network of this project: open" in out, out[-4000:]
     except BaseException:
         zd.cleanup()
         raise

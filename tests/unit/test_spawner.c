@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -202,6 +205,69 @@ static int raw_handle(enum spawner_op op, uint32_t slot, uint32_t gen, int sig, 
 	return raw_request(&msg, (size_t)len, -1);
 }
 
+/* The egress listener: made inside the sandbox's network namespace (its
+ * program reaches it on its own loopback), listening, and held by the
+ * caller only. */
+static void test_egress_listener_is_the_sandboxs_loopback(void **state)
+{
+	(void)state;
+	const char *argv[] = {"/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/3128 && echo out-of-the-box >&3", NULL};
+	struct sbx_spawn_req req = request("base", argv);
+	req.egress_port = 3128;
+	struct sbx s;
+	struct zerr err = {0};
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), 0);
+	assert_true(s.egress_fd >= 0);
+	int on = 0;
+	socklen_t len = sizeof(on);
+	assert_int_equal(getsockopt(s.egress_fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len), 0);
+	assert_int_equal(on, 1);
+	struct sockaddr_in a;
+	len = sizeof(a);
+	assert_int_equal(getsockname(s.egress_fd, (struct sockaddr *)&a, &len), 0);
+	assert_int_equal(ntohs(a.sin_port), 3128);
+	assert_int_equal(ntohl(a.sin_addr.s_addr), INADDR_LOOPBACK);
+	struct pollfd pfd = {.fd = s.egress_fd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 10000), 1);
+	int c = accept4(s.egress_fd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(c >= 0);
+	char buf[64] = {0};
+	size_t got = 0;
+	ssize_t n;
+	while (got < sizeof(buf) - 1 && (n = read(c, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	assert_string_equal(buf, "out-of-the-box\n");
+	close(c);
+	struct sbx_report rep;
+	assert_int_equal(sbx_reap(&s, &rep), 0);
+	assert_int_equal(rep.status, SBX_EXITED);
+	assert_int_equal(rep.exit_code, 0);
+	sbx_destroy(&s);
+	assert_int_equal(s.egress_fd, -1);
+
+	/* Without a port, none; and a port out of range is refused. */
+	req = request("base", (const char *[]){"/bin/true", NULL});
+	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), 0);
+	assert_int_equal(s.egress_fd, -1);
+	sbx_destroy(&s);
+	struct spawner_req w = {.op = SPAWNER_SPAWN, .argv = {"/bin/true", NULL}, .env = {NULL}};
+	snprintf(w.runtime, sizeof(w.runtime), "base");
+	char msg[512];
+	ssize_t mlen = spawner_encode_request(&w, msg, sizeof(msg));
+	assert_true(mlen > 0);
+	struct spawner_req d;
+	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), 0);
+	struct spawner_wire_spawn *ws = (struct spawner_wire_spawn *)msg;
+	ws->egress_port = 65536;
+	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), -EBADMSG);
+	ws->egress_port = 3128;
+	ws->zero = 1;
+	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), -EBADMSG);
+	ws->zero = 0;
+	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), 0);
+	assert_int_equal(d.egress_port, 3128);
+}
+
 static void test_refuses_what_is_outside_the_protocol(void **state)
 {
 	const char *argv[] = {"/bin/sleep", "30", NULL};
@@ -275,6 +341,7 @@ int main(void)
 	    cmocka_unit_test(test_spawn_failure_is_reported),
 	    cmocka_unit_test(test_program_not_found_is_a_sandbox_error),
 	    cmocka_unit_test(test_refuses_what_is_outside_the_protocol),
+	    cmocka_unit_test(test_egress_listener_is_the_sandboxs_loopback),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

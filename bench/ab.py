@@ -79,8 +79,9 @@ def parse_args(argv):
                    help=f"timed requests per case and side (default {DEFAULT_REQUESTS}; {QUICK_REQUESTS} with --quick)")
     p.add_argument("--warmup", type=harness.nonnegative_int(harness.MAX_WARMUP),
                    help="untimed rounds first (default 5; 1 with --quick)")
-    p.add_argument("--pool-size", type=harness.positive_int(64), default=4,
-                   help="warm sandboxes per runtime, the same for both daemons (default 4)")
+    p.add_argument("--pool-size", type=harness.nonnegative_int(64), default=4,
+                   help="warm sandboxes per runtime, the same for both daemons (default 4; 0: every start is "
+                        "cold, the cases' \"warm\" then names the case, not the start)")
     p.add_argument("--quick", action="store_true",
                    help="a few requests to prove every case works on both sides; results go to a temporary "
                         "directory unless --out is given; exit 0 when every case worked")

@@ -169,10 +169,10 @@ def handle_msg(op, slot, gen, sig=0, limits=(0, 0, 0)):
     return struct.pack("<IIIIIIiIQQQ", MAGIC, 56, op, 0, slot, gen, sig, 0, *limits)
 
 
-def spawn_msg(runtime, memory, tmpfs=1 << 20, argv=(b"/bin/true",)):
+def spawn_msg(runtime, memory, tmpfs=1 << 20, argv=(b"/bin/true",), egress_port=0):
     strings = b"".join(a + b"\0" for a in argv)
-    fixed = struct.pack("<IIII32sQQQQQQQIIII", MAGIC, 0, OP_SPAWN, 0, runtime, memory, 8, 100, tmpfs, tmpfs, 64, 5,
-                        0, 0, len(argv), 0)
+    fixed = struct.pack("<IIII32sQQQQQQQIIIIII", MAGIC, 0, OP_SPAWN, 0, runtime, memory, 8, 100, tmpfs, tmpfs, 64,
+                        5, 0, 0, len(argv), 0, egress_port, 0)
     msg = fixed + strings
     return msg[:4] + struct.pack("<I", len(msg)) + msg[8:]
 
@@ -204,6 +204,8 @@ def test_spawner_refuses_what_is_outside_its_protocol(quiet_daemon):
         assert err == -errno.EPERM, msg
         err, msg = ask(sock, spawn_msg(b"my-own-policy", 64 << 20))
         assert err == -errno.ENOENT, msg
+        err, msg = ask(sock, spawn_msg(b"node", 64 << 20, egress_port=1 << 16))
+        assert err == -errno.EBADMSG and "egress port" in msg, msg
     # Refused, and still serving the daemon.
     user = zs.admin()
     project = user.create_project()

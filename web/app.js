@@ -17,6 +17,9 @@ const TEMPLATES = {
 	python: 'def handler(payload, zmesh):\n    print("hello from zmesh")\n    name = payload.get("name") if isinstance(payload, dict) else None\n    return {"hello": name or "world"}\n',
 };
 const DIFF_MAX_LINES = 3000;
+const STATS_WINDOW = 100;
+const STATS_MAX_FUNCTIONS = 25;
+const SVG = 'http://www.w3.org/2000/svg';
 
 // ---- DOM helpers ------------------------------------------------------------
 
@@ -42,7 +45,7 @@ function el(tag, attrs, ...children) {
 }
 
 function append(parent, children) {
-	for (const c of children.flat()) {
+	for (const c of children.flat(Infinity)) {
 		if (c === null || c === undefined || c === false)
 			continue;
 		parent.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -91,8 +94,9 @@ function fmtBytes(v) {
 	return v + ' B';
 }
 
+// A result as JSON, so that "1" and 1 look different.
 function pretty(v) {
-	return typeof v === 'string' ? v : JSON.stringify(v, null, 2);
+	return v === undefined ? 'null' : JSON.stringify(v, null, 2);
 }
 
 function table(headers, rows, caption) {
@@ -357,12 +361,19 @@ async function viewProject(r) {
 }
 
 function functionsSection(p, functions) {
-	const rows = functions.map((f) => el('tr', {},
-		el('td', {}, el('a', {href: href('p', p.id, 'f', f.id)}, f.name)),
-		el('td', {}, f.language),
-		el('td', {}, 'v' + f.version),
-		el('td', {}, statusBadge(f.status)),
-		el('td', {}, fmtTime(f.updated_at))));
+	const rows = functions.map((f, i) => {
+		const last = el('td', {}, '…'), day = el('td', {}, '…'), rate = el('td', {}, '…');
+		if (i < STATS_MAX_FUNCTIONS)
+			fillStats(p, f, last, day, rate);
+		else
+			for (const c of [last, day, rate])
+				c.textContent = '—';
+		return el('tr', {},
+			el('td', {}, el('a', {href: href('p', p.id, 'f', f.id)}, f.name)),
+			el('td', {}, f.language),
+			el('td', {}, 'v' + f.version),
+			last, day, rate);
+	});
 	const name = el('input', {type: 'text', name: 'name', required: true, maxlength: 100, autocomplete: 'off'});
 	const lang = el('select', {name: 'language'}, LANGS.map((l) => el('option', {value: l}, l)));
 	const timeout = el('input', {type: 'number', name: 'timeout_ms', min: 1, step: 1, placeholder: '10000'});
@@ -397,8 +408,27 @@ function functionsSection(p, functions) {
 	editor.node, box, el('button', {type: 'submit', class: 'primary'}, 'Create function'));
 	return el('section', {'aria-labelledby': 'fn-h'},
 		el('h2', {id: 'fn-h'}, 'Functions'),
-		functions.length ? table(['Name', 'Language', 'Version', 'Status', 'Updated'], rows) : el('p', {class: 'empty'}, 'No functions yet.'),
+		functions.length ? table(['Name', 'Language', 'Version', 'Last invocation', 'Last 24 h', 'Errors (24 h)'], rows) : el('p', {class: 'empty'}, 'No functions yet.'),
 		form);
+}
+
+// The last invocation, the count of the last 24 hours and their error rate,
+// from the newest STATS_WINDOW invocations (the count says "N+" past that).
+async function fillStats(p, f, last, day, rate) {
+	try {
+		const {invocations} = await api('GET', F(p.id, f.id) + '/invocations?limit=' + STATS_WINDOW);
+		const since = Date.now() - 86400000;
+		const recent = invocations.filter((i) => new Date(i.started_at).getTime() >= since);
+		const errors = recent.filter((i) => i.status !== 'success').length;
+		last.replaceChildren(...(invocations.length ? [statusBadge(invocations[0].status), ' ', fmtTime(invocations[0].started_at)] : ['never']));
+		day.textContent = recent.length + (recent.length === STATS_WINDOW ? '+' : '');
+		rate.textContent = recent.length ? Math.round((100 * errors) / recent.length) + ' %' : '—';
+	} catch (e) {
+		if (e instanceof SessionEnded)
+			return;
+		for (const c of [last, day, rate])
+			c.textContent = '—';
+	}
 }
 
 function keysSection(p, keys, functions) {
@@ -710,12 +740,13 @@ async function historyPanel(p, f) {
 	const since = el('select', {name: 'since'}, [['', 'any time'], ['3600', 'last hour'], ['86400', 'last 24 hours'], ['604800', 'last 7 days']]
 		.map(([v, t]) => el('option', {value: v}, t)));
 	const holder = el('div', {});
+	const charts = el('div', {class: 'charts'});
 	const count = el('p', {class: 'meta', role: 'status'});
 	function fill() {
 		const now = Date.now();
-		const rows = all.filter((i) => (!status.value || i.status === status.value) && (!trigger.value || i.trigger === trigger.value) &&
-			(!since.value || now - new Date(i.started_at).getTime() <= Number(since.value) * 1000))
-			.map((i) => el('tr', {},
+		const shownInvs = all.filter((i) => (!status.value || i.status === status.value) && (!trigger.value || i.trigger === trigger.value) &&
+			(!since.value || now - new Date(i.started_at).getTime() <= Number(since.value) * 1000));
+		const rows = shownInvs.map((i) => el('tr', {},
 				el('td', {}, el('a', {href: href('p', p.id, 'f', f.id, 'inv', i.id)}, fmtTime(i.started_at))),
 				el('td', {}, statusBadge(i.status)),
 				el('td', {}, i.trigger),
@@ -724,6 +755,7 @@ async function historyPanel(p, f) {
 				el('td', {}, 'v' + i.version),
 				el('td', {class: 'excerpt'}, i.error ? String(i.error.message || '') : (i.result_excerpt || ''))));
 		count.textContent = rows.length + ' of ' + all.length + ' invocations shown';
+		charts.replaceChildren(...historyCharts(shownInvs));
 		holder.replaceChildren(rows.length ? table(['Started', 'Status', 'Trigger', 'Duration', 'Start', 'Version', 'Result or error'], rows)
 			: el('p', {class: 'empty'}, 'No invocations match.'));
 	}
@@ -733,7 +765,59 @@ async function historyPanel(p, f) {
 	return el('div', {},
 		el('form', {class: 'filters', onsubmit: (ev) => ev.preventDefault()},
 			field('Status', status), field('Trigger', trigger), field('Time range', since)),
-		count, holder);
+		count, charts, holder);
+}
+
+function svg(tag, attrs, ...children) {
+	const e = document.createElementNS(SVG, tag);
+	for (const [k, v] of Object.entries(attrs || {}))
+		e.setAttribute(k, String(v));
+	for (const c of children)
+		e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+	return e;
+}
+
+function percentile(sorted, q) {
+	if (!sorted.length)
+		return null;
+	return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
+// Invocations and errors per hour over the last 24 hours (an SVG bar chart),
+// and the latency percentiles of the invocations shown.
+function historyCharts(invs) {
+	const now = Date.now(), hour = 3600000;
+	const ok = new Array(24).fill(0), bad = new Array(24).fill(0);
+	for (const i of invs) {
+		const age = now - new Date(i.started_at).getTime();
+		if (age < 0 || age >= 24 * hour)
+			continue;
+		const b = 23 - Math.floor(age / hour);
+		(i.status === 'success' ? ok : bad)[b]++;
+	}
+	const max = Math.max(1, ...ok.map((v, k) => v + bad[k]));
+	const W = 480, H = 110, bw = W / 24;
+	const total = ok.reduce((a, b) => a + b, 0) + bad.reduce((a, b) => a + b, 0);
+	const errs = bad.reduce((a, b) => a + b, 0);
+	const label = 'Invocations per hour over the last 24 hours: ' + total + ', of which ' + errs + ' failed';
+	const bars = [];
+	for (let k = 0; k < 24; k++) {
+		const hOk = (ok[k] / max) * (H - 10), hBad = (bad[k] / max) * (H - 10);
+		if (ok[k])
+			bars.push(svg('rect', {x: k * bw + 2, y: H - hOk, width: bw - 4, height: hOk, class: 'bar-ok'}));
+		if (bad[k])
+			bars.push(svg('rect', {x: k * bw + 2, y: H - hOk - hBad, width: bw - 4, height: hBad, class: 'bar-bad'}));
+	}
+	const chart = svg('svg', {viewBox: '0 0 ' + W + ' ' + (H + 2), role: 'img', 'aria-label': label, class: 'chart'},
+		svg('title', {}, label), svg('line', {x1: 0, y1: H + 1, x2: W, y2: H + 1, class: 'axis'}), ...bars);
+	const d = invs.map((i) => i.duration_ms).filter((v) => typeof v === 'number').sort((a, b) => a - b);
+	return [
+		el('figure', {class: 'card chart-card'}, chart,
+			el('figcaption', {}, 'Invocations per hour, last 24 h: ', String(total), ' (', String(errs), ' failed)')),
+		el('figure', {class: 'card chart-card'},
+			metricsList([['p50', fmtMs(percentile(d, 0.5))], ['p95', fmtMs(percentile(d, 0.95))], ['p99', fmtMs(percentile(d, 0.99))]]),
+			el('figcaption', {}, 'Latency of the ', String(d.length), ' invocations shown')),
+	];
 }
 
 async function invocationDetail(p, f, iid) {

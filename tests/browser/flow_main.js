@@ -18,10 +18,11 @@ run(async () => {
 	const browser = await launch();
 	try {
 		const {page, rec} = await newPage(browser);
-		const t0 = Date.now();
 		await page.goto(BASE + '/');
 		await page.getByRole('heading', {name: 'Sign in'}).waitFor();
-		const loadMs = Date.now() - t0;
+		// The page, its script and its stylesheet, loaded (Navigation Timing).
+		const loadMs = await page.evaluate(() => performance.getEntriesByType('navigation')[0].loadEventEnd);
+		assert.ok(loadMs > 0, 'no load time');
 		await shot(page, 'sign-in');
 		await signIn(page, email, password);
 
@@ -68,6 +69,9 @@ run(async () => {
 		await page.getByText('2 of 2 invocations shown').waitFor();
 		await page.getByLabel('Time range').selectOption('3600');
 		await page.getByText('2 of 2 invocations shown').waitFor();
+		await page.getByText('Invocations per hour, last 24 h: 2 (0 failed)').waitFor();
+		assert.equal(await page.locator('svg.chart rect.bar-ok').count(), 1);
+		await page.getByText('Latency of the 2 invocations shown').waitFor();
 		await shot(page, 'history');
 		await page.locator('main tbody tr').last().getByRole('link').click();
 		await page.getByRole('heading', {name: /^Invocation /}).waitFor();
@@ -100,6 +104,15 @@ run(async () => {
 
 		// API keys: created, shown once, works; revoked after a confirmation.
 		await page.getByRole('link', {name: projectName}).click();
+		// The function's row: three invocations in the last 24 h, none failed.
+		await page.waitForFunction(() => {
+			const t = document.querySelector('main table');
+			const c = t ? t.querySelectorAll('tbody tr td') : [];
+			return c.length === 6 && c[4].textContent === '3';
+		});
+		const fnCells = await page.locator('main table').first().locator('tbody tr td').allTextContents();
+		assert.equal(fnCells[5], '0 %');
+		assert.match(fnCells[3], /^success \d{4}-/);
 		await page.getByLabel('Key name').fill('ci-' + tag);
 		await page.getByRole('button', {name: 'Create key'}).click();
 		const keyBox = page.getByLabel('New API key');
@@ -118,6 +131,7 @@ run(async () => {
 		await page.getByRole('button', {name: 'Revoke key ci-' + tag}).click();
 		await page.getByRole('dialog').getByRole('button', {name: 'Revoke', exact: true}).click();
 		await page.getByText('Revoked key ci-' + tag + '.').waitFor();
+		await page.getByText('No API keys.').waitFor();
 		assert.equal(await page.locator('#keys-section tbody tr').count(), 0);
 		// The key shown once is not shown again.
 		assert.equal(await page.getByLabel('New API key').count(), 0);

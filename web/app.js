@@ -627,9 +627,24 @@ async function viewFunction(r) {
 		body = await versionsPanel(p, f);
 	else
 		body = codePanel(p, f);
+	const box = alertBox();
+	const del = el('button', {type: 'button', class: 'danger', onclick: async () => {
+		if (!await confirmDialog('Delete function?', 'The function "' + f.name + '", its versions and its history are deleted for good.', 'Delete function'))
+			return;
+		try {
+			await api('DELETE', F(p.id, f.id));
+			keepFlash = true;
+			flash('Deleted the function ' + f.name + '.');
+			location.hash = href('p', p.id);
+		} catch (e) {
+			if (!(e instanceof SessionEnded))
+				showError(box, e);
+		}
+	}}, 'Delete function');
 	return el('section', {},
 		crumbs(['Projects', '#/'], [p.name, href('p', p.id)], [f.name]),
-		el('h1', {}, f.name),
+		el('div', {class: 'title-row'}, el('h1', {}, f.name), del),
+		box,
 		el('p', {class: 'meta'}, f.language, ' · version ', el('span', {class: 'ver'}, String(f.version)), ' · slug ', el('code', {}, f.slug),
 			' · timeout ', fmtMs(f.timeout_ms), ' · memory ', String(f.memory_mb), ' MB'),
 		nav, body);

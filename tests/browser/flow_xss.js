@@ -64,6 +64,13 @@ run(async () => {
 		assert.ok((await page.getByLabel('Stack').textContent()).includes(ERR));
 		await noInjection(page);
 
+		// Deleting the function (confirmed) goes back to the project.
+		await page.getByRole('button', {name: 'Delete function'}).click();
+		await page.getByRole('dialog').getByRole('button', {name: 'Delete function'}).click();
+		await page.getByText('No functions yet.').waitFor();
+		assert.equal(await page.locator('#flash').textContent(), 'Deleted the function markup-' + env('ZMESH_TAG') + '.');
+		await noInjection(page);
+
 		// No request for the img's "x" was ever made.
 		assert.ok(!rec.requests.some((r) => / \/x$/.test(r)), rec.requests.join('\n'));
 		// A function's error is answered 500 by the API (docs: the status

@@ -890,8 +890,11 @@ function diffLines(a, b) {
 }
 
 async function versionsPanel(p, f) {
+	// The API lists the states before the current one; the current one is
+	// the function itself.
 	const v = await api('GET', F(p.id, f.id) + '/versions');
-	const current = v.versions.find((x) => x.version === v.current);
+	const current = {version: v.current, code: f.code, language: f.language, created_at: f.updated_at};
+	v.versions = [current, ...v.versions.filter((x) => x.version !== v.current)];
 	const diffBox = el('div', {class: 'diff-holder', 'aria-live': 'polite'});
 	const box = alertBox();
 	const rows = v.versions.map((x) => el('tr', {},

@@ -378,6 +378,8 @@ function functionsSection(p, functions) {
 	const lang = el('select', {name: 'language'}, LANGS.map((l) => el('option', {value: l}, l)));
 	const timeout = el('input', {type: 'number', name: 'timeout_ms', min: 1, step: 1, placeholder: '10000'});
 	const memory = el('input', {type: 'number', name: 'memory_mb', min: 1, step: 1, placeholder: '256'});
+	const entry = el('input', {type: 'text', name: 'entry_point', placeholder: 'handler', autocomplete: 'off'});
+	const envs = el('textarea', {name: 'env_vars', class: 'mono', rows: 3, spellcheck: 'false', placeholder: 'NAME=value'});
 	const editor = codeEditor('Function code', TEMPLATES.javascript, 'javascript');
 	let touched = false;
 	editor.textarea.addEventListener('input', () => { touched = true; });
@@ -395,6 +397,21 @@ function functionsSection(p, functions) {
 			body.timeout_ms = Number(timeout.value);
 		if (memory.value)
 			body.memory_mb = Number(memory.value);
+		if (entry.value)
+			body.entry_point = entry.value;
+		const env = {};
+		for (const line of envs.value.split('\n')) {
+			if (!line.trim())
+				continue;
+			const eq = line.indexOf('=');
+			if (eq <= 0) {
+				showError(box, 'Environment variables: one NAME=value per line ("' + line + '" is not)');
+				return;
+			}
+			env[line.slice(0, eq).trim()] = line.slice(eq + 1);
+		}
+		if (Object.keys(env).length)
+			body.env_vars = env;
 		try {
 			const f = await api('POST', P(p.id) + '/functions', body);
 			location.hash = href('p', p.id, 'f', f.id);
@@ -404,7 +421,9 @@ function functionsSection(p, functions) {
 		}
 	}}, el('h3', {}, 'New function'),
 	el('div', {class: 'grid'}, field('Function name', name), field('Language', lang),
-		field('Timeout (ms)', timeout, 'optional'), field('Memory (MB)', memory, 'optional')),
+		field('Timeout (ms)', timeout, 'optional'), field('Memory (MB)', memory, 'optional'),
+		field('Entry point', entry, 'optional')),
+	field('Environment variables', envs, 'optional; one NAME=value per line, stored as secrets: only their names are shown again'),
 	editor.node, box, el('button', {type: 'submit', class: 'primary'}, 'Create function'));
 	return el('section', {'aria-labelledby': 'fn-h'},
 		el('h2', {id: 'fn-h'}, 'Functions'),

@@ -28,7 +28,13 @@ run(async () => {
 
 		const projectName = 'Shop ' + tag;
 		const pid = await createProject(page, projectName);
-		const fid = await createFunction(page, 'doubler-' + tag, 'javascript', V1);
+		// An environment variable that is not NAME=value is refused in the page.
+		await page.getByLabel('Function name').fill('doubler-' + tag);
+		await page.getByLabel('Environment variables').fill('JUST_A_NAME');
+		await page.getByRole('button', {name: 'Create function'}).click();
+		await page.getByRole('alert').filter({hasText: 'one NAME=value per line'}).waitFor();
+		const fid = await createFunction(page, 'doubler-' + tag, 'javascript', V1,
+			{'Timeout (ms)': '5000', 'Memory (MB)': '128', 'Environment variables': 'GREETING=hello\nTARGET=a=b'});
 		assert.equal(await page.locator('main .meta .ver').textContent(), '1');
 
 		// The editor: line numbers and highlighted keywords.

@@ -93,8 +93,10 @@ async function createProject(page, name) {
 	return decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
 }
 
-async function createFunction(page, name, language, code) {
+async function createFunction(page, name, language, code, extra) {
 	await page.getByLabel('Function name').fill(name);
+	for (const [label, value] of Object.entries(extra || {}))
+		await page.getByLabel(label, {exact: true}).fill(value);
 	await page.getByLabel('Language').selectOption(language);
 	await page.getByLabel('Function code').fill(code);
 	await page.getByRole('button', {name: 'Create function'}).click();

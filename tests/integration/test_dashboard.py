@@ -158,6 +158,8 @@ def test_main_flow_in_chromium(zd, user, shots):
     assert f.status == 200, str(f)
     # created (1), saved (2), rolled back to 1's code (3)
     assert f.json["version"] == 3 and "doubled" in f.json["code"], f.json
+    assert f.json["timeout_ms"] == 5000 and f.json["memory_mb"] == 128, f.json
+    assert f.json["env_vars"] == ["GREETING", "TARGET"], f.json
     v = user.get("/projects/%s/functions/%s/versions" % (pid, fid)).json
     # the states before the current one
     assert v["current"] == 3 and [x["version"] for x in v["versions"]] == [2, 1], v

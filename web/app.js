@@ -349,7 +349,8 @@ async function viewProjects() {
 }
 
 async function viewProject(r) {
-	const [p, fl, kl] = await Promise.all([api('GET', P(r.pid)), api('GET', P(r.pid) + '/functions'), api('GET', P(r.pid) + '/api-keys')]);
+	const [p, fl, kl, tl, dl] = await Promise.all([api('GET', P(r.pid)), api('GET', P(r.pid) + '/functions'), api('GET', P(r.pid) + '/api-keys'),
+		api('GET', P(r.pid) + '/triggers'), api('GET', P(r.pid) + '/dead-letters')]);
 	document.title = p.name + ' · zmesh functions';
 	return el('section', {},
 		crumbs(['Projects', '#/'], [p.name]),
@@ -357,6 +358,8 @@ async function viewProject(r) {
 		el('p', {class: 'meta'}, 'Slug ', el('code', {}, p.slug), ' · tier ', p.tier, ' · created ', fmtTime(p.created_at)),
 		functionsSection(p, fl.functions),
 		keysSection(p, kl.api_keys, fl.functions),
+		triggersSection(p, tl.triggers, fl.functions),
+		deadLettersSection(p, dl.dead_letters),
 		projectSettings(p));
 }
 
@@ -515,6 +518,83 @@ function keysSection(p, keys, functions) {
 		keys.length ? table(['Name', 'Prefix', 'Created', 'Last used', ''], rows) : el('p', {class: 'empty'}, 'No API keys.'),
 		form);
 	return section;
+}
+
+function triggerSummary(t) {
+	const c = t.config || {};
+	if (t.event_type === 'cron')
+		return c.schedule + (c.timezone ? ' (' + c.timezone + ')' : '');
+	if (t.event_type === 'webhook')
+		return location.origin + (t.url || '');
+	return '';
+}
+
+function triggersSection(p, triggers, functions) {
+	const box = alertBox();
+	const rows = triggers.map((t) => el('tr', {},
+		el('td', {}, t.event_type),
+		el('td', {}, t.function),
+		el('td', {class: 'mono'}, triggerSummary(t)),
+		el('td', {}, statusBadge(t.enabled ? 'enabled' : 'disabled')),
+		el('td', {}, el('button', {type: 'button', 'aria-label': (t.enabled ? 'Disable' : 'Enable') + ' trigger ' + t.event_type + ' of ' + t.function,
+			onclick: async () => {
+				try {
+					await api('PATCH', P(p.id) + '/triggers/' + enc(t.id), {enabled: !t.enabled});
+					flash((t.enabled ? 'Disabled' : 'Enabled') + ' the ' + t.event_type + ' trigger of ' + t.function + '.');
+					render();
+				} catch (e) {
+					if (!(e instanceof SessionEnded))
+						showError(box, e);
+				}
+			}}, t.enabled ? 'Disable' : 'Enable'))));
+	const fn = el('select', {name: 'function_id'}, functions.map((f) => el('option', {value: f.id}, f.name)));
+	const schedule = el('input', {type: 'text', name: 'schedule', required: true, class: 'mono', placeholder: '*/5 * * * *', autocomplete: 'off'});
+	const tz = el('input', {type: 'text', name: 'timezone', placeholder: 'UTC', autocomplete: 'off'});
+	const form = el('form', {class: 'card', onsubmit: async (ev) => {
+		ev.preventDefault();
+		box.hidden = true;
+		const config = {schedule: schedule.value};
+		if (tz.value)
+			config.timezone = tz.value;
+		try {
+			await api('POST', P(p.id) + '/triggers', {event_type: 'cron', function_id: fn.value, config});
+			flash('Created the schedule.');
+			render();
+		} catch (e) {
+			if (!(e instanceof SessionEnded))
+				showError(box, e);
+		}
+	}}, el('h3', {}, 'New schedule'),
+	el('div', {class: 'grid'}, field('Function to run', fn), field('Cron schedule', schedule, 'five or six fields'), field('Time zone', tz, 'optional')),
+	box, el('button', {type: 'submit', class: 'primary'}, 'Create schedule'));
+	return el('section', {'aria-labelledby': 'trig-h', id: 'triggers-section'},
+		el('h2', {id: 'trig-h'}, 'Triggers'),
+		triggers.length ? table(['Type', 'Function', 'Schedule or address', 'State', ''], rows) : el('p', {class: 'empty'}, 'No triggers.'),
+		functions.length ? form : null);
+}
+
+function deadLettersSection(p, letters) {
+	const box = alertBox();
+	const rows = letters.map((d) => el('tr', {},
+		el('td', {}, fmtTime(d.failed_at)),
+		el('td', {}, d.function),
+		el('td', {}, d.trigger),
+		el('td', {}, String(d.attempts)),
+		el('td', {class: 'excerpt'}, d.last_error && typeof d.last_error === 'object' ? String(d.last_error.message || d.last_error.code || '') : String(d.last_error || '')),
+		el('td', {}, d.retried_at ? 'retried ' + fmtTime(d.retried_at)
+			: el('button', {type: 'button', 'aria-label': 'Retry dead letter of ' + d.function + ' failed ' + fmtTime(d.failed_at), onclick: async () => {
+				try {
+					const r = await api('POST', P(p.id) + '/dead-letters/' + enc(d.id) + '/retry');
+					flash('Retried: invocation ' + r.invocation_id + ' is ' + r.status + '.');
+					render();
+				} catch (e) {
+					if (!(e instanceof SessionEnded))
+						showError(box, e);
+				}
+			}}, 'Retry'))));
+	return el('section', {'aria-labelledby': 'dl-h', id: 'dead-letters-section'},
+		el('h2', {id: 'dl-h'}, 'Dead letters'), box,
+		letters.length ? table(['Failed', 'Function', 'Trigger', 'Attempts', 'Last error', ''], rows) : el('p', {class: 'empty'}, 'No dead letters.'));
 }
 
 function curlFor(slug, key) {

@@ -196,3 +196,28 @@ def test_session_expiry_and_refusal(zd, user, shots):
     forged = make_jwt(b"not-the-daemon-key-" + secrets.token_hex(8).encode(),
                       {"sub": user.user_id, "iat": now, "exp": now + 3600})
     run_flow(zd, "flow_session.js", shots, user, {"ZMESH_EXPIRED_TOKEN": expired, "ZMESH_FORGED_TOKEN": forged})
+
+
+def test_triggers_and_dead_letters(zd, user, shots):
+    p = user.create_project()
+    f = user.deploy(p["id"], "exports.handler = async () => { throw new Error('always <b>fails</b>'); };",
+                    name="failing-" + secrets.token_hex(3), retries=0)
+    r = user.post("/projects/%s/functions/%s/invoke" % (p["id"], f["id"]), {"payload": {}},
+                  headers={"Prefer": "respond-async"})
+    assert r.status == 202, str(r)
+    path = "/projects/%s/dead-letters" % p["id"]
+    deadline = time.monotonic() + 60
+    while True:
+        letters = user.get(path).json["dead_letters"]
+        if letters or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(letters) == 1, letters
+    run_flow(zd, "flow_events.js", shots, user, {"ZMESH_PROJECT_ID": p["id"], "ZMESH_FUNCTION": f["slug"]})
+    triggers = user.get("/projects/%s/triggers" % p["id"]).json["triggers"]
+    assert len(triggers) == 1, triggers
+    t = triggers[0]
+    assert t["event_type"] == "cron" and t["function_id"] == f["id"] and t["enabled"] is False, t
+    assert t["config"]["schedule"] == "0 0 1 1 *" and t["config"]["timezone"] == "Europe/Paris", t
+    first = [d for d in user.get(path).json["dead_letters"] if d["id"] == letters[0]["id"]]
+    assert len(first) == 1 and first[0]["retried_at"] and first[0]["retry_invocation_id"], first

@@ -630,7 +630,20 @@ function projectSettings(p) {
 				showError(box, e);
 		}
 	}}, 'Delete project');
-	return el('section', {class: 'card', 'aria-labelledby': 'set-h'}, el('h2', {id: 'set-h'}, 'Settings'), rename, box, el('p', {}, del));
+	const member = el('input', {type: 'email', name: 'member_email', required: true, autocomplete: 'off'});
+	const share = el('form', {class: 'inline', onsubmit: async (ev) => {
+		ev.preventDefault();
+		box.hidden = true;
+		try {
+			const m = await api('POST', P(p.id) + '/members', {email: member.value});
+			member.value = '';
+			flash('Added ' + m.email + ' to the project.');
+		} catch (e) {
+			if (!(e instanceof SessionEnded))
+				showError(box, e);
+		}
+	}}, field('Member email', member), el('button', {type: 'submit'}, 'Add member'));
+	return el('section', {class: 'card', 'aria-labelledby': 'set-h'}, el('h2', {id: 'set-h'}, 'Settings'), rename, share, box, el('p', {}, del));
 }
 
 // ---- the code editor ------------------------------------------------------------------

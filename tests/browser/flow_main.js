@@ -142,6 +142,11 @@ run(async () => {
 		// The key shown once is not shown again.
 		assert.equal(await page.getByLabel('New API key').count(), 0);
 
+		// Sharing: the owner adds a member by email.
+		await page.getByLabel('Member email').fill(env('ZMESH_MEMBER_EMAIL'));
+		await page.getByRole('button', {name: 'Add member'}).click();
+		await page.locator('#flash', {hasText: 'Added ' + env('ZMESH_MEMBER_EMAIL') + ' to the project.'}).waitFor();
+
 		// A reload keeps the session and the place.
 		const here = page.url();
 		await page.reload();

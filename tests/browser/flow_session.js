@@ -46,9 +46,27 @@ run(async () => {
 		assert.equal(await wrong.page.evaluate(() => sessionStorage.length), 0);
 		assertClean(wrong.rec, [/^console\.error: Failed to load resource: the server responded with a status of 401/]);
 
-		// Signed in, the session is this tab's: another context is signed out.
+		// Signed in by keyboard alone (the email field has the focus), the
+		// session is this tab's: another context is signed out.
 		const one = await newPage(browser);
-		await signIn(one.page, env('ZMESH_EMAIL'), env('ZMESH_PASSWORD'));
+		await one.page.goto(BASE + '/');
+		await one.page.getByRole('heading', {name: 'Sign in'}).waitFor();
+		await one.page.keyboard.type(env('ZMESH_EMAIL'));
+		await one.page.keyboard.press('Tab');
+		await one.page.keyboard.type(env('ZMESH_PASSWORD'));
+		await one.page.keyboard.press('Enter');
+		await one.page.getByRole('heading', {name: 'Projects', exact: true}).waitFor();
+		// Then by keyboard: a project created, and its page opened.
+		await one.page.keyboard.press('Tab'); // Sign out
+		let focused = '';
+		for (let i = 0; i < 10 && focused !== 'Project name'; i++) {
+			await one.page.keyboard.press('Tab');
+			focused = await one.page.evaluate(() => (document.activeElement && document.activeElement.labels && document.activeElement.labels[0] ? document.activeElement.labels[0].textContent : ''));
+		}
+		assert.equal(focused, 'Project name');
+		await one.page.keyboard.type('kbd-' + env('ZMESH_TAG'));
+		await one.page.keyboard.press('Enter');
+		await one.page.getByRole('heading', {name: 'kbd-' + env('ZMESH_TAG')}).waitFor();
 		const stored = JSON.parse(await one.page.evaluate(() => sessionStorage.getItem('zmesh.session')));
 		assert.equal(typeof stored.token, 'string');
 		assert.equal(await one.page.evaluate(() => localStorage.length), 0);

@@ -151,8 +151,9 @@ def test_unknown_assets_are_404(zd):
 # ---- in the browser -------------------------------------------------------------------
 
 
-def test_main_flow_in_chromium(zd, user, shots):
-    out = run_flow(zd, "flow_main.js", shots, user)
+def test_main_flow_in_chromium(zd, user, new_user, shots):
+    member = new_user()
+    out = run_flow(zd, "flow_main.js", shots, user, {"ZMESH_MEMBER_EMAIL": member.email})
     pid, fid = out["project_id"], out["function_id"]
     f = user.get("/projects/%s/functions/%s" % (pid, fid))
     assert f.status == 200, str(f)
@@ -171,6 +172,8 @@ def test_main_flow_in_chromium(zd, user, shots):
     assert sorted(i["trigger"] for i in inv) == ["api", "api", "api", "api_key"], inv
     assert all(i["status"] == "success" for i in inv), inv
     assert out["load_ms"] < 1000, out
+    # The member the page added sees the project.
+    assert member.get("/projects/" + pid).status == 200
     for name in ("sign-in", "function-code", "invoke", "history", "invocation", "versions", "project",
                  "phone-project", "phone-function"):
         p = os.path.join(shots, name + ".png")

@@ -56,10 +56,10 @@ run(async () => {
 		await one.page.keyboard.type(env('ZMESH_PASSWORD'));
 		await one.page.keyboard.press('Enter');
 		await one.page.getByRole('heading', {name: 'Projects', exact: true}).waitFor();
-		// Then by keyboard: a project created, and its page opened.
-		await one.page.keyboard.press('Tab'); // Sign out
+		// Then by keyboard: Tab through the page (brand, Sign out, ...) to
+		// the project name field, type, Enter: the project's page opens.
 		let focused = '';
-		for (let i = 0; i < 10 && focused !== 'Project name'; i++) {
+		for (let i = 0; i < 12 && focused !== 'Project name'; i++) {
 			await one.page.keyboard.press('Tab');
 			focused = await one.page.evaluate(() => (document.activeElement && document.activeElement.labels && document.activeElement.labels[0] ? document.activeElement.labels[0].textContent : ''));
 		}

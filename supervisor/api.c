@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "api_ui.h"
 #include "app.h"
 #include "auth.h"
 #include "errors.h"
@@ -583,6 +584,8 @@ HANDLER(h_metrics)
 }
 
 const struct http_route app_routes[] = {
+    {"GET", "/", h_ui_index},
+    {"GET", "/ui/{file}", h_ui_asset},
     {"GET", "/healthz", h_healthz},
     {"GET", "/metrics", h_metrics},
     {"POST", "/auth/login", h_login},

@@ -949,7 +949,8 @@ static enum MHD_Result queue_reply(struct http_request *req)
 	if (req->resp_len)
 		req->resp = NULL; /* the response owns it now */
 	bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->ctype) == MHD_YES &&
-	          MHD_add_response_header(resp, "x-request-id", req->id) == MHD_YES;
+	          MHD_add_response_header(resp, "x-request-id", req->id) == MHD_YES &&
+	          MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") == MHD_YES;
 	for (size_t i = 0; ok && i < req->n_hdrs; i++)
 		ok = MHD_add_response_header(resp, req->hdr_name[i], req->hdr_value[i]) == MHD_YES;
 	pthread_mutex_lock(&s->lock);

@@ -78,7 +78,8 @@
  * Content-Length) get its own short HTML answers and an "http_error" log line.
  *
  * Every response carries an x-request-id header: 16 random hex characters,
- * also given to the handler and logged. */
+ * also given to the handler and logged; and X-Content-Type-Options: nosniff
+ * (no browser guesses another type than Content-Type's). */
 #pragma once
 
 #include <jansson.h>

@@ -26,9 +26,11 @@ static const char deploy_usage[] =
     "zmesh functions deploy FILE [--name NAME] [--slug SLUG] [--language javascript|python]\n"
     "                             [--entry ENTRY] [--timeout MS] [--memory MB] [--env KEY=VALUE]...\n"
     "                             [--retries N] [--max-event-age SECONDS] [--on-failure FUNCTION]\n"
+    "                             [--change-language]\n"
     "\n"
     "  The language follows the extension (.js .mjs .cjs: javascript, .py: python), the name the file's\n"
     "  base name, the slug the name. A function with that slug is updated (a new version), else created.\n"
+    "  Updating a function of another language replaces it, and is refused without --change-language.\n"
     "  --env replaces every environment variable of the function; without it they are kept.\n"
     "  Queued runs (zmesh invoke --async, triggers): a failed one is retried up to --retries times\n"
     "  (0 to 10, default 2), never once it is older than --max-event-age (60 to 21600 s, the default);\n"
@@ -136,6 +138,33 @@ static int add_int(json_t *body, const char *key, const char *opt, const char *v
 	return 0;
 }
 
+/* Deploying code of another language over an existing function replaces
+ * it: refused without --change-language, and said when it is done. */
+static int check_replace(struct cli *c, const char *file, const char *language, json_t *existing, bool allowed,
+                         json_t *body)
+{
+	const char *was = json_string_value(json_object_get(existing, "language"));
+	if (!was || strcmp(was, language) == 0)
+		return 0;
+	char s[128], v[32];
+	_cleanup_free_ char *slug =
+	    cli_sanitize(cell_json(json_object_get(existing, "slug"), s, sizeof(s)), 128, false);
+	_cleanup_free_ char *w = cli_sanitize(was, 32, false);
+	_cleanup_free_ char *f = cli_sanitize(file, 256, false);
+	const char *ver = cell_json(json_object_get(existing, "version"), v, sizeof(v));
+	if (!allowed) {
+		cli_fail(c,
+		         "function %s is %s (version %s); deploying %s would replace it with %s.\n"
+		         "Pass --change-language to replace it, or --name/--slug to deploy a new function.",
+		         slug ? slug : "?", w ? w : "?", ver, f ? f : "the file", language);
+		return -EEXIST;
+	}
+	fprintf(stderr, "Replacing %s function %s (version %s) with %s code from %s.\n", w ? w : "?", slug ? slug : "?",
+	        ver, language, f ? f : "the file");
+	json_object_set_new(body, "change_language", json_true());
+	return 0;
+}
+
 int cmd_deploy(struct cli *c, int argc, char **argv)
 {
 	enum {
@@ -149,6 +178,7 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 		OPT_RETRIES,
 		OPT_MAX_EVENT_AGE,
 		OPT_ON_FAILURE,
+		OPT_CHANGE_LANGUAGE,
 	};
 	static const struct option opts[] = {
 	    {"name", required_argument, NULL, OPT_NAME},
@@ -161,10 +191,12 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 	    {"retries", required_argument, NULL, OPT_RETRIES},
 	    {"max-event-age", required_argument, NULL, OPT_MAX_EVENT_AGE},
 	    {"on-failure", required_argument, NULL, OPT_ON_FAILURE},
+	    {"change-language", no_argument, NULL, OPT_CHANGE_LANGUAGE},
 	    CLI_COMMON_OPTIONS,
 	    {0},
 	};
 	const char *name_in = NULL, *slug_in = NULL, *language = NULL, *entry = NULL;
+	bool change_language = false;
 	/* Options that are sent as given, on create and on update alike. */
 	_cleanup_json_ json_t *common = json_object();
 	_cleanup_json_ json_t *env = NULL;
@@ -188,6 +220,9 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 			break;
 		case OPT_ENTRY:
 			entry = optarg;
+			break;
+		case OPT_CHANGE_LANGUAGE:
+			change_language = true;
 			break;
 		case OPT_TIMEOUT:
 			rc = add_int(common, "timeout_ms", "timeout", optarg, 1, 24LL * 3600 * 1000, deploy_usage);
@@ -289,6 +324,8 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 		_cleanup_free_ char *line = reply_error_line(&rep);
 		return cli_fail(c, "%s", line ? line : "cannot look the function up");
 	}
+	if (update && check_replace(c, file, language, rep.json, change_language, common) < 0)
+		return CLI_EXIT_FAIL;
 	reply_done(&rep);
 
 	if (!update && (json_object_set_new(common, "name", json_string(name)) < 0 ||

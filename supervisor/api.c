@@ -269,6 +269,32 @@ HANDLER(h_function_get)
 	return api_ok(req, json_incref(k.json));
 }
 
+/* "change_language": true, taken out of a PATCH body (it is not a field of
+ * the function): without it a PATCH that names another language is refused,
+ * so that a deploy of the wrong file does not silently replace a function. */
+static int take_change_language(json_t *body, bool *ret, struct zerr *err)
+{
+	json_t *v = json_object_get(body, "change_language");
+	*ret = false;
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v))
+		return ze(err, ZE_BAD_REQUEST, "change_language must be true or false");
+	*ret = json_is_true(v);
+	json_object_del(body, "change_language");
+	return 0;
+}
+
+static int check_language_change(const struct function *f, const char *language, bool allowed, struct zerr *err)
+{
+	if (!language || strcmp(language, f->language) == 0 || allowed)
+		return 0;
+	return ze(err, ZE_LANGUAGE_CHANGE,
+	          "function \"%s\" is %s (version %" PRId64 "); this would replace it with %s: send "
+	          "\"change_language\": true to do so",
+	          f->slug, f->language, f->version, language);
+}
+
 HANDLER(h_function_patch)
 {
 	_cleanup_call_ struct call k;
@@ -278,7 +304,13 @@ HANDLER(h_function_patch)
 		return r;
 	struct val_function in;
 	json_t *j = NULL;
-	r = val_function(body, tiers_for(&app->tiers, k.p.tier), app->cfg.max_code_bytes, false, &in, err);
+	bool change_language = false;
+	if (json_is_object(body))
+		r = take_change_language(body, &change_language, err);
+	if (r == 0)
+		r = val_function(body, tiers_for(&app->tiers, k.p.tier), app->cfg.max_code_bytes, false, &in, err);
+	if (r == 0)
+		r = check_language_change(&k.f, in.language, change_language, err);
 	if (r == 0)
 		r = check_on_failure(&k, &in, in.slug ? in.slug : k.f.slug, err);
 	if (r == 0)

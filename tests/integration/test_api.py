@@ -676,7 +676,7 @@ def test_rollback_restores_language_entry_point_and_env(zd, user, project):
     pid = project["id"]
     f = user.deploy(pid, "exports.main = async (p, z) => 'js ' + z.env.WHO;", entry_point="main",
                     env_vars={"WHO": "first"})
-    r = user.patch(fn_path(pid, f["id"]), {"language": "python", "entry_point": "handler",
+    r = user.patch(fn_path(pid, f["id"]), {"language": "python", "change_language": True, "entry_point": "handler",
                                            "code": "def handler(p, zmesh):\n    return 'py ' + zmesh.env.WHO\n",
                                            "env_vars": {"WHO": "second"}})
     assert r.status == 200 and r.json["language"] == "python", str(r)

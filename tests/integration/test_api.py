@@ -442,7 +442,7 @@ def test_api_key_invokes_only_its_own_project(zd, user):
             assert r.code == "INVALID_API_KEY", str(r)
     # a JWT is not an API key
     r = http_request(zd.port, "POST", "/api/functions/" + slug, b"1", {"Authorization": "Bearer " + user.token})
-    assert_error(r, 401, "UNAUTHORIZED")
+    assert_error(r, 401, "INVALID_API_KEY")
 
 
 def test_api_key_body_is_the_payload(zd, user, project):

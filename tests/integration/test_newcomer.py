@@ -195,3 +195,45 @@ def test_json_answers_end_with_a_newline_and_numbers_print_exactly(zd, user, pro
     r = user.post("/projects/%s/sql" % project["id"], {"sql": "SELECT 0.1::float8 + 0.2::float8 AS c"})
     assert r.status == 200 and r.json["results"][0]["rows"][0][0] == 0.1 + 0.2, r
 
+
+# ---- a custom error keeps its class name ----------------------------------------------
+
+JS_THROWS = """
+class PaymentError extends Error {}
+class NamedError extends Error { constructor(m) { super(m); this.name = 'NamedError'; } }
+exports.handler = async (kind) => {
+  if (kind === 'named') throw new NamedError('named one');
+  if (kind === 'plain') throw new Error('plain one');
+  throw new PaymentError('card declined');
+};
+"""
+PY_THROWS = """
+class PaymentError(Exception):
+    pass
+
+def handler(payload, zmesh):
+    if payload == 'plain':
+        raise ValueError('plain one')
+    raise PaymentError('card declined')
+"""
+
+
+def test_a_thrown_custom_error_keeps_its_class_name(user, project):
+    js = user.deploy(project["id"], JS_THROWS)
+    r = user.invoke(project["id"], js["id"], "custom")
+    assert r.status == 500 and r.json["error"]["name"] == "PaymentError", r
+    assert r.json["error"]["message"] == "card declined", r
+    assert r.json["error"]["stack"].startswith("PaymentError: card declined\n"), r
+    r = user.invoke(project["id"], js["id"], "named")
+    assert r.json["error"]["name"] == "NamedError" and r.json["error"]["stack"].startswith("NamedError: named one"), r
+    r = user.invoke(project["id"], js["id"], "plain")
+    assert r.json["error"]["name"] == "Error" and r.json["error"]["stack"].startswith("Error: plain one"), r
+
+    py = user.deploy(project["id"], PY_THROWS, language="python")
+    r = user.invoke(project["id"], py["id"], "custom")
+    assert r.status == 500 and r.json["error"]["name"] == "PaymentError", r
+    assert r.json["error"]["message"] == "card declined", r
+    assert re.search(r"(^|\n|\.)PaymentError: card declined", r.json["error"]["stack"]), r
+    r = user.invoke(project["id"], py["id"], "plain")
+    assert r.json["error"]["name"] == "ValueError" and "ValueError: plain one" in r.json["error"]["stack"], r
+

@@ -237,3 +237,33 @@ def test_a_thrown_custom_error_keeps_its_class_name(user, project):
     r = user.invoke(project["id"], py["id"], "plain")
     assert r.json["error"]["name"] == "ValueError" and "ValueError: plain one" in r.json["error"]["stack"], r
 
+
+# ---- Debian's alternatives in the sandbox ------------------------------------------------
+
+JS_TOOLS = """
+const { execFileSync } = require('child_process');
+exports.handler = async () => ({
+  awk: execFileSync('awk', ['{ print $2 }'], { input: 'a b c\\n', encoding: 'utf8' }),
+  sed: execFileSync('sed', ['s/world/sandbox/'], { input: 'hello world\\n', encoding: 'utf8' }),
+  sort: execFileSync('sort', ['-n'], { input: '10\\n9\\n100\\n', encoding: 'utf8' }),
+});
+"""
+PY_TOOLS = """
+import subprocess
+
+def run(args, text):
+    return subprocess.run(args, input=text, capture_output=True, text=True, check=True).stdout
+
+def handler(payload, zmesh):
+    return {'awk': run(['awk', '{ print $2 }'], 'a b c\\n'),
+            'sed': run(['sed', 's/world/sandbox/'], 'hello world\\n'),
+            'sort': run(['sort', '-n'], '10\\n9\\n100\\n')}
+"""
+
+
+def test_tools_debian_manages_through_alternatives_run_in_the_sandbox(user, project):
+    want = {"awk": "b\n", "sed": "hello sandbox\n", "sort": "9\n10\n100\n"}
+    for code, language in ((JS_TOOLS, "javascript"), (PY_TOOLS, "python")):
+        fn = user.deploy(project["id"], code, language=language)
+        r = user.invoke(project["id"], fn["id"])
+        assert r.status == 200 and r.json["result"] == want, (language, r)

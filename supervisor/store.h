@@ -156,7 +156,9 @@ int store_function_create(PGconn *c, const char *project_id, const struct val_fu
                           int64_t timeout_ms, int64_t memory_mb, bool uses_db, json_t **ret, struct zerr *err);
 /* A change as a new version: the current state is kept as a version first.
  * Absent fields of in (NULL, -1) stay; uses_db is the new code's (ignored
- * without new code). -ZE_NOT_FOUND when the function is gone. */
+ * without new code). A change that leaves every field as it is makes no
+ * version; *ret carries "changed" (false then). -ZE_NOT_FOUND when the
+ * function is gone. */
 int store_function_update(PGconn *c, const char *id, const struct val_function *in, bool uses_db, json_t **ret,
                           struct zerr *err);
 int store_function_delete(PGconn *c, const char *id, struct zerr *err);

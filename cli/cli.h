@@ -17,6 +17,7 @@ struct cli {
 	bool http_ready;
 	bool json;           /* --json: the server's JSON as is, for scripts */
 	const char *project; /* --project: overrides the current project */
+	bool yes;            /* --yes: delete without asking */
 	struct zerr err;
 };
 
@@ -25,6 +26,7 @@ struct cli {
 enum {
 	OPT_JSON = 1000,
 	OPT_PROJECT,
+	OPT_YES,
 	OPT_HELP = 'h',
 	OPT_END = -1,  /* no more options */
 	OPT_EXIT = -2, /* the command is over: return *ret_exit */
@@ -33,6 +35,7 @@ enum {
 #define CLI_COMMON_OPTIONS                                 \
 	{"json", no_argument, NULL, OPT_JSON},             \
 	{"project", required_argument, NULL, OPT_PROJECT}, \
+	{"yes", no_argument, NULL, OPT_YES},               \
 	{"help", no_argument, NULL, OPT_HELP}
 /* clang-format on */
 
@@ -56,6 +59,13 @@ int cli_usage_error(const char *usage, const char *fmt, ...) _printf_(2, 3);
  * returns CLI_EXIT_FAIL. */
 int cli_fail(struct cli *c, const char *fmt, ...) _printf_(2, 3);
 
+/* json_dumps with flags, its reals as exact as their values allow: 15
+ * significant digits when they all print exactly so, else jansson's 17. */
+char *cli_json_dumps(json_t *j, size_t flags);
+/* Before a delete of what ("function hello"): 0 to go on (--yes, or a
+ * person answered y on the terminal), else the exit status: 2 when stdin is
+ * not a terminal and --yes was not given, 1 when the answer was not y. */
+int cli_confirm(struct cli *c, const char *what);
 /* Print a JSON document (pretty) or a raw server body on stdout. */
 void cli_print_json(json_t *j);
 void cli_print_raw(const struct reply *r);
@@ -126,6 +136,11 @@ int cmd_logs(struct cli *c, int argc, char **argv);
 int cmd_versions(struct cli *c, int argc, char **argv);
 int cmd_rollback(struct cli *c, int argc, char **argv);
 int cmd_delete(struct cli *c, int argc, char **argv);
+int cmd_env(struct cli *c, int argc, char **argv);
+int cmd_show(struct cli *c, int argc, char **argv);
+int cmd_users(struct cli *c, int argc, char **argv);
+/* zmesh projects members add EMAIL (argv[0] is "members"). */
+int cli_members(struct cli *c, int argc, char **argv);
 int cmd_triggers(struct cli *c, int argc, char **argv);
 int cmd_dead_letters(struct cli *c, int argc, char **argv);
 int cmd_events(struct cli *c, int argc, char **argv);

@@ -253,7 +253,7 @@ char *reply_error_line(const struct reply *r)
 	const char *code = json_string_value(json_object_get(e, "code"));
 	const char *msg = json_string_value(json_object_get(e, "message"));
 	_cleanup_free_ char *c = code ? cli_sanitize(code, 64, false) : NULL;
-	_cleanup_free_ char *m = msg ? cli_sanitize(msg, 400, false) : NULL;
+	_cleanup_free_ char *m = msg ? cli_sanitize(msg, 400, true) : NULL;
 	char *out = NULL;
 	int k;
 	if (c && m)

@@ -105,7 +105,7 @@ static void print_sql_error(json_t *e, const char *label, const char *text, size
 	const char *msg = json_string_value(json_object_get(e, "message"));
 	const char *state = json_string_value(json_object_get(e, "sqlstate"));
 	json_t *pos = json_object_get(e, "position");
-	_cleanup_free_ char *m = cli_sanitize(msg ? msg : "the statement failed", 600, false);
+	_cleanup_free_ char *m = cli_sanitize(msg ? msg : "the statement failed", 600, true);
 	_cleanup_free_ char *s = cli_sanitize(state ? state : "?", 8, false);
 	_cleanup_free_ char *l = label ? cli_sanitize(label, 200, false) : NULL;
 	char where[64] = "";
@@ -120,7 +120,7 @@ static void print_sql_error(json_t *e, const char *label, const char *text, size
 	static const char *const extra[] = {"detail", "hint"};
 	for (size_t i = 0; i < ELEMENTSOF(extra); i++) {
 		const char *v = json_string_value(json_object_get(e, extra[i]));
-		_cleanup_free_ char *sv = v ? cli_sanitize(v, 600, false) : NULL;
+		_cleanup_free_ char *sv = v ? cli_sanitize(v, 600, true) : NULL;
 		if (sv)
 			fprintf(stderr, "  %s: %s\n", extra[i], sv);
 	}
@@ -178,7 +178,7 @@ static char *cell_text(json_t *v)
 		return strdup("NULL");
 	if (json_is_string(v))
 		return strdup(json_string_value(v));
-	return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	return cli_json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
 static int print_result(json_t *res)

@@ -26,9 +26,11 @@ static const char deploy_usage[] =
     "zmesh functions deploy FILE [--name NAME] [--slug SLUG] [--language javascript|python]\n"
     "                             [--entry ENTRY] [--timeout MS] [--memory MB] [--env KEY=VALUE]...\n"
     "                             [--retries N] [--max-event-age SECONDS] [--on-failure FUNCTION]\n"
+    "                             [--change-language]\n"
     "\n"
     "  The language follows the extension (.js .mjs .cjs: javascript, .py: python), the name the file's\n"
     "  base name, the slug the name. A function with that slug is updated (a new version), else created.\n"
+    "  Updating a function of another language replaces it, and is refused without --change-language.\n"
     "  --env replaces every environment variable of the function; without it they are kept.\n"
     "  Queued runs (zmesh invoke --async, triggers): a failed one is retried up to --retries times\n"
     "  (0 to 10, default 2), never once it is older than --max-event-age (60 to 21600 s, the default);\n"
@@ -43,11 +45,24 @@ static const char invoke_usage[] =
     "  once: the invocation's id is printed (zmesh logs NAME shows how it went), and a failed run\n"
     "  is retried as the function's --retries say. --idempotency-key KEY (1 to 255 printable\n"
     "  ASCII characters): the same KEY within 24 h queues nothing new and gives the first id.";
-static const char logs_usage[] = "zmesh logs NAME [--limit N]    (recent invocations, and the newest one's logs)";
+static const char logs_usage[] =
+    "zmesh logs NAME [--limit N] [--invocation ID]\n"
+    "\n"
+    "  Recent invocations, and the newest one's logs; --invocation ID shows that invocation and its logs.";
 static const char versions_usage[] = "zmesh versions NAME";
-static const char rollback_usage[] = "zmesh rollback NAME VERSION";
-static const char delete_usage[] = "zmesh delete NAME";
-static const char functions_usage[] = "zmesh functions deploy|list|invoke|logs|versions|rollback|delete ...\n"
+static const char rollback_usage[] =
+    "zmesh rollback NAME VERSION\n"
+    "\n"
+    "  Restores the version's code and config: language, entry point, timeout, memory and env vars\n"
+    "  (env vars are part of a version). The rollback is itself a new version, so it can be undone.";
+static const char env_usage[] = "zmesh env NAME\n"
+                                "\n"
+                                "  The names of the function's env vars. Their values are write-only: set them with\n"
+                                "  zmesh functions deploy FILE --env KEY=VALUE (which replaces them all).";
+static const char delete_usage[] = "zmesh delete NAME [--yes]\n"
+                                   "\n"
+                                   "  Asks first on a terminal; --yes deletes without asking (needed in scripts).";
+static const char functions_usage[] = "zmesh functions deploy|list|show|invoke|logs|versions|rollback|env|delete ...\n"
                                       "\n"
                                       "  zmesh functions COMMAND --help for one of them; zmesh invoke NAME --async\n"
                                       "  queues an invocation (zmesh triggers, zmesh dead-letters: zmesh --help).";
@@ -136,6 +151,33 @@ static int add_int(json_t *body, const char *key, const char *opt, const char *v
 	return 0;
 }
 
+/* Deploying code of another language over an existing function replaces
+ * it: refused without --change-language, and said when it is done. */
+static int check_replace(struct cli *c, const char *file, const char *language, json_t *existing, bool allowed,
+                         json_t *body)
+{
+	const char *was = json_string_value(json_object_get(existing, "language"));
+	if (!was || strcmp(was, language) == 0)
+		return 0;
+	char s[128], v[32];
+	_cleanup_free_ char *slug =
+	    cli_sanitize(cell_json(json_object_get(existing, "slug"), s, sizeof(s)), 128, false);
+	_cleanup_free_ char *w = cli_sanitize(was, 32, false);
+	_cleanup_free_ char *f = cli_sanitize(file, 256, false);
+	const char *ver = cell_json(json_object_get(existing, "version"), v, sizeof(v));
+	if (!allowed) {
+		cli_fail(c,
+		         "function %s is %s (version %s); deploying %s would replace it with %s.\n"
+		         "Pass --change-language to replace it, or --name/--slug to deploy a new function.",
+		         slug ? slug : "?", w ? w : "?", ver, f ? f : "the file", language);
+		return -EEXIST;
+	}
+	fprintf(stderr, "Replacing %s function %s (version %s) with %s code from %s.\n", w ? w : "?", slug ? slug : "?",
+	        ver, language, f ? f : "the file");
+	json_object_set_new(body, "change_language", json_true());
+	return 0;
+}
+
 int cmd_deploy(struct cli *c, int argc, char **argv)
 {
 	enum {
@@ -149,6 +191,7 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 		OPT_RETRIES,
 		OPT_MAX_EVENT_AGE,
 		OPT_ON_FAILURE,
+		OPT_CHANGE_LANGUAGE,
 	};
 	static const struct option opts[] = {
 	    {"name", required_argument, NULL, OPT_NAME},
@@ -161,10 +204,12 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 	    {"retries", required_argument, NULL, OPT_RETRIES},
 	    {"max-event-age", required_argument, NULL, OPT_MAX_EVENT_AGE},
 	    {"on-failure", required_argument, NULL, OPT_ON_FAILURE},
+	    {"change-language", no_argument, NULL, OPT_CHANGE_LANGUAGE},
 	    CLI_COMMON_OPTIONS,
 	    {0},
 	};
 	const char *name_in = NULL, *slug_in = NULL, *language = NULL, *entry = NULL;
+	bool change_language = false;
 	/* Options that are sent as given, on create and on update alike. */
 	_cleanup_json_ json_t *common = json_object();
 	_cleanup_json_ json_t *env = NULL;
@@ -188,6 +233,9 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 			break;
 		case OPT_ENTRY:
 			entry = optarg;
+			break;
+		case OPT_CHANGE_LANGUAGE:
+			change_language = true;
 			break;
 		case OPT_TIMEOUT:
 			rc = add_int(common, "timeout_ms", "timeout", optarg, 1, 24LL * 3600 * 1000, deploy_usage);
@@ -289,6 +337,8 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 		_cleanup_free_ char *line = reply_error_line(&rep);
 		return cli_fail(c, "%s", line ? line : "cannot look the function up");
 	}
+	if (update && check_replace(c, file, language, rep.json, change_language, common) < 0)
+		return CLI_EXIT_FAIL;
 	reply_done(&rep);
 
 	if (!update && (json_object_set_new(common, "name", json_string(name)) < 0 ||
@@ -303,7 +353,10 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 		_cleanup_free_ char *safe =
 		    cli_sanitize(cell_json(json_object_get(rep.json, "slug"), s, sizeof(s)), 128, false);
 		const char *ver = cell_json(json_object_get(rep.json, "version"), v, sizeof(v));
-		if (update)
+		if (update && json_is_false(json_object_get(rep.json, "changed")))
+			printf("Function %s (%s) unchanged: still version %s (same code and config).\n",
+			       safe ? safe : slug, language, ver);
+		else if (update)
 			printf("Updated function %s (%s): now version %s.\n", safe ? safe : slug, language, ver);
 		else
 			printf("Created function %s (%s), version %s.\n", safe ? safe : slug, language, ver);
@@ -398,7 +451,7 @@ int cmd_functions_list(struct cli *c, int argc, char **argv)
  * the exact bytes. */
 static void print_result(json_t *result)
 {
-	_cleanup_free_ char *s = json_dumps(result, JSON_ENCODE_ANY | JSON_INDENT(2));
+	_cleanup_free_ char *s = cli_json_dumps(result, JSON_ENCODE_ANY | JSON_INDENT(2));
 	_cleanup_free_ char *safe = s ? cli_sanitize(s, strlen(s), true) : NULL;
 	if (safe)
 		puts(safe);
@@ -529,7 +582,7 @@ int cmd_invoke(struct cli *c, int argc, char **argv)
 static void print_logs(json_t *inv)
 {
 	char id[64], st[32], started[64], ver[32];
-	printf("\nLogs of invocation %s (%s, version %s, %s):\n", cell_json(json_object_get(inv, "id"), id, sizeof(id)),
+	printf("Logs of invocation %s (%s, version %s, %s):\n", cell_json(json_object_get(inv, "id"), id, sizeof(id)),
 	       cell_json(json_object_get(inv, "status"), st, sizeof(st)),
 	       cell_json(json_object_get(inv, "version"), ver, sizeof(ver)),
 	       cell_time(json_object_get(inv, "started_at"), started, sizeof(started)));
@@ -552,22 +605,43 @@ static void print_logs(json_t *inv)
 
 int cmd_logs(struct cli *c, int argc, char **argv)
 {
-	enum { OPT_LIMIT = 1 };
+	enum { OPT_LIMIT = 1, OPT_INVOCATION };
 	static const struct option opts[] = {
 	    {"limit", required_argument, NULL, OPT_LIMIT},
+	    {"invocation", required_argument, NULL, OPT_INVOCATION},
 	    CLI_COMMON_OPTIONS,
 	    {0},
 	};
 	long long limit = 10;
+	const char *one = NULL;
 	int o, rc;
 	while ((o = cli_next_opt(c, argc, argv, opts, logs_usage, &rc)) != OPT_END) {
 		if (o == OPT_EXIT)
 			return rc;
-		if (!cli_parse_int(optarg, 1, 100, &limit))
+		if (o == OPT_INVOCATION) {
+			if (!cli_is_uuid(optarg))
+				return cli_usage_error(logs_usage,
+				                       "--invocation takes an invocation ID (see zmesh logs NAME)");
+			one = optarg;
+		} else if (!cli_parse_int(optarg, 1, 100, &limit)) {
 			return cli_usage_error(logs_usage, "--limit must be a whole number from 1 to 100");
+		}
 	}
 	if (argc - optind != 1)
 		return cli_usage_error(logs_usage, "logs takes one NAME");
+	if (one) {
+		_cleanup_free_ char *ipath = function_path(c, argv[optind], logs_usage, "invocations", one, NULL, &rc);
+		if (!ipath)
+			return rc;
+		_cleanup_(reply_done) struct reply irep = {0};
+		if (cli_call(c, "GET", ipath, NULL, 0, false, &irep) < 0)
+			return cli_fail(c, NULL);
+		if (c->json)
+			cli_print_json(irep.json);
+		else
+			print_logs(irep.json);
+		return CLI_EXIT_OK;
+	}
 	_cleanup_free_ char *path = function_path(c, argv[optind], logs_usage, "invocations", NULL, NULL, &rc);
 	if (!path)
 		return rc;
@@ -637,8 +711,10 @@ int cmd_logs(struct cli *c, int argc, char **argv)
 		if (r < 0)
 			return cli_fail(c, "out of memory");
 		table_print(t, stdout);
-		if (detail.json)
+		if (detail.json) {
+			putchar('\n');
 			print_logs(detail.json);
+		}
 	}
 	return CLI_EXIT_OK;
 }
@@ -721,8 +797,101 @@ int cmd_rollback(struct cli *c, int argc, char **argv)
 		char now[32], slug[128];
 		_cleanup_free_ char *s =
 		    cli_sanitize(cell_json(json_object_get(rep.json, "slug"), slug, sizeof(slug)), 128, false);
-		printf("Rolled %s back to version %lld: it is now version %s.\n", s ? s : "the function", v,
-		       cell_json(json_object_get(rep.json, "version"), now, sizeof(now)));
+		printf("Rolled %s back to version %lld: it is now version %s (code, config and env vars restored).\n",
+		       s ? s : "the function", v, cell_json(json_object_get(rep.json, "version"), now, sizeof(now)));
+	}
+	return CLI_EXIT_OK;
+}
+
+int cmd_env(struct cli *c, int argc, char **argv)
+{
+	int rc;
+	if (cli_plain_opts(c, argc, argv, env_usage, &rc) == OPT_EXIT)
+		return rc;
+	if (argc - optind != 1)
+		return cli_usage_error(env_usage, "env takes one NAME");
+	_cleanup_free_ char *path = function_path(c, argv[optind], env_usage, NULL, NULL, NULL, &rc);
+	if (!path)
+		return rc;
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "GET", path, NULL, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	json_t *names = json_object_get(rep.json, "env_vars");
+	if (!json_is_array(names))
+		return cli_fail(c, "the server's answer has no env var names");
+	if (c->json) {
+		_cleanup_json_ json_t *out = json_pack("{s:O}", "env_vars", names);
+		if (!out)
+			return cli_fail(c, "out of memory");
+		cli_print_json(out);
+		return CLI_EXIT_OK;
+	}
+	_cleanup_free_ char *who = cli_sanitize(argv[optind], 128, false);
+	if (json_array_size(names) == 0) {
+		printf("%s has no env vars.\n", who ? who : "The function");
+		return CLI_EXIT_OK;
+	}
+	printf("Env vars of %s (values are write-only):\n", who ? who : "the function");
+	size_t i;
+	json_t *n;
+	json_array_foreach (names, i, n) {
+		_cleanup_free_ char *safe = json_is_string(n) ? cli_sanitize(json_string_value(n), 256, false) : NULL;
+		if (safe)
+			printf("%s\n", safe);
+	}
+	return CLI_EXIT_OK;
+}
+
+static const char show_usage[] = "zmesh functions show NAME    (its config, then its code)";
+
+int cmd_show(struct cli *c, int argc, char **argv)
+{
+	int rc;
+	if (cli_plain_opts(c, argc, argv, show_usage, &rc) == OPT_EXIT)
+		return rc;
+	if (argc - optind != 1)
+		return cli_usage_error(show_usage, "show takes one NAME");
+	_cleanup_free_ char *path = function_path(c, argv[optind], show_usage, NULL, NULL, NULL, &rc);
+	if (!path)
+		return rc;
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "GET", path, NULL, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	if (c->json) {
+		cli_print_raw(&rep);
+		return CLI_EXIT_OK;
+	}
+	static const char *const fields[][2] = {
+	    {"slug", "Slug"},
+	    {"name", "Name"},
+	    {"id", "Id"},
+	    {"language", "Language"},
+	    {"entry_point", "Entry point"},
+	    {"version", "Version"},
+	    {"timeout_ms", "Timeout (ms)"},
+	    {"memory_mb", "Memory (MB)"},
+	    {"retries", "Retries"},
+	    {"max_event_age_s", "Max event age (s)"},
+	    {"on_failure", "On failure"},
+	    {"status", "Status"},
+	    {"updated_at", "Updated"},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+		char v[256];
+		_cleanup_free_ char *safe =
+		    cli_sanitize(cell_json(json_object_get(rep.json, fields[i][0]), v, sizeof(v)), 200, false);
+		printf("%-18s %s\n", fields[i][1], safe ? safe : "-");
+	}
+	_cleanup_free_ char *envs = join_names(json_object_get(rep.json, "env_vars"));
+	_cleanup_free_ char *safe_envs = envs ? cli_sanitize(envs, 4096, false) : NULL;
+	printf("%-18s %s (values are write-only)\n", "Env vars", safe_envs ? safe_envs : "-");
+	const char *code = json_string_value(json_object_get(rep.json, "code"));
+	_cleanup_free_ char *safe_code = code ? cli_sanitize(code, strlen(code), true) : NULL;
+	printf("\n");
+	if (safe_code) {
+		fputs(safe_code, stdout);
+		if (!*safe_code || safe_code[strlen(safe_code) - 1] != '\n')
+			putchar('\n');
 	}
 	return CLI_EXIT_OK;
 }
@@ -736,6 +905,11 @@ int cmd_delete(struct cli *c, int argc, char **argv)
 		return cli_usage_error(delete_usage, "delete takes one NAME");
 	_cleanup_free_ char *path = function_path(c, argv[optind], delete_usage, NULL, NULL, NULL, &rc);
 	if (!path)
+		return rc;
+	_cleanup_free_ char *what = NULL;
+	if (asprintf(&what, "function %s", argv[optind]) < 0)
+		return cli_fail(c, "out of memory");
+	if ((rc = cli_confirm(c, what)) != 0)
 		return rc;
 	_cleanup_(reply_done) struct reply rep = {0};
 	if (cli_call(c, "DELETE", path, NULL, 0, false, &rep) < 0)
@@ -756,7 +930,8 @@ int cmd_functions(struct cli *c, int argc, char **argv)
 		int (*fn)(struct cli *, int, char **);
 	} subs[] = {
 	    {"deploy", cmd_deploy},     {"list", cmd_functions_list}, {"invoke", cmd_invoke}, {"logs", cmd_logs},
-	    {"versions", cmd_versions}, {"rollback", cmd_rollback},   {"delete", cmd_delete},
+	    {"versions", cmd_versions}, {"rollback", cmd_rollback},   {"delete", cmd_delete}, {"env", cmd_env},
+	    {"show", cmd_show},
 	};
 	if (argc < 2)
 		return cli_usage_error(functions_usage, "which functions command?");

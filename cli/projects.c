@@ -6,9 +6,10 @@
 #include "cli.h"
 #include "table.h"
 
-static const char projects_usage[] = "zmesh projects create NAME [--slug SLUG] [--tier TIER] | zmesh projects list";
+static const char projects_usage[] =
+    "zmesh projects create NAME [--slug SLUG] [--tier TIER] | zmesh projects list | zmesh projects members add EMAIL";
 static const char use_usage[] = "zmesh use PROJECT    (a project id or slug)";
-static const char keys_usage[] = "zmesh keys create NAME | zmesh keys list | zmesh keys delete KEY_ID";
+static const char keys_usage[] = "zmesh keys create NAME | zmesh keys list | zmesh keys delete KEY_ID [--yes]";
 
 int cli_use_project(struct cli *c, json_t *project)
 {
@@ -165,6 +166,8 @@ int cmd_projects(struct cli *c, int argc, char **argv)
 		return projects_create(c, argc - 1, argv + 1);
 	if (strcmp(sub, "list") == 0)
 		return projects_list(c, argc - 1, argv + 1);
+	if (strcmp(sub, "members") == 0)
+		return cli_members(c, argc - 1, argv + 1);
 	return cli_usage_error(projects_usage, "unknown projects command '%s'", sub);
 }
 
@@ -288,8 +291,12 @@ static int keys_delete(struct cli *c, int argc, char **argv, const char *project
 	if (argc - optind != 1 || !*argv[optind])
 		return cli_usage_error(keys_usage, "keys delete takes one KEY_ID (see zmesh keys list)");
 	_cleanup_free_ char *path = CLI_PATH("projects", project, "api-keys", argv[optind]);
-	if (!path)
+	_cleanup_free_ char *what = NULL;
+	if (!path || asprintf(&what, "API key %s", argv[optind]) < 0)
 		return cli_fail(c, "out of memory");
+	int rc = cli_confirm(c, what);
+	if (rc != 0)
+		return rc;
 	_cleanup_(reply_done) struct reply rep = {0};
 	if (cli_call(c, "DELETE", path, NULL, 0, false, &rep) < 0)
 		return cli_fail(c, NULL);

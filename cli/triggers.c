@@ -54,7 +54,7 @@ static const char create_usage[] =
     "  --disabled         create it switched off (zmesh triggers enable ID)";
 static const char list_usage[] = "zmesh triggers list";
 static const char get_usage[] = "zmesh triggers get ID";
-static const char delete_usage[] = "zmesh triggers delete ID";
+static const char delete_usage[] = "zmesh triggers delete ID [--yes]";
 static const char enable_usage[] = "zmesh triggers enable ID";
 static const char disable_usage[] = "zmesh triggers disable ID";
 static const char rotate_usage[] = "zmesh triggers rotate-secret ID\n"
@@ -205,7 +205,7 @@ static const char *id_operand(int argc, char **argv, const char *usage, const ch
 /* A compact line for a JSON value (a payload, a condition's value). */
 static char *compact(json_t *v, size_t max)
 {
-	_cleanup_free_ char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	_cleanup_free_ char *s = cli_json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 	return s ? cli_sanitize(s, max, false) : NULL;
 }
 
@@ -701,6 +701,10 @@ static int triggers_delete(struct cli *c, int argc, char **argv)
 		return rc;
 	_cleanup_free_ char *path = trigger_path(c, id, NULL, &rc);
 	if (!path)
+		return rc;
+	char what[64];
+	snprintf(what, sizeof(what), "trigger %s", id);
+	if ((rc = cli_confirm(c, what)) != 0)
 		return rc;
 	_cleanup_(reply_done) struct reply rep = {0};
 	if (cli_call(c, "DELETE", path, NULL, 0, false, &rep) < 0)

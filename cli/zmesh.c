@@ -17,20 +17,27 @@ static const char usage_text[] =
     "Projects\n"
     "  projects create NAME [--slug SLUG] [--tier TIER]    create a project\n"
     "  projects list                                        your projects (* marks the current one)\n"
+    "  projects members add EMAIL                           share the current project (its owner)\n"
     "  use PROJECT                                          make PROJECT (id or slug) the current one\n"
     "  egress show                                          the project's outbound network policy\n"
     "  egress set open|allowlist|none [--allow ENTRY]...    change it (owner; ENTRY: host, *.suffix, IP, CIDR)\n"
+    "Users (admins)\n"
+    "  users create EMAIL [--admin] [--password P]          a new user (password asked, or one stdin line)\n"
+    "  users list                                           every user\n"
     "Functions (in the current project; NAME is a slug or an id)\n"
     "  functions deploy FILE [--name N] [--slug S] [--entry E] [--timeout MS] [--memory MB]\n"
     "                        [--env KEY=VALUE]...           create, or update as a new version\n"
     "                        [--retries N] [--max-event-age S] [--on-failure FUNCTION]   for queued runs\n"
     "  functions list                                       the project's functions\n"
+    "  functions show NAME                                  its config and code\n"
     "  invoke NAME [--data JSON]                            run it, print the result\n"
     "  invoke NAME --async [--idempotency-key KEY]          queue it, print the invocation's id\n"
     "  logs NAME [--limit N]                                recent invocations, the newest one's logs\n"
+    "  logs NAME --invocation ID                            one invocation and its logs\n"
     "  versions NAME                                        earlier versions\n"
-    "  rollback NAME VERSION                                restore a version (itself undoable)\n"
-    "  delete NAME                                          delete the function\n"
+    "  rollback NAME VERSION                                restore a version: code, config, env vars\n"
+    "  env NAME                                             its env vars' names (values are write-only)\n"
+    "  delete NAME [--yes]                                  delete the function (asks first; --yes in scripts)\n"
     "Triggers, events and dead letters (in the current project; ID from their list)\n"
     "  triggers list                                        the project's triggers\n"
     "  triggers create --function NAME --cron SCHEDULE [--timezone TZ] [--payload JSON]\n"
@@ -55,6 +62,7 @@ static const char usage_text[] =
     "Options\n"
     "  --json              print the server's JSON instead of tables\n"
     "  --project PROJECT   act on PROJECT instead of the current one\n"
+    "  --yes               delete without asking (every delete asks on a terminal, and needs it elsewhere)\n"
     "  --help              this text; COMMAND --help for one command\n"
     "\n"
     "The config is $ZMESH_CONFIG, else ~/.config/zmesh/config.json (mode 0600).\n"
@@ -73,6 +81,7 @@ static const struct {
     {"triggers", cmd_triggers}, {"dead-letters", cmd_dead_letters},
     {"events", cmd_events},     {"db", cmd_db},
     {"passwd", cmd_passwd},     {"egress", cmd_egress},
+    {"env", cmd_env},           {"users", cmd_users},
 };
 
 static int run(struct cli *c, int argc, char **argv)
@@ -89,6 +98,9 @@ static int run(struct cli *c, int argc, char **argv)
 		switch (o) {
 		case OPT_JSON:
 			c->json = true;
+			break;
+		case OPT_YES:
+			c->yes = true;
 			break;
 		case OPT_PROJECT:
 			if (!*optarg)

@@ -213,6 +213,13 @@ static int plan_build(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct p
 		op->is_file = true;
 		op->flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	}
+	if (access("/etc/alternatives", R_OK) == 0) {
+		/* Debian's alternatives: /usr/bin/awk and others are links
+		 * through here to the program chosen (mawk). Links only. */
+		op = PLAN_ADD(p, OP_BIND, "/etc/alternatives");
+		op->src = "/etc/alternatives";
+		op->flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	}
 	if (access("/etc/ssl/certs", R_OK) == 0) {
 		PLAN_ADD(p, OP_MKDIR, "/etc/ssl");
 		op = PLAN_ADD(p, OP_BIND, "/etc/ssl/certs");

@@ -112,8 +112,19 @@ function fail(report) {
   if (emit(JSON.stringify({ ok: false, error: report }) + '\n')) finish();
 }
 
+// A subclass that does not set its own name (class PaymentError extends
+// Error {}) is named by its class, and its stack's first line says so too:
+// V8 wrote that line with the inherited name "Error".
+function describeThrown(err) {
+  const report = describeError(err);
+  if (report.name !== 'Error' && /^Error(:|\n|$)/.test(report.stack)) {
+    report.stack = truncate(report.name + report.stack.slice(5), P.MAX_ERROR_STACK_BYTES);
+  }
+  return report;
+}
+
 function failWith(err) {
-  fail(err instanceof Outcome ? err.report : describeError(err));
+  fail(err instanceof Outcome ? err.report : describeThrown(err));
 }
 
 function safeString(value) {
@@ -176,7 +187,7 @@ function installGuards() {
 
   process.on('uncaughtException', failWith);
   process.on('unhandledRejection', (reason) => {
-    const inner = describeError(reason);
+    const inner = describeThrown(reason);
     fail(new Outcome('UnhandledRejection', `${inner.name}: ${inner.message}`, inner.stack).report);
   });
   // The event loop ran dry while the handler (or a top-level await) was

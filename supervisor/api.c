@@ -8,6 +8,8 @@
  * Routes and their contract: docs/ARCHITECTURE.md. */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <errno.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include "api_ui.h"
 #include "app.h"
 #include "auth.h"
+#include "codec.h"
 #include "errors.h"
 #include "invoke.h"
 #include "log.h"
@@ -270,6 +273,32 @@ HANDLER(h_function_get)
 	return api_ok(req, json_incref(k.json));
 }
 
+/* "change_language": true, taken out of a PATCH body (it is not a field of
+ * the function): without it a PATCH that names another language is refused,
+ * so that a deploy of the wrong file does not silently replace a function. */
+static int take_change_language(json_t *body, bool *ret, struct zerr *err)
+{
+	json_t *v = json_object_get(body, "change_language");
+	*ret = false;
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v))
+		return ze(err, ZE_BAD_REQUEST, "change_language must be true or false");
+	*ret = json_is_true(v);
+	json_object_del(body, "change_language");
+	return 0;
+}
+
+static int check_language_change(const struct function *f, const char *language, bool allowed, struct zerr *err)
+{
+	if (!language || strcmp(language, f->language) == 0 || allowed)
+		return 0;
+	return ze(err, ZE_LANGUAGE_CHANGE,
+	          "function \"%s\" is %s (version %" PRId64 "); this would replace it with %s: send "
+	          "\"change_language\": true to do so",
+	          f->slug, f->language, f->version, language);
+}
+
 HANDLER(h_function_patch)
 {
 	_cleanup_call_ struct call k;
@@ -279,7 +308,13 @@ HANDLER(h_function_patch)
 		return r;
 	struct val_function in;
 	json_t *j = NULL;
-	r = val_function(body, tiers_for(&app->tiers, k.p.tier), app->cfg.max_code_bytes, false, &in, err);
+	bool change_language = false;
+	if (json_is_object(body))
+		r = take_change_language(body, &change_language, err);
+	if (r == 0)
+		r = val_function(body, tiers_for(&app->tiers, k.p.tier), app->cfg.max_code_bytes, false, &in, err);
+	if (r == 0)
+		r = check_language_change(&k.f, in.language, change_language, err);
 	if (r == 0)
 		r = check_on_failure(&k, &in, in.slug ? in.slug : k.f.slug, err);
 	if (r == 0)
@@ -322,6 +357,10 @@ HANDLER(h_rollback)
 	if (r < 0)
 		return r;
 	json_object_set_new(j, "rolled_back_to", json_integer((json_int_t)v));
+	/* A version is the function's code and config, env vars included. */
+	json_object_set_new(
+	    j, "restored",
+	    json_pack("[s,s,s,s,s,s]", "code", "language", "entry_point", "timeout_ms", "memory_mb", "env_vars"));
 	return api_ok(req, j);
 }
 
@@ -367,6 +406,114 @@ HANDLER(h_invoke)
 	return invoke_and_reply(req, app, &k.p, &k.f, json_object_get(body, "payload"), "api", err);
 }
 
+/* One %-decoded part of a form body ('+' is a space) as a JSON string;
+ * NULL with err filled when an escape is malformed, a NUL is decoded or the
+ * text is not UTF-8. */
+static json_t *form_string(const char *s, size_t n, const char *what, size_t field, struct zerr *err)
+{
+	_cleanup_free_ char *out = malloc(n + 1);
+	if (!out) {
+		zerr_set(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		int hi = 0, lo = 0;
+		if (s[i] == '+') {
+			out[k++] = ' ';
+		} else if (s[i] != '%') {
+			out[k++] = s[i];
+		} else if (i + 2 < n && (hi = codec_hex_digit(s[i + 1])) >= 0 &&
+		           (lo = codec_hex_digit(s[i + 2])) >= 0 && (hi | lo)) {
+			out[k++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			ze(err, ZE_BAD_REQUEST, "form body: field %zu: the %s has a malformed %%-escape (or %%00)",
+			   field, what);
+			return NULL;
+		}
+	}
+	json_t *j = json_stringn(out, k);
+	if (!j)
+		ze(err, ZE_BAD_REQUEST, "form body: field %zu: the %s is not UTF-8", field, what);
+	return j;
+}
+
+/* An application/x-www-form-urlencoded body as a JSON object of strings. A
+ * name given more than once is an array of its values in order; fields
+ * without a name are refused; at most FORM_MAX_FIELDS. */
+#define FORM_MAX_FIELDS 1000
+static json_t *form_object(const char *body, size_t len, struct zerr *err)
+{
+	_cleanup_json_ json_t *obj = json_object();
+	if (!obj) {
+		zerr_set(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	size_t field = 0;
+	for (size_t at = 0; at < len;) {
+		const char *start = body + at, *amp = memchr(start, '&', len - at);
+		size_t n = amp ? (size_t)(amp - start) : len - at;
+		at += n + 1;
+		if (n == 0)
+			continue;
+		if (++field > FORM_MAX_FIELDS) {
+			ze(err, ZE_BAD_REQUEST, "form body: at most %d fields", FORM_MAX_FIELDS);
+			return NULL;
+		}
+		const char *eq = memchr(start, '=', n);
+		size_t nlen = eq ? (size_t)(eq - start) : n;
+		if (nlen == 0) {
+			ze(err, ZE_BAD_REQUEST, "form body: field %zu has no name", field);
+			return NULL;
+		}
+		_cleanup_json_ json_t *name = form_string(start, nlen, "name", field, err);
+		_cleanup_json_ json_t *value =
+		    name ? form_string(eq ? eq + 1 : start + n, eq ? n - nlen - 1 : 0, "value", field, err) : NULL;
+		if (!value)
+			return NULL;
+		const char *key = json_string_value(name);
+		json_t *prev = json_object_get(obj, key);
+		int r;
+		if (!prev)
+			r = json_object_set(obj, key, value);
+		else if (json_is_array(prev))
+			r = json_array_append(prev, value);
+		else
+			r = json_object_set_new(obj, key, json_pack("[O,O]", prev, value));
+		if (r < 0) {
+			zerr_set(err, -ENOMEM, "out of memory");
+			return NULL;
+		}
+	}
+	return TAKE_PTR(obj);
+}
+
+/* Whether the request's Content-Type is type (parameters ignored). */
+static bool content_type_is(struct http_request *req, const char *type)
+{
+	const char *ct = http_header(req, "content-type");
+	size_t n = strlen(type);
+	if (!ct)
+		return false;
+	ct += strspn(ct, " \t");
+	return strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t');
+}
+
+/* The payload of a public invocation: an empty body is null; a form body
+ * (application/x-www-form-urlencoded) an object of its fields; anything
+ * else JSON. */
+static json_t *public_payload(struct http_request *req, struct zerr *err)
+{
+	size_t len = 0;
+	const char *body = http_body(req, &len);
+	if (len == 0)
+		return json_null();
+	if (content_type_is(req, "application/x-www-form-urlencoded"))
+		return form_object(body, len, err);
+	return body_json(req, err);
+}
+
 /* Public invocation by API key: the key names the project, and slugs are
  * unique within a project, so /api/functions/{slug} is never ambiguous. */
 HANDLER(h_api_invoke)
@@ -375,9 +522,7 @@ HANDLER(h_api_invoke)
 	int r = api_begin_key(req, app, http_param(req, "slug"), &k, err);
 	if (r < 0)
 		return r;
-	size_t len = 0;
-	http_body(req, &len);
-	_cleanup_json_ json_t *payload = len ? body_json(req, err) : json_null();
+	_cleanup_json_ json_t *payload = public_payload(req, err);
 	if (!payload)
 		return err->code;
 	if (api_prefers_async(req))
@@ -560,6 +705,19 @@ HANDLER(h_users_create)
 	return r < 0 ? r : api_created(req, j);
 }
 
+HANDLER(h_users_list)
+{
+	_cleanup_call_ struct call k;
+	int r = api_begin(req, app, STORE_USER, &k, err);
+	if (r < 0)
+		return r;
+	if (!k.u.admin)
+		return ze(err, ZE_FORBIDDEN, "only an admin lists users");
+	json_t *j = NULL;
+	r = store_users_list(k.c, &j, err);
+	return r < 0 ? r : api_ok(req, json_pack("{s:o}", "users", j));
+}
+
 /* ---- health and metrics -------------------------------------------------- */
 
 HANDLER(h_healthz)
@@ -591,6 +749,7 @@ const struct http_route app_routes[] = {
     {"POST", "/auth/login", h_login},
     {"POST", "/auth/password", h_password},
     {"POST", "/users", h_users_create},
+    {"GET", "/users", h_users_list},
     {"GET", "/projects", h_projects_list},
     {"POST", "/projects", h_projects_create},
     {"GET", "/projects/{pid}", h_project_get},

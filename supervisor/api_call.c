@@ -107,8 +107,15 @@ int api_begin_key(struct http_request *req, struct app *app, const char *slug, s
 	k->app = app;
 	const char *key = http_header(req, "x-api-key");
 	char hash[65];
+	/* Where a function is named (/api/functions/{slug}), the key may also
+	 * come as "Authorization: Bearer KEY", as webhook senders send it. */
+	const char *auth = slug && !key ? http_header(req, "authorization") : NULL;
+	if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && auth[7])
+		key = auth + 7;
 	if (!key)
-		return ze(err, ZE_UNAUTHORIZED, "missing x-api-key header");
+		return ze(err, ZE_UNAUTHORIZED,
+		          slug ? "missing API key (an x-api-key header, or Authorization: Bearer KEY)"
+		               : "missing x-api-key header");
 	if (auth_apikey_hash(key, hash, NULL) < 0)
 		return ze(err, ZE_INVALID_API_KEY, "the API key is not valid");
 	int r = take_conn(k, err);

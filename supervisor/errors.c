@@ -52,6 +52,7 @@ static const struct {
     [ZE_INVALID_EGRESS - ZE_BASE] = {400, "INVALID_EGRESS", NULL},
     [ZE_SQL_ERROR - ZE_BASE] = {400, "SQL_ERROR", NULL},
     [ZE_WRONG_PASSWORD - ZE_BASE] = {403, "WRONG_PASSWORD", NULL},
+    [ZE_LANGUAGE_CHANGE - ZE_BASE] = {409, "LANGUAGE_CHANGE", NULL},
 };
 
 int ze(struct zerr *err, enum ze_code code, const char *fmt, ...)

@@ -68,6 +68,8 @@ enum ze_code {
 	/* project SQL */
 	ZE_SQL_ERROR,      /* 400: the project's database refused a statement (errors_reply_detail) */
 	ZE_WRONG_PASSWORD, /* 403: POST /auth/password with a current password that is not */
+	/* deploys */
+	ZE_LANGUAGE_CHANGE, /* 409: a PATCH that would change the language without change_language */
 	ZE_END
 };
 

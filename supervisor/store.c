@@ -141,6 +141,16 @@ int store_user_create(PGconn *c, const char *email, const char *password_hash, b
 	return r;
 }
 
+int store_users_list(PGconn *c, json_t **ret, struct zerr *err)
+{
+	return q_json(
+	    c,
+	    "SELECT coalesce(json_agg(json_build_object('id', u.id, 'email', u.email, 'is_admin', u.is_admin, "
+	    "'created_at', u.created_at, 'projects', (SELECT count(*) FROM project_members m "
+	    "WHERE m.user_id = u.id)) ORDER BY u.created_at, u.email), '[]') FROM users u",
+	    0, NULL, ret, err);
+}
+
 /* ---- rows ---------------------------------------------------------------- */
 
 const char store_project_cols[] = "p.id, p.slug, p.tier, coalesce(p.monthly_cap, -1), coalesce(p.concurrency, -1), "
@@ -611,19 +621,34 @@ static const char snapshot_sql[] =
  * row (concurrent changes then snapshot each other's committed state, so no
  * version is skipped), snapshot the current state, run update (which
  * returns the function's JSON). -ZE_NOT_FOUND with what when update changed
- * nothing. */
-static int versioned_update(PGconn *c, const char *id, const char *update, int n, const char *const *prm,
-                            const char *what, json_t **ret, struct zerr *err)
+ * nothing. With same (a query of the same parameters answering whether the
+ * update would leave every field as it is), an update that changes nothing
+ * makes no version: *ret is then the function as it is. *ret carries
+ * "changed". */
+static int versioned_update(PGconn *c, const char *id, const char *same, const char *update, int n,
+                            const char *const *prm, const char *what, json_t **ret, struct zerr *err)
 {
 	const char *pid[] = {id};
 	json_t *j = NULL;
+	bool unchanged = false;
 	int r = exec(c, "BEGIN", 0, NULL, err);
 	if (r == 0)
 		r = exec(c, "SELECT 1 FROM functions WHERE id = $1 FOR UPDATE", 1, pid, err);
-	if (r == 0)
-		r = exec(c, snapshot_sql, 1, pid, err);
-	if (r == 0)
-		r = q_json_one(c, update, n, prm, &j, what, err);
+	if (r == 0 && same) {
+		_cleanup_pgresult_ PGresult *res = NULL;
+		r = db_exec_params(c, same, n, prm, &res, err);
+		unchanged = r == 0 && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	}
+	if (r == 0 && unchanged) {
+		char sql[1536];
+		snprintf(sql, sizeof(sql), "SELECT %s FROM functions f WHERE f.id = $1", function_json);
+		r = q_json_one(c, sql, 1, pid, &j, what, err);
+	} else {
+		if (r == 0)
+			r = exec(c, snapshot_sql, 1, pid, err);
+		if (r == 0)
+			r = q_json_one(c, update, n, prm, &j, what, err);
+	}
 	if (r == 0)
 		r = exec(c, "COMMIT", 0, NULL, err);
 	if (r < 0) {
@@ -632,6 +657,7 @@ static int versioned_update(PGconn *c, const char *id, const char *update, int n
 		exec(c, "ROLLBACK", 0, NULL, &e2);
 		return r;
 	}
+	json_object_set_new(j, "changed", json_boolean(!unchanged));
 	*ret = j;
 	return 0;
 }
@@ -656,6 +682,16 @@ int store_function_update(PGconn *c, const char *id, const struct val_function *
 	         "on_failure = CASE WHEN $14::boolean THEN $13 ELSE on_failure END, version = version + 1, "
 	         "updated_at = now() WHERE id = $1 RETURNING *) SELECT %s FROM f",
 	         function_json);
+	/* The same expressions as the update's: true when it would change no
+	 * field (a redeploy of the same code and config). */
+	static const char same[] =
+	    "SELECT (coalesce($2, name), coalesce($3, slug), coalesce($4, language), coalesce($5, entry_point), "
+	    "coalesce($6, code), CASE WHEN $6 IS NULL THEN uses_db ELSE $10::boolean END, coalesce($7::jsonb, env), "
+	    "CASE WHEN $8::int > 0 THEN $8::int ELSE timeout_ms END, "
+	    "CASE WHEN $9::int > 0 THEN $9::int ELSE memory_mb END, coalesce($11::int, retries), "
+	    "coalesce($12::int, max_event_age_s), CASE WHEN $14::boolean THEN $13 ELSE on_failure END) IS NOT DISTINCT "
+	    "FROM (name, slug, language, entry_point, code, uses_db, env, timeout_ms, memory_mb, retries, "
+	    "max_event_age_s, on_failure) FROM functions WHERE id = $1";
 	char retries[24], age[24];
 	snprintf(retries, sizeof(retries), "%" PRId64, in->retries);
 	snprintf(age, sizeof(age), "%" PRId64, in->max_event_age_s);
@@ -673,7 +709,7 @@ int store_function_update(PGconn *c, const char *id, const struct val_function *
 	                     in->max_event_age_s > 0 ? age : NULL,
 	                     in->on_failure,
 	                     in->on_failure_set ? "t" : "f"};
-	return versioned_update(c, id, sql, 14, prm, "no such function", ret, err);
+	return versioned_update(c, id, same, sql, 14, prm, "no such function", ret, err);
 }
 
 int store_function_slug_exists(PGconn *c, const char *project_id, const char *slug, bool *ret, struct zerr *err)
@@ -700,6 +736,7 @@ int store_versions_list(PGconn *c, const char *id, json_t **ret, struct zerr *er
 	    "SELECT json_build_object('current', (SELECT version FROM functions WHERE id = $1), 'versions', "
 	    "coalesce((SELECT json_agg(json_build_object('version', v.version, 'entry_point', v.entry_point, "
 	    "'language', v.language, 'timeout_ms', v.timeout_ms, 'memory_mb', v.memory_mb, 'code', v.code, "
+	    "'env_vars', (SELECT coalesce(json_agg(k ORDER BY k), '[]') FROM jsonb_object_keys(v.env) k), "
 	    "'created_at', v.created_at) ORDER BY v.version DESC) FROM function_versions v "
 	    "WHERE v.function_id = $1), '[]'))",
 	    1, prm, ret, "no such function", err);
@@ -718,7 +755,7 @@ int store_function_rollback(PGconn *c, const char *id, int64_t version, json_t *
 	         "AND v.function_id = $1 AND v.version = $2 RETURNING f.*) SELECT %s FROM f",
 	         function_json);
 	const char *prm[] = {id, vs};
-	return versioned_update(c, id, sql, 2, prm, what, ret, err);
+	return versioned_update(c, id, NULL, sql, 2, prm, what, ret, err);
 }
 
 /* ---- invocations --------------------------------------------------------- */

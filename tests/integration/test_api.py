@@ -442,7 +442,7 @@ def test_api_key_invokes_only_its_own_project(zd, user):
             assert r.code == "INVALID_API_KEY", str(r)
     # a JWT is not an API key
     r = http_request(zd.port, "POST", "/api/functions/" + slug, b"1", {"Authorization": "Bearer " + user.token})
-    assert_error(r, 401, "UNAUTHORIZED")
+    assert_error(r, 401, "INVALID_API_KEY")
 
 
 def test_api_key_body_is_the_payload(zd, user, project):
@@ -676,7 +676,7 @@ def test_rollback_restores_language_entry_point_and_env(zd, user, project):
     pid = project["id"]
     f = user.deploy(pid, "exports.main = async (p, z) => 'js ' + z.env.WHO;", entry_point="main",
                     env_vars={"WHO": "first"})
-    r = user.patch(fn_path(pid, f["id"]), {"language": "python", "entry_point": "handler",
+    r = user.patch(fn_path(pid, f["id"]), {"language": "python", "change_language": True, "entry_point": "handler",
                                            "code": "def handler(p, zmesh):\n    return 'py ' + zmesh.env.WHO\n",
                                            "env_vars": {"WHO": "second"}})
     assert r.status == 200 and r.json["language"] == "python", str(r)

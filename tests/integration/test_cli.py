@@ -629,14 +629,14 @@ def test_redeploy_versions_and_rollback(daemon, me):
 
 def test_delete(daemon, me):
     me.ok("functions", "deploy", me.write("gone.py", "def handler(p, z):\n    return 1\n"))
-    r = me.ok("delete", "gone")
+    r = me.ok("delete", "gone", "--yes")
     assert "gone" in r.out
     assert "gone" not in [f["slug"] for f in me.json("functions", "list")["functions"]]
     status, _ = daemon.api(me.token(), "GET", fn_url(me, "gone"))
     assert status == 404
     r = me.run("invoke", "gone")
     assert r.rc == 1 and "NOT_FOUND" in r.err, r
-    r = me.run("delete", "gone")
+    r = me.run("delete", "gone", "--yes")
     assert r.rc == 1 and "NOT_FOUND" in r.err, r
 
 
@@ -672,7 +672,7 @@ def test_keys_create_list_and_use(daemon, me):
     assert key not in json.dumps(listed)
     kid = [k["id"] for k in listed["api_keys"] if k["name"] == name][0]
 
-    me.ok("keys", "delete", kid)
+    me.ok("keys", "delete", kid, "--yes")
     status, body = http(daemon.url + "/api/functions/echo", "POST", raw=b"{}", headers={"x-api-key": key})
     assert status == 401, body
 

@@ -432,8 +432,8 @@ def test_list_get_enable_disable_delete_rotate(rec, user):
 
     rec.requests.clear()
     rec.routes[("DELETE", base("/triggers/" + TID))] = (200, {"deleted": True})
-    assert TID in user.ok("triggers", "delete", TID).out
-    assert user.json("triggers", "delete", TID) == {"deleted": True}
+    assert TID in user.ok("triggers", "delete", TID, "--yes").out
+    assert user.json("triggers", "delete", TID, "--yes") == {"deleted": True}
     r = user.run("triggers", "get", TID)  # the recorder has no such trigger
     assert r.rc == 1 and "NOT_FOUND" in r.err, r
 
@@ -569,7 +569,7 @@ def test_cron_trigger_lifecycle(daemon, me):
     status, t = daemon.api(me.token(), "GET", "/projects/%s/triggers/%s" % (me.project["id"], tid))
     assert status == 200 and t["enabled"] is False
     assert me.json("triggers", "enable", tid)["enabled"] is True
-    assert me.json("triggers", "delete", tid) == {"deleted": True}
+    assert me.json("triggers", "delete", tid, "--yes") == {"deleted": True}
     r = me.run("triggers", "get", tid)
     assert r.rc == 1 and "NOT_FOUND" in r.err, r
     assert tid not in me.ok("triggers", "list").out
@@ -600,7 +600,7 @@ def test_a_cron_trigger_made_by_the_cli_fires(daemon, me):
     assert detail["trigger_id"] == tid and detail["trigger"] == "schedule", detail
     event = json.loads(detail["logs"].strip().splitlines()[0])
     assert event["trigger"] == "schedule" and event["payload"] == {"marker": marker}, event
-    me.ok("triggers", "delete", tid)
+    me.ok("triggers", "delete", tid, "--yes")
 
 
 def test_webhook_trigger_with_github_signatures(daemon, me):
@@ -637,7 +637,7 @@ def test_webhook_trigger_with_github_signatures(daemon, me):
 
     me.ok("triggers", "disable", tid)
     assert post({"action": "opened"}, new)[0] == 404
-    me.ok("triggers", "delete", tid)
+    me.ok("triggers", "delete", tid, "--yes")
 
 
 def test_dead_letters_and_retry(daemon, me):

@@ -808,6 +808,10 @@ static void on_listener(struct egress_gw *gw, struct listener *l)
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
+		/* A relay: bytes go on as they come, both ways (the origin's
+		 * side is set so at its connect). */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		conn_add(gw, l->s, fd);
 	}
 }

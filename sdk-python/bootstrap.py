@@ -35,6 +35,14 @@ if __name__ == "__main__":
         builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
         builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 
+    if _sdk_dir == "/opt/zmesh/sdk/python":
+        # In a sandbox: the egress gateway's listener on the sandbox's own
+        # loopback (supervisor/executor.h, EXEC_EGRESS_PROXY), which urllib
+        # and most clients read from these. Set here rather than given at
+        # exec: in the environment from the start they measurably slow
+        # the interpreter's invocations (see supervisor/run.c).
+        for _k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            os.environ.setdefault(_k, "http://127.0.0.1:3128")
     from zmesh._runner import main
 
     main()

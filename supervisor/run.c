@@ -318,11 +318,15 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	struct cg_limits limits = {
 	    .memory_bytes = memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu_percent, .background = pooled};
 	/* The same for every sandbox of the node, so pooled ones have it
-	 * already: the gateway decides per invocation, not the environment. */
+	 * already: the gateway decides per invocation, not the environment.
+	 * Python's wrapper sets these itself once started (bootstrap.py):
+	 * measured, four more variables in its environment at exec made warm
+	 * invocations of a trivial Python function 1.6 times slower
+	 * (bench/results/ab-2026-12-05-python-proxy-env.md). */
 	static const char *const proxy_env[] = {"HTTP_PROXY=" EXEC_EGRESS_PROXY, "HTTPS_PROXY=" EXEC_EGRESS_PROXY,
 	                                        "http_proxy=" EXEC_EGRESS_PROXY, "https_proxy=" EXEC_EGRESS_PROXY,
 	                                        NULL};
-	const char *const *env = ctx->egress ? proxy_env : NULL;
+	const char *const *env = ctx->egress && lang == EXEC_JS ? proxy_env : NULL;
 	uint16_t egress_port = ctx->egress ? EXEC_EGRESS_PORT : 0;
 	uint64_t cpu_seconds = timeout_ms / 1000 + 2;
 	if (ctx->spawner) {

@@ -87,117 +87,6 @@ int cli_plain_opts(struct cli *c, int argc, char **argv, const char *usage, int 
 	return 0;
 }
 
-static bool real_fits_15(double d)
-{
-	char t[32];
-	snprintf(t, sizeof(t), "%.15g", d);
-	return strtod(t, NULL) == d;
-}
-
-/* Whether j holds a real that needs more than 15 significant digits. */
-static bool has_long_real(json_t *j, unsigned depth)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-	if (json_is_real(j))
-		return !real_fits_15(json_real_value(j));
-	if (depth > 4096)
-		return false;
-	if (json_is_object(j)) {
-		json_object_foreach (j, k, v)
-			if (has_long_real(v, depth + 1))
-				return true;
-	} else if (json_is_array(j)) {
-		json_array_foreach (j, i, v)
-			if (has_long_real(v, depth + 1))
-				return true;
-	}
-	return false;
-}
-
-/* The value that replaces a long real of a copy: "\1TAG:N\1". */
-static int tag_real(json_t *longs, json_t *v, const char *tag, json_t **ret)
-{
-	size_t n = json_array_size(longs);
-	if (json_array_append(longs, v) < 0)
-		return -ENOMEM;
-	*ret = json_sprintf("\1%s:%zu\1", tag, n);
-	return *ret ? 0 : -ENOMEM;
-}
-
-/* Replace each real of j (a copy of our own) that needs more than 15
- * digits by a tagged string, the real appended to longs. */
-static int mark_long_reals(json_t *j, json_t *longs, const char *tag, unsigned depth)
-{
-	const char *k;
-	json_t *v, *t;
-	size_t i;
-	int r = 0;
-	if (depth > 4096)
-		return 0;
-	if (json_is_object(j)) {
-		json_object_foreach (j, k, v) {
-			if (json_is_real(v) && !real_fits_15(json_real_value(v)))
-				r = tag_real(longs, v, tag, &t) < 0 || json_object_set_new(j, k, t) < 0 ? -ENOMEM : 0;
-			else
-				r = mark_long_reals(v, longs, tag, depth + 1);
-			if (r < 0)
-				return r;
-		}
-	} else if (json_is_array(j)) {
-		json_array_foreach (j, i, v) {
-			if (json_is_real(v) && !real_fits_15(json_real_value(v)))
-				r = tag_real(longs, v, tag, &t) < 0 || json_array_set_new(j, i, t) < 0 ? -ENOMEM : 0;
-			else
-				r = mark_long_reals(v, longs, tag, depth + 1);
-			if (r < 0)
-				return r;
-		}
-	}
-	return r;
-}
-
-char *cli_json_dumps(json_t *j, size_t flags)
-{
-	flags |= JSON_REAL_PRECISION(15);
-	if (!has_long_real(j, 0))
-		return json_dumps(j, flags);
-	if (json_is_real(j))
-		return json_dumps(j, flags & ~(size_t)JSON_REAL_PRECISION(31));
-	/* jansson has one precision a document: dump at 15 a copy whose long
-	 * reals are tagged strings, then put each one's 17 digits in place. */
-	char tag[24];
-	snprintf(tag, sizeof(tag), "%08lx%08lx", (unsigned long)random(), (unsigned long)getpid());
-	_cleanup_json_ json_t *copy = json_deep_copy(j);
-	_cleanup_json_ json_t *longs = json_array();
-	if (!copy || !longs || mark_long_reals(copy, longs, tag, 0) < 0)
-		return NULL;
-	_cleanup_free_ char *s = json_dumps(copy, flags);
-	if (!s)
-		return NULL;
-	char mark[48];
-	size_t mn = (size_t)snprintf(mark, sizeof(mark), "\"\\u0001%s:", tag);
-	size_t cap = strlen(s) + 32 * json_array_size(longs) + 1, k = 0;
-	char *out = malloc(cap);
-	if (!out)
-		return NULL;
-	for (const char *at = s;;) {
-		const char *hit = strstr(at, mark);
-		const char *end = hit ? strstr(hit + mn, "\\u0001\"") : NULL;
-		if (!end) {
-			memcpy(out + k, at, strlen(at) + 1);
-			break;
-		}
-		memcpy(out + k, at, (size_t)(hit - at));
-		k += (size_t)(hit - at);
-		k += (size_t)snprintf(out + k, cap - k, "%.17g",
-		                      json_real_value(json_array_get(longs, strtoul(hit + mn, NULL, 10))));
-		at = end + strlen("\\u0001\"");
-	}
-	return out;
-}
-
 int cli_confirm(struct cli *c, const char *what)
 {
 	if (c->yes)
@@ -218,7 +107,7 @@ int cli_confirm(struct cli *c, const char *what)
 
 void cli_print_json(json_t *j)
 {
-	_cleanup_free_ char *s = cli_json_dumps(j, JSON_ENCODE_ANY | JSON_INDENT(2));
+	_cleanup_free_ char *s = json_dumps_exact(j, JSON_ENCODE_ANY | JSON_INDENT(2));
 	if (s)
 		puts(s);
 }

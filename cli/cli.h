@@ -8,6 +8,7 @@
 #include "client.h"
 #include "common.h"
 #include "config.h"
+#include "jsontext.h"
 
 struct cli {
 	char *config_path;
@@ -59,9 +60,6 @@ int cli_usage_error(const char *usage, const char *fmt, ...) _printf_(2, 3);
  * returns CLI_EXIT_FAIL. */
 int cli_fail(struct cli *c, const char *fmt, ...) _printf_(2, 3);
 
-/* json_dumps with flags, its reals as exact as their values allow: 15
- * significant digits when they all print exactly so, else jansson's 17. */
-char *cli_json_dumps(json_t *j, size_t flags);
 /* Before a delete of what ("function hello"): 0 to go on (--yes, or a
  * person answered y on the terminal), else the exit status: 2 when stdin is
  * not a terminal and --yes was not given, 1 when the answer was not y. */

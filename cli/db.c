@@ -178,7 +178,7 @@ static char *cell_text(json_t *v)
 		return strdup("NULL");
 	if (json_is_string(v))
 		return strdup(json_string_value(v));
-	return cli_json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	return json_dumps_exact(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
 static int print_result(json_t *res)

@@ -451,7 +451,7 @@ int cmd_functions_list(struct cli *c, int argc, char **argv)
  * the exact bytes. */
 static void print_result(json_t *result)
 {
-	_cleanup_free_ char *s = cli_json_dumps(result, JSON_ENCODE_ANY | JSON_INDENT(2));
+	_cleanup_free_ char *s = json_dumps_exact(result, JSON_ENCODE_ANY | JSON_INDENT(2));
 	_cleanup_free_ char *safe = s ? cli_sanitize(s, strlen(s), true) : NULL;
 	if (safe)
 		puts(safe);

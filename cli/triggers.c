@@ -205,7 +205,7 @@ static const char *id_operand(int argc, char **argv, const char *usage, const ch
 /* A compact line for a JSON value (a payload, a condition's value). */
 static char *compact(json_t *v, size_t max)
 {
-	_cleanup_free_ char *s = cli_json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	_cleanup_free_ char *s = json_dumps_exact(v, JSON_ENCODE_ANY | JSON_COMPACT);
 	return s ? cli_sanitize(s, max, false) : NULL;
 }
 

@@ -20,6 +20,7 @@
 
 #include "buf.h"
 #include "http_parse.h"
+#include "jsontext.h"
 #include "utf8.h"
 
 #define DEF_MAX_CONNECTIONS 256u
@@ -671,134 +672,15 @@ static void set_reply(struct http_request *req, unsigned status, const char *cty
 /* The fallback when even building an error body fails (out of memory). */
 static const char oom_body[] = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}\n";
 
-static void json_decref_p(json_t **j)
-{
-	json_decref(*j);
-}
-
-static bool real_fits_15(double d)
-{
-	char t[32];
-	snprintf(t, sizeof(t), "%.15g", d);
-	return strtod(t, NULL) == d;
-}
-
-/* Whether j holds a real that needs more than 15 significant digits to
- * print exactly (a float8 of the project's database, 0.1 + 0.2 from a
- * function): most documents have none. */
-static bool has_long_real(json_t *j, unsigned depth)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-	if (json_is_real(j))
-		return !real_fits_15(json_real_value(j));
-	if (depth > 4096)
-		return false;
-	if (json_is_object(j)) {
-		json_object_foreach (j, k, v)
-			if (has_long_real(v, depth + 1))
-				return true;
-	} else if (json_is_array(j)) {
-		json_array_foreach (j, i, v)
-			if (has_long_real(v, depth + 1))
-				return true;
-	}
-	return false;
-}
-
-/* Replace each real of j (a copy of our own) that needs more than 15
- * digits by the string "\1TAG:N\1", N its index in longs. */
-static int mark_long_reals(json_t *j, json_t *longs, const char *tag, unsigned depth)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-	int r = 0;
-	if (depth > 4096)
-		return 0;
-	if (json_is_object(j)) {
-		json_object_foreach (j, k, v) {
-			if (json_is_real(v) && !real_fits_15(json_real_value(v))) {
-				size_t n = json_array_size(longs);
-				r = json_array_append(longs, v) < 0 ||
-				            json_object_set_new(j, k, json_sprintf("\1%s:%zu\1", tag, n)) < 0
-				        ? -ENOMEM
-				        : 0;
-			} else {
-				r = mark_long_reals(v, longs, tag, depth + 1);
-			}
-			if (r < 0)
-				return r;
-		}
-	} else if (json_is_array(j)) {
-		json_array_foreach (j, i, v) {
-			if (json_is_real(v) && !real_fits_15(json_real_value(v))) {
-				size_t n = json_array_size(longs);
-				r = json_array_append(longs, v) < 0 ||
-				            json_array_set_new(j, i, json_sprintf("\1%s:%zu\1", tag, n)) < 0
-				        ? -ENOMEM
-				        : 0;
-			} else {
-				r = mark_long_reals(v, longs, tag, depth + 1);
-			}
-			if (r < 0)
-				return r;
-		}
-	}
-	return r;
-}
-
 /* body as compact JSON ending with a newline (curl's output then ends a
- * line), each real as exact as its value allows: with 15 significant
- * digits when they print it exactly (6.437, never 6.4370000000000003, for
- * what was measured in microseconds or stored in decimal), else with the
- * 17 a double may need. jansson has one precision per document: the rare
- * document that holds both kinds is dumped at 15 from a copy whose long
- * reals are tagged strings, each then replaced by its 17 digits. */
+ * line), numbers as exact as their values allow (jsontext.h). */
 static char *json_text(json_t *body)
 {
-	const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15);
-	_cleanup_free_ char *s = NULL;
-	_cleanup_(json_decref_p) json_t *longs = NULL;
-	char mark[40] = "";
-	int mn = 0;
-	if (!has_long_real(body, 0)) {
-		s = json_dumps(body, flags);
-	} else if (json_is_real(body)) {
-		s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-	} else {
-		uint8_t rnd[8];
-		char tag[17];
-		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-			return NULL;
-		for (size_t i = 0; i < sizeof(rnd); i++)
-			snprintf(tag + 2 * i, 3, "%02x", rnd[i]);
-		mn = snprintf(mark, sizeof(mark), "\"\\u0001%s:", tag);
-		_cleanup_(json_decref_p) json_t *copy = json_deep_copy(body);
-		longs = json_array();
-		if (copy && longs && mark_long_reals(copy, longs, tag, 0) == 0)
-			s = json_dumps(copy, flags);
-	}
-	if (!s)
-		return NULL;
-	_cleanup_buf_ struct buf out = BUF_INIT(0);
-	for (const char *at = s; at;) {
-		const char *hit = mn ? strstr(at, mark) : NULL;
-		const char *end = hit ? strstr(hit + mn, "\\u0001\"") : NULL;
-		if (!end) {
-			buf_puts(&out, at);
-			break;
-		}
-		char num[40];
-		snprintf(num, sizeof(num), "%.17g",
-		         json_real_value(json_array_get(longs, strtoul(hit + mn, NULL, 10))));
-		buf_append(&out, at, (size_t)(hit - at));
-		buf_puts(&out, num);
-		at = end + strlen("\\u0001\"");
-	}
-	buf_puts(&out, "\n");
-	return out.failed ? NULL : buf_steal(&out);
+	_cleanup_free_ char *s = json_dumps_exact(body, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *out = NULL;
+	if (s && asprintf(&out, "%s\n", s) < 0)
+		out = NULL;
+	return out;
 }
 
 static void reply_oom(struct http_request *req)

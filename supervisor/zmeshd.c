@@ -227,8 +227,33 @@ static int stop_signals(sigset_t *ret)
 	return 0;
 }
 
+/* Each address of a libpq host (or hostaddr) list, with its port: the
+ * port list's entry of the same rank, or its one entry for every host,
+ * else 5432. A socket directory is no address. */
+static int add_db_hosts(struct egress_rules *rules, const char *hosts, const char *ports, struct zerr *err)
+{
+	if (!hosts || !hosts[0])
+		return 0;
+	char hl[1024], pl[256];
+	snprintf(hl, sizeof(hl), "%s", hosts);
+	snprintf(pl, sizeof(pl), "%s", ports ? ports : "");
+	bool one_port = !strchr(pl, ',');
+	char *hsave = NULL, *psave = NULL;
+	const char *port = strtok_r(pl, ",", &psave);
+	for (char *h = strtok_r(hl, ",", &hsave); h; h = strtok_r(NULL, ",", &hsave)) {
+		if (h[0] != '/') {
+			int r = egress_rules_add_listen(rules, h, (uint16_t)atoi(port && port[0] ? port : "5432"), err);
+			if (r < 0)
+				return r;
+		}
+		if (!one_port)
+			port = strtok_r(NULL, ",", &psave);
+	}
+	return 0;
+}
+
 /* The egress gateway: the operator's rules, and the node's own addresses
- * (its API's listen address, an external database's host and port), which
+ * (its API's listen address, an external database's hosts and ports), which
  * no function may reach whatever the rules say. */
 static int start_egress(struct app *app, const char *conninfo, struct egress_gw **ret, struct zerr *err)
 {
@@ -248,21 +273,18 @@ static int start_egress(struct app *app, const char *conninfo, struct egress_gw 
 	char *msg = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
 	PQfreemem(msg);
-	const char *dbhost = NULL, *dbport = NULL;
+	const char *hosts = NULL, *addrs = NULL, *ports = NULL;
 	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-		if (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0)
-			dbhost = o->val && o->val[0] ? o->val : dbhost;
+		if (strcmp(o->keyword, "host") == 0)
+			hosts = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			addrs = o->val;
 		else if (strcmp(o->keyword, "port") == 0)
-			dbport = o->val;
+			ports = o->val;
 	}
-	/* A socket directory is no address; a list of hosts is each one's. */
-	if (dbhost && dbhost[0] != '/') {
-		char list[512];
-		snprintf(list, sizeof(list), "%s", dbhost);
-		char *save = NULL;
-		for (char *h = strtok_r(list, ",", &save); h && r == 0; h = strtok_r(NULL, ",", &save))
-			r = egress_rules_add_listen(rules, h, dbport && dbport[0] ? (uint16_t)atoi(dbport) : 5432, err);
-	}
+	r = add_db_hosts(rules, hosts, ports, err);
+	if (r == 0)
+		r = add_db_hosts(rules, addrs, ports, err);
 	PQconninfoFree(opts);
 	if (r < 0)
 		return r;

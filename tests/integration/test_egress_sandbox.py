@@ -14,7 +14,6 @@ log proves what reached it."""
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import threading
@@ -429,3 +428,84 @@ def test_the_gateway_survives_a_flood_and_others_are_unaffected(owner, net):
     assert flood_body["result"]["opened"] + flood_body["result"]["failed"] == 1000
     # Past the per-sandbox bound (64 at once) every connection is refused.
     assert flood_body["metrics"]["egress_refused"] >= flood_body["result"]["opened"] - 64
+
+
+class Relay:
+    """127.0.0.1:port -> a unix socket, both ways: a cluster of the test's
+    own reached over TCP, as an external DATABASE_URL would be."""
+
+    def __init__(self, path):
+        self.path = path
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(64)
+        self.s.settimeout(0.2)
+        self.port = self.s.getsockname()[1]
+        self.stop = False
+        self.t = threading.Thread(target=self.loop, daemon=True)
+        self.t.start()
+
+    @staticmethod
+    def pipe(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def loop(self):
+        while not self.stop:
+            try:
+                c, _ = self.s.accept()
+            except (socket.timeout, OSError):
+                continue
+            u = socket.socket(socket.AF_UNIX)
+            try:
+                u.connect(self.path)
+            except OSError:
+                c.close()
+                continue
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.t.join(2)
+        self.s.close()
+
+
+def test_an_external_databases_address_is_refused_though_its_range_is_lifted(pgtmp):
+    """zmeshd on a DATABASE_URL at 127.0.0.1:PORT (a relay to a cluster of
+    the test's own), with 127.0.0.1 lifted for functions: the database's
+    address and port stay refused, as the platform's own."""
+    sock = pgtmp
+    r = subprocess.run(["/usr/bin/psql", "-X", "-q", "-h", sock, "-U", "postgres", "-d", "postgres", "-c",
+                        "CREATE DATABASE zmeshcp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 0, r.stderr
+    relay = Relay(os.path.join(sock, ".s.PGSQL.5432"))
+    url = "postgresql://postgres@127.0.0.1:%d/zmeshcp" % relay.port
+    d = Daemon("egress-dburl", env={"DATABASE_URL": url, "ZMESH_PG_SOCKET_DIR": sock})
+    d.pg_sock = sock
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        d.start("--listen", "127.0.0.1:%d" % port, "--pgbouncer", "0", "--egress-allow", "127.0.0.1/32")
+        c = d.admin()
+        body, _, _ = run(c, URLLIB_PY, {"urls": ["http://127.0.0.1:%d/" % relay.port]}, language="python")
+        assert "egress refused: 127.0.0.1 is an address of the platform itself" in body["result"][0]["error"], body
+        assert body["metrics"]["egress_refused"] == 1
+    except BaseException:
+        d.cleanup()
+        relay.close()
+        raise
+    stop_and_check(d)
+    relay.close()

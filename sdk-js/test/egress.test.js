@@ -21,7 +21,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zmesh-sdkjs-egress-'));
 const keyFile = path.join(tmp, 'key.pem');
 const certFile = path.join(tmp, 'cert.pem');
 execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile,
-  '-days', '1', '-subj', '/CN=origin.test', '-addext', 'subjectAltName=DNS:origin.test'], { stdio: 'ignore' });
+  '-days', '1', '-subj', '/CN=127.0.0.2', '-addext', 'subjectAltName=IP:127.0.0.2'], { stdio: 'ignore' });
 
 // The origin: plain and TLS, answering with what it was asked.
 function answer(req, res) {
@@ -31,8 +31,11 @@ function answer(req, res) {
 const plain = http.createServer(answer);
 const secure = https.createServer({ key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) }, answer);
 
-// The proxy: "origin.test" is the origin (its port picks plain or TLS);
-// 10.0.0.5 is refused as the gateway refuses; every CONNECT is recorded.
+// The proxy: 127.0.0.2 is the origin (its port picks plain or TLS); any
+// other target is refused as the gateway refuses (with the reason it gives
+// for a private address); every CONNECT is recorded. Every target is on
+// the loopback, so a wrapper that failed to use the proxy would reach
+// nothing else.
 const connects = [];
 const proxy = net.createServer((c) => {
   let head = '';
@@ -43,7 +46,7 @@ const proxy = net.createServer((c) => {
     c.removeListener('data', onData);
     const m = /^CONNECT (\S+):(\d+) HTTP\/1\.1\r\n/.exec(head);
     connects.push(m ? `${m[1]}:${m[2]}` : head.split('\r\n')[0]);
-    if (!m || m[1] !== 'origin.test') {
+    if (!m || m[1] !== '127.0.0.2') {
       const body = 'egress refused: 10.0.0.5 is a private address\n';
       c.end(`HTTP/1.1 403 Forbidden\r\nContent-Length: ${body.length}\r\nX-Zmesh-Egress: refused\r\n\r\n${body}`);
       return;
@@ -101,15 +104,15 @@ test('fetch reaches an origin over HTTP and HTTPS through CONNECT tunnels', asyn
   connects.length = 0;
   const code = `exports.handler = async (p) => {
     process.env.NODE_EXTRA_CA_CERTS = p.ca;
-    const a = await (await fetch('http://origin.test:' + p.plain + '/a?x=1')).json();
-    const b = await (await fetch('https://origin.test:' + p.secure + '/b')).json();
+    const a = await (await fetch('http://127.0.0.2:' + p.plain + '/a?x=1')).json();
+    const b = await (await fetch('https://127.0.0.2:' + p.secure + '/b')).json();
     return { a, b };
   };`;
   const r = await run(code, { plain: ports.plain, secure: ports.secure, ca: certFile });
   assert.deepStrictEqual(r, { ok: true, result: {
-    a: { path: '/a?x=1', host: `origin.test:${ports.plain}`, tls: false },
-    b: { path: '/b', host: `origin.test:${ports.secure}`, tls: true } } });
-  assert.deepStrictEqual(connects, [`origin.test:${ports.plain}`, `origin.test:${ports.secure}`]);
+    a: { path: '/a?x=1', host: `127.0.0.2:${ports.plain}`, tls: false },
+    b: { path: '/b', host: `127.0.0.2:${ports.secure}`, tls: true } } });
+  assert.deepStrictEqual(connects, [`127.0.0.2:${ports.plain}`, `127.0.0.2:${ports.secure}`]);
 });
 
 test('the http and https modules go through the proxy, from CommonJS and from an ES module', async () => {
@@ -118,14 +121,14 @@ test('the http and https modules go through the proxy, from CommonJS and from an
     }).on('error', ko))`;
   const cjs = `const http = require('node:http'); const https = require('https'); const fs = require('fs');
     exports.handler = async (p) => {
-      const a = await (${get('http')})('http://origin.test:' + p.plain + '/cjs');
-      const b = await (${get('https')})('https://origin.test:' + p.secure + '/cjs', { ca: fs.readFileSync(p.ca) });
+      const a = await (${get('http')})('http://127.0.0.2:' + p.plain + '/cjs');
+      const b = await (${get('https')})('https://127.0.0.2:' + p.secure + '/cjs', { ca: fs.readFileSync(p.ca) });
       return [a.tls, b.tls, a.path];
     };`;
   const esm = `import http from 'node:http'; import https from 'https'; import fs from 'fs';
     export async function handler(p) {
-      const a = await (${get('http')})('http://origin.test:' + p.plain + '/esm');
-      const b = await (${get('https')})('https://origin.test:' + p.secure + '/esm', { ca: fs.readFileSync(p.ca) });
+      const a = await (${get('http')})('http://127.0.0.2:' + p.plain + '/esm');
+      const b = await (${get('https')})('https://127.0.0.2:' + p.secure + '/esm', { ca: fs.readFileSync(p.ca) });
       return [a.tls, b.tls, a.path];
     }`;
   const payload = { plain: ports.plain, secure: ports.secure, ca: certFile };
@@ -137,8 +140,8 @@ test("a refusal is an error inside the function with the gateway's reason", asyn
   const code = `const http = require('http');
     exports.handler = async () => {
       const out = {};
-      try { await fetch('http://10.0.0.5/'); } catch (e) { out.fetch = [e.name, e.code, e.message]; }
-      await new Promise((ok) => http.get('http://10.0.0.5:8080/', () => ok()).on('error', (e) => {
+      try { await fetch('http://127.0.0.9/'); } catch (e) { out.fetch = [e.name, e.code, e.message]; }
+      await new Promise((ok) => http.get('http://127.0.0.9:8080/', () => ok()).on('error', (e) => {
         out.http = [e.name, e.code, e.message]; ok(); }));
       return out;
     };`;

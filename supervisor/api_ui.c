@@ -14,8 +14,7 @@ const struct web_asset *ui_asset(const char *name)
 	return NULL;
 }
 
-/* Whether an If-None-Match header names etag (a list, or "*"). */
-static bool etag_matches(const char *header, const char *etag)
+bool ui_etag_matches(const char *header, const char *etag)
 {
 	if (!header)
 		return false;
@@ -53,7 +52,7 @@ static void serve(struct http_request *req, const struct web_asset *a)
 	for (size_t i = 0; i < ELEMENTSOF(headers); i++)
 		http_add_header(req, headers[i][0], headers[i][1]);
 	http_add_header(req, "ETag", a->etag);
-	if (etag_matches(http_header(req, "If-None-Match"), a->etag)) {
+	if (ui_etag_matches(http_header(req, "If-None-Match"), a->etag)) {
 		http_reply_text(req, 304, a->content_type, "", 0);
 		return;
 	}

@@ -13,6 +13,7 @@
  * answer of the HTTP layer). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct http_request;
@@ -33,6 +34,11 @@ extern const size_t web_n_assets;
 #define UI_CSP                                                                                                \
 	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " \
 	"font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+/* Whether an If-None-Match header (a comma-separated list of entity tags,
+ * each possibly weak, W/"...", or "*") names etag; a NULL header names
+ * nothing. */
+bool ui_etag_matches(const char *header, const char *etag);
 
 /* The asset called name, or NULL. */
 const struct web_asset *ui_asset(const char *name);

@@ -336,6 +336,53 @@ test("the pool's database warm-up runs a whole session against its scripted serv
   await session.close();
 });
 
+test("the database warm-up's session goes over a unix socket that is closed afterwards", async () => {
+  const net = require('net');
+  const { warmDatabase } = require('../lib/warmup.js');
+  const seen = [];
+  const connect = net.Socket.prototype.connect;
+  net.Socket.prototype.connect = function (...args) {
+    seen.push(args[0]);
+    return connect.apply(this, args);
+  };
+  try {
+    await warmDatabase();
+  } finally {
+    net.Socket.prototype.connect = connect;
+  }
+  const path = `\0zmesh-warm-up-${process.pid}`;
+  assert.deepEqual(seen, [{ path }]);
+  // Nothing listens there any more.
+  const err = await new Promise((resolve) => {
+    const s = net.connect({ path }, () => {
+      s.destroy();
+      resolve(null);
+    });
+    s.on('error', resolve);
+  });
+  assert.equal(err && err.code, 'ECONNREFUSED');
+});
+
+test("pg's SCRAM steps, computed synchronously, give WebCrypto's bytes", async () => {
+  require('../lib/pg.js');
+  const utils = require('pg/lib/crypto/utils.js');
+  const { subtle } = require('crypto').webcrypto;
+  const salt = Buffer.from('0123456789abcdef');
+  for (const iterations of [1, 4096]) {
+    const key = await subtle.importKey('raw', Buffer.from('pässword'), 'PBKDF2', false, ['deriveBits']);
+    const want = Buffer.from(await subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations }, key, 256));
+    const got = await utils.deriveKey('pässword', salt, iterations);
+    assert.ok(Buffer.isBuffer(got));
+    assert.equal(got.toString('hex'), want.toString('hex'));
+  }
+  const hkey = await subtle.importKey('raw', Buffer.from('k'), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  const mac = Buffer.from(await subtle.sign('HMAC', hkey, Buffer.from('Client Key')));
+  assert.equal(Buffer.from(await utils.hmacSha256(new Uint8Array([0x6b]).buffer, 'Client Key')).toString('hex'),
+    mac.toString('hex'));
+  const digest = Buffer.from(await subtle.digest('SHA-256', Buffer.from('x')));
+  assert.equal(Buffer.from(await utils.sha256(Buffer.from('x'))).toString('hex'), digest.toString('hex'));
+});
+
 test('a wrapper warmed up for the database leaves no session behind for the function', async () => {
   const r = await run(
     invocation(

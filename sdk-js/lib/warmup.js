@@ -144,7 +144,10 @@ class ScriptedServer extends Duplex {
 async function runSession(stream) {
   const { createSession } = require('./db.js');
   const session = createSession({
-    dsn: `postgresql://warm-up:${PASSWORD}@localhost/warm-up`,
+    // The shape of a function's DSN (a socket directory as host), so that
+    // the same parsing and connecting code runs; the stream decides where
+    // it really goes.
+    dsn: `postgresql://warm-up:${PASSWORD}@/warm-up?host=/run/zmesh/pg`,
     deadlineMs: Date.now() + 5000,
     invocationId: 'warm-up',
     stream,

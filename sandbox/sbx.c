@@ -115,6 +115,7 @@ struct plan {
 	cap_t caps_empty;
 	uintptr_t arg_start, arg_end; /* the argument area init inherits */
 	int fds[5];                   /* stdin, stdout, stderr, info_w, go_r as the child gets them */
+	bool result_fd;               /* sbx_spec.result_fd */
 	uint16_t egress_port;
 };
 
@@ -417,6 +418,11 @@ static void child_fds(const struct plan *p)
 		if (dup3(tmp[i], i, i >= 3 ? O_CLOEXEC : 0) < 0)
 			_exit(INIT_EXIT_SETUP);
 	close_from(5, 0);
+	/* Still privileged: the stdout pipe becomes the sandbox's so that the
+	 * program may reopen it close-on-exec (sbx_spec.result_fd). */
+	struct stat st;
+	if (p->result_fd && fstat(1, &st) == 0 && S_ISFIFO(st.st_mode) && fchown(1, p->uid, (gid_t)-1) < 0)
+		_exit(INIT_EXIT_SETUP);
 }
 
 static void lo_up(void)
@@ -506,9 +512,20 @@ static _Noreturn void exec_program(const struct plan *p, int exec_fd)
 	/* A session of its own: no controlling terminal, so no TIOCSTI into
 	 * the caller's terminal even if the policy were to allow the ioctl. */
 	setsid();
-	close(3);
-	close_from(4, CLOSE_RANGE_CLOEXEC);
 	int e = ENOENT;
+	/* Descriptor 3 is init's report pipe, which the program never gets:
+	 * it is replaced by the stdout pipe, or closed. */
+	if (p->result_fd) {
+		if (dup2(1, SBX_RESULT_FD) < 0 || dup2(2, 1) < 0) {
+			e = errno;
+			while (write(exec_fd, &e, sizeof(e)) < 0 && errno == EINTR)
+				;
+			_exit(127);
+		}
+	} else {
+		close(3);
+	}
+	close_from(4, CLOSE_RANGE_CLOEXEC);
 	for (size_t i = 0; i < p->n_candidates; i++) {
 		execve(p->candidates[i], p->argv, p->envp);
 		/* Keep looking past a directory that lacks it, like execvp(). */
@@ -1044,6 +1061,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	p->gid = (gid_t)s.uid;
 	p->hostname = spec->hostname ? spec->hostname : "zmesh";
 	p->egress_port = spec->egress_port;
+	p->result_fd = spec->result_fd;
 	p->policy = spec->policy;
 	p->arg_start = ctx->arg_start;
 	p->arg_end = ctx->arg_end;

@@ -26,6 +26,9 @@
 #define SBX_MAX_ENV     256
 #define SBX_MAX_ARGS    256
 #define SBX_MAX_STRINGS (256 * 1024) /* argv + env, bytes */
+/* With sbx_spec.result_fd: the descriptor number the program finds its
+ * stdout pipe (stdio[1]) at. */
+#define SBX_RESULT_FD 3
 
 struct sbx_options {
 	const char *cgroup_root;   /* default "/sys/fs/cgroup" */
@@ -71,6 +74,15 @@ struct sbx_spec {
 	/* Descriptors for the program's stdin, stdout, stderr; -1 asks for a
 	 * pipe whose other end is returned in sbx.stdio. */
 	int stdio[3];
+	/* The program gets stdio[1] as descriptor SBX_RESULT_FD, and its fd 1
+	 * is a copy of its stderr: whatever it or its children print lands
+	 * with its logs, and only what it writes to SBX_RESULT_FD on purpose
+	 * reaches the stdout pipe. A pipe there is handed to the sandbox's uid
+	 * (fchown), so that the program can reopen it through
+	 * /proc/self/fd/SBX_RESULT_FD as a descriptor of its own that is
+	 * close-on-exec and close the inherited one: its children then never
+	 * hold it (a runtime that cannot set FD_CLOEXEC, Node, needs this). */
+	bool result_fd;
 	/* Make the sandbox a child of the caller's parent (CLONE_PARENT): how
 	 * the spawner hands sandboxes to the daemon that forked it. */
 	bool clone_parent;

@@ -154,8 +154,8 @@ int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret,
 				return zerr_set(err, -EBADMSG, "spawn: bytes after the runtime's name");
 		if (w.background > 1 || w.stdio > 7)
 			return zerr_set(err, -EBADMSG, "spawn: bad background or stdio flags");
-		if (w.egress_port > 65535 || w.zero != 0)
-			return zerr_set(err, -EBADMSG, "spawn: egress port %u out of range, or padding set",
+		if (w.egress_port > 65535 || (w.flags & ~SPAWNER_RESULT_FD) != 0)
+			return zerr_set(err, -EBADMSG, "spawn: egress port %u out of range, or unknown flags",
 			                w.egress_port);
 		if (w.n_argv == 0 || w.n_argv > SBX_MAX_ARGS || w.n_env > SBX_MAX_ENV)
 			return zerr_set(err, -EBADMSG, "spawn: %u arguments, %u environment entries", w.n_argv,
@@ -183,6 +183,7 @@ int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret,
 		r.background = w.background;
 		r.stdio = w.stdio;
 		r.egress_port = (uint16_t)w.egress_port;
+		r.result_fd = (w.flags & SPAWNER_RESULT_FD) != 0;
 		r.n_fds = (unsigned)__builtin_popcount(w.stdio);
 		break;
 	}
@@ -271,6 +272,7 @@ ssize_t spawner_encode_request(const struct spawner_req *req, void *buf, size_t 
 	w.background = req->background;
 	w.stdio = req->stdio;
 	w.egress_port = req->egress_port;
+	w.flags = req->result_fd ? SPAWNER_RESULT_FD : 0;
 	memcpy(buf, &w, sizeof(w));
 	char *cur = (char *)buf + sizeof(w);
 	for (uint32_t i = 0; i < w.n_argv; i++)
@@ -418,6 +420,7 @@ static int do_spawn(struct spawner *sp, const struct spawner_req *req, const int
 	    .stdio = {-1, -1, -1},
 	    .clone_parent = true,
 	    .egress_port = req->egress_port,
+	    .result_fd = req->result_fd,
 	};
 	size_t k = 0;
 	for (int i = 0; i < 3; i++)
@@ -705,6 +708,7 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 	                                .cpu_seconds = req->cpu_seconds};
 	w->background = req->limits.background;
 	w->egress_port = req->egress_port;
+	w->result_fd = req->result_fd;
 	int fds[3];
 	size_t nfds = 0;
 	for (int i = 0; i < 3; i++)

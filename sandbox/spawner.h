@@ -13,7 +13,9 @@
  * The protocol, one request and one answer at a time over a SOCK_SEQPACKET
  * socketpair, each request one message:
  *   SPAWN    a runtime by name, argv and env for it, its limits, and up to
- *            three stdio descriptors (SCM_RIGHTS). Answer: the sandbox's
+ *            three stdio descriptors (SCM_RIGHTS); flag SPAWNER_RESULT_FD:
+ *            the program gets its stdout pipe as descriptor SBX_RESULT_FD
+ *            and fd 1 = its stderr (sbx_spec.result_fd). Answer: the sandbox's
  *            handle (slot and generation), pid, uid, start time, and its
  *            pidfd, init's report pipe and the stdio pipes asked for.
  *   ASSIGN   handle + limits: narrow a sandbox's cgroup limits for the work
@@ -102,6 +104,7 @@ struct sbx_spawn_req {
 	struct cg_limits limits;
 	int stdio[3];         /* -1: a pipe, its other end returned in sbx.stdio */
 	uint16_t egress_port; /* sbx_spec.egress_port; the listener comes back in sbx.egress_fd */
+	bool result_fd;       /* sbx_spec.result_fd */
 };
 
 /* Spawn through the spawner. On success *ret is a sandbox of this process
@@ -143,8 +146,10 @@ struct spawner_wire_spawn {
 	uint32_t stdio;      /* bit i: stdio[i] travels as a descriptor */
 	uint32_t n_argv, n_env;
 	uint32_t egress_port; /* 0..65535 */
-	uint32_t zero;
+	uint32_t flags;       /* SPAWNER_RESULT_FD, nothing else */
 };
+
+#define SPAWNER_RESULT_FD 1u /* spawn flag: sbx_spec.result_fd */
 
 /* ASSIGN (limits), KILL (sig), DESTROY; fields an operation does not use
  * are zero. */
@@ -178,6 +183,7 @@ struct spawner_req {
 	unsigned stdio;       /* SPAWN: bit i, stdio[i] is one of the descriptors */
 	unsigned n_fds;       /* descriptors the message must carry */
 	uint16_t egress_port; /* SPAWN */
+	bool result_fd;       /* SPAWN: flag SPAWNER_RESULT_FD */
 	const char *argv[SBX_MAX_ARGS + 1];
 	const char *env[SBX_MAX_ENV + 1];
 };

@@ -3,10 +3,15 @@
 //   node /opt/zmesh/sdk/js/bootstrap.js
 // It reads one JSON invocation from stdin, loads the function's code, calls
 // its handler with (payload, zmesh) and writes exactly one JSON object to
-// stdout: {"ok":true,"result":...} or {"ok":false,"error":{name,message,stack}}.
-// Before it reads, it writes a single newline on stdout (whitespace before the
-// JSON): the supervisor's warm pool learns from it that this runtime is loaded
-// and waiting.
+// the result descriptor: {"ok":true,"result":...} or
+// {"ok":false,"error":{name,message,stack}}. The result descriptor is N when
+// started with --result-fd=N (the platform passes 3 and makes fd 1 a copy of
+// fd 2, so that whatever the function or its children write to fd 1 lands in
+// the logs), else stdout. The wrapper reopens N through /proc/self/fd as a
+// close-on-exec descriptor and closes N: child processes never hold it.
+// Before it reads, it writes a single newline on the result descriptor
+// (whitespace before the JSON): the supervisor's warm pool learns from it
+// that this runtime is loaded and waiting.
 // Whatever the user's code prints goes to stderr. The process always exits 0:
 // the outcome is in the JSON, so a non-zero exit or an empty stdout means the
 // runtime itself was killed (timeout, memory) and the supervisor says so.
@@ -46,6 +51,31 @@ let finished = false;
 let finishing = false;
 let workDir = null;
 let closeDatabase = () => Promise.resolve();
+let resultFd = 1;
+
+// --result-fd=N: the result goes to descriptor N, held close-on-exec (Node
+// opens every file with O_CLOEXEC, and cannot set the flag on one it
+// inherited, so N is reopened and closed). Should the reopen fail, N itself
+// is used: the result still arrives, only children could inherit it.
+function claimResultFd() {
+  const arg = process.argv.find((a) => a.startsWith('--result-fd='));
+  if (arg === undefined) return;
+  const n = Number(arg.slice('--result-fd='.length));
+  if (!Number.isSafeInteger(n) || n < 3) return;
+  resultFd = n;
+  let fd;
+  try {
+    fd = fs.openSync(`/proc/self/fd/${n}`, fs.constants.O_WRONLY);
+  } catch {
+    return;
+  }
+  try {
+    fs.closeSync(n);
+    resultFd = fd;
+  } catch {
+    fs.closeSync(fd);
+  }
+}
 
 // An outcome the wrapper has already put in protocol form.
 class Outcome extends Error {
@@ -87,11 +117,11 @@ function removeWorkDir() {
   }
 }
 
-// The single place that writes to stdout; only the first outcome counts.
+// The single place that writes the result; only the first outcome counts.
 function emit(text) {
   if (finished) return false;
   finished = true;
-  writeAll(1, text);
+  writeAll(resultFd, text);
   return true;
 }
 
@@ -137,7 +167,7 @@ function safeString(value) {
 
 function installGuards() {
   // console.* and process.stdout.write land on stderr; the result is written
-  // to fd 1 directly, so nothing the user prints can corrupt it.
+  // to its own descriptor directly, so nothing the user prints can corrupt it.
   Object.defineProperty(process, 'stdout', {
     configurable: true,
     enumerable: true,
@@ -553,12 +583,13 @@ async function warmUp() {
 }
 
 async function main() {
+  claimResultFd();
   installGuards();
   egress.install();
   // Only where the wait is off the request's path: the supervisor's warm pool
   // starts the wrapper with --warm-up.
   if (process.argv.includes('--warm-up')) await warmUp();
-  writeAll(1, '\n');
+  writeAll(resultFd, '\n');
 
   let inv;
   try {

@@ -307,13 +307,24 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	char heap[48];
 	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
 	         (unsigned long long)(memory_mb * 3 / 4 > 16 ? memory_mb * 3 / 4 : 16));
-	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
-	const char *js_pooled[] = {"/usr/bin/node", EXEC_SDK_JS_MOUNT "/bootstrap.js", "--warm-up",
-	                           mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
+	/* The result travels on descriptor SBX_RESULT_FD, the runtime's fd 1
+	 * being its stderr (sbx_spec.result_fd); the wrappers are told so. */
+	_Static_assert(SBX_RESULT_FD == 3, "the wrappers' --result-fd");
+	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", "--result-fd=3", NULL};
+	const char *js_pooled[] = {"/usr/bin/node",
+	                           EXEC_SDK_JS_MOUNT "/bootstrap.js",
+	                           "--result-fd=3",
+	                           "--warm-up",
+	                           mode == SPAWN_POOLED_DB ? "--with-db" : NULL,
+	                           NULL};
 	const char **js_argv = pooled ? js_pooled : js_cold;
 	/* -S: bootstrap.py does what a function needs of site's work. */
-	const char *py_argv[] = {"/usr/bin/python3.11", "-S", EXEC_SDK_PY_MOUNT "/bootstrap.py",
-	                         mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
+	const char *py_argv[] = {"/usr/bin/python3.11",
+	                         "-S",
+	                         EXEC_SDK_PY_MOUNT "/bootstrap.py",
+	                         "--result-fd=3",
+	                         mode == SPAWN_POOLED_DB ? "--with-db" : NULL,
+	                         NULL};
 	const char *const *argv = lang == EXEC_JS ? js_argv : py_argv;
 	struct cg_limits limits = {
 	    .memory_bytes = memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu_percent, .background = pooled};
@@ -342,6 +353,7 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 		    .cpu_seconds = cpu_seconds,
 		    .limits = limits,
 		    .stdio = {-1, -1, -1},
+		    .result_fd = true,
 		};
 		return sbx_spawner_spawn(ctx->spawner, ctx->sbx, &req, ret, err);
 	}
@@ -360,6 +372,7 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	    .cpu_seconds = cpu_seconds,
 	    .limits = limits,
 	    .stdio = {-1, -1, -1},
+	    .result_fd = true,
 	};
 	int r = sbx_spawn(ctx->sbx, &spec, ret, err);
 	return r;

@@ -1,7 +1,8 @@
-"""One invocation: read the message on stdin, run the handler, answer on stdout.
+"""One invocation: read the message on stdin, run the handler, answer on the result descriptor.
 
 Protocol (the supervisor's side is in supervisor/): stdin carries exactly one
-JSON object, then EOF; stdout receives exactly one JSON object,
+JSON object, then EOF; the result descriptor (N when started with
+--result-fd=N, as the platform does with 3, else stdout) receives exactly one JSON object,
 {"ok": true, "result": ...} or {"ok": false, "error": {"name", "message", "stack"}},
 preceded by one newline written before stdin is read (the supervisor's warm
 pool learns from it that the runtime is loaded and waiting), and the process
@@ -48,16 +49,37 @@ class _SourceLoader:
         return self._source
 
 
-def _claim_stdout():
-    """Keeps the real stdout for the result and points fd 1 and sys.stdout at stderr.
+def _result_fd_arg():
+    for arg in sys.argv[1:]:
+        if arg.startswith("--result-fd="):
+            try:
+                n = int(arg[len("--result-fd=") :])
+            except ValueError:
+                return -1
+            return n if n >= 3 else -1
+    return -1
 
+
+def _claim_stdout():
+    """Keeps the result descriptor for the result and points fd 1 and sys.stdout at stderr.
+
+    The result descriptor is --result-fd=N's (the platform's sandbox has made
+    fd 1 a copy of fd 2 already), made close-on-exec so that no child
+    process holds it; without the option, a close-on-exec copy of stdout.
     Redirecting the descriptor, not just sys.stdout, also catches os.write(1, ...),
     C extensions and child processes.
     """
-    try:
-        result_fd = os.dup(1)
-    except OSError:
-        result_fd = -1
+    result_fd = _result_fd_arg()
+    if result_fd >= 0:
+        try:
+            os.set_inheritable(result_fd, False)
+        except OSError:
+            result_fd = -1
+    if result_fd < 0:
+        try:
+            result_fd = os.dup(1)
+        except OSError:
+            result_fd = -1
     try:
         os.dup2(2, 1)
     except OSError:

@@ -261,11 +261,19 @@ static void test_egress_listener_is_the_sandboxs_loopback(void **state)
 	ws->egress_port = 65536;
 	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), -EBADMSG);
 	ws->egress_port = 3128;
-	ws->zero = 1;
+	ws->flags = 2;
 	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), -EBADMSG);
-	ws->zero = 0;
+	ws->flags = 0;
 	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), 0);
 	assert_int_equal(d.egress_port, 3128);
+	assert_false(d.result_fd);
+	ws->flags = SPAWNER_RESULT_FD;
+	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), 0);
+	assert_true(d.result_fd);
+	w.result_fd = true;
+	mlen = spawner_encode_request(&w, msg, sizeof(msg));
+	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), 0);
+	assert_true(d.result_fd);
 }
 
 static void test_refuses_what_is_outside_the_protocol(void **state)

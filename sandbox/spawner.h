@@ -19,7 +19,10 @@
  *            handle (slot and generation), pid, uid, start time, and its
  *            pidfd, init's report pipe and the stdio pipes asked for.
  *   ASSIGN   handle + limits: narrow a sandbox's cgroup limits for the work
- *            it is given, restarting its memory high-water mark.
+ *            it is given, restarting its memory high-water mark, and the
+ *            rlimits of its processes (sbx_narrow_rlimits: CPU seconds on
+ *            top of what each has used, file size, and RLIMIT_NPROC = the
+ *            pids limit); each within the configured maxima.
  *   KILL     handle + SIGKILL or SIGTERM.
  *   DESTROY  handle: kill, remove the cgroup, release the slot; the handle
  *            is invalid afterwards.
@@ -116,7 +119,8 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 
 /* The other requests, on a sandbox sbx_spawner_spawn() returned (what
  * sbx_assign, sbx_kill and sbx_destroy call). Thread-safe. */
-int sbx_spawner_assign(struct sbx_spawner *sp, const struct sbx *s, const struct cg_limits *lim, struct zerr *err);
+int sbx_spawner_assign(struct sbx_spawner *sp, const struct sbx *s, const struct cg_limits *lim,
+                       const struct sbx_rlimits *rl, struct zerr *err);
 int sbx_spawner_kill(struct sbx_spawner *sp, const struct sbx *s, int sig);
 int sbx_spawner_destroy(struct sbx_spawner *sp, const struct sbx *s, struct zerr *err);
 
@@ -159,6 +163,7 @@ struct spawner_wire_handle {
 	int32_t sig;
 	uint32_t zero;
 	uint64_t memory_bytes, pids, cpu_percent;
+	uint64_t fsize_bytes, cpu_seconds; /* ASSIGN: the rlimits (sbx_rlimits) */
 };
 
 struct spawner_wire_rep {
@@ -178,7 +183,7 @@ struct spawner_req {
 	uint32_t slot, gen; /* ASSIGN, KILL, DESTROY */
 	int sig;            /* KILL */
 	char runtime[SPAWNER_NAME_MAX];
-	struct sbx_maxima limits; /* SPAWN: all; ASSIGN: memory, pids, cpu */
+	struct sbx_maxima limits; /* SPAWN: all; ASSIGN: memory, pids, cpu percent, fsize, cpu seconds */
 	bool background;
 	unsigned stdio;       /* SPAWN: bit i, stdio[i] is one of the descriptors */
 	unsigned n_fds;       /* descriptors the message must carry */

@@ -20,8 +20,14 @@
 #include "tiers.h"
 #include "utf8.h"
 
+/* The limits of every sandbox, whatever its tier (README, "Limits"): /tmp
+ * of 64 MiB, of which one file may take 10 MiB (RLIMIT_FSIZE), 50
+ * processes (threads included: the pids cgroup and RLIMIT_NPROC), and CPU
+ * time the timeout plus EXEC_CPU_SLACK_S (RLIMIT_CPU). */
 #define EXEC_TMPFS_BYTES    (64u << 20)
-#define EXEC_PIDS           64
+#define EXEC_FSIZE_BYTES    (10u << 20)
+#define EXEC_PIDS           50
+#define EXEC_CPU_SLACK_S    2
 #define EXEC_MAX_TIMEOUT_MS (15u * 60 * 1000)
 #define EXEC_MAX_MEMORY_MB  (16u * 1024)
 
@@ -255,6 +261,12 @@ static size_t exec_runtime_binds(const char *sdk_js, const char *sdk_py, const c
 	return pg_socket_dir && pg_socket_dir[0] ? 2 : 1;
 }
 
+/* RLIMIT_CPU for a timeout: whole seconds, rounded up, and the slack. */
+static uint64_t exec_cpu_seconds(uint64_t timeout_ms)
+{
+	return (timeout_ms + 999) / 1000 + EXEC_CPU_SLACK_S;
+}
+
 int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char *pg_socket_dir, const char *cache_dir,
                         uint64_t max_memory_mb, uint64_t max_timeout_ms, struct sbx_spawner_config *ret,
                         struct zerr *err)
@@ -285,9 +297,9 @@ int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char 
 	                               .pids = EXEC_PIDS,
 	                               .cpu_percent = 100 * (uint64_t)(cores > 0 ? cores : 1),
 	                               .tmpfs_bytes = EXEC_TMPFS_BYTES,
-	                               .fsize_bytes = EXEC_TMPFS_BYTES,
+	                               .fsize_bytes = EXEC_FSIZE_BYTES,
 	                               .nofile = EXEC_NOFILE,
-	                               .cpu_seconds = max_timeout_ms / 1000 + 2};
+	                               .cpu_seconds = exec_cpu_seconds(max_timeout_ms)};
 	return 0;
 }
 
@@ -339,7 +351,7 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	                                        NULL};
 	const char *const *env = ctx->egress && lang == EXEC_JS ? proxy_env : NULL;
 	uint16_t egress_port = ctx->egress ? EXEC_EGRESS_PORT : 0;
-	uint64_t cpu_seconds = timeout_ms / 1000 + 2;
+	uint64_t cpu_seconds = exec_cpu_seconds(timeout_ms);
 	if (ctx->spawner) {
 		/* The spawner holds the runtime's policy and binds. */
 		struct sbx_spawn_req req = {
@@ -348,7 +360,7 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 		    .env = env,
 		    .egress_port = egress_port,
 		    .tmpfs_bytes = ctx->tmpfs_bytes,
-		    .fsize_bytes = ctx->tmpfs_bytes,
+		    .fsize_bytes = EXEC_FSIZE_BYTES,
 		    .nofile = EXEC_NOFILE,
 		    .cpu_seconds = cpu_seconds,
 		    .limits = limits,
@@ -367,7 +379,7 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	    .n_binds = n_binds,
 	    .policy = &ctx->policy[lang],
 	    .tmpfs_bytes = ctx->tmpfs_bytes,
-	    .fsize_bytes = ctx->tmpfs_bytes,
+	    .fsize_bytes = EXEC_FSIZE_BYTES,
 	    .nofile = EXEC_NOFILE,
 	    .cpu_seconds = cpu_seconds,
 	    .limits = limits,
@@ -439,7 +451,13 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	int r = 0;
 	if (warm) {
 		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
-		r = sbx_assign(&s, &lim, err);
+		/* Spawned with the largest timeout's CPU time, for it could not
+		 * know the function's: narrowed now to what a cold sandbox of
+		 * this function gets, on top of the CPU its runtime has used
+		 * starting (sbx_narrow_rlimits). */
+		struct sbx_rlimits rl = {.cpu_seconds = exec_cpu_seconds(req->timeout_ms),
+		                         .fsize_bytes = EXEC_FSIZE_BYTES};
+		r = sbx_assign(&s, &lim, &rl, err);
 		pool_refill(ctx);
 		if (r < 0) {
 			/* Its runtime may already hold more than this function

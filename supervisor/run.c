@@ -306,7 +306,7 @@ int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char 
 int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
                        uint64_t cpu_percent, enum spawn_mode mode, struct sbx *ret, struct zerr *err)
 {
-	bool pooled = mode != SPAWN_COLD;
+	bool pooled = mode != SPAWN_COLD && mode != SPAWN_CHECK;
 	/* Started for one invocation, V8 gets a heap limit below the cgroup's,
 	 * so that most overruns end as a clean heap-limit failure rather than
 	 * a kill. A pooled runtime cannot know the function's memory (its
@@ -329,7 +329,16 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	                           "--warm-up",
 	                           mode == SPAWN_POOLED_DB ? "--with-db" : NULL,
 	                           NULL};
-	const char **js_argv = pooled ? js_pooled : js_cold;
+	/* A check (exec_check) links an ES module without running it, which
+	 * takes vm.SourceTextModule: behind a flag in the Node of Debian 12. */
+	const char *js_check[] = {"/usr/bin/node",
+	                          "--experimental-vm-modules",
+	                          "--no-warnings",
+	                          heap,
+	                          EXEC_SDK_JS_MOUNT "/bootstrap.js",
+	                          "--result-fd=3",
+	                          NULL};
+	const char **js_argv = pooled ? js_pooled : mode == SPAWN_CHECK ? js_check : js_cold;
 	/* -S: bootstrap.py does what a function needs of site's work. */
 	const char *py_argv[] = {"/usr/bin/python3.11",
 	                         "-S",
@@ -429,12 +438,14 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 
 	json_t *env = req->env ? json_incref(req->env) : json_object();
 	json_t *payload = req->payload ? json_incref(req->payload) : json_null();
-	json_t *msg = json_pack("{s:s, s:s, s:{s:s, s:I, s:s}, s:s, s:o, s:s, s:o, s:I}", "invocation_id",
-	                        req->invocation_id ? req->invocation_id : "", "project_id",
-	                        req->project_id ? req->project_id : "", "function", "name",
-	                        req->function_name ? req->function_name : "", "version", (json_int_t)req->version,
-	                        "entry_point", entry, "code", req->code, "env", env, "dsn", req->dsn ? req->dsn : "",
-	                        "payload", payload, "deadline_ms", (json_int_t)(epoch_ms() + req->timeout_ms));
+	json_t *msg = json_pack(
+	    "{s:s, s:s, s:{s:s, s:I, s:s}, s:s, s:o, s:s, s:o, s:I, s:b}", "invocation_id",
+	    req->invocation_id ? req->invocation_id : "", "project_id", req->project_id ? req->project_id : "",
+	    "function", "name", req->function_name ? req->function_name : "", "version", (json_int_t)req->version,
+	    "entry_point", entry, "code", req->code, "env", env, "dsn", req->dsn ? req->dsn : "", "payload", payload,
+	    "deadline_ms", (json_int_t)(epoch_ms() + req->timeout_ms), "check", (int)req->check);
+	if (msg && !req->check)
+		json_object_del(msg, "check");
 	_cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
 	json_decref(msg);
 	if (!text)
@@ -447,7 +458,8 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;
 	struct sbx s;
 	bool ready = false;
-	bool warm = pool_take(ctx, req->lang, req->wants_db, &s, &ready);
+	/* A check never takes a pooled sandbox: it is no invocation. */
+	bool warm = !req->check && pool_take(ctx, req->lang, req->wants_db, &s, &ready);
 	int r = 0;
 	if (warm) {
 		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
@@ -468,7 +480,8 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	}
 	if (!warm) {
 		ready = false;
-		r = exec_spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, SPAWN_COLD, &s, err);
+		r = exec_spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu,
+		                       req->check ? SPAWN_CHECK : SPAWN_COLD, &s, err);
 	}
 	ret->warm = warm;
 	if (r < 0) {
@@ -652,4 +665,63 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	buf_free(&out.b);
 	scan_done(&scan);
 	return 0;
+}
+
+/* The check's error, as the wrapper wrote it, bounded and shaped: strings
+ * where strings are due, positive integers or null for the place. */
+static json_t *check_error(json_t *e)
+{
+	const char *name = json_string_value(json_object_get(e, "name"));
+	const char *message = json_string_value(json_object_get(e, "message"));
+	const char *file = json_string_value(json_object_get(e, "file"));
+	if (!name || !message || !file)
+		return NULL;
+	json_t *out = json_pack("{s:s, s:s, s:s}", "name", name, "message", message, "file", file);
+	for (const char *const *k = (const char *const[]){"line", "column", NULL}; out && *k; k++) {
+		json_t *v = json_object_get(e, *k);
+		bool ok = json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= INT32_MAX;
+		json_object_set_new(out, *k, ok ? json_integer(json_integer_value(v)) : json_null());
+	}
+	return out;
+}
+
+int exec_check(struct exec_ctx *ctx, enum exec_lang lang, const char *code, const char *entry_point,
+               struct exec_check_result *ret, struct zerr *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	struct exec_request req = {.lang = lang,
+	                           .invocation_id = "deploy-check",
+	                           .project_id = "deploy-check",
+	                           .function_name = "deploy-check",
+	                           .entry_point = entry_point,
+	                           .code = code,
+	                           .timeout_ms = EXEC_CHECK_TIMEOUT_MS,
+	                           .memory_mb = EXEC_CHECK_MEMORY_MB,
+	                           .check = true};
+	struct exec_result res;
+	int r = exec_run(ctx, &req, &res, err);
+	if (r < 0)
+		return r;
+	json_t *valid = json_object_get(res.result, "valid");
+	if (res.outcome != EXEC_SUCCESS || !json_is_boolean(valid)) {
+		const char *why = res.outcome == EXEC_TIMEOUT ? "timed out"
+		                  : res.outcome == EXEC_OOM   ? "ran out of memory"
+		                  : res.error                 ? json_string_value(json_object_get(res.error, "message"))
+		                                              : "answered no check";
+		r = zerr_set(err, -EIO, "the code check %s", why ? why : "failed");
+	} else if (json_is_true(valid)) {
+		ret->valid = true;
+	} else if (!(ret->error = check_error(json_object_get(res.result, "error")))) {
+		r = zerr_set(err, -EIO, "the code check answered an error of no known shape");
+	}
+	exec_result_done(&res);
+	return r;
+}
+
+void exec_check_result_done(struct exec_check_result *r)
+{
+	if (!r)
+		return;
+	json_decref(r->error);
+	r->error = NULL;
 }

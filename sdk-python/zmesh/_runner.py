@@ -213,7 +213,7 @@ def _parse(msg):
         deadline_ms,
         _sdk.Log(sys.stderr),
     )
-    return context, code, entry, msg.get("payload")
+    return context, code, entry, msg.get("payload"), msg.get("check") is True
 
 
 def _arity(fn):
@@ -444,11 +444,77 @@ def _run(context, source, entry, payload):
         return _error("ResultNotSerializable", f"the handler's result cannot be written as JSON: {e}")
 
 
+def _top_level_names(tree):
+    """Names the module's top level binds, or None when a star import makes that unknowable."""
+    import ast
+
+    names = set()
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            # Their bodies bind nothing at the top level; decorators and
+            # defaults may (walrus), which is rare enough to ignore.
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name.split(".")[0])
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.Global):
+            names.update(node.names)
+        elif isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _check(source, entry):
+    """Check mode: compiles the code and never runs it. The result says
+    {"valid": true}, or {"valid": false, "error": {name, message, file, line,
+    column}} for a syntax error (line and column 1-based) or a handler its
+    top level never defines."""
+    try:
+        code = compile(source, USER_FILE, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:
+        line = getattr(e, "lineno", None)
+        column = getattr(e, "offset", None)
+        message = getattr(e, "msg", None) or str(e)
+        error = {
+            "name": type(e).__name__,
+            "message": _cut(message, _p.MAX_ERROR_MESSAGE_BYTES),
+            "file": USER_FILE,
+            "line": line if isinstance(line, int) and line > 0 else None,
+            "column": column if isinstance(column, int) and column > 0 else None,
+        }
+        return '{"ok":true,"result":' + _jsonio.dumps({"valid": False, "error": error}) + "}"
+    del code
+    import ast
+
+    names = _top_level_names(ast.parse(source, USER_FILE))
+    if names is not None and entry not in names:
+        error = {
+            "name": "HandlerNotFound",
+            "message": f'{USER_FILE} does not define "{entry}" at its top level',
+            "file": USER_FILE,
+            "line": None,
+            "column": None,
+        }
+        return '{"ok":true,"result":' + _jsonio.dumps({"valid": False, "error": error}) + "}"
+    return '{"ok":true,"result":{"valid":true}}'
+
+
 def _invoke():
     try:
-        context, source, entry, payload = _parse(_read_stdin())
+        context, source, entry, payload, check = _parse(_read_stdin())
     except _BadInvocation as e:
         return _error("BadInvocation", str(e))
+    if check:
+        return _check(source, entry)
     _sdk._bind(context)
     builtins.zmesh = context
     return _run(context, source, entry, payload)

@@ -387,3 +387,36 @@ test('with --result-fd the result has a descriptor of its own that children neve
   assert.doesNotMatch(text('out') + text('err'), /forged/);
   assert.match(text('err'), /to-console\n/);
 });
+
+// Check mode ({"check": true}): compiled, never run; the result says whether
+// the code is valid, and where it is not.
+test('check mode reports syntax errors with their place and never runs the code', async () => {
+  const check = async (code, entryPoint = 'handler', args = ['--experimental-vm-modules', '--no-warnings']) => {
+    const msg = { ...invocation(code, { function: { entry_point: entryPoint } }), check: true };
+    const child = spawn(process.execPath, [...args, BOOTSTRAP], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
+    const out = [];
+    child.stdout.on('data', (c) => out.push(c));
+    child.stdin.end(JSON.stringify(msg));
+    await new Promise((resolve) => child.on('close', resolve));
+    const text = Buffer.concat(out).toString('utf8');
+    assert.ok(text.startsWith('\n'), text);
+    const reply = JSON.parse(text);
+    assert.equal(reply.ok, true, text);
+    return reply.result;
+  };
+  assert.deepEqual(await check('exports.handler = 1;\nthrow new Error("ran");\n'), { valid: true });
+  assert.deepEqual(await check('export const handler = 1;\nthrow new Error("ran");\n'), { valid: true });
+  assert.deepEqual(await check('const a = 1;\nexports.handler = () => {\n  return a +;\n};\n'), {
+    valid: false,
+    error: { name: 'SyntaxError', message: "Unexpected token ';'", file: 'function.cjs', line: 3, column: 13 },
+  });
+  const esm = await check('export const handler = 1;\n\nconst b = (1 + ;\n');
+  assert.deepEqual(esm.error, { name: 'SyntaxError', message: "Unexpected token ';'", file: 'function.mjs', line: 3, column: 16 });
+  const missing = await check("import { join } from 'node:path';\nexport const main = () => join('a');\n");
+  assert.equal(missing.valid, false);
+  assert.equal(missing.error.name, 'HandlerNotFound');
+  assert.match(missing.error.message, /its exports: main/);
+  assert.deepEqual(await check("import { join } from 'node:path';\nexport const main = () => join('a');\n", 'main'), { valid: true });
+  // Without --experimental-vm-modules the exports cannot be read: passed on.
+  assert.deepEqual(await check('export const main = 1;\n', 'handler', []), { valid: true });
+});

@@ -203,3 +203,23 @@ def test_with_result_fd_the_result_has_a_descriptor_children_never_hold(tmp_path
     for text in ("to fd 1", "printed", "from child"):
         assert text in err.decode(), text
     assert "forged" not in out.decode() + err.decode()
+
+
+def test_check_mode_compiles_and_never_runs(invoke):
+    def check(code, entry="handler"):
+        from conftest import message
+
+        run = invoke(raw=json.dumps(dict(message(code, entry_point=entry), check=True)).encode())
+        reply = json.loads(run.stdout)
+        assert reply["ok"] is True, reply
+        return reply["result"]
+
+    assert check("raise SystemExit('ran')\ndef handler(p):\n    return 1\n") == {"valid": True}
+    assert check("import json\nif True:\n    handler = json.dumps\n") == {"valid": True}
+    assert check("from os.path import *\n") == {"valid": True}  # unknowable: passed on
+    assert check("def handler(p):\n    return 1 +\n") == {"valid": False, "error": {
+        "name": "SyntaxError", "message": "invalid syntax", "file": "function.py", "line": 2, "column": 15}}
+    missing = check("def main(p):\n    return 1\n")
+    assert missing["valid"] is False and missing["error"]["name"] == "HandlerNotFound", missing
+    assert check("def main(p):\n    return 1\n", "main") == {"valid": True}
+    assert check("import handler\n") == {"valid": True}

@@ -254,20 +254,20 @@ static int check_code(struct http_request *req, struct app *app, const char *lan
 	const char *file = json_string_value(json_object_get(res.error, "file"));
 	json_t *line = json_object_get(res.error, "line"), *column = json_object_get(res.error, "column");
 	struct zerr e = {0};
-	int code_ = strcmp(name, "HandlerNotFound") == 0 ? ZE_HANDLER_NOT_FOUND : ZE_SYNTAX_ERROR;
-	if (code_ == ZE_SYNTAX_ERROR && json_is_integer(line) && json_is_integer(column))
+	int zc = strcmp(name, "HandlerNotFound") == 0 ? ZE_HANDLER_NOT_FOUND : ZE_SYNTAX_ERROR;
+	if (zc == ZE_SYNTAX_ERROR && json_is_integer(line) && json_is_integer(column))
 		ze(&e, ZE_SYNTAX_ERROR, "%s:%" JSON_INTEGER_FORMAT ":%" JSON_INTEGER_FORMAT ": %s: %s", file,
 		   json_integer_value(line), json_integer_value(column), name, message);
-	else if (code_ == ZE_SYNTAX_ERROR && json_is_integer(line))
+	else if (zc == ZE_SYNTAX_ERROR && json_is_integer(line))
 		ze(&e, ZE_SYNTAX_ERROR, "%s:%" JSON_INTEGER_FORMAT ": %s: %s", file, json_integer_value(line), name,
 		   message);
 	else
-		ze(&e, (enum ze_code)code_, "%s", message);
-	json_t *detail = code_ == ZE_SYNTAX_ERROR
+		ze(&e, (enum ze_code)zc, "%s", message);
+	json_t *detail = zc == ZE_SYNTAX_ERROR
 	                     ? json_pack("{s:s, s:O, s:O}", "file", file, "line", line ? line : json_null(), "column",
 	                                 column ? column : json_null())
 	                     : json_pack("{s:s}", "file", file);
-	errors_reply_detail(req, -code_, &e, detail);
+	errors_reply_detail(req, -zc, &e, detail);
 	json_decref(detail);
 	exec_check_result_done(&res);
 	return 1;
@@ -369,7 +369,7 @@ HANDLER(h_function_patch)
 	const char *language = in.language ? in.language : k.f.language;
 	const char *code = in.code ? in.code : k.f.code;
 	const char *entry = in.entry_point ? in.entry_point : k.f.entry_point;
-	if ((strcmp(language, k.f.language) != 0 || strcmp(code, k.f.code) != 0 ||
+	if ((strcmp(language, k.f.language) != 0 || !k.f.code || strcmp(code, k.f.code) != 0 ||
 	     strcmp(entry, k.f.entry_point) != 0) &&
 	    check_code(req, app, language, code, entry, k.f.slug))
 		return 0;

@@ -178,6 +178,43 @@ static int check_replace(struct cli *c, const char *file, const char *language, 
 	return 0;
 }
 
+/* A deploy refused for its code (SYNTAX_ERROR, HANDLER_NOT_FOUND), as a
+ * compiler says it: "FILE:LINE:COLUMN: message" with the local file's name;
+ * -1 for any other answer. The server's message starts with the place in
+ * its own file name, which is left out. */
+static int print_code_error(const char *file, const struct reply *rep)
+{
+	json_t *e = json_object_get(rep->json, "error");
+	const char *code = json_string_value(json_object_get(e, "code"));
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	if (!code || !msg || (strcmp(code, "SYNTAX_ERROR") != 0 && strcmp(code, "HANDLER_NOT_FOUND") != 0))
+		return -1;
+	json_t *line = json_object_get(e, "line"), *column = json_object_get(e, "column");
+	const char *where = json_string_value(json_object_get(e, "file"));
+	size_t skip = 0;
+	if (where && strncmp(msg, where, strlen(where)) == 0 && msg[strlen(where)] == ':') {
+		/* "function.cjs:2:13: " */
+		const char *p = msg + strlen(where);
+		while (*p == ':' || (*p >= '0' && *p <= '9'))
+			p++;
+		if (*p == ' ')
+			p++;
+		skip = (size_t)(p - msg);
+	}
+	_cleanup_free_ char *f = cli_sanitize(file, 256, false);
+	_cleanup_free_ char *m = cli_sanitize(msg + skip, 2048, false);
+	if (json_is_integer(line) && json_is_integer(column))
+		fprintf(stderr, "%s:%" JSON_INTEGER_FORMAT ":%" JSON_INTEGER_FORMAT ": %s\n", f ? f : "?",
+		        json_integer_value(line), json_integer_value(column), m ? m : "?");
+	else if (json_is_integer(line))
+		fprintf(stderr, "%s:%" JSON_INTEGER_FORMAT ": %s\n", f ? f : "?", json_integer_value(line),
+		        m ? m : "?");
+	else
+		fprintf(stderr, "%s: %s\n", f ? f : "?", m ? m : "?");
+	fprintf(stderr, "Not deployed: the code was checked and refused (%s).\n", code);
+	return 0;
+}
+
 int cmd_deploy(struct cli *c, int argc, char **argv)
 {
 	enum {
@@ -344,8 +381,14 @@ int cmd_deploy(struct cli *c, int argc, char **argv)
 	if (!update && (json_object_set_new(common, "name", json_string(name)) < 0 ||
 	                json_object_set_new(common, "slug", json_string(slug)) < 0))
 		return cli_usage_error(deploy_usage, "--name must be valid UTF-8");
-	if (cli_call(c, update ? "PATCH" : "POST", update ? existing : collection, common, 0, false, &rep) < 0)
+	if (cli_call(c, update ? "PATCH" : "POST", update ? existing : collection, common, 0, true, &rep) < 0)
 		return cli_fail(c, NULL);
+	if (rep.status == 400 && !c->json && print_code_error(file, &rep) == 0)
+		return CLI_EXIT_FAIL;
+	if (rep.status < 200 || rep.status > 299) {
+		_cleanup_free_ char *line = reply_error_line(&rep);
+		return cli_fail(c, "%s", line ? line : "the deploy failed");
+	}
 	if (c->json) {
 		cli_print_raw(&rep);
 	} else {

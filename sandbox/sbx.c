@@ -115,6 +115,7 @@ struct plan {
 	cap_t caps_empty;
 	uintptr_t arg_start, arg_end; /* the argument area init inherits */
 	int fds[5];                   /* stdin, stdout, stderr, info_w, go_r as the child gets them */
+	bool result_fd;               /* sbx_spec.result_fd */
 	uint16_t egress_port;
 };
 
@@ -417,6 +418,11 @@ static void child_fds(const struct plan *p)
 		if (dup3(tmp[i], i, i >= 3 ? O_CLOEXEC : 0) < 0)
 			_exit(INIT_EXIT_SETUP);
 	close_from(5, 0);
+	/* Still privileged: the stdout pipe becomes the sandbox's so that the
+	 * program may reopen it close-on-exec (sbx_spec.result_fd). */
+	struct stat st;
+	if (p->result_fd && fstat(1, &st) == 0 && S_ISFIFO(st.st_mode) && fchown(1, p->uid, (gid_t)-1) < 0)
+		_exit(INIT_EXIT_SETUP);
 }
 
 static void lo_up(void)
@@ -506,9 +512,20 @@ static _Noreturn void exec_program(const struct plan *p, int exec_fd)
 	/* A session of its own: no controlling terminal, so no TIOCSTI into
 	 * the caller's terminal even if the policy were to allow the ioctl. */
 	setsid();
-	close(3);
-	close_from(4, CLOSE_RANGE_CLOEXEC);
 	int e = ENOENT;
+	/* Descriptor 3 is init's report pipe, which the program never gets:
+	 * it is replaced by the stdout pipe, or closed. */
+	if (p->result_fd) {
+		if (dup2(1, SBX_RESULT_FD) < 0 || dup2(2, 1) < 0) {
+			e = errno;
+			while (write(exec_fd, &e, sizeof(e)) < 0 && errno == EINTR)
+				;
+			_exit(127);
+		}
+	} else {
+		close(3);
+	}
+	close_from(4, CLOSE_RANGE_CLOEXEC);
 	for (size_t i = 0; i < p->n_candidates; i++) {
 		execve(p->candidates[i], p->argv, p->envp);
 		/* Keep looking past a directory that lacks it, like execvp(). */
@@ -1044,6 +1061,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	p->gid = (gid_t)s.uid;
 	p->hostname = spec->hostname ? spec->hostname : "zmesh";
 	p->egress_port = spec->egress_port;
+	p->result_fd = spec->result_fd;
 	p->policy = spec->policy;
 	p->arg_start = ctx->arg_start;
 	p->arg_end = ctx->arg_end;
@@ -1060,7 +1078,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	add_rlimit(p, RLIMIT_FSIZE, spec->fsize_bytes ? spec->fsize_bytes : RLIM_INFINITY);
 	add_rlimit(p, RLIMIT_NOFILE, spec->nofile);
 	/* Counted per uid host-wide; every sandbox has a uid of its own. */
-	add_rlimit(p, RLIMIT_NPROC, spec->limits.pids ? spec->limits.pids + 4 : 4096);
+	add_rlimit(p, RLIMIT_NPROC, spec->limits.pids ? spec->limits.pids : 4096);
 	add_rlimit(p, RLIMIT_CORE, 0);
 	add_rlimit(p, RLIMIT_MEMLOCK, 64 * 1024);
 
@@ -1203,17 +1221,139 @@ int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct zerr *er
 {
 	/* The spawner's one way to change limits restarts the peak too. */
 	if (sbx->owner)
-		return sbx_spawner_assign(sbx->owner, sbx, lim, err);
+		return sbx_spawner_assign(sbx->owner, sbx, lim, NULL, err);
 	return cg_set_limits(&sbx->cg, lim, err);
 }
 
-int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err)
+/* CPU time (user + system) the process has used, in whole seconds rounded
+ * up; -errno when it cannot be read. */
+static int64_t proc_cpu_seconds(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	buf[n] = '\0';
+	/* After the name, which may hold anything, up to its last ')':
+	 * state is field 3, utime 14, stime 15. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	unsigned long long utime = 0, stime = 0;
+	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+		return -EIO;
+	long hz = sysconf(_SC_CLK_TCK);
+	if (hz <= 0)
+		hz = 100;
+	return (int64_t)((utime + stime + (unsigned long long)hz - 1) / (unsigned long long)hz);
+}
+
+/* One limit of one process, never above what it has. */
+static int narrow_one(pid_t pid, int res, uint64_t v)
+{
+	struct rlimit old, nl;
+	if (prlimit(pid, res, NULL, &old) < 0)
+		return -errno;
+	if (old.rlim_max != RLIM_INFINITY && v > old.rlim_max)
+		v = old.rlim_max;
+	nl.rlim_cur = nl.rlim_max = v;
+	return prlimit(pid, res, &nl, NULL) < 0 ? -errno : 0;
+}
+
+#define NARROW_MAX_PROCS 64
+
+/* The processes of the sandbox of init pid, breadth first from init, and
+ * the RLIMIT_CPU each gets. */
+static int narrow_plan(pid_t pid, uint64_t cpu_seconds, pid_t procs[NARROW_MAX_PROCS], uint64_t cpu[NARROW_MAX_PROCS],
+                       size_t *ret, struct zerr *err)
+{
+	size_t n = 0, done = 0;
+	procs[n++] = pid;
+	while (done < n) {
+		pid_t p = procs[done];
+		/* RLIMIT_CPU counts CPU the process has already spent (a pooled
+		 * runtime's start and warm-up): the work gets its own seconds on
+		 * top of that, rounded up. */
+		int64_t used = proc_cpu_seconds(p);
+		if (used < 0)
+			return zerr_set(err, (int)used, "read the CPU time of process %d: %s", (int)p,
+			                strerror((int)-used));
+		cpu[done++] = (uint64_t)used + cpu_seconds;
+		char path[64], buf[4096];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)p, (int)p);
+		_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return zerr_set(err, -errno, "open %s: %m", path);
+		ssize_t len = read(fd, buf, sizeof(buf) - 1);
+		if (len < 0)
+			return zerr_set(err, -errno, "read %s: %m", path);
+		buf[len] = '\0';
+		char *save = NULL;
+		for (char *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+			if (n >= NARROW_MAX_PROCS)
+				return zerr_set(err, -E2BIG, "more than %d processes in the sandbox", NARROW_MAX_PROCS);
+			procs[n++] = (pid_t)strtol(tok, NULL, 10);
+		}
+	}
+	*ret = n;
+	return 0;
+}
+
+int sbx_narrow_rlimits(pid_t pid, uid_t uid, const struct sbx_rlimits *rl, uint64_t nproc, struct zerr *err)
+{
+	pid_t procs[NARROW_MAX_PROCS];
+	uint64_t cpu[NARROW_MAX_PROCS];
+	size_t n = 0;
+	int r = narrow_plan(pid, rl->cpu_seconds, procs, cpu, &n, err);
+	if (r < 0)
+		return r;
+	/* prlimit(2) on a process of another uid needs CAP_SYS_RESOURCE,
+	 * which containers often withhold; lowering one's own limits needs
+	 * nothing. So a child of this process takes the sandbox's uid and
+	 * gid (raw syscalls: this process may have threads glibc would try
+	 * to bring along) and narrows them as the sandbox itself could. */
+	pid_t child = fork();
+	if (child < 0)
+		return zerr_set(err, -errno, "fork: %m");
+	if (child == 0) {
+		if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, uid, uid, uid) < 0 ||
+		    syscall(SYS_setresuid, uid, uid, uid) < 0)
+			_exit(1);
+		for (size_t i = 0; i < n; i++)
+			if (narrow_one(procs[i], RLIMIT_CPU, cpu[i]) < 0 ||
+			    narrow_one(procs[i], RLIMIT_FSIZE, rl->fsize_bytes) < 0 ||
+			    narrow_one(procs[i], RLIMIT_NPROC, nproc) < 0)
+				_exit(2);
+		_exit(0);
+	}
+	int st = 0;
+	while (waitpid(child, &st, 0) < 0)
+		if (errno != EINTR)
+			return zerr_set(err, -errno, "waitpid: %m");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return zerr_set(err, -EPERM, "narrow the rlimits of sandbox %d: %s", (int)pid,
+		                WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "cannot take its uid" : "prlimit failed");
+	return 0;
+}
+
+int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, const struct sbx_rlimits *rl, struct zerr *err)
 {
 	/* From here on the report speaks of the work, not of the wait: wall
 	 * time restarts, the CPU the runtime spent starting is set aside, and
 	 * the memory high-water mark restarts where it can (v1; the spawner
 	 * does that with the limits for a sandbox of its own). */
-	int r = sbx->owner ? sbx_spawner_assign(sbx->owner, sbx, lim, err) : cg_set_limits(&sbx->cg, lim, err);
+	int r;
+	if (sbx->owner)
+		r = sbx_spawner_assign(sbx->owner, sbx, lim, rl && rl->cpu_seconds ? rl : NULL, err);
+	else {
+		r = cg_set_limits(&sbx->cg, lim, err);
+		if (r == 0 && rl)
+			r = sbx_narrow_rlimits(sbx->pid, sbx->uid, rl, lim->pids, err);
+	}
 	if (r < 0)
 		return r;
 	struct cg_stats st;

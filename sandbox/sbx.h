@@ -26,6 +26,9 @@
 #define SBX_MAX_ENV     256
 #define SBX_MAX_ARGS    256
 #define SBX_MAX_STRINGS (256 * 1024) /* argv + env, bytes */
+/* With sbx_spec.result_fd: the descriptor number the program finds its
+ * stdout pipe (stdio[1]) at. */
+#define SBX_RESULT_FD 3
 
 struct sbx_options {
 	const char *cgroup_root;   /* default "/sys/fs/cgroup" */
@@ -71,6 +74,15 @@ struct sbx_spec {
 	/* Descriptors for the program's stdin, stdout, stderr; -1 asks for a
 	 * pipe whose other end is returned in sbx.stdio. */
 	int stdio[3];
+	/* The program gets stdio[1] as descriptor SBX_RESULT_FD, and its fd 1
+	 * is a copy of its stderr: whatever it or its children print lands
+	 * with its logs, and only what it writes to SBX_RESULT_FD on purpose
+	 * reaches the stdout pipe. A pipe there is handed to the sandbox's uid
+	 * (fchown), so that the program can reopen it through
+	 * /proc/self/fd/SBX_RESULT_FD as a descriptor of its own that is
+	 * close-on-exec and close the inherited one: its children then never
+	 * hold it (a runtime that cannot set FD_CLOEXEC, Node, needs this). */
+	bool result_fd;
 	/* Make the sandbox a child of the caller's parent (CLONE_PARENT): how
 	 * the spawner hands sandboxes to the daemon that forked it. */
 	bool clone_parent;
@@ -146,11 +158,30 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
  * spawner for a sandbox it spawned (sbx->owner). */
 int sbx_set_limits(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err);
 
+/* The resource limits a sandbox started ahead of time gets with its work. */
+struct sbx_rlimits {
+	uint64_t cpu_seconds; /* RLIMIT_CPU: on top of what each process has used already */
+	uint64_t fsize_bytes; /* RLIMIT_FSIZE */
+};
+
 /* Give a sandbox started ahead of time its work: set the limits of the
  * function it will run and restart its accounting (wall time, CPU, memory
  * peak where the cgroup allows) from now, so the report covers the work
- * only. The runtime is already waiting on stdin. */
-int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, struct zerr *err);
+ * only. With rl, also narrow the rlimits of every process of the sandbox
+ * (sbx_narrow_rlimits; RLIMIT_NPROC = lim->pids). The runtime is already
+ * waiting on stdin. */
+int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, const struct sbx_rlimits *rl, struct zerr *err);
+
+/* Narrow the rlimits of a running sandbox's processes, its init (pid) and
+ * its descendants as /proc/PID/task/PID/children lists them, with
+ * prlimit(2) from a child that takes the sandbox's uid (privileged: needs
+ * setresuid, and reads their /proc): RLIMIT_CPU to the CPU
+ * time each has used, rounded up to seconds, plus rl->cpu_seconds;
+ * RLIMIT_FSIZE to rl->fsize_bytes; RLIMIT_NPROC to nproc. Never above a
+ * limit a process has already (only ever narrows). Meant for a sandbox
+ * whose program waits (a pooled runtime): a process started meanwhile may
+ * be missed, and it inherits the old limits. */
+int sbx_narrow_rlimits(pid_t pid, uid_t uid, const struct sbx_rlimits *rl, uint64_t nproc, struct zerr *err);
 
 /* Send a signal to the sandbox's init. SIGKILL ends the whole sandbox; other
  * signals are forwarded by init to the program. */

@@ -125,7 +125,7 @@ int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret,
 		if (len != sizeof(w))
 			return zerr_set(err, -EBADMSG, "request of %zu bytes for operation %u", len, h.op);
 		memcpy(&w, buf, sizeof(w));
-		bool limits = w.memory_bytes || w.pids || w.cpu_percent;
+		bool limits = w.memory_bytes || w.pids || w.cpu_percent || w.fsize_bytes || w.cpu_seconds;
 		if (w.zero != 0 || (h.op != SPAWNER_ASSIGN && limits) || (h.op != SPAWNER_KILL && w.sig != 0))
 			return zerr_set(err, -EBADMSG, "request: a field its operation does not use is set");
 		if (h.op == SPAWNER_KILL && w.sig != SIGKILL && w.sig != SIGTERM)
@@ -137,6 +137,8 @@ int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret,
 		r.limits.memory_bytes = w.memory_bytes;
 		r.limits.pids = w.pids;
 		r.limits.cpu_percent = w.cpu_percent;
+		r.limits.fsize_bytes = w.fsize_bytes;
+		r.limits.cpu_seconds = w.cpu_seconds;
 		break;
 	}
 	case SPAWNER_SPAWN: {
@@ -154,8 +156,8 @@ int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret,
 				return zerr_set(err, -EBADMSG, "spawn: bytes after the runtime's name");
 		if (w.background > 1 || w.stdio > 7)
 			return zerr_set(err, -EBADMSG, "spawn: bad background or stdio flags");
-		if (w.egress_port > 65535 || w.zero != 0)
-			return zerr_set(err, -EBADMSG, "spawn: egress port %u out of range, or padding set",
+		if (w.egress_port > 65535 || (w.flags & ~SPAWNER_RESULT_FD) != 0)
+			return zerr_set(err, -EBADMSG, "spawn: egress port %u out of range, or unknown flags",
 			                w.egress_port);
 		if (w.n_argv == 0 || w.n_argv > SBX_MAX_ARGS || w.n_env > SBX_MAX_ENV)
 			return zerr_set(err, -EBADMSG, "spawn: %u arguments, %u environment entries", w.n_argv,
@@ -183,6 +185,7 @@ int spawner_decode_request(const void *buf, size_t len, struct spawner_req *ret,
 		r.background = w.background;
 		r.stdio = w.stdio;
 		r.egress_port = (uint16_t)w.egress_port;
+		r.result_fd = (w.flags & SPAWNER_RESULT_FD) != 0;
 		r.n_fds = (unsigned)__builtin_popcount(w.stdio);
 		break;
 	}
@@ -221,6 +224,11 @@ int spawner_check_request(const struct sbx_spawner_config *cfg, const struct spa
 		__attribute__((fallthrough)); /* the cgroup limits, as for ASSIGN */
 	}
 	case SPAWNER_ASSIGN:
+		/* ASSIGN's rlimits: both, or neither (they stay as spawned). */
+		if (req->op == SPAWNER_ASSIGN && (l->fsize_bytes || l->cpu_seconds) &&
+		    ((r = check_limit("fsize bytes", l->fsize_bytes, 1, m->fsize_bytes, err)) < 0 ||
+		     (r = check_limit("cpu seconds", l->cpu_seconds, 1, m->cpu_seconds, err)) < 0))
+			return r;
 		if ((r = check_limit("memory bytes", l->memory_bytes, 1, m->memory_bytes, err)) < 0 ||
 		    (r = check_limit("pids", l->pids, 1, m->pids, err)) < 0 ||
 		    (r = check_limit("cpu percent", l->cpu_percent, 1, m->cpu_percent, err)) < 0)
@@ -245,6 +253,8 @@ ssize_t spawner_encode_request(const struct spawner_req *req, void *buf, size_t 
 		w.memory_bytes = req->limits.memory_bytes;
 		w.pids = req->limits.pids;
 		w.cpu_percent = req->limits.cpu_percent;
+		w.fsize_bytes = req->limits.fsize_bytes;
+		w.cpu_seconds = req->limits.cpu_seconds;
 		if (size < sizeof(w))
 			return -E2BIG;
 		memcpy(buf, &w, sizeof(w));
@@ -271,6 +281,7 @@ ssize_t spawner_encode_request(const struct spawner_req *req, void *buf, size_t 
 	w.background = req->background;
 	w.stdio = req->stdio;
 	w.egress_port = req->egress_port;
+	w.flags = req->result_fd ? SPAWNER_RESULT_FD : 0;
 	memcpy(buf, &w, sizeof(w));
 	char *cur = (char *)buf + sizeof(w);
 	for (uint32_t i = 0; i < w.n_argv; i++)
@@ -418,6 +429,7 @@ static int do_spawn(struct spawner *sp, const struct spawner_req *req, const int
 	    .stdio = {-1, -1, -1},
 	    .clone_parent = true,
 	    .egress_port = req->egress_port,
+	    .result_fd = req->result_fd,
 	};
 	size_t k = 0;
 	for (int i = 0; i < 3; i++)
@@ -462,7 +474,11 @@ static void serve(struct spawner *sp, const char *buf, ssize_t n, const int *in,
 			struct cg_limits lim = {.memory_bytes = req->limits.memory_bytes,
 			                        .pids = req->limits.pids,
 			                        .cpu_percent = req->limits.cpu_percent};
+			struct sbx_rlimits rl = {.cpu_seconds = req->limits.cpu_seconds,
+			                         .fsize_bytes = req->limits.fsize_bytes};
 			r = cg_set_limits(&o->s.cg, &lim, &err);
+			if (r == 0 && rl.cpu_seconds)
+				r = sbx_narrow_rlimits(o->s.pid, o->s.uid, &rl, lim.pids, &err);
 			if (r == 0)
 				cg_reset_peak(&o->s.cg);
 		} else if (req->op == SPAWNER_KILL) {
@@ -627,12 +643,15 @@ static int call(struct sbx_spawner *sp, const void *msg, size_t len, const int *
 }
 
 static int call_handle(struct sbx_spawner *sp, const struct sbx *s, enum spawner_op op, int sig,
-                       const struct cg_limits *lim, struct zerr *err)
+                       const struct cg_limits *lim, const struct sbx_rlimits *rl, struct zerr *err)
 {
 	struct spawner_req req = {.op = op, .slot = (uint32_t)s->slot, .gen = s->gen, .sig = sig};
 	if (lim)
-		req.limits = (struct sbx_maxima){
-		    .memory_bytes = lim->memory_bytes, .pids = lim->pids, .cpu_percent = lim->cpu_percent};
+		req.limits = (struct sbx_maxima){.memory_bytes = lim->memory_bytes,
+		                                 .pids = lim->pids,
+		                                 .cpu_percent = lim->cpu_percent,
+		                                 .fsize_bytes = rl ? rl->fsize_bytes : 0,
+		                                 .cpu_seconds = rl ? rl->cpu_seconds : 0};
 	struct spawner_wire_handle msg;
 	ssize_t len = spawner_encode_request(&req, &msg, sizeof(msg));
 	if (len < 0)
@@ -646,19 +665,20 @@ static int call_handle(struct sbx_spawner *sp, const struct sbx *s, enum spawner
 	return r;
 }
 
-int sbx_spawner_assign(struct sbx_spawner *sp, const struct sbx *s, const struct cg_limits *lim, struct zerr *err)
+int sbx_spawner_assign(struct sbx_spawner *sp, const struct sbx *s, const struct cg_limits *lim,
+                       const struct sbx_rlimits *rl, struct zerr *err)
 {
-	return call_handle(sp, s, SPAWNER_ASSIGN, 0, lim, err);
+	return call_handle(sp, s, SPAWNER_ASSIGN, 0, lim, rl, err);
 }
 
 int sbx_spawner_kill(struct sbx_spawner *sp, const struct sbx *s, int sig)
 {
-	return call_handle(sp, s, SPAWNER_KILL, sig, NULL, NULL);
+	return call_handle(sp, s, SPAWNER_KILL, sig, NULL, NULL, NULL);
 }
 
 int sbx_spawner_destroy(struct sbx_spawner *sp, const struct sbx *s, struct zerr *err)
 {
-	return call_handle(sp, s, SPAWNER_DESTROY, 0, NULL, err);
+	return call_handle(sp, s, SPAWNER_DESTROY, 0, NULL, NULL, err);
 }
 
 /* A sandbox killed by the spawner after a failed spawn: our child, reaped. */
@@ -705,6 +725,7 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 	                                .cpu_seconds = req->cpu_seconds};
 	w->background = req->limits.background;
 	w->egress_port = req->egress_port;
+	w->result_fd = req->result_fd;
 	int fds[3];
 	size_t nfds = 0;
 	for (int i = 0; i < 3; i++)

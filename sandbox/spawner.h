@@ -13,11 +13,16 @@
  * The protocol, one request and one answer at a time over a SOCK_SEQPACKET
  * socketpair, each request one message:
  *   SPAWN    a runtime by name, argv and env for it, its limits, and up to
- *            three stdio descriptors (SCM_RIGHTS). Answer: the sandbox's
+ *            three stdio descriptors (SCM_RIGHTS); flag SPAWNER_RESULT_FD:
+ *            the program gets its stdout pipe as descriptor SBX_RESULT_FD
+ *            and fd 1 = its stderr (sbx_spec.result_fd). Answer: the sandbox's
  *            handle (slot and generation), pid, uid, start time, and its
  *            pidfd, init's report pipe and the stdio pipes asked for.
  *   ASSIGN   handle + limits: narrow a sandbox's cgroup limits for the work
- *            it is given, restarting its memory high-water mark.
+ *            it is given, restarting its memory high-water mark, and the
+ *            rlimits of its processes (sbx_narrow_rlimits: CPU seconds on
+ *            top of what each has used, file size, and RLIMIT_NPROC = the
+ *            pids limit); each within the configured maxima.
  *   KILL     handle + SIGKILL or SIGTERM.
  *   DESTROY  handle: kill, remove the cgroup, release the slot; the handle
  *            is invalid afterwards.
@@ -102,6 +107,7 @@ struct sbx_spawn_req {
 	struct cg_limits limits;
 	int stdio[3];         /* -1: a pipe, its other end returned in sbx.stdio */
 	uint16_t egress_port; /* sbx_spec.egress_port; the listener comes back in sbx.egress_fd */
+	bool result_fd;       /* sbx_spec.result_fd */
 };
 
 /* Spawn through the spawner. On success *ret is a sandbox of this process
@@ -113,7 +119,8 @@ int sbx_spawner_spawn(struct sbx_spawner *sp, const struct sbx_ctx *ctx, const s
 
 /* The other requests, on a sandbox sbx_spawner_spawn() returned (what
  * sbx_assign, sbx_kill and sbx_destroy call). Thread-safe. */
-int sbx_spawner_assign(struct sbx_spawner *sp, const struct sbx *s, const struct cg_limits *lim, struct zerr *err);
+int sbx_spawner_assign(struct sbx_spawner *sp, const struct sbx *s, const struct cg_limits *lim,
+                       const struct sbx_rlimits *rl, struct zerr *err);
 int sbx_spawner_kill(struct sbx_spawner *sp, const struct sbx *s, int sig);
 int sbx_spawner_destroy(struct sbx_spawner *sp, const struct sbx *s, struct zerr *err);
 
@@ -143,8 +150,10 @@ struct spawner_wire_spawn {
 	uint32_t stdio;      /* bit i: stdio[i] travels as a descriptor */
 	uint32_t n_argv, n_env;
 	uint32_t egress_port; /* 0..65535 */
-	uint32_t zero;
+	uint32_t flags;       /* SPAWNER_RESULT_FD, nothing else */
 };
+
+#define SPAWNER_RESULT_FD 1u /* spawn flag: sbx_spec.result_fd */
 
 /* ASSIGN (limits), KILL (sig), DESTROY; fields an operation does not use
  * are zero. */
@@ -154,6 +163,7 @@ struct spawner_wire_handle {
 	int32_t sig;
 	uint32_t zero;
 	uint64_t memory_bytes, pids, cpu_percent;
+	uint64_t fsize_bytes, cpu_seconds; /* ASSIGN: the rlimits (sbx_rlimits) */
 };
 
 struct spawner_wire_rep {
@@ -173,11 +183,12 @@ struct spawner_req {
 	uint32_t slot, gen; /* ASSIGN, KILL, DESTROY */
 	int sig;            /* KILL */
 	char runtime[SPAWNER_NAME_MAX];
-	struct sbx_maxima limits; /* SPAWN: all; ASSIGN: memory, pids, cpu */
+	struct sbx_maxima limits; /* SPAWN: all; ASSIGN: memory, pids, cpu percent, fsize, cpu seconds */
 	bool background;
 	unsigned stdio;       /* SPAWN: bit i, stdio[i] is one of the descriptors */
 	unsigned n_fds;       /* descriptors the message must carry */
 	uint16_t egress_port; /* SPAWN */
+	bool result_fd;       /* SPAWN: flag SPAWNER_RESULT_FD */
 	const char *argv[SBX_MAX_ARGS + 1];
 	const char *env[SBX_MAX_ENV + 1];
 };

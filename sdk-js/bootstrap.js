@@ -3,10 +3,15 @@
 //   node /opt/zmesh/sdk/js/bootstrap.js
 // It reads one JSON invocation from stdin, loads the function's code, calls
 // its handler with (payload, zmesh) and writes exactly one JSON object to
-// stdout: {"ok":true,"result":...} or {"ok":false,"error":{name,message,stack}}.
-// Before it reads, it writes a single newline on stdout (whitespace before the
-// JSON): the supervisor's warm pool learns from it that this runtime is loaded
-// and waiting.
+// the result descriptor: {"ok":true,"result":...} or
+// {"ok":false,"error":{name,message,stack}}. The result descriptor is N when
+// started with --result-fd=N (the platform passes 3 and makes fd 1 a copy of
+// fd 2, so that whatever the function or its children write to fd 1 lands in
+// the logs), else stdout. The wrapper reopens N through /proc/self/fd as a
+// close-on-exec descriptor and closes N: child processes never hold it.
+// Before it reads, it writes a single newline on the result descriptor
+// (whitespace before the JSON): the supervisor's warm pool learns from it
+// that this runtime is loaded and waiting.
 // Whatever the user's code prints goes to stderr. The process always exits 0:
 // the outcome is in the JSON, so a non-zero exit or an empty stdout means the
 // runtime itself was killed (timeout, memory) and the supervisor says so.
@@ -46,6 +51,31 @@ let finished = false;
 let finishing = false;
 let workDir = null;
 let closeDatabase = () => Promise.resolve();
+let resultFd = 1;
+
+// --result-fd=N: the result goes to descriptor N, held close-on-exec (Node
+// opens every file with O_CLOEXEC, and cannot set the flag on one it
+// inherited, so N is reopened and closed). Should the reopen fail, N itself
+// is used: the result still arrives, only children could inherit it.
+function claimResultFd() {
+  const arg = process.argv.find((a) => a.startsWith('--result-fd='));
+  if (arg === undefined) return;
+  const n = Number(arg.slice('--result-fd='.length));
+  if (!Number.isSafeInteger(n) || n < 3) return;
+  resultFd = n;
+  let fd;
+  try {
+    fd = fs.openSync(`/proc/self/fd/${n}`, fs.constants.O_WRONLY);
+  } catch {
+    return;
+  }
+  try {
+    fs.closeSync(n);
+    resultFd = fd;
+  } catch {
+    fs.closeSync(fd);
+  }
+}
 
 // An outcome the wrapper has already put in protocol form.
 class Outcome extends Error {
@@ -87,11 +117,11 @@ function removeWorkDir() {
   }
 }
 
-// The single place that writes to stdout; only the first outcome counts.
+// The single place that writes the result; only the first outcome counts.
 function emit(text) {
   if (finished) return false;
   finished = true;
-  writeAll(1, text);
+  writeAll(resultFd, text);
   return true;
 }
 
@@ -137,7 +167,7 @@ function safeString(value) {
 
 function installGuards() {
   // console.* and process.stdout.write land on stderr; the result is written
-  // to fd 1 directly, so nothing the user prints can corrupt it.
+  // to its own descriptor directly, so nothing the user prints can corrupt it.
   Object.defineProperty(process, 'stdout', {
     configurable: true,
     enumerable: true,
@@ -324,7 +354,98 @@ function parseInvocation(text) {
     dsn,
     payload: msg.payload === undefined ? null : msg.payload,
     deadlineMs: msg.deadline_ms,
+    check: msg.check === true,
   };
+}
+
+// ---- check mode: {"check": true} ---------------------------------------------
+// The code is compiled, never run, and the answer is a result
+// {"valid": true} or {"valid": false, "error": {name, message, file, line,
+// column}}: SyntaxError with the place of the error (1-based), or
+// HandlerNotFound when an ES module exports neither the entry point nor a
+// default (which a CommonJS module's exports cannot tell before it runs).
+
+// The place in a decorated header: "file:LINE", the source line, a caret.
+function headerPlace(header) {
+  const lines = header.split('\n');
+  const m = /:(\d+)$/.exec(lines[0]);
+  if (!m) return null;
+  const caret = lines.length > 2 ? lines[2].indexOf('^') : -1;
+  return { line: Number(m[1]), column: caret >= 0 ? caret + 1 : 1 };
+}
+
+function syntaxReport(err, header, fileName) {
+  const place = header ? headerPlace(header) : null;
+  return {
+    name: 'SyntaxError',
+    message: truncate(safeString(err && err.message), P.MAX_ERROR_MESSAGE_BYTES),
+    file: fileName,
+    line: place ? place.line : null,
+    column: place ? place.column : null,
+  };
+}
+
+// An ES module's export names, without evaluating it: linked (imports of
+// Node's built-in modules are given their real names) but not run. null when
+// that cannot be told: vm.SourceTextModule needs --experimental-vm-modules
+// (the platform starts the check's runtime with it), and an import of
+// anything but a built-in module is not resolved here.
+async function moduleExports(code) {
+  const vm = require('vm');
+  if (typeof vm.SourceTextModule !== 'function') return null;
+  const { isBuiltin } = require('module');
+  const mod = new vm.SourceTextModule(code, { identifier: 'function.mjs' });
+  if (mod.dependencySpecifiers.some((spec) => !isBuiltin(spec))) return null;
+  await mod.link(async (spec) => {
+    const ns = await import(spec);
+    const names = Reflect.ownKeys(ns).filter((k) => typeof k === 'string');
+    return new vm.SyntheticModule(names, function init() {
+      for (const n of names) this.setExport(n, ns[n]);
+    });
+  });
+  return Reflect.ownKeys(mod.namespace).filter((k) => typeof k === 'string');
+}
+
+async function checkCode(inv) {
+  const root = process.env.TMPDIR || '/tmp';
+  const cjsFile = path.join(root, 'function.cjs');
+  let compileError = null;
+  try {
+    require('vm').compileFunction(inv.code, CJS_PARAMS, { filename: cjsFile });
+  } catch (err) {
+    compileError = err;
+  }
+  if (compileError === null) return { valid: true };
+  if (!(compileError instanceof SyntaxError)) throw compileError;
+  if (!ESM_SYNTAX.has(compileError.message)) {
+    return { valid: false, error: syntaxReport(compileError, decoratedHeader(compileError, cjsFile), 'function.cjs') };
+  }
+  let names;
+  try {
+    names = await moduleExports(inv.code);
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) names = null;
+    else {
+      // Its place comes from `node --check`, as at invoke.
+      const esmFile = path.join(createWorkDir(), 'function.mjs');
+      writeSource(esmFile, inv.code);
+      return { valid: false, error: syntaxReport(err, locateModuleSyntaxError(esmFile, inv.deadlineMs), 'function.mjs') };
+    }
+  }
+  if (names && !names.includes(inv.entryPoint) && !names.includes('default')) {
+    const listed = names.slice(0, 20).map((n) => truncate(n, 64)).join(', ');
+    return {
+      valid: false,
+      error: {
+        name: 'HandlerNotFound',
+        message: `function.mjs exports no function named "${inv.entryPoint}" and no default (${listed ? 'its exports: ' + listed : 'it exports nothing'})`,
+        file: 'function.mjs',
+        line: null,
+        column: null,
+      },
+    };
+  }
+  return { valid: true };
 }
 
 // "file:line", the offending source line and a caret, as V8 decorates a
@@ -553,18 +674,31 @@ async function warmUp() {
 }
 
 async function main() {
+  claimResultFd();
   installGuards();
   egress.install();
   // Only where the wait is off the request's path: the supervisor's warm pool
   // starts the wrapper with --warm-up.
   if (process.argv.includes('--warm-up')) await warmUp();
-  writeAll(1, '\n');
+  writeAll(resultFd, '\n');
 
   let inv;
   try {
     inv = parseInvocation(readStdin());
   } catch (err) {
     failWith(err instanceof Outcome ? err : badInvocation(describeError(err).message));
+    return;
+  }
+
+  if (inv.check) {
+    let report;
+    try {
+      report = await checkCode(inv);
+    } catch (err) {
+      failWith(err);
+      return;
+    }
+    if (emit('{"ok":true,"result":' + JSON.stringify(report) + '}\n')) finish();
     return;
   }
 

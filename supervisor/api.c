@@ -230,6 +230,49 @@ static int check_on_failure(struct call *k, const struct val_function *in, const
 	return r;
 }
 
+/* The code checked in a sandbox before it is saved (exec_check): a syntax
+ * error, or an entry point the code surely does not define, is answered
+ * here (400 SYNTAX_ERROR with file, line and column; 400 HANDLER_NOT_FOUND)
+ * and 1 returned; 0: go on. A check that cannot be made (the sandbox
+ * failed or timed out) does not block the deploy: it is logged, and what
+ * is wrong with the code, if anything, shows at invoke as before. */
+static int check_code(struct http_request *req, struct app *app, const char *language, const char *code,
+                      const char *entry_point, const char *slug)
+{
+	struct exec_check_result res;
+	struct zerr why = {0};
+	enum exec_lang lang = strcmp(language, "python") == 0 ? EXEC_PY : EXEC_JS;
+	if (exec_check(&app->exec, lang, code, entry_point, &res, &why) < 0) {
+		zlog(ZLOG_WARN, "code_check_failed", "request_id", http_request_id(req), "function", slug, "error",
+		     why.msg, NULL);
+		return 0;
+	}
+	if (res.valid)
+		return 0;
+	const char *name = json_string_value(json_object_get(res.error, "name"));
+	const char *message = json_string_value(json_object_get(res.error, "message"));
+	const char *file = json_string_value(json_object_get(res.error, "file"));
+	json_t *line = json_object_get(res.error, "line"), *column = json_object_get(res.error, "column");
+	struct zerr e = {0};
+	int zc = strcmp(name, "HandlerNotFound") == 0 ? ZE_HANDLER_NOT_FOUND : ZE_SYNTAX_ERROR;
+	if (zc == ZE_SYNTAX_ERROR && json_is_integer(line) && json_is_integer(column))
+		ze(&e, ZE_SYNTAX_ERROR, "%s:%" JSON_INTEGER_FORMAT ":%" JSON_INTEGER_FORMAT ": %s: %s", file,
+		   json_integer_value(line), json_integer_value(column), name, message);
+	else if (zc == ZE_SYNTAX_ERROR && json_is_integer(line))
+		ze(&e, ZE_SYNTAX_ERROR, "%s:%" JSON_INTEGER_FORMAT ": %s: %s", file, json_integer_value(line), name,
+		   message);
+	else
+		ze(&e, (enum ze_code)zc, "%s", message);
+	json_t *detail = zc == ZE_SYNTAX_ERROR
+	                     ? json_pack("{s:s, s:O, s:O}", "file", file, "line", line ? line : json_null(), "column",
+	                                 column ? column : json_null())
+	                     : json_pack("{s:s}", "file", file);
+	errors_reply_detail(req, -zc, &e, detail);
+	json_decref(detail);
+	exec_check_result_done(&res);
+	return 1;
+}
+
 HANDLER(h_functions_create)
 {
 	_cleanup_call_ struct call k;
@@ -254,6 +297,8 @@ HANDLER(h_functions_create)
 		return ze(err, ZE_INVALID_LIMITS, "the defaults exceed the tier; give timeout_ms and memory_mb");
 	if ((r = check_on_failure(&k, &in, slug, err)) < 0)
 		return r;
+	if (check_code(req, app, in.language, in.code, in.entry_point, slug))
+		return 0;
 	json_t *j = NULL;
 	r = store_function_create(k.c, k.p.id, &in, slug, timeout, memory, exec_code_wants_db(in.code), &j, err);
 	if (r < 0)
@@ -317,6 +362,17 @@ HANDLER(h_function_patch)
 		r = check_language_change(&k.f, in.language, change_language, err);
 	if (r == 0)
 		r = check_on_failure(&k, &in, in.slug ? in.slug : k.f.slug, err);
+	if (r < 0)
+		return r;
+	/* Checked when what runs changes: the code, its entry point or its
+	 * language. */
+	const char *language = in.language ? in.language : k.f.language;
+	const char *code = in.code ? in.code : k.f.code;
+	const char *entry = in.entry_point ? in.entry_point : k.f.entry_point;
+	if ((strcmp(language, k.f.language) != 0 || !k.f.code || strcmp(code, k.f.code) != 0 ||
+	     strcmp(entry, k.f.entry_point) != 0) &&
+	    check_code(req, app, language, code, entry, k.f.slug))
+		return 0;
 	if (r == 0)
 		r = store_function_update(k.c, k.f.id, &in, in.code && exec_code_wants_db(in.code), &j, err);
 	return r < 0 ? r : api_ok(req, j);

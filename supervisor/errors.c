@@ -53,6 +53,8 @@ static const struct {
     [ZE_SQL_ERROR - ZE_BASE] = {400, "SQL_ERROR", NULL},
     [ZE_WRONG_PASSWORD - ZE_BASE] = {403, "WRONG_PASSWORD", NULL},
     [ZE_LANGUAGE_CHANGE - ZE_BASE] = {409, "LANGUAGE_CHANGE", NULL},
+    [ZE_SYNTAX_ERROR - ZE_BASE] = {400, "SYNTAX_ERROR", NULL},
+    [ZE_HANDLER_NOT_FOUND - ZE_BASE] = {400, "HANDLER_NOT_FOUND", NULL},
 };
 
 int ze(struct zerr *err, enum ze_code code, const char *fmt, ...)

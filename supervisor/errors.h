@@ -69,7 +69,9 @@ enum ze_code {
 	ZE_SQL_ERROR,      /* 400: the project's database refused a statement (errors_reply_detail) */
 	ZE_WRONG_PASSWORD, /* 403: POST /auth/password with a current password that is not */
 	/* deploys */
-	ZE_LANGUAGE_CHANGE, /* 409: a PATCH that would change the language without change_language */
+	ZE_LANGUAGE_CHANGE,   /* 409: a PATCH that would change the language without change_language */
+	ZE_SYNTAX_ERROR,      /* 400: the code does not compile (errors_reply_detail: file, line, column) */
+	ZE_HANDLER_NOT_FOUND, /* 400: the code surely defines no entry point (errors_reply_detail: file) */
 	ZE_END
 };
 

@@ -95,6 +95,9 @@ struct exec_request {
 	 * deadline and counters are the executor's. NULL: connections to the
 	 * gateway are refused. */
 	const struct egress_ctx *egress;
+	/* Check mode (exec_check): the wrapper compiles the code and never
+	 * runs it; never a pooled sandbox. */
+	bool check;
 };
 
 struct exec_result {
@@ -148,6 +151,27 @@ void exec_stop_at(struct exec_ctx *ctx, uint64_t deadline_ns);
  * a negative errno only when the request itself is unusable. */
 int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_result *ret, struct zerr *err);
 void exec_result_done(struct exec_result *r);
+
+/* Checking a function's code at deploy: in a sandbox of its own (the code
+ * is hostile: never compiled in this process), with EXEC_CHECK_MEMORY_MB and
+ * EXEC_CHECK_TIMEOUT_MS, the wrapper in check mode compiles it without
+ * running it: JavaScript as CommonJS, else as an ES module (linked, not
+ * evaluated, to know its exports), Python with compile() and its AST. */
+#define EXEC_CHECK_TIMEOUT_MS 5000
+#define EXEC_CHECK_MEMORY_MB  128
+struct exec_check_result {
+	bool valid;
+	/* !valid: {"name": "SyntaxError"|"IndentationError"|"TabError"|
+	 * "HandlerNotFound", "message", "file", "line", "column"} (line and
+	 * column 1-based, null when unknown), owned. */
+	json_t *error;
+};
+/* 0 with *ret filled; a negative errno when the check could not be made
+ * (the sandbox failed or timed out, the answer is not one), err saying
+ * why. Release with exec_check_result_done(). */
+int exec_check(struct exec_ctx *ctx, enum exec_lang lang, const char *code, const char *entry_point,
+               struct exec_check_result *ret, struct zerr *err);
+void exec_check_result_done(struct exec_check_result *r);
 
 /* Does the code use zmesh.db? The word db followed by a property access
  * ("zmesh.db.query", "const { db } = zmesh; db.insert", "z.db['select']").

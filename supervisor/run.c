@@ -20,8 +20,14 @@
 #include "tiers.h"
 #include "utf8.h"
 
+/* The limits of every sandbox, whatever its tier (README, "Limits"): /tmp
+ * of 64 MiB, of which one file may take 10 MiB (RLIMIT_FSIZE), 50
+ * processes (threads included: the pids cgroup and RLIMIT_NPROC), and CPU
+ * time the timeout plus EXEC_CPU_SLACK_S (RLIMIT_CPU). */
 #define EXEC_TMPFS_BYTES    (64u << 20)
-#define EXEC_PIDS           64
+#define EXEC_FSIZE_BYTES    (10u << 20)
+#define EXEC_PIDS           50
+#define EXEC_CPU_SLACK_S    2
 #define EXEC_MAX_TIMEOUT_MS (15u * 60 * 1000)
 #define EXEC_MAX_MEMORY_MB  (16u * 1024)
 
@@ -255,6 +261,12 @@ static size_t exec_runtime_binds(const char *sdk_js, const char *sdk_py, const c
 	return pg_socket_dir && pg_socket_dir[0] ? 2 : 1;
 }
 
+/* RLIMIT_CPU for a timeout: whole seconds, rounded up, and the slack. */
+static uint64_t exec_cpu_seconds(uint64_t timeout_ms)
+{
+	return (timeout_ms + 999) / 1000 + EXEC_CPU_SLACK_S;
+}
+
 int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char *pg_socket_dir, const char *cache_dir,
                         uint64_t max_memory_mb, uint64_t max_timeout_ms, struct sbx_spawner_config *ret,
                         struct zerr *err)
@@ -285,16 +297,16 @@ int exec_spawner_config(const char *policy_dir, const char *sdk_dir, const char 
 	                               .pids = EXEC_PIDS,
 	                               .cpu_percent = 100 * (uint64_t)(cores > 0 ? cores : 1),
 	                               .tmpfs_bytes = EXEC_TMPFS_BYTES,
-	                               .fsize_bytes = EXEC_TMPFS_BYTES,
+	                               .fsize_bytes = EXEC_FSIZE_BYTES,
 	                               .nofile = EXEC_NOFILE,
-	                               .cpu_seconds = max_timeout_ms / 1000 + 2};
+	                               .cpu_seconds = exec_cpu_seconds(max_timeout_ms)};
 	return 0;
 }
 
 int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memory_mb, uint64_t timeout_ms,
                        uint64_t cpu_percent, enum spawn_mode mode, struct sbx *ret, struct zerr *err)
 {
-	bool pooled = mode != SPAWN_COLD;
+	bool pooled = mode != SPAWN_COLD && mode != SPAWN_CHECK;
 	/* Started for one invocation, V8 gets a heap limit below the cgroup's,
 	 * so that most overruns end as a clean heap-limit failure rather than
 	 * a kill. A pooled runtime cannot know the function's memory (its
@@ -307,13 +319,33 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	char heap[48];
 	snprintf(heap, sizeof(heap), "--max-old-space-size=%llu",
 	         (unsigned long long)(memory_mb * 3 / 4 > 16 ? memory_mb * 3 / 4 : 16));
-	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", NULL};
-	const char *js_pooled[] = {"/usr/bin/node", EXEC_SDK_JS_MOUNT "/bootstrap.js", "--warm-up",
-	                           mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
-	const char **js_argv = pooled ? js_pooled : js_cold;
+	/* The result travels on descriptor SBX_RESULT_FD, the runtime's fd 1
+	 * being its stderr (sbx_spec.result_fd); the wrappers are told so. */
+	_Static_assert(SBX_RESULT_FD == 3, "the wrappers' --result-fd");
+	const char *js_cold[] = {"/usr/bin/node", heap, EXEC_SDK_JS_MOUNT "/bootstrap.js", "--result-fd=3", NULL};
+	const char *js_pooled[] = {"/usr/bin/node",
+	                           EXEC_SDK_JS_MOUNT "/bootstrap.js",
+	                           "--result-fd=3",
+	                           "--warm-up",
+	                           mode == SPAWN_POOLED_DB ? "--with-db" : NULL,
+	                           NULL};
+	/* A check (exec_check) links an ES module without running it, which
+	 * takes vm.SourceTextModule: behind a flag in the Node of Debian 12. */
+	const char *js_check[] = {"/usr/bin/node",
+	                          "--experimental-vm-modules",
+	                          "--no-warnings",
+	                          heap,
+	                          EXEC_SDK_JS_MOUNT "/bootstrap.js",
+	                          "--result-fd=3",
+	                          NULL};
+	const char **js_argv = pooled ? js_pooled : mode == SPAWN_CHECK ? js_check : js_cold;
 	/* -S: bootstrap.py does what a function needs of site's work. */
-	const char *py_argv[] = {"/usr/bin/python3.11", "-S", EXEC_SDK_PY_MOUNT "/bootstrap.py",
-	                         mode == SPAWN_POOLED_DB ? "--with-db" : NULL, NULL};
+	const char *py_argv[] = {"/usr/bin/python3.11",
+	                         "-S",
+	                         EXEC_SDK_PY_MOUNT "/bootstrap.py",
+	                         "--result-fd=3",
+	                         mode == SPAWN_POOLED_DB ? "--with-db" : NULL,
+	                         NULL};
 	const char *const *argv = lang == EXEC_JS ? js_argv : py_argv;
 	struct cg_limits limits = {
 	    .memory_bytes = memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu_percent, .background = pooled};
@@ -328,7 +360,7 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	                                        NULL};
 	const char *const *env = ctx->egress && lang == EXEC_JS ? proxy_env : NULL;
 	uint16_t egress_port = ctx->egress ? EXEC_EGRESS_PORT : 0;
-	uint64_t cpu_seconds = timeout_ms / 1000 + 2;
+	uint64_t cpu_seconds = exec_cpu_seconds(timeout_ms);
 	if (ctx->spawner) {
 		/* The spawner holds the runtime's policy and binds. */
 		struct sbx_spawn_req req = {
@@ -337,11 +369,12 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 		    .env = env,
 		    .egress_port = egress_port,
 		    .tmpfs_bytes = ctx->tmpfs_bytes,
-		    .fsize_bytes = ctx->tmpfs_bytes,
+		    .fsize_bytes = EXEC_FSIZE_BYTES,
 		    .nofile = EXEC_NOFILE,
 		    .cpu_seconds = cpu_seconds,
 		    .limits = limits,
 		    .stdio = {-1, -1, -1},
+		    .result_fd = true,
 		};
 		return sbx_spawner_spawn(ctx->spawner, ctx->sbx, &req, ret, err);
 	}
@@ -355,11 +388,12 @@ int exec_spawn_runtime(struct exec_ctx *ctx, enum exec_lang lang, uint64_t memor
 	    .n_binds = n_binds,
 	    .policy = &ctx->policy[lang],
 	    .tmpfs_bytes = ctx->tmpfs_bytes,
-	    .fsize_bytes = ctx->tmpfs_bytes,
+	    .fsize_bytes = EXEC_FSIZE_BYTES,
 	    .nofile = EXEC_NOFILE,
 	    .cpu_seconds = cpu_seconds,
 	    .limits = limits,
 	    .stdio = {-1, -1, -1},
+	    .result_fd = true,
 	};
 	int r = sbx_spawn(ctx->sbx, &spec, ret, err);
 	return r;
@@ -404,12 +438,14 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 
 	json_t *env = req->env ? json_incref(req->env) : json_object();
 	json_t *payload = req->payload ? json_incref(req->payload) : json_null();
-	json_t *msg = json_pack("{s:s, s:s, s:{s:s, s:I, s:s}, s:s, s:o, s:s, s:o, s:I}", "invocation_id",
-	                        req->invocation_id ? req->invocation_id : "", "project_id",
-	                        req->project_id ? req->project_id : "", "function", "name",
-	                        req->function_name ? req->function_name : "", "version", (json_int_t)req->version,
-	                        "entry_point", entry, "code", req->code, "env", env, "dsn", req->dsn ? req->dsn : "",
-	                        "payload", payload, "deadline_ms", (json_int_t)(epoch_ms() + req->timeout_ms));
+	json_t *msg = json_pack(
+	    "{s:s, s:s, s:{s:s, s:I, s:s}, s:s, s:o, s:s, s:o, s:I, s:b}", "invocation_id",
+	    req->invocation_id ? req->invocation_id : "", "project_id", req->project_id ? req->project_id : "",
+	    "function", "name", req->function_name ? req->function_name : "", "version", (json_int_t)req->version,
+	    "entry_point", entry, "code", req->code, "env", env, "dsn", req->dsn ? req->dsn : "", "payload", payload,
+	    "deadline_ms", (json_int_t)(epoch_ms() + req->timeout_ms), "check", (int)req->check);
+	if (msg && !req->check)
+		json_object_del(msg, "check");
 	_cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
 	json_decref(msg);
 	if (!text)
@@ -422,11 +458,18 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	uint64_t cpu = req->cpu_percent ? req->cpu_percent : ctx->cpu_percent;
 	struct sbx s;
 	bool ready = false;
-	bool warm = pool_take(ctx, req->lang, req->wants_db, &s, &ready);
+	/* A check never takes a pooled sandbox: it is no invocation. */
+	bool warm = !req->check && pool_take(ctx, req->lang, req->wants_db, &s, &ready);
 	int r = 0;
 	if (warm) {
 		struct cg_limits lim = {.memory_bytes = req->memory_mb << 20, .pids = ctx->pids, .cpu_percent = cpu};
-		r = sbx_assign(&s, &lim, err);
+		/* Spawned with the largest timeout's CPU time, for it could not
+		 * know the function's: narrowed now to what a cold sandbox of
+		 * this function gets, on top of the CPU its runtime has used
+		 * starting (sbx_narrow_rlimits). */
+		struct sbx_rlimits rl = {.cpu_seconds = exec_cpu_seconds(req->timeout_ms),
+		                         .fsize_bytes = EXEC_FSIZE_BYTES};
+		r = sbx_assign(&s, &lim, &rl, err);
 		pool_refill(ctx);
 		if (r < 0) {
 			/* Its runtime may already hold more than this function
@@ -437,7 +480,8 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	}
 	if (!warm) {
 		ready = false;
-		r = exec_spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu, SPAWN_COLD, &s, err);
+		r = exec_spawn_runtime(ctx, req->lang, req->memory_mb, req->timeout_ms, cpu,
+		                       req->check ? SPAWN_CHECK : SPAWN_COLD, &s, err);
 	}
 	ret->warm = warm;
 	if (r < 0) {
@@ -621,4 +665,63 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	buf_free(&out.b);
 	scan_done(&scan);
 	return 0;
+}
+
+/* The check's error, as the wrapper wrote it, bounded and shaped: strings
+ * where strings are due, positive integers or null for the place. */
+static json_t *check_error(json_t *e)
+{
+	const char *name = json_string_value(json_object_get(e, "name"));
+	const char *message = json_string_value(json_object_get(e, "message"));
+	const char *file = json_string_value(json_object_get(e, "file"));
+	if (!name || !message || !file)
+		return NULL;
+	json_t *out = json_pack("{s:s, s:s, s:s}", "name", name, "message", message, "file", file);
+	for (const char *const *k = (const char *const[]){"line", "column", NULL}; out && *k; k++) {
+		json_t *v = json_object_get(e, *k);
+		bool ok = json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= INT32_MAX;
+		json_object_set_new(out, *k, ok ? json_integer(json_integer_value(v)) : json_null());
+	}
+	return out;
+}
+
+int exec_check(struct exec_ctx *ctx, enum exec_lang lang, const char *code, const char *entry_point,
+               struct exec_check_result *ret, struct zerr *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	struct exec_request req = {.lang = lang,
+	                           .invocation_id = "deploy-check",
+	                           .project_id = "deploy-check",
+	                           .function_name = "deploy-check",
+	                           .entry_point = entry_point,
+	                           .code = code,
+	                           .timeout_ms = EXEC_CHECK_TIMEOUT_MS,
+	                           .memory_mb = EXEC_CHECK_MEMORY_MB,
+	                           .check = true};
+	struct exec_result res;
+	int r = exec_run(ctx, &req, &res, err);
+	if (r < 0)
+		return r;
+	json_t *valid = json_object_get(res.result, "valid");
+	if (res.outcome != EXEC_SUCCESS || !json_is_boolean(valid)) {
+		const char *why = res.outcome == EXEC_TIMEOUT ? "timed out"
+		                  : res.outcome == EXEC_OOM   ? "ran out of memory"
+		                  : res.error                 ? json_string_value(json_object_get(res.error, "message"))
+		                                              : "answered no check";
+		r = zerr_set(err, -EIO, "the code check %s", why ? why : "failed");
+	} else if (json_is_true(valid)) {
+		ret->valid = true;
+	} else if (!(ret->error = check_error(json_object_get(res.result, "error")))) {
+		r = zerr_set(err, -EIO, "the code check answered an error of no known shape");
+	}
+	exec_result_done(&res);
+	return r;
+}
+
+void exec_check_result_done(struct exec_check_result *r)
+{
+	if (!r)
+		return;
+	json_decref(r->error);
+	r->error = NULL;
 }

@@ -4,7 +4,7 @@
 
 #include "executor.h"
 
-enum spawn_mode { SPAWN_COLD, SPAWN_POOLED, SPAWN_POOLED_DB };
+enum spawn_mode { SPAWN_COLD, SPAWN_POOLED, SPAWN_POOLED_DB, SPAWN_CHECK /* cold, for exec_check */ };
 
 /* Start the runtime of lang: for one invocation now (SPAWN_COLD), or for the
  * pool, with the largest limits a function may get until sbx_assign()

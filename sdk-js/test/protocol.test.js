@@ -396,3 +396,74 @@ test('a wrapper warmed up for the database leaves no session behind for the func
   assert.deepEqual(r.response, { ok: true, result: [true, '08001'] });
   assert.equal(r.stderr, '');
 });
+
+// As the platform starts it: --result-fd=3, the result pipe at 3. The result
+// arrives there alone; the wrapper holds it close-on-exec, so a child that
+// aims at descriptor 3 finds nothing.
+test('with --result-fd the result has a descriptor of its own that children never hold', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zmesh-sdkjs-fd3-'));
+  const code = [
+    "const fs = require('fs');",
+    "const { execSync, spawnSync } = require('child_process');",
+    'exports.handler = async () => {',
+    "  fs.writeSync(1, 'to-fd-1\\n');",
+    "  console.log('to-console');",
+    "  execSync('echo from-child', { stdio: 'inherit' });",
+    "  const forged = spawnSync('/bin/sh', ['-c', 'echo forged >&3'], { encoding: 'utf8' });",
+    '  return { status: forged.status };',
+    '};',
+  ].join('\n');
+  const child = spawn(process.execPath, [BOOTSTRAP, '--result-fd=3'], {
+    env: { PATH: '/usr/bin:/bin', HOME: tmp, TMPDIR: tmp, LANG: 'C.UTF-8' },
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+  });
+  const streams = { out: [], err: [], result: [] };
+  child.stdout.on('data', (c) => streams.out.push(c));
+  child.stderr.on('data', (c) => streams.err.push(c));
+  child.stdio[3].on('data', (c) => streams.result.push(c));
+  child.stdin.end(JSON.stringify(invocation(code)));
+  await new Promise((resolve) => child.on('close', resolve));
+  fs.rmSync(tmp, { recursive: true, force: true });
+  const text = (k) => Buffer.concat(streams[k]).toString('utf8');
+  assert.equal(text('result'), '\n{"ok":true,"result":{"status":2}}\n', text('err'));
+  assert.match(text('out'), /to-fd-1\n/);
+  assert.match(text('out'), /from-child\n/);
+  assert.doesNotMatch(text('out') + text('err'), /forged/);
+  assert.match(text('err'), /to-console\n/);
+});
+
+// Check mode ({"check": true}): compiled, never run; the result says whether
+// the code is valid, and where it is not.
+test('check mode reports syntax errors with their place and never runs the code', async () => {
+  const check = async (code, entryPoint = 'handler', args = ['--experimental-vm-modules', '--no-warnings']) => {
+    const msg = { ...invocation(code, { function: { entry_point: entryPoint } }), check: true };
+    const child = spawn(process.execPath, [...args, BOOTSTRAP], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
+    const out = [];
+    child.stdout.on('data', (c) => out.push(c));
+    child.stdin.end(JSON.stringify(msg));
+    await new Promise((resolve) => child.on('close', resolve));
+    const text = Buffer.concat(out).toString('utf8');
+    assert.ok(text.startsWith('\n'), text);
+    const reply = JSON.parse(text);
+    assert.equal(reply.ok, true, text);
+    return reply.result;
+  };
+  assert.deepEqual(await check('exports.handler = 1;\nthrow new Error("ran");\n'), { valid: true });
+  assert.deepEqual(await check('export const handler = 1;\nthrow new Error("ran");\n'), { valid: true });
+  assert.deepEqual(await check('const a = 1;\nexports.handler = () => {\n  return a +;\n};\n'), {
+    valid: false,
+    error: { name: 'SyntaxError', message: "Unexpected token ';'", file: 'function.cjs', line: 3, column: 13 },
+  });
+  const esm = await check('export const handler = 1;\n\nconst b = (1 + ;\n');
+  assert.deepEqual(esm.error, { name: 'SyntaxError', message: "Unexpected token ';'", file: 'function.mjs', line: 3, column: 16 });
+  const missing = await check("import { join } from 'node:path';\nexport const main = () => join('a');\n");
+  assert.equal(missing.valid, false);
+  assert.equal(missing.error.name, 'HandlerNotFound');
+  assert.match(missing.error.message, /its exports: main/);
+  assert.deepEqual(await check("import { join } from 'node:path';\nexport const main = () => join('a');\n", 'main'), { valid: true });
+  // Without --experimental-vm-modules the exports cannot be read: passed on.
+  assert.deepEqual(await check('export const main = 1;\n', 'handler', []), { valid: true });
+});

@@ -1,5 +1,7 @@
 """Logs stay on stderr, the result alone on stdout; what start-up loads and writes."""
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -162,3 +164,62 @@ def test_announces_itself_with_a_newline_before_reading_the_invocation(tmp_path)
             proc.wait()
     assert proc.returncode == 0, err
     assert out == b'{"ok":true,"result":42}\n'
+
+
+def test_with_result_fd_the_result_has_a_descriptor_children_never_hold(tmp_path):
+    # As the platform starts it: --result-fd=3, the result pipe at 3.
+    from conftest import message, sandbox_env
+
+    code = src("""
+        import os, subprocess
+        def handler(payload):
+            os.write(1, b"to fd 1\\n")
+            print("printed")
+            subprocess.run(["/bin/echo", "from child"])
+            forged = subprocess.run(["/bin/sh", "-c", "echo forged >&3"], capture_output=True)
+            return forged.returncode
+    """)
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [PYTHON, "-S", str(BOOTSTRAP), "--result-fd=3"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=sandbox_env(tmp_path), cwd=str(tmp_path),
+            close_fds=False, preexec_fn=lambda: os.dup2(w, 3),
+        )
+        os.close(w)
+        w = -1
+        out, err = proc.communicate(json.dumps(message(code, None)).encode(), timeout=60)
+        with os.fdopen(r, "rb") as f:
+            r = -1
+            result = f.read().decode()
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+    assert result == '\n{"ok":true,"result":2}\n', err
+    # Python points fd 1 at stderr itself, as without --result-fd.
+    assert out == b""
+    for text in ("to fd 1", "printed", "from child"):
+        assert text in err.decode(), text
+    assert "forged" not in out.decode() + err.decode()
+
+
+def test_check_mode_compiles_and_never_runs(invoke):
+    def check(code, entry="handler"):
+        from conftest import message
+
+        run = invoke(raw=json.dumps(dict(message(code, entry_point=entry), check=True)).encode())
+        reply = json.loads(run.stdout)
+        assert reply["ok"] is True, reply
+        return reply["result"]
+
+    assert check("raise SystemExit('ran')\ndef handler(p):\n    return 1\n") == {"valid": True}
+    assert check("import json\nif True:\n    handler = json.dumps\n") == {"valid": True}
+    assert check("from os.path import *\n") == {"valid": True}  # unknowable: passed on
+    assert check("def handler(p):\n    return 1 +\n") == {"valid": False, "error": {
+        "name": "SyntaxError", "message": "invalid syntax", "file": "function.py", "line": 2, "column": 15}}
+    missing = check("def main(p):\n    return 1\n")
+    assert missing["valid"] is False and missing["error"]["name"] == "HandlerNotFound", missing
+    assert check("def main(p):\n    return 1\n", "main") == {"valid": True}
+    assert check("import handler\n") == {"valid": True}

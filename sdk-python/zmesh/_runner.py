@@ -1,7 +1,8 @@
-"""One invocation: read the message on stdin, run the handler, answer on stdout.
+"""One invocation: read the message on stdin, run the handler, answer on the result descriptor.
 
 Protocol (the supervisor's side is in supervisor/): stdin carries exactly one
-JSON object, then EOF; stdout receives exactly one JSON object,
+JSON object, then EOF; the result descriptor (N when started with
+--result-fd=N, as the platform does with 3, else stdout) receives exactly one JSON object,
 {"ok": true, "result": ...} or {"ok": false, "error": {"name", "message", "stack"}},
 preceded by one newline written before stdin is read (the supervisor's warm
 pool learns from it that the runtime is loaded and waiting), and the process
@@ -48,16 +49,37 @@ class _SourceLoader:
         return self._source
 
 
-def _claim_stdout():
-    """Keeps the real stdout for the result and points fd 1 and sys.stdout at stderr.
+def _result_fd_arg():
+    for arg in sys.argv[1:]:
+        if arg.startswith("--result-fd="):
+            try:
+                n = int(arg[len("--result-fd=") :])
+            except ValueError:
+                return -1
+            return n if n >= 3 else -1
+    return -1
 
+
+def _claim_stdout():
+    """Keeps the result descriptor for the result and points fd 1 and sys.stdout at stderr.
+
+    The result descriptor is --result-fd=N's (the platform's sandbox has made
+    fd 1 a copy of fd 2 already), made close-on-exec so that no child
+    process holds it; without the option, a close-on-exec copy of stdout.
     Redirecting the descriptor, not just sys.stdout, also catches os.write(1, ...),
     C extensions and child processes.
     """
-    try:
-        result_fd = os.dup(1)
-    except OSError:
-        result_fd = -1
+    result_fd = _result_fd_arg()
+    if result_fd >= 0:
+        try:
+            os.set_inheritable(result_fd, False)
+        except OSError:
+            result_fd = -1
+    if result_fd < 0:
+        try:
+            result_fd = os.dup(1)
+        except OSError:
+            result_fd = -1
     try:
         os.dup2(2, 1)
     except OSError:
@@ -191,7 +213,7 @@ def _parse(msg):
         deadline_ms,
         _sdk.Log(sys.stderr),
     )
-    return context, code, entry, msg.get("payload")
+    return context, code, entry, msg.get("payload"), msg.get("check") is True
 
 
 def _arity(fn):
@@ -422,11 +444,77 @@ def _run(context, source, entry, payload):
         return _error("ResultNotSerializable", f"the handler's result cannot be written as JSON: {e}")
 
 
+def _top_level_names(tree):
+    """Names the module's top level binds, or None when a star import makes that unknowable."""
+    import ast
+
+    names = set()
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            # Their bodies bind nothing at the top level; decorators and
+            # defaults may (walrus), which is rare enough to ignore.
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name.split(".")[0])
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.Global):
+            names.update(node.names)
+        elif isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _check(source, entry):
+    """Check mode: compiles the code and never runs it. The result says
+    {"valid": true}, or {"valid": false, "error": {name, message, file, line,
+    column}} for a syntax error (line and column 1-based) or a handler its
+    top level never defines."""
+    try:
+        code = compile(source, USER_FILE, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:
+        line = getattr(e, "lineno", None)
+        column = getattr(e, "offset", None)
+        message = getattr(e, "msg", None) or str(e)
+        error = {
+            "name": type(e).__name__,
+            "message": _cut(message, _p.MAX_ERROR_MESSAGE_BYTES),
+            "file": USER_FILE,
+            "line": line if isinstance(line, int) and line > 0 else None,
+            "column": column if isinstance(column, int) and column > 0 else None,
+        }
+        return '{"ok":true,"result":' + _jsonio.dumps({"valid": False, "error": error}) + "}"
+    del code
+    import ast
+
+    names = _top_level_names(ast.parse(source, USER_FILE))
+    if names is not None and entry not in names:
+        error = {
+            "name": "HandlerNotFound",
+            "message": f'{USER_FILE} does not define "{entry}" at its top level',
+            "file": USER_FILE,
+            "line": None,
+            "column": None,
+        }
+        return '{"ok":true,"result":' + _jsonio.dumps({"valid": False, "error": error}) + "}"
+    return '{"ok":true,"result":{"valid":true}}'
+
+
 def _invoke():
     try:
-        context, source, entry, payload = _parse(_read_stdin())
+        context, source, entry, payload, check = _parse(_read_stdin())
     except _BadInvocation as e:
         return _error("BadInvocation", str(e))
+    if check:
+        return _check(source, entry)
     _sdk._bind(context)
     builtins.zmesh = context
     return _run(context, source, entry, payload)

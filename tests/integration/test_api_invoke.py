@@ -24,7 +24,9 @@ exports.handler = async (p, zmesh) => {
     case 'spin': for (;;) {}
     case 'oom': { const keep = []; for (;;) keep.push(Buffer.alloc(8 << 20, 1)); }
     case 'heap': { const keep = []; for (;;) keep.push(new Array(1 << 20).fill(p.n + 0.5)); }
-    case 'badresult': require('fs').writeSync(1, 'this is not json'); return 1;
+    // What it prints to fd 1 is logs; leaving without the wrapper's answer
+    // is what makes no result.
+    case 'badresult': require('fs').writeSync(1, 'this is not json'); process.reallyExit(0); return 1;
     case 'huge': return 'x'.repeat(p.n);
     case 'sleep': await new Promise((r) => setTimeout(r, p.ms)); return 'slept ' + p.ms;
     case 'log': console.log(p.text); zmesh.log.info('structured', {k: 1}); return 'logged';

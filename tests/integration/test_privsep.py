@@ -165,8 +165,8 @@ def ask(sock, msg):
     return err, data[REP.size:].split(b"\0", 1)[0].decode(errors="replace")
 
 
-def handle_msg(op, slot, gen, sig=0, limits=(0, 0, 0)):
-    return struct.pack("<IIIIIIiIQQQ", MAGIC, 56, op, 0, slot, gen, sig, 0, *limits)
+def handle_msg(op, slot, gen, sig=0, limits=(0, 0, 0, 0, 0)):
+    return struct.pack("<IIIIIIiIQQQQQ", MAGIC, 72, op, 0, slot, gen, sig, 0, *limits)
 
 
 def spawn_msg(runtime, memory, tmpfs=1 << 20, argv=(b"/bin/true",), egress_port=0):

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +194,22 @@ static int raw_request(const void *msg, size_t len, int fd)
 	return rep.err;
 }
 
+/* One line of /proc/PID/limits (prlimit(2) would need CAP_SYS_RESOURCE to
+ * read another uid's). */
+static void proc_limit(pid_t pid, const char *name, unsigned long long *cur, unsigned long long *max)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		if (strncmp(line, name, strlen(name)) == 0)
+			found = sscanf(line + strlen(name), "%llu %llu", cur, max) == 2;
+	fclose(f);
+	assert_true(found);
+}
+
 static int raw_handle(enum spawner_op op, uint32_t slot, uint32_t gen, int sig, uint64_t memory)
 {
 	struct spawner_req req = {.op = op, .slot = slot, .gen = gen, .sig = sig};
@@ -261,11 +278,31 @@ static void test_egress_listener_is_the_sandboxs_loopback(void **state)
 	ws->egress_port = 65536;
 	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), -EBADMSG);
 	ws->egress_port = 3128;
-	ws->zero = 1;
+	ws->flags = 2;
 	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), -EBADMSG);
-	ws->zero = 0;
+	ws->flags = 0;
 	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), 0);
 	assert_int_equal(d.egress_port, 3128);
+	assert_false(d.result_fd);
+	ws->flags = SPAWNER_RESULT_FD;
+	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), 0);
+	assert_true(d.result_fd);
+	w.result_fd = true;
+	mlen = spawner_encode_request(&w, msg, sizeof(msg));
+	assert_int_equal(spawner_decode_request(msg, (size_t)mlen, &d, &err), 0);
+	assert_true(d.result_fd);
+	/* ASSIGN's rlimits travel, and only with ASSIGN. */
+	struct spawner_req asg = {.op = SPAWNER_ASSIGN, .slot = 1, .gen = 2};
+	asg.limits = (struct sbx_maxima){
+	    .memory_bytes = 1 << 20, .pids = 8, .cpu_percent = 50, .fsize_bytes = 4096, .cpu_seconds = 7};
+	struct spawner_wire_handle wh;
+	assert_int_equal(spawner_encode_request(&asg, &wh, sizeof(wh)), (ssize_t)sizeof(wh));
+	assert_int_equal(spawner_decode_request(&wh, sizeof(wh), &d, &err), 0);
+	assert_int_equal(d.limits.fsize_bytes, 4096);
+	assert_int_equal(d.limits.cpu_seconds, 7);
+	wh.h.op = SPAWNER_DESTROY;
+	wh.memory_bytes = wh.pids = wh.cpu_percent = 0;
+	assert_int_equal(spawner_decode_request(&wh, sizeof(wh), &d, &err), -EBADMSG);
 }
 
 static void test_refuses_what_is_outside_the_protocol(void **state)
@@ -300,9 +337,41 @@ static void test_refuses_what_is_outside_the_protocol(void **state)
 	req = request("base", argv);
 	assert_int_equal(sbx_spawner_spawn(&sp, &ctx, &req, &s, &err), 0);
 	struct cg_limits lim = {.memory_bytes = 32 << 20, .pids = 8, .cpu_percent = 50};
-	assert_int_equal(sbx_assign(&s, &lim, &err), 0);
+	assert_int_equal(sbx_assign(&s, &lim, NULL, &err), 0);
+	/* The rlimits of its processes, init and the program: the CPU they
+	 * used (none to speak of) plus the seconds asked for. */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)s.pid, (int)s.pid);
+	int program = 0;
+	for (int i = 0; i < 200 && program <= 0; i++) {
+		FILE *f = fopen(path, "r");
+		assert_non_null(f);
+		if (fscanf(f, "%d", &program) != 1)
+			usleep(10000);
+		fclose(f);
+	}
+	assert_true(program > 0);
+	struct sbx_rlimits rl = {.cpu_seconds = 3, .fsize_bytes = 1 << 20};
+	assert_int_equal(sbx_assign(&s, &lim, &rl, &err), 0);
+	pid_t procs[] = {s.pid, program};
+	for (size_t i = 0; i < 2; i++) {
+		unsigned long long cur = 0, max = 0;
+		proc_limit(procs[i], "Max cpu time", &cur, &max);
+		assert_true(cur >= 3 && cur <= 4 && max == cur);
+		proc_limit(procs[i], "Max file size", &cur, &max);
+		assert_true(cur == 1 << 20 && max == cur);
+		proc_limit(procs[i], "Max processes", &cur, &max);
+		assert_true(cur == 8 && max == cur);
+	}
+	/* Within the maxima, as the cgroup limits, and both or neither. */
+	rl.cpu_seconds = 1u << 30;
+	assert_int_equal(sbx_assign(&s, &lim, &rl, &err), -EPERM);
+	rl = (struct sbx_rlimits){.cpu_seconds = 3, .fsize_bytes = 1ull << 50};
+	assert_int_equal(sbx_assign(&s, &lim, &rl, &err), -EPERM);
+	rl = (struct sbx_rlimits){.cpu_seconds = 0, .fsize_bytes = 1 << 20};
+	assert_int_equal(sbx_spawner_assign(&sp, &s, &lim, &rl, &err), -EPERM);
 	lim.memory_bytes = 1ull << 40;
-	assert_int_equal(sbx_assign(&s, &lim, &err), -EPERM);
+	assert_int_equal(sbx_assign(&s, &lim, NULL, &err), -EPERM);
 	/* Handles it did not issue: another generation, another slot. */
 	assert_int_equal(raw_handle(SPAWNER_KILL, (uint32_t)s.slot, s.gen + 1, SIGKILL, 0), -ESRCH);
 	assert_int_equal(raw_handle(SPAWNER_KILL, ((uint32_t)s.slot + 1) % ctx.slots, s.gen, SIGKILL, 0), -ESRCH);

@@ -865,3 +865,37 @@ int store_q_json_prepared(PGconn *c, const char *sql, int n, const char *const *
 {
 	return q_json_with(true, c, sql, n, p, ret, err);
 }
+
+/* ---- members ---- */
+
+int store_members_list(PGconn *c, const char *project_id, json_t **ret, struct zerr *err)
+{
+	const char *prm[] = {project_id};
+	return q_json(c,
+	              "SELECT coalesce(json_agg(json_build_object('user_id', u.id, 'email', u.email, 'role', m.role, "
+	              "'added_at', m.created_at) ORDER BY m.role <> 'owner', m.created_at, u.email), '[]') "
+	              "FROM project_members m JOIN users u ON u.id = m.user_id WHERE m.project_id = $1",
+	              1, prm, ret, err);
+}
+
+int store_member_remove(PGconn *c, const char *project_id, const char *user_id, struct zerr *err)
+{
+	const char *prm[] = {project_id, user_id};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	int r =
+	    db_exec_params(c,
+	                   "WITH o AS (SELECT user_id FROM project_members WHERE project_id = $1 AND role = 'owner' "
+	                   "FOR UPDATE), "
+	                   "t AS (SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2::uuid), "
+	                   "d AS (DELETE FROM project_members m WHERE m.project_id = $1 AND m.user_id = $2::uuid "
+	                   "AND (m.role <> 'owner' OR (SELECT count(*) FROM o) > 1) RETURNING 1) "
+	                   "SELECT (SELECT role FROM t), (SELECT count(*) FROM d)",
+	                   2, prm, &res, err);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		return ze(err, ZE_NOT_FOUND, "no such member");
+	if (strcmp(PQgetvalue(res, 0, 1), "0") == 0)
+		return ze(err, ZE_CONFLICT, "the project's only owner cannot be removed");
+	return 0;
+}

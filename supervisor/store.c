@@ -788,16 +788,17 @@ int store_records_insert(PGconn *c, const char *records_json, struct zerr *err)
 	    c,
 	    "INSERT INTO invocations (id, function_id, project_id, version, trigger, trigger_id, attempt, start, "
 	    "status, started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error, "
-	    "egress_requests, egress_bytes, egress_refused) "
+	    "egress_requests, egress_bytes, egress_refused, payload, payload_truncated) "
 	    "SELECT id, function_id, project_id, version, trigger, trigger_id, coalesce(attempt, 1), start, status, "
 	    "to_timestamp(started_at_ms / 1000.0), duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, "
 	    "coalesce(logs_truncated, false), error, coalesce(egress_requests, 0), coalesce(egress_bytes, 0), "
-	    "coalesce(egress_refused, 0) "
+	    "coalesce(egress_refused, 0), payload::json, coalesce(payload_truncated, false) "
 	    "FROM json_to_recordset($1::json) AS x(id uuid, function_id uuid, project_id uuid, version int, "
 	    "trigger text, trigger_id uuid, attempt int, start text, status text, started_at_ms double precision, "
 	    "duration_ms double "
 	    "precision, cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, "
-	    "logs_truncated boolean, error jsonb, egress_requests int, egress_bytes bigint, egress_refused int)",
+	    "logs_truncated boolean, error jsonb, egress_requests int, egress_bytes bigint, egress_refused int, "
+	    "payload text, payload_truncated boolean)",
 	    1, p, NULL, err);
 }
 
@@ -838,7 +839,8 @@ int store_invocation_get(PGconn *c, const char *function_id, const char *invocat
 	                  "status, 'started_at', started_at, "
 	                  "'duration_ms', duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, "
 	                  "'result_excerpt', result_excerpt, 'error', error, 'logs', logs, 'logs_truncated', "
-	                  "logs_truncated, 'metrics', " INVOCATION_METRICS
+	                  "logs_truncated, 'payload', payload, 'payload_kept', payload IS NOT NULL, "
+	                  "'payload_truncated', payload_truncated, 'metrics', " INVOCATION_METRICS
 	                  ") FROM invocations WHERE function_id = $1 AND id = $2::uuid",
 	                  2, prm, ret, "no such invocation", err);
 }

@@ -1149,7 +1149,7 @@ function payloadBlock(p, f, i) {
 	}
 	const why = i.payload_truncated
 		? 'The payload was over 64 KiB: its record does not keep it, so it cannot be re-run from here.'
-		: 'This record keeps no payload (a queued run, or one recorded before payloads were kept): it cannot be re-run from here.';
+		: 'This record keeps no payload (it was recorded before payloads were kept): it cannot be re-run from here.';
 	return [head, el('p', {class: 'notice', id: 'no-rerun'}, why),
 		el('p', {}, el('button', {type: 'button', disabled: true, 'aria-describedby': 'no-rerun'}, 'Re-run with this payload'))];
 }

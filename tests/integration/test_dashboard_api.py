@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -197,3 +198,35 @@ def test_the_payload_is_kept_up_to_64_kib(user):
     assert rec["payload"] is None and rec["payload_truncated"] is True
     # The invocation itself is whole: only the record's copy is left out.
     assert rec["status"] == "success"
+
+
+def test_a_queued_run_keeps_its_payload(user):
+    p = user.create_project()
+    fn = user.deploy(p["id"], "exports.handler = async (payload) => { throw new Error('no ' + payload.n); };",
+                     retries=1)
+    payload = {"n": 7, "list": ["a", {"b": None}]}
+    r = user.post("/projects/%s/functions/%s/invoke" % (p["id"], fn["id"]), {"payload": payload},
+                  headers={"Prefer": "respond-async"})
+    assert r.status == 202, str(r)
+    first = r.json["invocation_id"]
+    # The first attempt fails, the retry makes a second record: both keep it.
+    deadline = time.monotonic() + 60
+    while True:
+        lst = user.get(inv_path(p["id"], fn["id"]) + "?limit=10").json["invocations"]
+        done = [i for i in lst if i["status"] in ("error", "dead")]
+        if len(done) == 2:
+            break
+        assert time.monotonic() < deadline, lst
+        time.sleep(0.1)
+    assert first in [i["id"] for i in lst]
+    for i in lst:
+        rec = user.get(inv_path(p["id"], fn["id"], i["id"])).json
+        assert rec["trigger"] == "async", rec
+        assert rec["payload"] == payload and rec["payload_kept"] is True and rec["payload_truncated"] is False, rec
+    # Over the bound: not kept, and said so.
+    big = {"pad": "x" * PAYLOAD_MAX}
+    r = user.post("/projects/%s/functions/%s/invoke" % (p["id"], fn["id"]), {"payload": big},
+                  headers={"Prefer": "respond-async"})
+    assert r.status == 202, str(r)
+    rec = user.get(inv_path(p["id"], fn["id"], r.json["invocation_id"])).json
+    assert rec["payload"] is None and rec["payload_truncated"] is True and rec["payload_kept"] is False, rec

@@ -6,7 +6,8 @@
 // point and env vars (a reserved name refused by the API, its message
 // shown), invoked (the env var reached it); its invocation opened from the
 // history and re-run with the same payload; a payload over the record's
-// bound is kept out and its re-run refused with the reason. Prints ids for
+// bound is kept out and its re-run refused with the reason; a member who is
+// not the owner is offered no control the API would refuse. Prints ids for
 // the Python side to check against the API.
 'use strict';
 
@@ -163,6 +164,22 @@ run(async () => {
 		const refusals = /^console\.error: Failed to load resource: the server responded with a status of 400 \(Bad Request\)$/;
 		assert.equal(rec.errors.filter((e) => refusals.test(e)).length, 2, rec.errors.join('\n'));
 		assertClean(rec, [refusals]);
+
+		// A member who is not the owner sees the members, the tier and the
+		// egress policy, and no control the API would refuse them.
+		const other = await newPage(browser);
+		await signIn(other.page, keep, env('ZMESH_MEMBER_PASSWORD'));
+		await other.page.getByRole('link', {name: projectName}).click();
+		await other.page.getByRole('heading', {name: 'Members'}).waitFor();
+		assert.equal(await other.page.locator('#members-section tbody tr').count(), 2);
+		assert.equal(await other.page.locator('#members-section').getByRole('button').count(), 0);
+		await other.page.getByText('The project\'s owner adds and removes members.').waitFor();
+		await other.page.getByText('The project\'s owner renames or deletes it.').waitFor();
+		assert.equal(await other.page.locator('#project-egress').textContent(), 'allowlist');
+		assert.equal(await other.page.locator('#project-tier').textContent(), 'free');
+		for (const name of ['Add member', 'Save egress', 'Change tier', 'Rename project', 'Delete project'])
+			assert.equal(await other.page.getByRole('button', {name}).count(), 0, name);
+		assertClean(other.rec);
 		return {project_id: pid, function_id: fid, big_invocation_id: bigId};
 	} finally {
 		await browser.close();

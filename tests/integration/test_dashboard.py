@@ -229,7 +229,8 @@ def test_triggers_and_dead_letters(zd, user, shots):
 def test_manage_members_egress_env_and_rerun_in_chromium(zd, user, new_user, shots):
     keep, gone = new_user(), new_user()
     out = run_flow(zd, "flow_manage.js", shots, user,
-                   {"ZMESH_MEMBER_EMAIL": keep.email, "ZMESH_MEMBER2_EMAIL": gone.email})
+                   {"ZMESH_MEMBER_EMAIL": keep.email, "ZMESH_MEMBER_PASSWORD": keep.password,
+                    "ZMESH_MEMBER2_EMAIL": gone.email})
     pid, fid = out["project_id"], out["function_id"]
     m = user.get("/projects/%s/members" % pid)
     assert m.status == 200, str(m)

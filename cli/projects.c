@@ -2,12 +2,17 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "table.h"
 
 static const char projects_usage[] =
-    "zmesh projects create NAME [--slug SLUG] [--tier TIER] | zmesh projects list | zmesh projects members add EMAIL";
+    "zmesh projects create NAME [--slug SLUG] [--tier TIER] | zmesh projects list | zmesh projects members "
+    "add EMAIL | zmesh projects members list | zmesh projects members remove EMAIL [--yes]";
+static const char members_usage[] =
+    "zmesh projects members list | zmesh projects members remove EMAIL [--yes]    (remove: the project's owner "
+    "or an admin) | zmesh projects members add EMAIL";
 static const char use_usage[] = "zmesh use PROJECT    (a project id or slug)";
 static const char keys_usage[] = "zmesh keys create NAME | zmesh keys list | zmesh keys delete KEY_ID [--yes]";
 
@@ -152,6 +157,119 @@ static int projects_list(struct cli *c, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+/* The current project's members ([{user_id, email, role, added_at}]). */
+static int members_get(struct cli *c, const char *project, struct reply *rep)
+{
+	_cleanup_free_ char *path = CLI_PATH("projects", project, "members");
+	if (!path)
+		return cli_fail(c, "out of memory");
+	if (cli_call(c, "GET", path, NULL, 0, false, rep) < 0)
+		return cli_fail(c, NULL);
+	if (!json_is_array(json_object_get(rep->json, "members")))
+		return cli_fail(c, "the server's answer has no member list");
+	return 0;
+}
+
+static int members_list(struct cli *c, int argc, char **argv, const char *project)
+{
+	if (optind < argc)
+		return cli_usage_error(members_usage, "unexpected argument '%s'", argv[optind]);
+	_cleanup_(reply_done) struct reply rep = {0};
+	int r = members_get(c, project, &rep);
+	if (r != 0)
+		return r;
+	if (c->json) {
+		cli_print_raw(&rep);
+		return CLI_EXIT_OK;
+	}
+	static const char *const header[] = {"EMAIL", "ROLE", "USER ID", "ADDED", NULL};
+	_cleanup_(table_freep) struct table *t = table_new(header);
+	r = t ? 0 : -ENOMEM;
+	size_t i;
+	json_t *m;
+	json_array_foreach (json_object_get(rep.json, "members"), i, m) {
+		char email[300], role[32], id[64], added[64];
+		const char *cells[] = {
+		    cell_json(json_object_get(m, "email"), email, sizeof(email)),
+		    cell_json(json_object_get(m, "role"), role, sizeof(role)),
+		    cell_json(json_object_get(m, "user_id"), id, sizeof(id)),
+		    cell_time(json_object_get(m, "added_at"), added, sizeof(added)),
+		};
+		if (r >= 0)
+			r = table_add(t, cells);
+	}
+	if (r < 0)
+		return cli_fail(c, "out of memory");
+	table_print(t, stdout);
+	return CLI_EXIT_OK;
+}
+
+/* Members are removed by email: the id is looked up in the member list. */
+static int members_remove(struct cli *c, int argc, char **argv, const char *project)
+{
+	if (argc - optind != 1 || !*argv[optind])
+		return cli_usage_error(members_usage, "members remove takes one EMAIL");
+	const char *email = argv[optind];
+	_cleanup_(reply_done) struct reply list = {0};
+	int r = members_get(c, project, &list);
+	if (r != 0)
+		return r;
+	const char *uid = NULL;
+	size_t i;
+	json_t *m;
+	json_array_foreach (json_object_get(list.json, "members"), i, m) {
+		const char *e = json_string_value(json_object_get(m, "email"));
+		if (e && strcasecmp(e, email) == 0)
+			uid = json_string_value(json_object_get(m, "user_id"));
+	}
+	_cleanup_free_ char *safe = cli_sanitize(email, 256, false);
+	if (!uid)
+		return cli_fail(c, "NOT_FOUND: %s is not a member of the project (see zmesh projects members list)",
+		                safe ? safe : "that user");
+	_cleanup_free_ char *path = CLI_PATH("projects", project, "members", uid);
+	_cleanup_free_ char *what = NULL;
+	if (!path || asprintf(&what, "the membership of %s", email) < 0)
+		return cli_fail(c, "out of memory");
+	int rc = cli_confirm(c, what);
+	if (rc != 0)
+		return rc;
+	_cleanup_(reply_done) struct reply rep = {0};
+	if (cli_call(c, "DELETE", path, NULL, 0, false, &rep) < 0)
+		return cli_fail(c, NULL);
+	if (c->json)
+		cli_print_raw(&rep);
+	else
+		printf("%s is no longer a member of the project.\n", safe ? safe : "The user");
+	return CLI_EXIT_OK;
+}
+
+/* zmesh projects members list|remove (add is cli_members, users.c). */
+static int projects_members(struct cli *c, int argc, char **argv)
+{
+	const char *sub = argc >= 2 ? argv[1] : "";
+	int (*fn)(struct cli *, int, char **, const char *) = strcmp(sub, "list") == 0     ? members_list
+	                                                      : strcmp(sub, "remove") == 0 ? members_remove
+	                                                                                   : NULL;
+	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+		printf("usage: %s\n", members_usage);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(sub, "add") == 0)
+		return cli_members(c, argc, argv);
+	if (!fn)
+		return cli_usage_error(members_usage, "members takes list, add EMAIL or remove EMAIL");
+	argc--;
+	argv++;
+	optind = 0;
+	int rc;
+	if (cli_plain_opts(c, argc, argv, members_usage, &rc) == OPT_EXIT)
+		return rc;
+	const char *project = cli_project(c);
+	if (!project)
+		return cli_fail(c, NULL);
+	return fn(c, argc, argv, project);
+}
+
 int cmd_projects(struct cli *c, int argc, char **argv)
 {
 	if (argc < 2)
@@ -167,7 +285,7 @@ int cmd_projects(struct cli *c, int argc, char **argv)
 	if (strcmp(sub, "list") == 0)
 		return projects_list(c, argc - 1, argv + 1);
 	if (strcmp(sub, "members") == 0)
-		return cli_members(c, argc - 1, argv + 1);
+		return projects_members(c, argc - 1, argv + 1);
 	return cli_usage_error(projects_usage, "unknown projects command '%s'", sub);
 }
 

@@ -142,23 +142,6 @@ HANDLER(h_project_delete)
 	return api_ok(req, json_pack("{s:b}", "deleted", 1));
 }
 
-HANDLER(h_members_add)
-{
-	_cleanup_call_ struct call k;
-	_cleanup_json_ json_t *body = NULL;
-	int r = api_begin_body(req, app, STORE_PROJECT, &k, &body, err);
-	if (r == 0)
-		r = need_owner(&k, "share the project", err);
-	if (r < 0)
-		return r;
-	const char *email = NULL;
-	json_t *j = NULL;
-	r = val_member(body, &email, err);
-	if (r == 0)
-		r = store_member_add(k.c, k.p.id, email, &j, err);
-	return r < 0 ? r : api_created(req, j);
-}
-
 /* ---- API keys ------------------------------------------------------------ */
 
 HANDLER(h_keys_list)
@@ -811,7 +794,9 @@ const struct http_route app_routes[] = {
     {"GET", "/projects/{pid}", h_project_get},
     {"PATCH", "/projects/{pid}", h_project_patch},
     {"DELETE", "/projects/{pid}", h_project_delete},
+    {"GET", "/projects/{pid}/members", h_members_list},
     {"POST", "/projects/{pid}/members", h_members_add},
+    {"DELETE", "/projects/{pid}/members/{uid}", h_member_remove},
     {"GET", "/projects/{pid}/api-keys", h_keys_list},
     {"POST", "/projects/{pid}/api-keys", h_keys_create},
     {"DELETE", "/projects/{pid}/api-keys/{kid}", h_key_delete},

@@ -89,5 +89,9 @@ void h_trigger_rotate_secret(struct http_request *req, void *app);
 void h_webhook(struct http_request *req, void *app);
 /* api_events.c */
 void h_events_emit(struct http_request *req, void *app);
+/* api_members.c */
+void h_members_list(struct http_request *req, void *app);
+void h_members_add(struct http_request *req, void *app);
+void h_member_remove(struct http_request *req, void *app);
 /* api_sql.c */
 void h_project_sql(struct http_request *req, void *app);

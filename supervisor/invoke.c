@@ -19,6 +19,9 @@
 #include "utf8.h"
 
 #define RESULT_EXCERPT_BYTES 1024
+/* A payload's compact JSON text is kept with its record up to this many
+ * bytes; a longer one is not kept (payload_truncated). */
+#define RECORD_PAYLOAD_BYTES 65536
 
 void inv_uuid(char out[STORE_ID_LEN + 1])
 {
@@ -57,6 +60,42 @@ static void cut_excerpt(char *s, size_t max)
 	memcpy(s + utf8_cut_len(s, n, max - 3), "...", 4);
 }
 
+/* The payload's compact JSON text when it is at most RECORD_PAYLOAD_BYTES
+ * (the dump stops as soon as it is longer: a large payload costs no copy);
+ * NULL otherwise, or out of memory. */
+struct bounded_text {
+	char *data;
+	size_t len;
+	bool over;
+};
+
+static int bounded_append(const char *s, size_t n, void *data)
+{
+	struct bounded_text *t = data;
+	if (t->over || n > RECORD_PAYLOAD_BYTES - t->len) {
+		t->over = true;
+		return -1;
+	}
+	memcpy(t->data + t->len, s, n);
+	t->len += n;
+	return 0;
+}
+
+static char *payload_text(const json_t *payload)
+{
+	struct bounded_text t = {.data = malloc(RECORD_PAYLOAD_BYTES + 1)};
+	if (!t.data)
+		return NULL;
+	if (json_dump_callback(payload ? payload : json_null(), bounded_append, &t, JSON_COMPACT | JSON_ENCODE_ANY) <
+	        0 ||
+	    t.over) {
+		free(t.data);
+		return NULL;
+	}
+	t.data[t.len] = '\0';
+	return t.data;
+}
+
 struct record {
 	const char *id, *start, *status;
 	double started_ms, duration_ms, cpu_ms;
@@ -87,6 +126,13 @@ static void record(struct app *app, const struct inv_call *call, const struct re
 	    (json_object_set_new(o, "egress_requests", json_integer((json_int_t)rec->egress_requests)) < 0 ||
 	     json_object_set_new(o, "egress_bytes", json_integer((json_int_t)rec->egress_bytes)) < 0 ||
 	     json_object_set_new(o, "egress_refused", json_integer((json_int_t)rec->egress_refused)) < 0)) {
+		json_decref(o);
+		o = NULL;
+	}
+	_cleanup_free_ char *payload = payload_text(call->payload);
+	bool cut = !payload;
+	if (o && (json_object_set_new(o, "payload_truncated", json_boolean(cut)) < 0 ||
+	          (!cut && json_object_set_new(o, "payload", json_string(payload)) < 0))) {
 		json_decref(o);
 		o = NULL;
 	}

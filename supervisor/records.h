@@ -14,7 +14,8 @@ struct records;
 /* One invocation's record, as JSON: the columns of table invocations
  * (id, function_id, project_id, version, trigger, start, status,
  * started_at_ms, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs,
- * logs_truncated, error). */
+ * logs_truncated, error, payload: its compact JSON text when kept,
+ * payload_truncated). */
 int records_start(struct db_pool *pool, struct records **ret, struct zerr *err);
 /* Queue rec (the reference is stolen). When the queue is full the caller
  * writes it itself: slower, never lost. */

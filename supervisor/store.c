@@ -788,16 +788,17 @@ int store_records_insert(PGconn *c, const char *records_json, struct zerr *err)
 	    c,
 	    "INSERT INTO invocations (id, function_id, project_id, version, trigger, trigger_id, attempt, start, "
 	    "status, started_at, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, logs_truncated, error, "
-	    "egress_requests, egress_bytes, egress_refused) "
+	    "egress_requests, egress_bytes, egress_refused, payload, payload_truncated) "
 	    "SELECT id, function_id, project_id, version, trigger, trigger_id, coalesce(attempt, 1), start, status, "
 	    "to_timestamp(started_at_ms / 1000.0), duration_ms, cpu_ms, memory_bytes, result_excerpt, logs, "
 	    "coalesce(logs_truncated, false), error, coalesce(egress_requests, 0), coalesce(egress_bytes, 0), "
-	    "coalesce(egress_refused, 0) "
+	    "coalesce(egress_refused, 0), payload::json, coalesce(payload_truncated, false) "
 	    "FROM json_to_recordset($1::json) AS x(id uuid, function_id uuid, project_id uuid, version int, "
 	    "trigger text, trigger_id uuid, attempt int, start text, status text, started_at_ms double precision, "
 	    "duration_ms double "
 	    "precision, cpu_ms double precision, memory_bytes bigint, result_excerpt text, logs text, "
-	    "logs_truncated boolean, error jsonb, egress_requests int, egress_bytes bigint, egress_refused int)",
+	    "logs_truncated boolean, error jsonb, egress_requests int, egress_bytes bigint, egress_refused int, "
+	    "payload text, payload_truncated boolean)",
 	    1, p, NULL, err);
 }
 
@@ -838,7 +839,8 @@ int store_invocation_get(PGconn *c, const char *function_id, const char *invocat
 	                  "status, 'started_at', started_at, "
 	                  "'duration_ms', duration_ms, 'cpu_ms', cpu_ms, 'memory_bytes', memory_bytes, "
 	                  "'result_excerpt', result_excerpt, 'error', error, 'logs', logs, 'logs_truncated', "
-	                  "logs_truncated, 'metrics', " INVOCATION_METRICS
+	                  "logs_truncated, 'payload', payload, 'payload_kept', payload IS NOT NULL, "
+	                  "'payload_truncated', payload_truncated, 'metrics', " INVOCATION_METRICS
 	                  ") FROM invocations WHERE function_id = $1 AND id = $2::uuid",
 	                  2, prm, ret, "no such invocation", err);
 }
@@ -864,4 +866,38 @@ int store_q_json_one(PGconn *c, const char *sql, int n, const char *const *p, js
 int store_q_json_prepared(PGconn *c, const char *sql, int n, const char *const *p, json_t **ret, struct zerr *err)
 {
 	return q_json_with(true, c, sql, n, p, ret, err);
+}
+
+/* ---- members ---- */
+
+int store_members_list(PGconn *c, const char *project_id, json_t **ret, struct zerr *err)
+{
+	const char *prm[] = {project_id};
+	return q_json(c,
+	              "SELECT coalesce(json_agg(json_build_object('user_id', u.id, 'email', u.email, 'role', m.role, "
+	              "'added_at', m.created_at) ORDER BY m.role <> 'owner', m.created_at, u.email), '[]') "
+	              "FROM project_members m JOIN users u ON u.id = m.user_id WHERE m.project_id = $1",
+	              1, prm, ret, err);
+}
+
+int store_member_remove(PGconn *c, const char *project_id, const char *user_id, struct zerr *err)
+{
+	const char *prm[] = {project_id, user_id};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	int r =
+	    db_exec_params(c,
+	                   "WITH o AS (SELECT user_id FROM project_members WHERE project_id = $1 AND role = 'owner' "
+	                   "FOR UPDATE), "
+	                   "t AS (SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2::uuid), "
+	                   "d AS (DELETE FROM project_members m WHERE m.project_id = $1 AND m.user_id = $2::uuid "
+	                   "AND (m.role <> 'owner' OR (SELECT count(*) FROM o) > 1) RETURNING 1) "
+	                   "SELECT (SELECT role FROM t), (SELECT count(*) FROM d)",
+	                   2, prm, &res, err);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		return ze(err, ZE_NOT_FOUND, "no such member");
+	if (strcmp(PQgetvalue(res, 0, 1), "0") == 0)
+		return ze(err, ZE_CONFLICT, "the project's only owner cannot be removed");
+	return 0;
 }

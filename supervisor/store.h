@@ -189,3 +189,12 @@ int store_invocation_get(PGconn *c, const char *function_id, const char *invocat
 
 /* The database answers. */
 int store_ping(PGconn *c, struct zerr *err);
+
+/* ---- members ---- */
+/* The project's members, owners first then by when they were added:
+ * [{user_id, email, role, added_at}]. */
+int store_members_list(PGconn *c, const char *project_id, json_t **ret, struct zerr *err);
+/* Remove user_id from the project: -ZE_NOT_FOUND when not a member,
+ * -ZE_CONFLICT when they are its only owner (the owners' rows are locked
+ * while counted, so two removals cannot leave none). */
+int store_member_remove(PGconn *c, const char *project_id, const char *user_id, struct zerr *err);

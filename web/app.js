@@ -20,6 +20,13 @@ const DIFF_MAX_LINES = 3000;
 const STATS_WINDOW = 100;
 const STATS_MAX_FUNCTIONS = 25;
 const SVG = 'http://www.w3.org/2000/svg';
+const EGRESS_MODES = ['open', 'allowlist', 'none'];
+// The API's rule for an env var's name (validate.c); the API also refuses
+// reserved names, and its message is shown.
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// The payload a "Re-run with this payload" hands to the Invoke tab:
+// {fid, text}, taken once.
+let rerun = null;
 
 // ---- DOM helpers ------------------------------------------------------------
 
@@ -304,7 +311,7 @@ function viewSignIn() {
 		button.disabled = true;
 		try {
 			const r = await api('POST', '/auth/login', {email: email.value, password: password.value});
-			session = {token: r.token, expires_at: r.expires_at, email: r.user && r.user.email};
+			session = {token: r.token, expires_at: r.expires_at, email: r.user && r.user.email, admin: !!(r.user && r.user.is_admin)};
 			sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
 			signInMessage = '';
 			render();
@@ -349,9 +356,13 @@ async function viewProjects() {
 }
 
 async function viewProject(r) {
-	const [p, fl, kl, tl, dl] = await Promise.all([api('GET', P(r.pid)), api('GET', P(r.pid) + '/functions'), api('GET', P(r.pid) + '/api-keys'),
-		api('GET', P(r.pid) + '/triggers'), api('GET', P(r.pid) + '/dead-letters')]);
+	const [p, fl, kl, tl, dl, ml] = await Promise.all([api('GET', P(r.pid)), api('GET', P(r.pid) + '/functions'), api('GET', P(r.pid) + '/api-keys'),
+		api('GET', P(r.pid) + '/triggers'), api('GET', P(r.pid) + '/dead-letters'), api('GET', P(r.pid) + '/members')]);
 	document.title = p.name + ' · zmesh functions';
+	// The owner (or an admin) manages members and egress; the daemon
+	// decides, the page only spares the others buttons that would be refused.
+	const me = ml.members.find((m) => m.email === session.email);
+	const manage = !!(session.admin || (me && me.role === 'owner'));
 	return el('section', {},
 		crumbs(['Projects', '#/'], [p.name]),
 		el('h1', {}, p.name),
@@ -360,7 +371,9 @@ async function viewProject(r) {
 		keysSection(p, kl.api_keys, fl.functions),
 		triggersSection(p, tl.triggers, fl.functions),
 		deadLettersSection(p, dl.dead_letters),
-		projectSettings(p));
+		membersSection(p, ml.members, manage),
+		planSection(p, manage),
+		projectSettings(p, manage));
 }
 
 function functionsSection(p, functions) {
@@ -382,7 +395,7 @@ function functionsSection(p, functions) {
 	const timeout = el('input', {type: 'number', name: 'timeout_ms', min: 1, step: 1, placeholder: '10000'});
 	const memory = el('input', {type: 'number', name: 'memory_mb', min: 1, step: 1, placeholder: '256'});
 	const entry = el('input', {type: 'text', name: 'entry_point', placeholder: 'handler', autocomplete: 'off'});
-	const envs = el('textarea', {name: 'env_vars', class: 'mono', rows: 3, spellcheck: 'false', placeholder: 'NAME=value'});
+	const envs = envRows();
 	const editor = codeEditor('Function code', TEMPLATES.javascript, 'javascript');
 	let touched = false;
 	editor.textarea.addEventListener('input', () => { touched = true; });
@@ -402,17 +415,9 @@ function functionsSection(p, functions) {
 			body.memory_mb = Number(memory.value);
 		if (entry.value)
 			body.entry_point = entry.value;
-		const env = {};
-		for (const line of envs.value.split('\n')) {
-			if (!line.trim())
-				continue;
-			const eq = line.indexOf('=');
-			if (eq <= 0) {
-				showError(box, 'Environment variables: one NAME=value per line ("' + line + '" is not)');
-				return;
-			}
-			env[line.slice(0, eq).trim()] = line.slice(eq + 1);
-		}
+		const env = envs.collect(box);
+		if (!env)
+			return;
 		if (Object.keys(env).length)
 			body.env_vars = env;
 		try {
@@ -425,13 +430,70 @@ function functionsSection(p, functions) {
 	}}, el('h3', {}, 'New function'),
 	el('div', {class: 'grid'}, field('Function name', name), field('Language', lang),
 		field('Timeout (ms)', timeout, 'optional'), field('Memory (MB)', memory, 'optional'),
-		field('Entry point', entry, 'optional')),
-	field('Environment variables', envs, 'optional; one NAME=value per line, stored as secrets: only their names are shown again'),
+		field('Entry point', entry, 'optional: handler by default')),
+	envs.node,
 	editor.node, box, el('button', {type: 'submit', class: 'primary'}, 'Create function'));
 	return el('section', {'aria-labelledby': 'fn-h'},
 		el('h2', {id: 'fn-h'}, 'Functions'),
 		functions.length ? table(['Name', 'Language', 'Version', 'Last invocation', 'Last 24 h', 'Errors (24 h)'], rows) : el('p', {class: 'empty'}, 'No functions yet.'),
 		form);
+}
+
+// Environment variables as name/value rows, added and removed. Values are
+// write-only: the API never shows them again (only the names). collect()
+// answers the object to send, or null after showing why not in box.
+function envRows() {
+	const list = el('div', {class: 'env-rows'});
+	const rows = [];
+	function renumber() {
+		rows.forEach((r, i) => {
+			const n = i + 1;
+			r.name.setAttribute('aria-label', 'Name of variable ' + n);
+			r.value.setAttribute('aria-label', 'Value of variable ' + n);
+			r.remove.setAttribute('aria-label', 'Remove variable ' + n);
+		});
+		list.replaceChildren(...rows.map((r) => r.node));
+	}
+	function add() {
+		const r = {
+			name: el('input', {type: 'text', class: 'mono', autocomplete: 'off', spellcheck: 'false', placeholder: 'NAME', maxlength: 256}),
+			value: el('input', {type: 'password', class: 'mono', autocomplete: 'new-password', placeholder: 'value'}),
+		};
+		r.remove = el('button', {type: 'button', onclick: () => {
+			rows.splice(rows.indexOf(r), 1);
+			renumber();
+		}}, 'Remove');
+		r.node = el('div', {class: 'env-row'}, r.name, r.value, r.remove);
+		rows.push(r);
+		renumber();
+		r.name.focus();
+	}
+	const node = el('fieldset', {class: 'env'}, el('legend', {}, 'Environment variables'),
+		el('small', {class: 'hint'}, 'optional; kept as secrets: only their names are shown again'),
+		list, el('button', {type: 'button', onclick: add}, 'Add variable'));
+	function collect(box) {
+		const env = {};
+		for (const [i, r] of rows.entries()) {
+			const name = r.name.value.trim();
+			if (!name && !r.value.value)
+				continue;
+			let why = null;
+			if (!ENV_NAME.test(name))
+				why = 'the name "' + name + '" is not [A-Za-z_][A-Za-z0-9_]*';
+			else if (Object.hasOwn(env, name))
+				why = 'the name ' + name + ' is given twice';
+			if (why) {
+				showError(box, 'Environment variable ' + (i + 1) + ': ' + why);
+				r.name.setAttribute('aria-invalid', 'true');
+				r.name.focus();
+				return null;
+			}
+			r.name.removeAttribute('aria-invalid');
+			env[name] = r.value.value;
+		}
+		return env;
+	}
+	return {node, collect};
 }
 
 // The last invocation, the count of the last 24 hours and their error rate,
@@ -602,7 +664,10 @@ function curlFor(slug, key) {
 		location.origin + '/api/functions/' + slug;
 }
 
-function projectSettings(p) {
+function projectSettings(p, manage) {
+	if (!manage)
+		return el('section', {class: 'card', 'aria-labelledby': 'set-h'}, el('h2', {id: 'set-h'}, 'Settings'),
+			el('p', {class: 'meta'}, 'The project\'s owner renames or deletes it.'));
 	const name = el('input', {type: 'text', name: 'new_name', required: true, maxlength: 100, value: p.name, autocomplete: 'off'});
 	const box = alertBox();
 	const rename = el('form', {class: 'inline', onsubmit: async (ev) => {
@@ -630,20 +695,112 @@ function projectSettings(p) {
 				showError(box, e);
 		}
 	}}, 'Delete project');
+	return el('section', {class: 'card', 'aria-labelledby': 'set-h'}, el('h2', {id: 'set-h'}, 'Settings'), rename, box, el('p', {}, del));
+}
+
+// Members: every member sees them; the owner (or an admin) adds by email
+// and removes (confirmed). The owner is never removed (the API says 409).
+function membersSection(p, members, manage) {
+	const box = alertBox();
+	// The section again with the list as it is now, then the message (so a
+	// flash seen means nothing is still on its way).
+	async function refresh(message) {
+		const ml = await api('GET', P(p.id) + '/members');
+		section.replaceWith(membersSection(p, ml.members, manage));
+		flash(message);
+	}
+	const rows = members.map((m) => el('tr', {},
+		el('td', {}, m.email),
+		el('td', {}, m.role),
+		el('td', {}, fmtTime(m.added_at)),
+		el('td', {class: 'actions'}, manage && m.role !== 'owner' ? el('button', {type: 'button', class: 'danger', 'aria-label': 'Remove member ' + m.email, onclick: async () => {
+			if (!await confirmDialog('Remove member?', m.email + ' loses access to the project "' + p.name + '" at once.', 'Remove'))
+				return;
+			box.hidden = true;
+			try {
+				await api('DELETE', P(p.id) + '/members/' + enc(m.user_id));
+				await refresh('Removed ' + m.email + ' from the project.');
+			} catch (e) {
+				if (!(e instanceof SessionEnded))
+					showError(box, e);
+			}
+		}}, 'Remove') : null)));
 	const member = el('input', {type: 'email', name: 'member_email', required: true, autocomplete: 'off'});
-	const share = el('form', {class: 'inline', onsubmit: async (ev) => {
+	const share = el('form', {class: 'inline card', onsubmit: async (ev) => {
 		ev.preventDefault();
 		box.hidden = true;
 		try {
 			const m = await api('POST', P(p.id) + '/members', {email: member.value});
 			member.value = '';
-			flash('Added ' + m.email + ' to the project.');
+			await refresh('Added ' + m.email + ' to the project.');
 		} catch (e) {
 			if (!(e instanceof SessionEnded))
 				showError(box, e);
 		}
 	}}, field('Member email', member), el('button', {type: 'submit'}, 'Add member'));
-	return el('section', {class: 'card', 'aria-labelledby': 'set-h'}, el('h2', {id: 'set-h'}, 'Settings'), rename, share, box, el('p', {}, del));
+	const section = el('section', {'aria-labelledby': 'mem-h', id: 'members-section'},
+		el('h2', {id: 'mem-h'}, 'Members'), box,
+		table(['Email', 'Role', 'Added', ''], rows),
+		manage ? share : el('p', {class: 'meta'}, 'The project\'s owner adds and removes members.'));
+	return section;
+}
+
+// The project's tier (an admin changes it; others see it) and its egress
+// policy (the owner or an admin changes it). The API's refusals are shown
+// as they are: they name the entry they refuse.
+function planSection(p, manage) {
+	const box = alertBox();
+	const eg = p.egress && typeof p.egress === 'object' ? p.egress : {mode: 'open', allow: []};
+	const allowed = Array.isArray(eg.allow) ? eg.allow : [];
+	const facts = metricsList([
+		['Tier', el('span', {id: 'project-tier'}, p.tier)],
+		['Egress', el('span', {id: 'project-egress'}, String(eg.mode))],
+		['Allowed destinations', allowed.length ? el('ul', {class: 'plain', 'aria-label': 'Allowed destinations'}, allowed.map((a) => el('li', {}, el('code', {}, a)))) : '—'],
+	]);
+	let tierForm = null;
+	if (session.admin) {
+		const tier = el('input', {type: 'text', name: 'tier', required: true, maxlength: 32, value: p.tier, autocomplete: 'off'});
+		tierForm = el('form', {class: 'inline', onsubmit: async (ev) => {
+			ev.preventDefault();
+			box.hidden = true;
+			try {
+				const q = await api('PATCH', P(p.id), {tier: tier.value});
+				flash('The project is now on the ' + q.tier + ' tier.');
+				render();
+			} catch (e) {
+				if (!(e instanceof SessionEnded))
+					showError(box, e);
+			}
+		}}, field('Tier', tier, 'a tier of the operator\'s policies (free, pro, enterprise by default)'), el('button', {type: 'submit'}, 'Change tier'));
+	}
+	let egressForm = null;
+	if (manage) {
+		const mode = el('select', {name: 'egress_mode'}, EGRESS_MODES.map((m) => el('option', {value: m, selected: m === eg.mode}, m)));
+		const allow = el('textarea', {name: 'egress_allow', class: 'mono', rows: 4, spellcheck: 'false', placeholder: 'api.example.com\n*.example.org\n203.0.113.0/24'});
+		allow.value = allowed.join('\n');
+		const sync = () => { allow.disabled = mode.value !== 'allowlist'; };
+		mode.addEventListener('change', sync);
+		sync();
+		egressForm = el('form', {class: 'egress', onsubmit: async (ev) => {
+			ev.preventDefault();
+			box.hidden = true;
+			const list = mode.value === 'allowlist' ? allow.value.split('\n').map((x) => x.trim()).filter(Boolean) : [];
+			try {
+				const q = await api('PATCH', P(p.id), {egress: {mode: mode.value, allow: list}});
+				flash('Egress is now ' + q.egress.mode + (q.egress.allow.length ? ': ' + q.egress.allow.join(', ') : '') + '.');
+				render();
+			} catch (e) {
+				if (!(e instanceof SessionEnded))
+					showError(box, e);
+			}
+		}}, el('div', {class: 'grid'}, field('Egress mode', mode, 'open: any public address; allowlist: only those listed; none: no network'),
+			field('Allowed destinations', allow, 'allowlist only: one host, *.suffix, IP or CIDR per line')),
+		el('button', {type: 'submit'}, 'Save egress'));
+	}
+	return el('section', {class: 'card', 'aria-labelledby': 'plan-h', id: 'plan-section'},
+		el('h2', {id: 'plan-h'}, 'Tier and network'), facts,
+		session.admin ? null : el('p', {class: 'meta'}, 'Only an admin changes a project\'s tier.'),
+		tierForm, egressForm, box);
 }
 
 // ---- the code editor ------------------------------------------------------------------
@@ -758,7 +915,10 @@ async function viewFunction(r) {
 		el('div', {class: 'title-row'}, el('h1', {}, f.name), del),
 		box,
 		el('p', {class: 'meta'}, f.language, ' · version ', el('span', {class: 'ver'}, String(f.version)), ' · slug ', el('code', {}, f.slug),
-			' · timeout ', fmtMs(f.timeout_ms), ' · memory ', String(f.memory_mb), ' MB'),
+			' · timeout ', fmtMs(f.timeout_ms), ' · memory ', String(f.memory_mb), ' MB', ' · entry point ', el('code', {}, f.entry_point || 'handler')),
+		el('p', {class: 'meta', id: 'env-names'}, 'Environment variables: ',
+			Array.isArray(f.env_vars) && f.env_vars.length ? f.env_vars.map((n, i) => [i ? ', ' : '', el('code', {}, n)]) : 'none',
+			Array.isArray(f.env_vars) && f.env_vars.length ? ' (values are not shown)' : null),
 		nav, body);
 }
 
@@ -787,7 +947,8 @@ function codePanel(p, f) {
 
 function invokePanel(p, f) {
 	const payload = el('textarea', {name: 'payload', class: 'mono', rows: 6, spellcheck: 'false'});
-	payload.value = '{\n  "name": "zmesh"\n}';
+	payload.value = rerun && rerun.fid === f.id ? rerun.text : '{\n  "name": "zmesh"\n}';
+	rerun = null;
 	const box = alertBox();
 	const out = el('div', {class: 'result', 'aria-live': 'polite'});
 	const button = el('button', {type: 'submit', class: 'primary'}, 'Invoke');
@@ -963,6 +1124,7 @@ async function invocationDetail(p, f, iid) {
 			['Version', 'v' + i.version],
 			['Attempt', String(i.attempt)],
 		]),
+		payloadBlock(p, f, i),
 		el('h3', {}, 'Result'),
 		el('pre', {class: 'code', 'aria-label': 'Result excerpt'}, i.result_excerpt || '—'),
 		i.error ? [el('h3', {}, 'Error'), errorBlock(i.error)] : null,
@@ -970,6 +1132,26 @@ async function invocationDetail(p, f, iid) {
 		el('pre', {class: 'logs', 'aria-label': 'Logs'}, i.logs || '(no output)'),
 		i.logs_truncated ? el('p', {class: 'notice'}, 'The logs were cut at the platform\'s limit.') : null,
 		el('p', {}, el('a', {href: href('p', p.id, 'f', f.id, 'history')}, 'Back to the history')));
+}
+
+// An invocation's payload as its record keeps it, and "Re-run with this
+// payload", which fills the Invoke tab with it (sent only when asked). A
+// payload over the record's bound was not kept: no re-run, and why.
+function payloadBlock(p, f, i) {
+	const head = el('h3', {}, 'Payload');
+	if (i.payload_kept) {
+		const text = JSON.stringify(i.payload === undefined ? null : i.payload, null, 2);
+		return [head, el('pre', {class: 'code', 'aria-label': 'Payload'}, text),
+			el('p', {}, el('button', {type: 'button', class: 'primary', onclick: () => {
+				rerun = {fid: f.id, text};
+				location.hash = href('p', p.id, 'f', f.id, 'invoke');
+			}}, 'Re-run with this payload'))];
+	}
+	const why = i.payload_truncated
+		? 'The payload was over 64 KiB: its record does not keep it, so it cannot be re-run from here.'
+		: 'This record keeps no payload (it was recorded before payloads were kept): it cannot be re-run from here.';
+	return [head, el('p', {class: 'notice', id: 'no-rerun'}, why),
+		el('p', {}, el('button', {type: 'button', disabled: true, 'aria-describedby': 'no-rerun'}, 'Re-run with this payload'))];
 }
 
 // Line diff (longest common subsequence): [op, line] with op ' ', '-' or '+'.

@@ -28,13 +28,18 @@ run(async () => {
 
 		const projectName = 'Shop ' + tag;
 		const pid = await createProject(page, projectName);
-		// An environment variable that is not NAME=value is refused in the page.
+		// An environment variable's name the API would refuse is refused in the page.
 		await page.getByLabel('Function name').fill('doubler-' + tag);
-		await page.getByLabel('Environment variables').fill('JUST_A_NAME');
+		await page.getByRole('button', {name: 'Add variable'}).click();
+		await page.getByLabel('Name of variable 1').fill('1BAD');
 		await page.getByRole('button', {name: 'Create function'}).click();
-		await page.getByRole('alert').filter({hasText: 'one NAME=value per line'}).waitFor();
-		const fid = await createFunction(page, 'doubler-' + tag, 'javascript', V1,
-			{'Timeout (ms)': '5000', 'Memory (MB)': '128', 'Environment variables': 'GREETING=hello\nTARGET=a=b'});
+		await page.getByRole('alert').filter({hasText: 'is not [A-Za-z_][A-Za-z0-9_]*'}).waitFor();
+		await page.getByLabel('Name of variable 1').fill('GREETING');
+		await page.getByLabel('Value of variable 1').fill('hello');
+		await page.getByRole('button', {name: 'Add variable'}).click();
+		await page.getByLabel('Name of variable 2').fill('TARGET');
+		await page.getByLabel('Value of variable 2').fill('a=b');
+		const fid = await createFunction(page, 'doubler-' + tag, 'javascript', V1, {'Timeout (ms)': '5000', 'Memory (MB)': '128'});
 		assert.equal(await page.locator('main .meta .ver').textContent(), '1');
 
 		// The editor: line numbers and highlighted keywords.

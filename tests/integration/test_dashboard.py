@@ -224,3 +224,35 @@ def test_triggers_and_dead_letters(zd, user, shots):
     assert t["config"]["schedule"] == "0 0 1 1 *" and t["config"]["timezone"] == "Europe/Paris", t
     first = [d for d in user.get(path).json["dead_letters"] if d["id"] == letters[0]["id"]]
     assert len(first) == 1 and first[0]["retried_at"] and first[0]["retry_invocation_id"], first
+
+
+def test_manage_members_egress_env_and_rerun_in_chromium(zd, user, new_user, shots):
+    keep, gone = new_user(), new_user()
+    out = run_flow(zd, "flow_manage.js", shots, user,
+                   {"ZMESH_MEMBER_EMAIL": keep.email, "ZMESH_MEMBER_PASSWORD": keep.password,
+                    "ZMESH_MEMBER2_EMAIL": gone.email})
+    pid, fid = out["project_id"], out["function_id"]
+    m = user.get("/projects/%s/members" % pid)
+    assert m.status == 200, str(m)
+    assert [(x["email"], x["role"]) for x in m.json["members"]] == [(user.email, "owner"), (keep.email, "member")]
+    # The removed member's token, issued before the removal: no project.
+    assert gone.get("/projects/" + pid).status == 404
+    assert keep.get("/projects/" + pid).status == 200
+    p = user.get("/projects/" + pid).json
+    assert p["tier"] == "free", p
+    assert p["egress"] == {"mode": "allowlist", "allow": ["api.example.com", "*.example.org"]}, p
+    f = user.get("/projects/%s/functions/%s" % (pid, fid)).json
+    assert f["entry_point"] == "main" and f["env_vars"] == ["GREETING_TEXT"], f
+    inv = user.get("/projects/%s/functions/%s/invocations?limit=100" % (pid, fid)).json["invocations"]
+    assert len(inv) == 3 and all(i["status"] == "success" for i in inv), inv
+    # The first and its re-run: the same payload, kept with both records.
+    kept = [user.get("/projects/%s/functions/%s/invocations/%s" % (pid, fid, i["id"])).json for i in inv]
+    big = [k for k in kept if k["id"] == out["big_invocation_id"]]
+    assert len(big) == 1 and big[0]["payload_truncated"] is True and big[0]["payload"] is None, big
+    small = [k for k in kept if k["id"] != out["big_invocation_id"]]
+    assert [k["payload"] for k in small] == [{"who": small[0]["payload"]["who"]}] * 2, small
+    assert small[0]["payload"]["who"].startswith("first "), small
+    assert all(k["trigger"] == "api" for k in kept), kept
+    for name in ("project-manage", "invocation-payload"):
+        path = os.path.join(shots, name + ".png")
+        assert os.path.getsize(path) > 1000, path

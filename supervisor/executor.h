@@ -95,6 +95,11 @@ struct exec_request {
 	 * deadline and counters are the executor's. NULL: connections to the
 	 * gateway are refused. */
 	const struct egress_ctx *egress;
+	/* Live logs: called from the capture loop with each chunk of stderr
+	 * as it is read (raw bytes, within max_log_bytes in all; the record's
+	 * logs are unchanged). Must not block. NULL: none. */
+	void (*on_logs)(void *arg, const char *data, size_t len);
+	void *on_logs_arg;
 };
 
 struct exec_result {

@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -436,6 +437,7 @@ struct http_request {
 
 struct http_stream {
 	struct http_server *srv;
+	int fd; /* the connection's socket (libmicrohttpd's), -1: unknown */
 	http_stream_fn fn;
 	void (*done)(void *ctx);
 	void *ctx;
@@ -782,7 +784,7 @@ void http_reply_stream(struct http_request *req, const char *content_type, http_
 			reply_oom(req);
 		return;
 	}
-	*st = (struct http_stream){.srv = req->srv, .fn = fn, .done = done, .ctx = ctx};
+	*st = (struct http_stream){.srv = req->srv, .fd = -1, .fn = fn, .done = done, .ctx = ctx};
 	set_reply(req, 200, ct, NULL, 0);
 	req->ctype_owned = ct;
 	req->stream = st;
@@ -793,7 +795,13 @@ bool http_stream_stopping(const struct http_stream *st)
 	pthread_mutex_lock(&st->srv->lock);
 	bool stopping = st->srv->stopping;
 	pthread_mutex_unlock(&st->srv->lock);
-	return stopping;
+	if (stopping || st->fd < 0)
+		return stopping;
+	/* The client hung up (its FIN, or a reset): a stream would otherwise
+	 * learn it only at its next write. Called on the connection's own
+	 * thread, so the descriptor is still the connection's. */
+	struct pollfd pfd = {.fd = st->fd, .events = POLLRDHUP};
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -1017,6 +1025,9 @@ static enum MHD_Result queue_reply(struct http_request *req)
 		    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, req->stream, stream_free);
 		if (!resp)
 			return MHD_NO;
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(req->mhd_conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		req->stream->fd = ci ? ci->connect_fd : -1;
 		req->stream = NULL; /* the response owns it now */
 		MHD_set_connection_option(req->mhd_conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)HTTP_STREAM_IDLE_S);
 	} else {

@@ -227,7 +227,8 @@ struct http_stream;
 typedef long (*http_stream_fn)(void *ctx, const struct http_stream *st, char *buf, size_t max);
 void http_reply_stream(struct http_request *req, const char *content_type, http_stream_fn fn, void (*done)(void *ctx),
                        void *ctx);
-/* True once the server stops: the stream should end at once. */
+/* True once the server stops or the client hung up: the stream should end
+ * at once. Only from fn (the connection's thread). */
 bool http_stream_stopping(const struct http_stream *st);
 /* Add a response header (Retry-After, Allow, WWW-Authenticate, ...), before or
  * after the reply. -EINVAL for a name that is not a token or a value with

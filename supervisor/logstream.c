@@ -747,7 +747,11 @@ long logstream_read(struct logstream_reader *r, char *buf, size_t max, bool (*st
 			return -1;
 		uint64_t now = util_now_ns();
 		if (!r->started) {
+			/* where a new stream starts is settled before the
+			 * client hears from it */
 			r->started = true;
+			r->next_poll_ns = now + POLL_MS * 1000000ull;
+			poll_rows(r);
 			buf_printf(&r->out, "retry: %d\n: live logs of function %s\n\n", SSE_RETRY_MS, r->function_id);
 			r->next_heartbeat_ns = now + HEARTBEAT_MS * 1000000ull;
 			continue;

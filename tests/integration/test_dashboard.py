@@ -224,3 +224,14 @@ def test_triggers_and_dead_letters(zd, user, shots):
     assert t["config"]["schedule"] == "0 0 1 1 *" and t["config"]["timezone"] == "Europe/Paris", t
     first = [d for d in user.get(path).json["dead_letters"] if d["id"] == letters[0]["id"]]
     assert len(first) == 1 and first[0]["retried_at"] and first[0]["retry_invocation_id"], first
+
+
+def test_live_logs_on_the_invoke_page(zd, user, shots):
+    out = run_flow(zd, "flow_live.js", shots, user)
+    pid, fid, iid = out["project_id"], out["function_id"], out["invocation_id"]
+    inv = user.get("/projects/%s/functions/%s/invocations/%s" % (pid, fid, iid))
+    assert inv.status == 200 and inv.json["status"] == "success", str(inv)
+    # The record after the run is as before: both lines, in order.
+    logs = inv.json["logs"]
+    assert logs.index("first <b>live</b> line") < logs.index("second line"), logs
+    assert os.path.getsize(os.path.join(shots, "live-logs.png")) > 1000

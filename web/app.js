@@ -966,6 +966,11 @@ function liveLogsPanel(p, f) {
 							break;
 						}
 						feed(dec.decode(value, {stream: true}), false);
+						if (!node.isConnected || !session) {
+							// the page was replaced (signed out): close it
+							stop();
+							return;
+						}
 					}
 				}
 			} catch (e) {

@@ -409,6 +409,17 @@ def test_deleting_the_function_ends_its_stream(ld, ladmin, lp):
         assert closed and closed[0]["json"]["reason"] == "function_deleted"
     finally:
         s.close()
+    # So does deleting its project.
+    q = ladmin.create_project()
+    g = ladmin.deploy(q["id"], SLOW_JS)
+    s = open_stream(ld, ladmin, q, g)
+    try:
+        r = ladmin.delete("/projects/%s" % q["id"])
+        assert r.status in (200, 204), str(r)
+        s.wait(lambda s: s.closed, timeout=30, what="the stream's end")
+        assert s.of("closed"), s.events
+    finally:
+        s.close()
 
 
 def test_sigterm_is_not_delayed_by_an_open_stream():

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "events.h"
+#include "logs_follow.h"
 #include "table.h"
 
 /* The server has its own (smaller, configurable) code limit and says so;
@@ -46,9 +47,11 @@ static const char invoke_usage[] =
     "  is retried as the function's --retries say. --idempotency-key KEY (1 to 255 printable\n"
     "  ASCII characters): the same KEY within 24 h queues nothing new and gives the first id.";
 static const char logs_usage[] =
-    "zmesh logs NAME [--limit N] [--invocation ID]\n"
+    "zmesh logs NAME [--limit N] [--invocation ID] [--follow]\n"
     "\n"
-    "  Recent invocations, and the newest one's logs; --invocation ID shows that invocation and its logs.";
+    "  Recent invocations, and the newest one's logs; --invocation ID shows that invocation and its logs.\n"
+    "  --follow prints the function's logs live, as they are written (\"TIME INVOCATION LINE\", and one\n"
+    "  line as each invocation ends), reconnecting when the connection drops, until Ctrl-C.";
 static const char versions_usage[] = "zmesh versions NAME";
 static const char rollback_usage[] =
     "zmesh rollback NAME VERSION\n"
@@ -648,20 +651,24 @@ static void print_logs(json_t *inv)
 
 int cmd_logs(struct cli *c, int argc, char **argv)
 {
-	enum { OPT_LIMIT = 1, OPT_INVOCATION };
+	enum { OPT_LIMIT = 1, OPT_INVOCATION, OPT_FOLLOW };
 	static const struct option opts[] = {
 	    {"limit", required_argument, NULL, OPT_LIMIT},
 	    {"invocation", required_argument, NULL, OPT_INVOCATION},
+	    {"follow", no_argument, NULL, OPT_FOLLOW},
 	    CLI_COMMON_OPTIONS,
 	    {0},
 	};
 	long long limit = 10;
 	const char *one = NULL;
+	bool follow = false;
 	int o, rc;
 	while ((o = cli_next_opt(c, argc, argv, opts, logs_usage, &rc)) != OPT_END) {
 		if (o == OPT_EXIT)
 			return rc;
-		if (o == OPT_INVOCATION) {
+		if (o == OPT_FOLLOW) {
+			follow = true;
+		} else if (o == OPT_INVOCATION) {
 			if (!cli_is_uuid(optarg))
 				return cli_usage_error(logs_usage,
 				                       "--invocation takes an invocation ID (see zmesh logs NAME)");
@@ -672,6 +679,12 @@ int cmd_logs(struct cli *c, int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return cli_usage_error(logs_usage, "logs takes one NAME");
+	if (follow) {
+		if (one)
+			return cli_usage_error(logs_usage, "--follow and --invocation do not go together");
+		_cleanup_free_ char *spath = function_path(c, argv[optind], logs_usage, "logs", "stream", NULL, &rc);
+		return spath ? logs_follow(c, spath) : rc;
+	}
 	if (one) {
 		_cleanup_free_ char *ipath = function_path(c, argv[optind], logs_usage, "invocations", one, NULL, &rc);
 		if (!ipath)

@@ -780,6 +780,8 @@ HANDLER(h_metrics)
 	return 0;
 }
 
+void h_logs_stream(struct http_request *req, void *app); /* api_logs.c */
+
 const struct http_route app_routes[] = {
     {"GET", "/", h_ui_index},
     {"GET", "/ui/{file}", h_ui_asset},
@@ -809,6 +811,7 @@ const struct http_route app_routes[] = {
     {"GET", "/projects/{pid}/functions/{fid}/invocations", h_invocations_list},
     {"GET", "/projects/{pid}/functions/{fid}/invocations/{iid}", h_invocation_get},
     {"GET", "/projects/{pid}/functions/{fid}/versions", h_versions_list},
+    {"GET", "/projects/{pid}/functions/{fid}/logs/stream", h_logs_stream},
     {"POST", "/projects/{pid}/functions/{fid}/versions/{v}/rollback", h_rollback},
     {"POST", "/api/functions/{slug}", h_api_invoke},
     {"GET", "/projects/{pid}/dead-letters", h_dead_letters_list},

@@ -98,6 +98,12 @@ struct exec_request {
 	/* Check mode (exec_check): the wrapper compiles the code and never
 	 * runs it; never a pooled sandbox. */
 	bool check;
+
+	/* Live logs: called from the capture loop with each chunk of stderr
+	 * as it is read (raw bytes, within max_log_bytes in all; the record's
+	 * logs are unchanged). Must not block. NULL: none. */
+	void (*on_logs)(void *arg, const char *data, size_t len);
+	void *on_logs_arg;
 };
 
 struct exec_result {

@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -430,7 +431,16 @@ struct http_request {
 	char *hdr_value[HTTP_MAX_HEADERS];
 
 	json_t *log_fields;
-	struct alloc *allocs; /* decoded query values */
+	struct alloc *allocs;       /* decoded query values */
+	struct http_stream *stream; /* a streamed reply not yet handed over */
+};
+
+struct http_stream {
+	struct http_server *srv;
+	int fd; /* the connection's socket (libmicrohttpd's), -1: unknown */
+	http_stream_fn fn;
+	void (*done)(void *ctx);
+	void *ctx;
 };
 
 static void emit_log(struct http_server *s, json_t *o)
@@ -474,6 +484,10 @@ static void request_free(struct http_request *r)
 		free(r->hdr_value[i]);
 	}
 	json_decref(r->log_fields);
+	if (r->stream) {
+		r->stream->done(r->stream->ctx);
+		free(r->stream);
+	}
 	while (r->allocs) {
 		struct alloc *a = r->allocs;
 		r->allocs = a->next;
@@ -756,6 +770,55 @@ void http_reply_text(struct http_request *req, unsigned status, const char *cont
 	req->ctype_owned = ct;
 }
 
+void http_reply_stream(struct http_request *req, const char *content_type, http_stream_fn fn, void (*done)(void *ctx),
+                       void *ctx)
+{
+	struct http_stream *st = req->replied ? NULL : calloc(1, sizeof(*st));
+	char *ct = st ? strdup(content_type) : NULL;
+	if (!st || !ct || strpbrk(ct, "\r\n")) {
+		bool replied = req->replied;
+		free(st);
+		free(ct);
+		done(ctx);
+		if (!replied)
+			reply_oom(req);
+		return;
+	}
+	*st = (struct http_stream){.srv = req->srv, .fd = -1, .fn = fn, .done = done, .ctx = ctx};
+	set_reply(req, 200, ct, NULL, 0);
+	req->ctype_owned = ct;
+	req->stream = st;
+}
+
+bool http_stream_stopping(const struct http_stream *st)
+{
+	pthread_mutex_lock(&st->srv->lock);
+	bool stopping = st->srv->stopping;
+	pthread_mutex_unlock(&st->srv->lock);
+	if (stopping || st->fd < 0)
+		return stopping;
+	/* The client hung up (its FIN, or a reset): a stream would otherwise
+	 * learn it only at its next write. Called on the connection's own
+	 * thread, so the descriptor is still the connection's. */
+	struct pollfd pfd = {.fd = st->fd, .events = POLLRDHUP};
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct http_stream *st = cls;
+	long n = st->fn(st->ctx, st, buf, max);
+	return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void stream_free(void *cls)
+{
+	struct http_stream *st = cls;
+	st->done(st->ctx);
+	free(st);
+}
+
 static bool token_char(char c)
 {
 	return isalnum((unsigned char)c) || (c && strchr("!#$%&'*+-.^_`|~", c));
@@ -955,13 +1018,29 @@ static enum MHD_Result queue_reply(struct http_request *req)
 		http_reply_error(req, 500, "INTERNAL", "the handler did not reply");
 	conn_stop_clock(req);
 
-	struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(
-	    req->resp_len, req->resp_len ? req->resp : (void *)"", req->resp_len ? free : NULL);
-	if (!resp)
-		return MHD_NO;
-	if (req->resp_len)
-		req->resp = NULL; /* the response owns it now */
-	bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->ctype) == MHD_YES &&
+	struct MHD_Response *resp;
+	bool streamed = req->stream != NULL;
+	if (streamed) {
+		resp =
+		    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, req->stream, stream_free);
+		if (!resp)
+			return MHD_NO;
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(req->mhd_conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		req->stream->fd = ci ? ci->connect_fd : -1;
+		req->stream = NULL; /* the response owns it now */
+		MHD_set_connection_option(req->mhd_conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)HTTP_STREAM_IDLE_S);
+	} else {
+		resp = MHD_create_response_from_buffer_with_free_callback(
+		    req->resp_len, req->resp_len ? req->resp : (void *)"", req->resp_len ? free : NULL);
+		if (!resp)
+			return MHD_NO;
+		if (req->resp_len)
+			req->resp = NULL; /* the response owns it now */
+	}
+	bool ok = (!streamed || (MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache") == MHD_YES &&
+	                         MHD_add_response_header(resp, "X-Accel-Buffering", "no") == MHD_YES)) &&
+	          MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->ctype) == MHD_YES &&
 	          MHD_add_response_header(resp, "x-request-id", req->id) == MHD_YES &&
 	          MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") == MHD_YES;
 	for (size_t i = 0; ok && i < req->n_hdrs; i++)

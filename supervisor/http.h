@@ -213,6 +213,23 @@ void http_reply_error(struct http_request *req, unsigned status, const char *cod
 /* Answer a copy of text; content_type NULL means Prometheus' text format
  * "text/plain; version=0.0.4; charset=utf-8". */
 void http_reply_text(struct http_request *req, unsigned status, const char *content_type, const char *text, size_t len);
+/* A streamed answer (Server-Sent Events): status 200, content_type, no
+ * length (chunked), Cache-Control: no-cache and X-Accel-Buffering: no. After
+ * the handler returns, fn is called on the connection's thread for the next
+ * bytes: it may block (bounded: it must check http_stream_stopping() at
+ * least every second or so) and returns how many bytes of buf (max bytes) it
+ * filled, at least 1, or -1 to end the answer. done(ctx) is called once the
+ * connection is over (the client went away, the answer ended, the server
+ * stopped), also when the reply is not used. The connection's idle timeout
+ * becomes HTTP_STREAM_IDLE_S: fn must send something (a comment) more often. */
+#define HTTP_STREAM_IDLE_S 60
+struct http_stream;
+typedef long (*http_stream_fn)(void *ctx, const struct http_stream *st, char *buf, size_t max);
+void http_reply_stream(struct http_request *req, const char *content_type, http_stream_fn fn, void (*done)(void *ctx),
+                       void *ctx);
+/* True once the server stops or the client hung up: the stream should end
+ * at once. Only from fn (the connection's thread). */
+bool http_stream_stopping(const struct http_stream *st);
 /* Add a response header (Retry-After, Allow, WWW-Authenticate, ...), before or
  * after the reply. -EINVAL for a name that is not a token or a value with
  * control characters, -EPERM for headers the layer owns (Content-Type,

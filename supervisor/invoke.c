@@ -14,6 +14,7 @@
 #include "emit.h"
 #include "errors.h"
 #include "log.h"
+#include "logstream.h"
 #include "metrics.h"
 #include "result.h"
 #include "utf8.h"
@@ -324,6 +325,12 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 	struct egress_ctx ectx;
 	_cleanup_free_ struct egress_policy *epol = app->exec.egress ? egress_for(app, p, tier, &ectx) : NULL;
 	er.egress = epol ? &ectx : NULL;
+	/* Live logs: lines reach PostgreSQL as they come (logstream.h). */
+	struct logsink *sink = logsink_open(p->id, f->id, ret->id);
+	if (sink) {
+		er.on_logs = logsink_feed;
+		er.on_logs_arg = sink;
+	}
 	double started = now_epoch_ms();
 	struct exec_result ex = {0};
 	struct zerr xerr = {0};
@@ -392,6 +399,7 @@ int inv_run(struct app *app, const struct inv_call *call, struct inv_result *ret
 	                     .logs = ex.logs,
 	                     .logs_truncated = ex.logs_truncated};
 	record(app, call, &rec);
+	logsink_close(sink, ex.logs_truncated, ret->status, ret->wall_ms);
 	metrics_count_invocation(&app->metrics, o, ret->wall_ms);
 	zlog(ZLOG_INFO, "invoke", "request_id", call->request_id ? call->request_id : "", "invocation_id", ret->id,
 	     "function", f->id, "trigger", call->trigger, "outcome", errors_outcome_code(o), NULL);

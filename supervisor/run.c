@@ -70,6 +70,14 @@ static int capture_read(struct capture *c, int fd)
 	}
 }
 
+/* Live logs: what the capture added since fed, to the request's sink. */
+static size_t feed_logs(const struct exec_request *req, const struct capture *c, size_t fed)
+{
+	if (req->on_logs && c->b.len > fed)
+		req->on_logs(req->on_logs_arg, c->b.data + fed, c->b.len - fed);
+	return c->b.len;
+}
+
 /* Logs are the function's raw bytes: make them valid UTF-8 without NULs
  * (each bad byte becomes '?'), so they can be stored and shown as text, and
  * drop a character the log limit cut in half. Returns the new length. */
@@ -494,7 +502,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	for (int i = 0; i < 3; i++)
 		fcntl(s.stdio[i], F_SETFL, fcntl(s.stdio[i], F_GETFL) | O_NONBLOCK);
 	struct capture out = {.limit = ctx->max_result_bytes}, logs = {.limit = ctx->max_log_bytes};
-	size_t written = 0;
+	size_t written = 0, logs_fed = 0;
 	bool out_eof = false, err_eof = false, exited = false, early = false, stopped = false;
 	struct result_scan scan = {0};
 	uint64_t deadline = s.start_ns + req->timeout_ms * 1000000ull;
@@ -573,6 +581,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 			int rr = capture_read(&logs, s.stdio[2]);
 			if (rr == -EPIPE || rr < 0)
 				err_eof = true;
+			logs_fed = feed_logs(req, &logs, logs_fed);
 		}
 		if (i_out >= 0 && pfd[i_out].revents) {
 			int rr = capture_read(&out, s.stdio[1]);
@@ -611,6 +620,7 @@ int exec_run(struct exec_ctx *ctx, const struct exec_request *req, struct exec_r
 	if (early) {
 		while (!err_eof && capture_read(&logs, s.stdio[2]) == 0)
 			;
+		logs_fed = feed_logs(req, &logs, logs_fed);
 		sbx_report_now(&s, &ret->report);
 		exec_dispose(ctx, &s);
 		r = 0;

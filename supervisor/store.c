@@ -901,3 +901,66 @@ int store_member_remove(PGconn *c, const char *project_id, const char *user_id, 
 		return ze(err, ZE_CONFLICT, "the project's only owner cannot be removed");
 	return 0;
 }
+
+/* ---- live logs (sql/008_log_lines.sql, logstream.c) ---- */
+
+int store_log_lines_insert(PGconn *c, const char *rows_json, struct zerr *err)
+{
+	const char *p[] = {rows_json};
+	return db_exec_prepared(
+	    c,
+	    "INSERT INTO log_lines (project_id, function_id, invocation_id, ts, kind, stream, line, status, "
+	    "duration_ms) "
+	    "SELECT project_id, function_id, invocation_id, coalesce(to_timestamp(ts_ms / 1000.0), now()), kind, "
+	    "coalesce(stream, 'stderr'), coalesce(line, ''), status, duration_ms "
+	    "FROM json_to_recordset($1::json) AS x(project_id uuid, function_id uuid, invocation_id uuid, "
+	    "ts_ms double precision, kind text, stream text, line text, status text, duration_ms double precision)",
+	    1, p, NULL, err);
+}
+
+int store_log_lines_page(PGconn *c, const char *project_id, const char *function_id, int64_t after,
+                         const char *skip_json, unsigned limit, json_t **ret, struct zerr *err)
+{
+	char a[24], l[16];
+	snprintf(a, sizeof(a), "%" PRId64, after);
+	snprintf(l, sizeof(l), "%u", limit);
+	const char *p[] = {project_id, function_id, a, skip_json, l};
+	return q_json_with(
+	    true, c,
+	    "SELECT json_build_object('exists', EXISTS (SELECT 1 FROM functions WHERE id = $2::uuid AND project_id = "
+	    "$1::uuid), 'horizon', coalesce((SELECT deleted_through FROM log_line_horizon WHERE function_id = "
+	    "$2::uuid), 0), 'max', greatest(coalesce((SELECT max(id) FROM log_lines WHERE function_id = $2::uuid), "
+	    "0), coalesce((SELECT deleted_through FROM log_line_horizon WHERE function_id = $2::uuid), 0)), "
+	    "'rows', coalesce((SELECT json_agg(r ORDER BY r.id) FROM (SELECT id, invocation_id, "
+	    "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS ts, kind, stream, line, status, "
+	    "duration_ms FROM log_lines WHERE function_id = $2::uuid AND id > $3::bigint "
+	    "AND id <> ALL (SELECT json_array_elements_text($4::json)::bigint) ORDER BY id LIMIT $5::int) r), "
+	    "'[]'::json))",
+	    5, p, ret, err);
+}
+
+int store_log_lines_sweep(PGconn *c, unsigned max_age_s, unsigned max_rows, uint64_t *ret_deleted, struct zerr *err)
+{
+	char a[16], m[16];
+	snprintf(a, sizeof(a), "%u", max_age_s);
+	snprintf(m, sizeof(m), "%u", max_rows);
+	const char *p[] = {a, m};
+	_cleanup_pgresult_ PGresult *res = NULL;
+	int r = db_exec_params(
+	    c,
+	    "WITH d AS (DELETE FROM log_lines WHERE ts < now() - make_interval(secs => $1::int) OR id IN (SELECT id "
+	    "FROM (SELECT id, row_number() OVER (PARTITION BY function_id ORDER BY id DESC) AS n FROM log_lines) x "
+	    "WHERE n > $2::int) RETURNING function_id, id), "
+	    "h AS (INSERT INTO log_line_horizon AS h (function_id, deleted_through) SELECT function_id, max(id) FROM d "
+	    "GROUP BY function_id ON CONFLICT (function_id) DO UPDATE SET deleted_through = "
+	    "greatest(h.deleted_through, excluded.deleted_through) RETURNING 1) "
+	    "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM h)",
+	    2, p, &res, err);
+	if (r < 0)
+		return r;
+	*ret_deleted = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	return exec(c,
+	            "DELETE FROM log_line_horizon h WHERE NOT EXISTS (SELECT 1 FROM functions f WHERE f.id = "
+	            "h.function_id)",
+	            0, NULL, err);
+}

@@ -198,3 +198,21 @@ int store_members_list(PGconn *c, const char *project_id, json_t **ret, struct z
  * -ZE_CONFLICT when they are its only owner (the owners' rows are locked
  * while counted, so two removals cannot leave none). */
 int store_member_remove(PGconn *c, const char *project_id, const char *user_id, struct zerr *err);
+
+/* ---- live logs (sql/008_log_lines.sql, logstream.c) ---- */
+
+/* Insert rows (a JSON array of {project_id, function_id, invocation_id,
+ * ts_ms, kind, stream, line, status, duration_ms}) in one statement. */
+int store_log_lines_insert(PGconn *c, const char *rows_json, struct zerr *err);
+/* What a stream reads: {"exists": whether function_id is still a function
+ * of project_id, "horizon": how far the sweep deleted the function's rows
+ * (0: never), "max": its largest id (or the horizon), "rows": [at most limit
+ * rows with id > after and not in skip (a JSON array of ids), oldest first:
+ * {id, invocation_id, ts, kind, stream, line, status, duration_ms}]}. */
+int store_log_lines_page(PGconn *c, const char *project_id, const char *function_id, int64_t after,
+                         const char *skip_json, unsigned limit, json_t **ret, struct zerr *err);
+/* Delete rows older than max_age_s and beyond the newest max_rows of each
+ * function, noting in log_line_horizon how far each function's were
+ * deleted; forget the horizons of functions that no longer exist.
+ * *ret_deleted: rows deleted. */
+int store_log_lines_sweep(PGconn *c, unsigned max_age_s, unsigned max_rows, uint64_t *ret_deleted, struct zerr *err);

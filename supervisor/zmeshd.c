@@ -43,6 +43,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "log.h"
+#include "logstream.h"
 #include "pgbouncer.h"
 #include "pooler.h"
 #include "pgembed.h"
@@ -382,6 +383,12 @@ static int api_main(struct app *app, struct api_start *st)
 		fatal("record writer", &err);
 		goto out_db;
 	}
+	struct logstream_config lc;
+	logstream_config_from_env(&lc);
+	if (logstream_start(app->pool, &lc, &err) < 0) {
+		fatal("live logs", &err);
+		goto out_records;
+	}
 	limiter_init(&app->limiter, app->cfg.concurrency);
 	limiter_init(&app->login_limiter, 4);
 
@@ -439,6 +446,7 @@ static int api_main(struct app *app, struct api_start *st)
 	 * queue: no record is lost. */
 	jobs_stop_claiming(app->jobs);
 	exec_stop_at(&app->exec, util_now_ns() + app->cfg.shutdown_grace_ms * 1000000ull);
+	logstream_quiesce(); /* open log streams end now, not after the grace period */
 	http_server_stop(srv);
 	rc = 0;
 out_jobs:
@@ -449,6 +457,7 @@ out_jobs:
 	app->jobs = NULL;
 	exec_pool_stop(&app->exec);
 out_records:
+	logstream_stop();
 	records_stop(app->records);
 out_db:
 	pooler_stop(app->pooler);

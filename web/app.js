@@ -988,7 +988,163 @@ function invokePanel(p, f) {
 			button.disabled = false;
 		}
 	}}, field('Payload (JSON)', payload), box, button);
-	return el('div', {}, form, out);
+	return el('div', {}, form, liveLogsPanel(p, f), out);
+}
+
+// ---- live logs (GET .../logs/stream: Server-Sent Events) -------------------------
+
+const LIVE_MAX_LINES = 500;
+
+// The function's logs as they are written, on any node, once "Follow" is
+// pressed (each open stream holds one of the project's stream slots on the
+// daemon). fetch() with the Authorization header (the token never goes into
+// a URL) and a stream reader; every line reaches the page with textContent;
+// a dropped connection resumes with Last-Event-ID; "Stop" or leaving the
+// page closes it.
+function liveLogsPanel(p, f) {
+	const state = el('span', {class: 'live-state', role: 'status'}, 'Off');
+	const list = el('ol', {class: 'live-logs', role: 'log', 'aria-label': 'Streamed lines'});
+	const toggle = el('button', {type: 'button', 'aria-pressed': 'false'}, 'Follow');
+	const node = el('section', {class: 'card live'}, el('div', {class: 'row'}, el('h3', {}, 'Live logs'), toggle, state), list);
+	let ctl = null;
+	let lastId = null;
+	let retry = 2000;
+	const stop = () => {
+		if (ctl)
+			ctl.abort();
+		ctl = null;
+		toggle.textContent = 'Follow';
+		toggle.setAttribute('aria-pressed', 'false');
+		state.textContent = 'Off';
+	};
+	toggle.addEventListener('click', () => {
+		if (ctl)
+			return stop();
+		ctl = new AbortController();
+		toggle.textContent = 'Stop';
+		toggle.setAttribute('aria-pressed', 'true');
+		state.textContent = 'Connecting…';
+		follow(ctl);
+	});
+	window.addEventListener('hashchange', stop, {once: true});
+
+	const add = (cls, ...parts) => {
+		const li = el('li', {class: cls}, parts);
+		list.append(li);
+		while (list.childElementCount > LIVE_MAX_LINES)
+			list.firstElementChild.remove();
+		list.scrollTop = list.scrollHeight;
+	};
+	const time = (ts) => el('time', {datetime: String(ts || '')}, String(ts || '').replace(/^.*T/, '').replace(/Z$/, ''));
+	const inv = (id) => el('code', {class: 'inv', title: String(id || '')}, String(id || '').slice(0, 8));
+	const dispatch = (name, data) => {
+		let d;
+		try {
+			d = JSON.parse(data);
+		} catch {
+			return;
+		}
+		if (!d || typeof d !== 'object')
+			return;
+		if (name === 'log')
+			add(d.stream === 'system' ? 'live-line system' : 'live-line', time(d.ts), ' ', inv(d.invocation_id), ' ', String(d.line));
+		else if (name === 'end')
+			add('live-end', time(d.ts), ' ', inv(d.invocation_id), ' ', 'finished: ', String(d.status), ' in ', fmtMs(d.duration_ms));
+		else if (name === 'dropped')
+			add('live-dropped', d.reason === 'queue_full' ? String(d.lines) + ' lines dropped: the server could not keep up' : 'Some lines are gone: this page fell behind what the server keeps');
+		else if (name === 'closed') {
+			add('live-end', 'The function was deleted.');
+			stop();
+		}
+	};
+
+	// The event stream format: fields up to a blank line; CR, LF or CRLF end a line.
+	const parser = () => {
+		let buf = '', event = '', data = [];
+		return (chunk, flush) => {
+			buf += chunk;
+			const lines = buf.split(/\r\n|\r|\n/);
+			buf = flush ? '' : lines.pop();
+			if (buf.length > 1048576)
+				buf = '';
+			for (const line of lines) {
+				if (line === '') {
+					if (data.length)
+						dispatch(event || 'message', data.join('\n'));
+					event = '';
+					data = [];
+					continue;
+				}
+				if (line.startsWith(':'))
+					continue;
+				const i = line.indexOf(':');
+				const name = i < 0 ? line : line.slice(0, i);
+				let value = i < 0 ? '' : line.slice(i + 1);
+				if (value.startsWith(' '))
+					value = value.slice(1);
+				if (name === 'event')
+					event = value;
+				else if (name === 'data' && data.length < 10000)
+					data.push(value);
+				else if (name === 'id' && /^[0-9]{1,19}$/.test(value))
+					lastId = value;
+				else if (name === 'retry' && /^[0-9]{1,7}$/.test(value))
+					retry = Math.min(60000, Math.max(100, Number(value)));
+			}
+		};
+	};
+
+	const follow = async (mine) => {
+		while (!mine.signal.aborted && session) {
+			const headers = {Accept: 'text/event-stream', Authorization: 'Bearer ' + session.token};
+			if (lastId !== null)
+				headers['Last-Event-ID'] = lastId;
+			try {
+				const res = await fetch(F(p.id, f.id) + '/logs/stream', {headers, credentials: 'omit', cache: 'no-store', redirect: 'error', signal: mine.signal});
+				if (!res.ok) {
+					let e = null;
+					try {
+						e = (await res.json()).error;
+					} catch {
+						e = null;
+					}
+					const why = 'Not available: ' + (e && e.message ? String(e.message) : 'HTTP ' + res.status);
+					if (res.status !== 503 && res.status !== 429) {
+						stop();
+						state.textContent = why;
+						return;
+					}
+					state.textContent = why;
+				} else {
+					state.textContent = 'Live';
+					const feed = parser();
+					const reader = res.body.getReader();
+					const dec = new TextDecoder();
+					for (;;) {
+						const {value, done} = await reader.read();
+						if (done) {
+							feed(dec.decode(), true);
+							break;
+						}
+						feed(dec.decode(value, {stream: true}), false);
+						if (!node.isConnected || !session) {
+							// the page was replaced (signed out): close it
+							stop();
+							return;
+						}
+					}
+				}
+			} catch (e) {
+				if (mine.signal.aborted)
+					return;
+			}
+			if (mine.signal.aborted)
+				return;
+			state.textContent = 'Reconnecting…';
+			await new Promise((r) => setTimeout(r, retry));
+		}
+	};
+	return node;
 }
 
 function metricsList(items) {

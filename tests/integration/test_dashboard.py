@@ -256,3 +256,14 @@ def test_manage_members_egress_env_and_rerun_in_chromium(zd, user, new_user, sho
     for name in ("project-manage", "invocation-payload"):
         path = os.path.join(shots, name + ".png")
         assert os.path.getsize(path) > 1000, path
+
+
+def test_live_logs_on_the_invoke_page(zd, user, shots):
+    out = run_flow(zd, "flow_live.js", shots, user)
+    pid, fid, iid = out["project_id"], out["function_id"], out["invocation_id"]
+    inv = user.get("/projects/%s/functions/%s/invocations/%s" % (pid, fid, iid))
+    assert inv.status == 200 and inv.json["status"] == "success", str(inv)
+    # The record after the run is as before: both lines, in order.
+    logs = inv.json["logs"]
+    assert logs.index("first <b>live</b> line") < logs.index("second line"), logs
+    assert os.path.getsize(os.path.join(shots, "live-logs.png")) > 1000

@@ -156,6 +156,17 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
 	return 0;
 }
 
+void client_easy_setup(CURL *k, const char *url)
+{
+	curl_easy_reset(k);
+	curl_easy_setopt(k, CURLOPT_URL, url);
+	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(k, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(k, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS);
+}
+
 int client_request(struct client *c, const char *method, const char *path, const json_t *body,
                    const char *const *headers, struct reply *ret, struct zerr *err)
 {
@@ -196,13 +207,7 @@ int client_request(struct client *c, const char *method, const char *path, const
 	CURL *h = c->curl;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct buf sink = BUF_INIT(CLIENT_MAX_RESPONSE + 1);
-	curl_easy_reset(h);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS);
+	client_easy_setup(h, url);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "zmesh-cli/" ZMESH_CLI_VERSION);

@@ -38,6 +38,11 @@ struct reply {
  * (trailing slashes removed). */
 int client_check_url(const char *url, char **ret, struct zerr *err);
 
+/* Reset handle k for one request to url, with what every request of the
+ * client has: http(s) only, no redirects, the path as given, no signals,
+ * the connect timeout. */
+void client_easy_setup(CURL *k, const char *url);
+
 /* Set up a client for base (already checked). Free with client_done. */
 int client_init(struct client *c, const char *base, struct zerr *err);
 void client_done(struct client *c);

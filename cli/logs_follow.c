@@ -145,13 +145,7 @@ static CURLcode connect_once(struct follow *f, const char *url)
 		return CURLE_OUT_OF_MEMORY;
 	}
 	CURL *k = f->curl;
-	curl_easy_reset(k);
-	curl_easy_setopt(k, CURLOPT_URL, url);
-	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(k, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(k, CURLOPT_PATH_AS_IS, 1L);
-	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS);
+	client_easy_setup(k, url);
 	/* No deadline for the whole stream; silence past the heartbeats is
 	 * a connection gone. */
 	curl_easy_setopt(k, CURLOPT_LOW_SPEED_LIMIT, 1L);

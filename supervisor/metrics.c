@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "errors.h"
+#include "logstream.h"
 #include "pooler.h"
 
 static const uint64_t duration_bounds_ms[METRICS_DURATION_BUCKETS] = {5,   10,   25,   50,    100,   250,
@@ -199,6 +200,18 @@ int metrics_render(struct app *app, struct buf *out)
 		buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIuFAST64 "\n", ev[i].name, ev[i].help,
 		           ev[i].name, ev[i].name, atomic_load(ev[i].v));
 	render_egress(app, out);
+	uint64_t lq, lw, ld, ls;
+	logstream_stats(&lq, &lw, &ld, &ls);
+	buf_printf(out,
+	           "# HELP zmesh_log_lines_queued Live log lines waiting to be written.\n"
+	           "# TYPE zmesh_log_lines_queued gauge\nzmesh_log_lines_queued %" PRIu64 "\n"
+	           "# HELP zmesh_log_lines_written_total Live log rows written (lines, markers and end events).\n"
+	           "# TYPE zmesh_log_lines_written_total counter\nzmesh_log_lines_written_total %" PRIu64 "\n"
+	           "# HELP zmesh_log_lines_dropped_total Live log lines dropped because the queue was full.\n"
+	           "# TYPE zmesh_log_lines_dropped_total counter\nzmesh_log_lines_dropped_total %" PRIu64 "\n"
+	           "# HELP zmesh_log_streams Live log streams open on this node.\n"
+	           "# TYPE zmesh_log_streams gauge\nzmesh_log_streams %" PRIu64 "\n",
+	           lq, lw, ld, ls);
 	return buf_printf(out,
 	                  "# HELP zmesh_records_queued Invocation records waiting to be written.\n"
 	                  "# TYPE zmesh_records_queued gauge\nzmesh_records_queued %" PRIu64 "\n"

@@ -211,8 +211,14 @@ def test_lines_arrive_while_the_invocation_runs_then_its_end(ld, ladmin, lp):
         assert s.events.index(end[0]) > s.events.index(logs[-1])
         ids = [int(e["id"]) for e in s.events]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        # /metrics: this stream is open, and the rows it read were written.
+        m = ld.metrics()
+        assert m["zmesh_log_streams"] >= 1, m
+        assert m["zmesh_log_lines_written_total"] >= 4, m
+        assert "zmesh_log_lines_dropped_total" in m and "zmesh_log_lines_queued" in m, m
     finally:
         s.close()
+    ld.wait_metric("zmesh_log_streams", lambda v: v == 0, timeout=20)
 
 
 def test_reconnect_with_last_event_id_resumes_exactly(ld, ladmin, lp):

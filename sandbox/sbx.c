@@ -1312,32 +1312,39 @@ int sbx_narrow_rlimits(pid_t pid, uid_t uid, const struct sbx_rlimits *rl, uint6
 	if (r < 0)
 		return r;
 	/* prlimit(2) on a process of another uid needs CAP_SYS_RESOURCE,
-	 * which containers often withhold; lowering one's own limits needs
-	 * nothing. So a child of this process takes the sandbox's uid and
-	 * gid (raw syscalls: this process may have threads glibc would try
-	 * to bring along) and narrows them as the sandbox itself could. */
-	pid_t child = fork();
-	if (child < 0)
-		return zerr_set(err, -errno, "fork: %m");
-	if (child == 0) {
-		if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, uid, uid, uid) < 0 ||
-		    syscall(SYS_setresuid, uid, uid, uid) < 0)
-			_exit(1);
-		for (size_t i = 0; i < n; i++)
-			if (narrow_one(procs[i], RLIMIT_CPU, cpu[i]) < 0 ||
-			    narrow_one(procs[i], RLIMIT_FSIZE, rl->fsize_bytes) < 0 ||
-			    narrow_one(procs[i], RLIMIT_NPROC, nproc) < 0)
-				_exit(2);
-		_exit(0);
+	 * which containers often withhold; a caller whose real uid and gid are
+	 * the target's may lower its limits. So this thread makes the
+	 * sandbox's uid and gid its real ids for the time of the calls,
+	 * keeping its effective and saved ids (and so its capabilities), and
+	 * takes its own back. Raw syscalls: credentials are per thread, and
+	 * only this one's change. Nothing of the sandbox can signal or trace
+	 * it meanwhile: the spawner is outside the sandbox's PID namespace.
+	 * (A forked child of the sandbox's uid did this before; measured, the
+	 * copy and teardown of the spawner's address space made a warm
+	 * invocation ~3 ms slower.) */
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid;
+	if (getresuid(&ruid, &euid, &suid) < 0 || getresgid(&rgid, &egid, &sgid) < 0)
+		return zerr_set(err, -errno, "getresuid: %m");
+	if (syscall(SYS_setresgid, (gid_t)uid, (gid_t)-1, (gid_t)-1) < 0)
+		return zerr_set(err, -errno, "take the real gid of sandbox %d: %m", (int)pid);
+	if (syscall(SYS_setresuid, uid, (uid_t)-1, (uid_t)-1) < 0) {
+		r = -errno;
+		if (syscall(SYS_setresgid, rgid, (gid_t)-1, (gid_t)-1) < 0)
+			abort(); /* never go on with another's credentials */
+		return zerr_set(err, r, "take the real uid of sandbox %d: %s", (int)pid, strerror(-r));
 	}
-	int st = 0;
-	while (waitpid(child, &st, 0) < 0)
-		if (errno != EINTR)
-			return zerr_set(err, -errno, "waitpid: %m");
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return zerr_set(err, -EPERM, "narrow the rlimits of sandbox %d: %s", (int)pid,
-		                WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "cannot take its uid" : "prlimit failed");
-	return 0;
+	r = 0;
+	for (size_t i = 0; i < n && r == 0; i++)
+		if ((r = narrow_one(procs[i], RLIMIT_CPU, cpu[i])) < 0 ||
+		    (r = narrow_one(procs[i], RLIMIT_FSIZE, rl->fsize_bytes)) < 0 ||
+		    (r = narrow_one(procs[i], RLIMIT_NPROC, nproc)) < 0)
+			zerr_set(err, r, "narrow the rlimits of process %d of sandbox %d: %s", (int)procs[i], (int)pid,
+			         strerror(-r));
+	if (syscall(SYS_setresuid, ruid, (uid_t)-1, (uid_t)-1) < 0 ||
+	    syscall(SYS_setresgid, rgid, (gid_t)-1, (gid_t)-1) < 0)
+		abort(); /* never go on with another's credentials */
+	return r;
 }
 
 int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, const struct sbx_rlimits *rl, struct zerr *err)

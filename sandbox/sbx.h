@@ -174,8 +174,10 @@ int sbx_assign(struct sbx *sbx, const struct cg_limits *lim, const struct sbx_rl
 
 /* Narrow the rlimits of a running sandbox's processes, its init (pid) and
  * its descendants as /proc/PID/task/PID/children lists them, with
- * prlimit(2) from a child that takes the sandbox's uid (privileged: needs
- * setresuid, and reads their /proc): RLIMIT_CPU to the CPU
+ * prlimit(2), the calling thread taking the sandbox's uid and gid as its
+ * real ids for the calls (privileged: needs setresuid and setresgid, and
+ * reads their /proc; aborts rather than go on with the sandbox's ids if
+ * its own cannot be taken back): RLIMIT_CPU to the CPU
  * time each has used, rounded up to seconds, plus rl->cpu_seconds;
  * RLIMIT_FSIZE to rl->fsize_bytes; RLIMIT_NPROC to nproc. Never above a
  * limit a process has already (only ever narrows). Meant for a sandbox

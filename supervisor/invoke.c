@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "buf.h"
 #include "db.h"
 #include "egress_policy.h"
 #include "emit.h"
@@ -61,40 +62,25 @@ static void cut_excerpt(char *s, size_t max)
 	memcpy(s + utf8_cut_len(s, n, max - 3), "...", 4);
 }
 
-/* The payload's compact JSON text when it is at most RECORD_PAYLOAD_BYTES
- * (the dump stops as soon as it is longer: a large payload costs no copy);
- * NULL otherwise, or out of memory. */
-struct bounded_text {
-	char *data;
-	size_t len;
-	bool over;
-};
-
-static int bounded_append(const char *s, size_t n, void *data)
+static int payload_append(const char *s, size_t n, void *data)
 {
-	struct bounded_text *t = data;
-	if (t->over || n > RECORD_PAYLOAD_BYTES - t->len) {
-		t->over = true;
-		return -1;
-	}
-	memcpy(t->data + t->len, s, n);
-	t->len += n;
-	return 0;
+	return buf_append(data, s, n) < 0 ? -1 : 0;
 }
 
+/* The payload's compact JSON text when it is at most RECORD_PAYLOAD_BYTES
+ * (the buffer grows with the text and the dump stops at the bound: a small
+ * payload costs a small buffer, a large one no copy); NULL otherwise, or
+ * out of memory. */
 static char *payload_text(const json_t *payload)
 {
-	struct bounded_text t = {.data = malloc(RECORD_PAYLOAD_BYTES + 1)};
-	if (!t.data)
-		return NULL;
-	if (json_dump_callback(payload ? payload : json_null(), bounded_append, &t, JSON_COMPACT | JSON_ENCODE_ANY) <
+	struct buf b = BUF_INIT(RECORD_PAYLOAD_BYTES + 1);
+	if (json_dump_callback(payload ? payload : json_null(), payload_append, &b, JSON_COMPACT | JSON_ENCODE_ANY) <
 	        0 ||
-	    t.over) {
-		free(t.data);
+	    b.failed || !b.data) {
+		buf_free(&b);
 		return NULL;
 	}
-	t.data[t.len] = '\0';
-	return t.data;
+	return buf_steal(&b);
 }
 
 struct record {

@@ -93,6 +93,11 @@ struct op {
 
 #define MAX_OPS 96
 
+/* The descriptors the child keeps, at these numbers. */
+#define CHILD_FDS      5 /* stdin, stdout, stderr, init's report pipe, go */
+#define CHILD_NETNS_FD 5 /* then the net namespace to join, if any */
+#define CHILD_FDS_MAX  6
+
 struct plan {
 	struct op ops[MAX_OPS];
 	size_t n_ops;
@@ -114,8 +119,11 @@ struct plan {
 	const struct pol_program *policy;
 	cap_t caps_empty;
 	uintptr_t arg_start, arg_end; /* the argument area init inherits */
-	int fds[5];                   /* stdin, stdout, stderr, info_w, go_r as the child gets them */
-	bool result_fd;               /* sbx_spec.result_fd */
+	/* stdin, stdout, stderr, info_w, go_r and, with netns, the net
+	 * namespace made ahead, as the child gets them */
+	int fds[CHILD_FDS_MAX];
+	bool result_fd; /* sbx_spec.result_fd */
+	bool netns;     /* sbx_spec.netns: join fds[CHILD_NETNS_FD] */
 	uint16_t egress_port;
 };
 
@@ -406,18 +414,21 @@ static void close_from(unsigned first, unsigned flags)
 
 static void child_fds(const struct plan *p)
 {
-	/* Move the five descriptors the child keeps out of the way, then to
-	 * 0..4; everything else inherited from the parent is closed. */
-	int tmp[5];
-	for (int i = 0; i < 5; i++) {
+	/* Move the five (six with a net namespace) descriptors the child
+	 * keeps out of the way, then to 0..4 (5); everything else inherited
+	 * from the parent is closed: a spawner's stock of net namespaces
+	 * among them. */
+	int n = p->netns ? CHILD_FDS + 1 : CHILD_FDS;
+	int tmp[CHILD_FDS_MAX];
+	for (int i = 0; i < n; i++) {
 		tmp[i] = fcntl(p->fds[i], F_DUPFD_CLOEXEC, 10);
 		if (tmp[i] < 0)
 			_exit(INIT_EXIT_SETUP);
 	}
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < n; i++)
 		if (dup3(tmp[i], i, i >= 3 ? O_CLOEXEC : 0) < 0)
 			_exit(INIT_EXIT_SETUP);
-	close_from(5, 0);
+	close_from((unsigned)n, 0);
 	/* Still privileged: the stdout pipe becomes the sandbox's so that the
 	 * program may reopen it close-on-exec (sbx_spec.result_fd). */
 	struct stat st;
@@ -438,6 +449,23 @@ static void lo_up(void)
 		ioctl(s, SIOCSIFFLAGS, &ifr);
 	}
 	close(s);
+}
+
+int sbx_netns_make(int self_fd, struct zerr *err)
+{
+	if (unshare(CLONE_NEWNET) < 0)
+		return zerr_set(err, -errno, "unshare net namespace: %s", strerror(errno));
+	int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	int r = fd < 0 ? -errno : 0;
+	if (fd >= 0)
+		lo_up();
+	/* Back to our own before anything else: every socket made from now
+	 * on must be where it was before the call. */
+	if (setns(self_fd, CLONE_NEWNET) < 0)
+		abort();
+	if (r < 0)
+		return zerr_set(err, r, "open the new net namespace: %s", strerror(-r));
+	return fd;
 }
 
 /* The egress listener: made here, in the new namespace, so that it
@@ -645,9 +673,16 @@ static _Noreturn void child_main(const struct plan *p)
 	prctl(PR_SET_NAME, "zmesh-init", 0, 0, 0);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		_exit(INIT_EXIT_SETUP);
-	if (unshare(CLONE_NEWNET) < 0)
-		child_fail("unshare net namespace", NULL);
-	lo_up();
+	if (p->netns) {
+		/* Made ahead (sbx_netns_make), lo up already; ours alone. */
+		if (setns(CHILD_NETNS_FD, CLONE_NEWNET) < 0)
+			child_fail("join the net namespace made ahead", NULL);
+		close(CHILD_NETNS_FD);
+	} else {
+		if (unshare(CLONE_NEWNET) < 0)
+			child_fail("unshare net namespace", NULL);
+		lo_up();
+	}
 	if (p->egress_port)
 		egress_listen_send(p->egress_port);
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -793,6 +828,8 @@ int sbx_spec_check(const struct sbx_spec *spec, struct zerr *err)
 		return zerr_set(err, -EINVAL, "workspace below 64K");
 	if (spec->nofile < 16 || spec->nofile > 1048576)
 		return zerr_set(err, -EINVAL, "nofile must be within 16..1048576");
+	if (spec->netns && spec->netns_fd < 0)
+		return zerr_set(err, -EBADF, "no descriptor for the net namespace made ahead");
 	return 0;
 }
 
@@ -1062,6 +1099,8 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	p->hostname = spec->hostname ? spec->hostname : "zmesh";
 	p->egress_port = spec->egress_port;
 	p->result_fd = spec->result_fd;
+	p->netns = spec->netns;
+	p->fds[CHILD_NETNS_FD] = spec->netns ? spec->netns_fd : -1;
 	p->policy = spec->policy;
 	p->arg_start = ctx->arg_start;
 	p->arg_end = ctx->arg_end;
@@ -1129,7 +1168,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	memset(&ca, 0, sizeof(ca));
 	/* The net namespace, the costliest to create (about half a
 	 * millisecond), is made by the child itself, while we set up its
-	 * cgroups. */
+	 * cgroups; or made ahead and joined (spec->netns). */
 	ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
 	ca.pidfd = (uint64_t)(uintptr_t)&s.pidfd;
 	ca.exit_signal = SIGCHLD;

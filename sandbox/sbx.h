@@ -92,6 +92,14 @@ struct sbx_spec {
 	 * copy). Whoever holds it serves the sandbox's outbound connections;
 	 * the namespace has no other way out. */
 	uint16_t egress_port;
+	/* With netns: the sandbox joins the net namespace netns_fd refers to
+	 * (setns, in its init, still privileged) instead of making one of its
+	 * own (unshare and bringing lo up, about half a millisecond). It must
+	 * be fresh, from sbx_netns_make, and never given to another sandbox:
+	 * the caller closes its copy once sbx_spawn returns. The sandbox
+	 * keeps none: init closes it once it has joined. */
+	bool netns;
+	int netns_fd;
 };
 
 enum sbx_status {
@@ -140,6 +148,15 @@ struct sbx {
 /* Probe cgroups, prepare the run directory, remove leftovers of crashed
  * sandboxes. opt may be NULL for the defaults. */
 int sbx_ctx_init(struct sbx_ctx *ctx, const struct sbx_options *opt, struct zerr *err);
+
+/* Make a fresh net namespace, bring its loopback up, and return a
+ * descriptor of it (close-on-exec) for sbx_spec.netns_fd: the costliest
+ * part of a sandbox's start, done ahead of time. The calling thread enters
+ * the namespace for the time of the call and goes back to the one self_fd
+ * refers to (its own, opened before); it aborts rather than go on in the
+ * wrong one. Needs CAP_SYS_ADMIN. The namespace lives as long as a
+ * descriptor of it, or a process in it, does. */
+int sbx_netns_make(int self_fd, struct zerr *err);
 
 /* Validate spec (sizes, names, paths) without side effects. */
 int sbx_spec_check(const struct sbx_spec *spec, struct zerr *err);

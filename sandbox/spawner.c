@@ -2,8 +2,10 @@
 #define _GNU_SOURCE
 #include "spawner.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -359,7 +361,37 @@ struct spawner {
 	struct owned *table; /* by slot */
 	uint32_t next_gen;
 	uint32_t n_dying;
+	/* The stock of net namespaces made ahead (close-on-exec), and the
+	 * spawner's own, which it goes back to after making each. */
+	int self_netns;
+	int netns[SPAWNER_NETNS_MAX];
+	size_t n_netns;
+	size_t netns_target;
 };
+
+/* Idle work: fill the stock of net namespaces, one at a time, for as long
+ * as no request waits (each takes about half a millisecond). One that
+ * cannot be made ends the stocking: sandboxes make their own. */
+static void netns_refill(struct spawner *sp, int sock)
+{
+	while (sp->n_netns < sp->netns_target) {
+		struct pollfd p = {.fd = sock, .events = POLLIN};
+		if (poll(&p, 1, 0) != 0)
+			return;
+		int fd = sbx_netns_make(sp->self_netns, NULL);
+		if (fd < 0) {
+			sp->netns_target = 0;
+			return;
+		}
+		sp->netns[sp->n_netns++] = fd;
+	}
+}
+
+/* A namespace from the stock, now no longer the stock's; -1 if empty. */
+static int netns_take(struct spawner *sp)
+{
+	return sp->n_netns > 0 ? sp->netns[--sp->n_netns] : -1;
+}
 
 /* How often the spawner looks again at cgroups still emptying, and how long
  * it waits for one before it blocks on it (cg_destroy's own bound). */
@@ -435,7 +467,14 @@ static int do_spawn(struct spawner *sp, const struct spawner_req *req, const int
 	for (int i = 0; i < 3; i++)
 		if (req->stdio & (1u << i))
 			spec.stdio[i] = fds[k++];
+	/* Used once, whatever happens: the sandbox's init holds its own
+	 * descriptor of it, if it got that far; ours goes. */
+	int netns = netns_take(sp);
+	spec.netns = netns >= 0;
+	spec.netns_fd = netns;
 	int r = sbx_spawn(sp->ctx, &spec, s, err);
+	if (netns >= 0)
+		close(netns);
 	if (r < 0)
 		return r;
 	struct owned *o = &sp->table[s->slot];
@@ -533,18 +572,23 @@ static void serve(struct spawner *sp, const char *buf, ssize_t n, const int *in,
 		snprintf(rep->msg, sizeof(rep->msg), "%s", err.msg);
 }
 
-static _Noreturn void spawner_main(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, int sock)
+static _Noreturn void spawner_main(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, int sock,
+                                   size_t netns_stock)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	prctl(PR_SET_NAME, "zmesh-spawner", 0, 0, 0);
 	struct spawner sp = {.ctx = ctx, .cfg = cfg, .table = calloc(ctx->slots, sizeof(struct owned))};
+	sp.self_netns = netns_stock ? open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) : -1;
+	sp.netns_target = sp.self_netns >= 0 ? netns_stock : 0;
 	/* Room for the largest valid request and one byte more: a longer one
 	 * is cut, and refused as such. */
 	char *buf = malloc(SPAWNER_MSG_MAX + 1);
 	if (!buf || !sp.table)
 		_exit(1);
 	for (;;) {
-		/* Requests first; cgroups still emptying when none waits. */
+		/* Requests first; then, when none waits, net namespaces for
+		 * the next sandboxes, and cgroups still emptying. */
+		netns_refill(&sp, sock);
 		while (sp.n_dying > 0) {
 			struct pollfd p = {.fd = sock, .events = POLLIN};
 			if (poll(&p, 1, DYING_POLL_MS) != 0)
@@ -581,12 +625,41 @@ static _Noreturn void spawner_main(struct sbx_ctx *ctx, const struct sbx_spawner
 			sp.table[i].s.reaped = true;
 			sbx_destroy(&sp.table[i].s);
 		}
+	while (sp.n_netns > 0)
+		close(netns_take(&sp));
+	if (sp.self_netns >= 0)
+		close(sp.self_netns);
 	_exit(0);
+}
+
+/* The stock's size a configuration asks for (sbx_spawner_config.netns_stock). */
+static int netns_stock_size(const struct sbx_spawner_config *cfg, size_t *ret, struct zerr *err)
+{
+	if (cfg->netns_stock < 0) {
+		*ret = 0;
+		return 0;
+	}
+	if (cfg->netns_stock > 0) {
+		*ret = (size_t)cfg->netns_stock > SPAWNER_NETNS_MAX ? SPAWNER_NETNS_MAX : (size_t)cfg->netns_stock;
+		return 0;
+	}
+	const char *env = getenv("ZMESH_NETNS_STOCK");
+	uint64_t v = SPAWNER_NETNS_DEFAULT;
+	if (env && util_parse_u64(env, 0, SPAWNER_NETNS_MAX, &v) < 0)
+		return zerr_set(err, -EINVAL,
+		                "ZMESH_NETNS_STOCK=\"%.32s\": want a number of net namespaces within 0..%d", env,
+		                SPAWNER_NETNS_MAX);
+	*ret = (size_t)v;
+	return 0;
 }
 
 int sbx_spawner_start(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, struct sbx_spawner *ret,
                       struct zerr *err)
 {
+	size_t netns_stock = 0;
+	int r = netns_stock_size(cfg, &netns_stock, err);
+	if (r < 0)
+		return r;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return zerr_set(err, -errno, "socketpair: %s", strerror(errno));
@@ -598,14 +671,14 @@ int sbx_spawner_start(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg,
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
-		int r = -errno;
+		r = -errno;
 		close(sv[0]);
 		close(sv[1]);
 		return zerr_set(err, r, "fork spawner: %s", strerror(-r));
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		spawner_main(ctx, cfg, sv[1]);
+		spawner_main(ctx, cfg, sv[1], netns_stock);
 	}
 	close(sv[1]);
 	ret->pid = pid;

@@ -70,10 +70,23 @@ struct sbx_maxima {
 	uint64_t cpu_seconds;
 };
 
+/* Net namespaces the spawner keeps ready (sbx_netns_make): a sandbox joins
+ * one instead of making its own on its way to running its program. Made
+ * when the spawner is idle (after an answer, while no request waits), each
+ * given to one sandbox only, and closed with the spawner. With none in
+ * stock, a sandbox makes its own, as the one-shot CLI's always does. */
+#define SPAWNER_NETNS_DEFAULT 3
+#define SPAWNER_NETNS_MAX     8
+
 struct sbx_spawner_config {
 	struct sbx_runtime runtimes[SPAWNER_MAX_RUNTIMES];
 	size_t n_runtimes;
 	struct sbx_maxima max;
+	/* How many net namespaces to keep ready: 0, the default,
+	 * $ZMESH_NETNS_STOCK if set (0..SPAWNER_NETNS_MAX; 0 keeps none),
+	 * else SPAWNER_NETNS_DEFAULT; < 0 none; else at most
+	 * SPAWNER_NETNS_MAX. */
+	int netns_stock;
 };
 
 /* Add a runtime: name ([a-z0-9_-], at most SPAWNER_NAME_MAX - 1), the path
@@ -91,7 +104,8 @@ struct sbx_spawner {
 
 /* Fork the spawner. ctx must have been initialised (sbx_ctx_init) in this
  * process; the spawner keeps copies of ctx and cfg (cfg may be released
- * afterwards). */
+ * afterwards). -EINVAL for a $ZMESH_NETNS_STOCK that is not a number
+ * within 0..SPAWNER_NETNS_MAX. */
 int sbx_spawner_start(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, struct sbx_spawner *ret,
                       struct zerr *err);
 

@@ -532,37 +532,48 @@ static void drop_privileges(const struct plan *p)
 		child_fail("clear dumpable", NULL);
 }
 
-static _Noreturn void exec_program(const struct plan *p, int exec_fd)
+/* Runs in a child that shares init's memory (CLONE_VM | CLONE_VFORK, on a
+ * stack of its own) while init waits: it only makes syscalls on the plan,
+ * writes nothing but its own stack (and errno, which init does not read
+ * across the call), allocates nothing, and ends in execve or _exit. Not
+ * instrumented by the sanitizers: their runtime would take the switch of
+ * stacks for an error and say so on the program's stderr. */
+__attribute__((no_sanitize("address", "undefined"))) static _Noreturn void exec_report(int exec_fd, int e)
 {
-	sigset_t all;
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
+	while (syscall(SYS_write, exec_fd, &e, sizeof(e)) < 0 && errno == EINTR)
+		;
+	syscall(SYS_exit_group, 127);
+	__builtin_unreachable();
+}
+
+__attribute__((no_sanitize("address", "undefined"))) static _Noreturn void exec_program(const struct plan *p,
+                                                                                        int exec_fd)
+{
+	/* Raw syscalls throughout: nothing of libc's but the syscall() stub,
+	 * which a sanitizer does not intercept either. */
+	uint64_t none = 0;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
 	/* A session of its own: no controlling terminal, so no TIOCSTI into
 	 * the caller's terminal even if the policy were to allow the ioctl. */
-	setsid();
+	syscall(SYS_setsid);
 	int e = ENOENT;
 	/* Descriptor 3 is init's report pipe, which the program never gets:
 	 * it is replaced by the stdout pipe, or closed. */
 	if (p->result_fd) {
-		if (dup2(1, SBX_RESULT_FD) < 0 || dup2(2, 1) < 0) {
-			e = errno;
-			while (write(exec_fd, &e, sizeof(e)) < 0 && errno == EINTR)
-				;
-			_exit(127);
-		}
+		if (syscall(SYS_dup3, 1, SBX_RESULT_FD, 0) < 0 || syscall(SYS_dup3, 2, 1, 0) < 0)
+			exec_report(exec_fd, errno);
 	} else {
-		close(3);
+		syscall(SYS_close, 3);
 	}
-	close_from(4, CLOSE_RANGE_CLOEXEC);
+	if (syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		close_from(4, CLOSE_RANGE_CLOEXEC);
 	for (size_t i = 0; i < p->n_candidates; i++) {
-		execve(p->candidates[i], p->argv, p->envp);
+		syscall(SYS_execve, p->candidates[i], p->argv, p->envp);
 		/* Keep looking past a directory that lacks it, like execvp(). */
 		if (errno != ENOENT && errno != ENOTDIR)
 			e = errno;
 	}
-	while (write(exec_fd, &e, sizeof(e)) < 0 && errno == EINTR)
-		;
-	_exit(127);
+	exec_report(exec_fd, e);
 }
 
 /* The kernel reads /proc/PID/cmdline from the argument area of the stack,
@@ -585,6 +596,21 @@ static void init_rename(const struct plan *p)
 		a[len - 1] = ' ';
 }
 
+/* The stack of the program's process until its execve: exec_program's few
+ * frames, with room to spare. */
+#define EXEC_STACK_SIZE (16 * 1024)
+
+struct exec_args {
+	const struct plan *p;
+	int exec_fd;
+};
+
+__attribute__((no_sanitize("address", "undefined"))) static int exec_trampoline(void *arg)
+{
+	const struct exec_args *a = arg;
+	exec_program(a->p, a->exec_fd);
+}
+
 static _Noreturn void init_main(const struct plan *p)
 {
 	sigset_t all;
@@ -593,16 +619,21 @@ static _Noreturn void init_main(const struct plan *p)
 	int ep[2];
 	if (pipe2(ep, O_CLOEXEC) < 0)
 		child_fail("pipe", NULL);
-	pid_t child = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
+	/* The program's process shares init's memory until it execs, and
+	 * init sleeps until then (CLONE_VM | CLONE_VFORK): no copy of an
+	 * address space that is itself a copy of the spawner's, to be torn
+	 * down again by the execve. It runs on a stack of its own, here on
+	 * init's, below init's frames, which it never touches. Its write end
+	 * of ep is its own descriptor (no CLONE_FILES): an exec closes it,
+	 * a failure writes errno to it. */
+	_Alignas(16) char stack[EXEC_STACK_SIZE];
+	struct exec_args args = {.p = p, .exec_fd = ep[1]};
+	pid_t child = clone(exec_trampoline, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
 	if (child < 0)
 		child_fail("fork", NULL);
-	if (child == 0) {
-		close(ep[0]);
-		exec_program(p, ep[1]);
-	}
 	close(ep[1]);
-	/* Only now: the program's argv and environment may be strings of that
-	 * area, which its process, a copy, took along. */
+	/* Only now, the program exec'd (or gone): its argv and environment
+	 * may be strings of that area, which it read until its execve. */
 	init_rename(p);
 
 	int e = 0;

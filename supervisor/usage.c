@@ -178,7 +178,6 @@ static void *writer(void *arg)
 	struct usage *u = arg;
 	pthread_mutex_lock(&u->mu);
 	while (!u->stop) {
-		uint64_t asked = u->asked;
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += u->flush_ms / 1000;
@@ -187,9 +186,11 @@ static void *writer(void *arg)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		while (!u->stop && u->asked == asked && pthread_cond_timedwait(&u->wake, &u->mu, &until) == 0)
+		/* A flush asked for while the last write was under way is served
+		 * at once. */
+		while (!u->stop && u->written_gen >= u->asked && pthread_cond_timedwait(&u->wake, &u->mu, &until) == 0)
 			;
-		asked = u->asked;
+		uint64_t asked = u->asked;
 		write_pending(u);
 		if (asked > u->written_gen)
 			u->written_gen = asked;

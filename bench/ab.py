@@ -366,6 +366,18 @@ def main(argv):
     for side, path in (("a", args.a), ("b", args.b)):
         binaries[side] = dict(binary_info(path), label=labels[side], sha256=sha256_of(path))
 
+    # Each daemon serves the SDK of its own source tree: compile each one's
+    # Python bytecode as the install does, or a tree without it would pay
+    # for compiling the SDK on every start and look slower than it is.
+    for side, path in (("a", args.a), ("b", args.b)):
+        tree = harness.source_tree_of(path)
+        if tree and os.path.isdir(os.path.join(tree, "sdk-python", "zmesh")):
+            harness.refresh_python_sdk_bytecode(tree)
+            binaries[side]["source_tree"] = tree
+        else:
+            print(f"{PREFIX}: warning: no source tree found for {path}; its Python SDK's bytecode is as it is",
+                  file=sys.stderr)
+
     date_utc, date_local = harness.now_stamps()
     machine = harness.machine_description({
         "node": ["/usr/bin/node", "--version"],

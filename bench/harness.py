@@ -255,14 +255,30 @@ def expect_empty_stdout(out):
     return None
 
 
-def refresh_python_sdk_bytecode():
+def refresh_python_sdk_bytecode(root=None):
     """The Python SDK is mounted read-only in a sandbox, so its bytecode is
     compiled at install (scripts/install-deps), checked against the source by
     hash. Source edited since then would be compiled again on every start and
-    measured so: compile what is stale first, as the install does."""
+    measured so: compile what is stale first, as the install does. root: the
+    source tree whose SDK a daemon serves (default this one)."""
     subprocess.run(["/usr/bin/python3.11", "-m", "compileall", "-q", "--invalidation-mode", "checked-hash",
-                    os.path.join(REPO_ROOT, "sdk-python", "zmesh")],
+                    os.path.join(root or REPO_ROOT, "sdk-python", "zmesh")],
                    stdout=subprocess.DEVNULL, check=True)
+
+
+def source_tree_of(binary):
+    """The source tree a zmeshd built by CMake serves its SDKs from (it is
+    compiled in): CMAKE_HOME_DIRECTORY of the build directory the binary
+    lies in (BUILD/supervisor/zmeshd). None if that cannot be read."""
+    cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(binary))), "CMakeCache.txt")
+    try:
+        with open(cache, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("CMAKE_HOME_DIRECTORY:"):
+                    return line.split("=", 1)[1].strip() or None
+    except OSError:
+        return None
+    return None
 
 
 def precheck(runner, variant):

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "records.h"
 #include "tiers.h"
+#include "usage.h"
 
 #define APP_MAX_PROJECTS_PER_USER 20 /* each is a database; admins are not bound */
 
@@ -27,6 +28,7 @@ struct app {
 	struct zconfig cfg;
 	struct db_pool *pool;
 	struct records *records;
+	struct usage *usage; /* the monthly counts */
 	struct tiers tiers;
 	struct limiter limiter;
 	struct exec_ctx exec;

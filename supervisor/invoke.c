@@ -156,17 +156,14 @@ static int rejected(struct app *app, const struct inv_call *call, int code, stru
 	return code;
 }
 
-/* Count the invocation against the monthly cap. */
+/* Count the invocation against the monthly cap (usage.h: in memory while
+ * the project is far from it). */
 static int take_quota(struct app *app, const struct inv_call *call, const struct tier *tier, struct zerr *err)
 {
 	const struct project *p = call->project;
 	uint64_t cap = p->monthly_cap >= 0 ? (uint64_t)p->monthly_cap : tier->monthly_invocations;
-	PGconn *c = db_acquire(app->pool);
-	if (!c)
-		return zerr_set(err, -ETIMEDOUT, "no database connection to count the invocation");
 	bool ok = false;
-	int r = store_take_invocation(c, p->id, cap, &ok, err);
-	db_release(app->pool, c);
+	int r = usage_take(app->usage, p->id, cap, &ok, err);
 	if (r == 0 && !ok)
 		return ze(err, ZE_QUOTA_EXCEEDED, "the project's monthly invocation cap is reached");
 	return r;

@@ -212,6 +212,20 @@ int metrics_render(struct app *app, struct buf *out)
 	           "# HELP zmesh_log_streams Live log streams open on this node.\n"
 	           "# TYPE zmesh_log_streams gauge\nzmesh_log_streams %" PRIu64 "\n",
 	           lq, lw, ld, ls);
+	if (app->usage) {
+		struct usage_stats us;
+		usage_stats(app->usage, &us);
+		buf_printf(
+		    out,
+		    "# HELP zmesh_usage_counted_total Invocations counted against monthly caps, by where: in this "
+		    "node's memory (written in batches) or by a statement of their own (near a cap).\n"
+		    "# TYPE zmesh_usage_counted_total counter\n"
+		    "zmesh_usage_counted_total{where=\"memory\"} %" PRIu64 "\n"
+		    "zmesh_usage_counted_total{where=\"database\"} %" PRIu64 "\n"
+		    "# HELP zmesh_usage_lost_total Counts in memory not written: their project was deleted.\n"
+		    "# TYPE zmesh_usage_lost_total counter\nzmesh_usage_lost_total %" PRIu64 "\n",
+		    us.in_memory, us.in_database, us.lost);
+	}
 	return buf_printf(out,
 	                  "# HELP zmesh_records_queued Invocation records waiting to be written.\n"
 	                  "# TYPE zmesh_records_queued gauge\nzmesh_records_queued %" PRIu64 "\n"

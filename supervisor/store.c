@@ -760,7 +760,8 @@ int store_function_rollback(PGconn *c, const char *id, int64_t version, json_t *
 
 /* ---- invocations --------------------------------------------------------- */
 
-int store_take_invocation(PGconn *c, const char *project_id, uint64_t cap, bool *ret_ok, struct zerr *err)
+int store_take_invocation(PGconn *c, const char *project_id, uint64_t cap, bool *ret_ok, uint64_t *ret_count,
+                          struct zerr *err)
 {
 	char caps[24];
 	snprintf(caps, sizeof(caps), "%" PRIu64, cap);
@@ -774,9 +775,23 @@ int store_take_invocation(PGconn *c, const char *project_id, uint64_t cap, bool 
 	int r =
 	    db_exec_prepared(c, "SELECT zmesh_take_invocation($1, $2), set_config('synchronous_commit', 'off', true)",
 	                     2, prm, &res, err);
-	if (r == 0)
+	if (r == 0) {
 		*ret_ok = !PQgetisnull(res, 0, 0);
+		if (ret_count)
+			*ret_count = *ret_ok ? strtoull(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	}
 	return r;
+}
+
+int store_add_invocations(PGconn *c, const char *counts_json, json_t **ret, struct zerr *err)
+{
+	const char *prm[] = {counts_json};
+	/* Without waiting for the WAL flush, as store_take_invocation. */
+	return q_json_with(true, c,
+	                   "SELECT coalesce(json_agg(json_build_array(a.project_id, a.invocations)), '[]') "
+	                   "FROM zmesh_add_invocations($1::json) a "
+	                   "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL",
+	                   1, prm, ret, err);
 }
 
 int store_records_insert(PGconn *c, const char *records_json, struct zerr *err)

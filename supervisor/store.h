@@ -175,8 +175,14 @@ int store_function_rollback(PGconn *c, const char *id, int64_t version, json_t *
 /* ---- invocations ---- */
 
 /* Count one invocation against the project's monthly cap, atomically (any
- * number of nodes). *ret_ok false: the cap is reached. */
-int store_take_invocation(PGconn *c, const char *project_id, uint64_t cap, bool *ret_ok, struct zerr *err);
+ * number of nodes). *ret_ok false: the cap is reached. *ret_count (may be
+ * NULL): the month's count with this invocation. */
+int store_take_invocation(PGconn *c, const char *project_id, uint64_t cap, bool *ret_ok, uint64_t *ret_count,
+                          struct zerr *err);
+/* Add invocations admitted already (usage.h), for many projects at once:
+ * counts_json is [{"project_id", "n"}, ...], one element per project. *ret
+ * is [[project_id, new count], ...] for the projects that still exist. */
+int store_add_invocations(PGconn *c, const char *counts_json, json_t **ret, struct zerr *err);
 /* Write records (a JSON array of objects with the columns of invocations:
  * id, function_id, project_id, version, trigger, start, status,
  * started_at_ms, duration_ms, cpu_ms, memory_bytes, result_excerpt, logs,

@@ -383,6 +383,10 @@ static int api_main(struct app *app, struct api_start *st)
 		fatal("record writer", &err);
 		goto out_db;
 	}
+	if (usage_start(app->pool, 0, &app->usage, &err) < 0) {
+		fatal("usage counter", &err);
+		goto out_records;
+	}
 	struct logstream_config lc;
 	logstream_config_from_env(&lc);
 	if (logstream_start(app->pool, &lc, &err) < 0) {
@@ -459,6 +463,9 @@ out_jobs:
 out_records:
 	logstream_stop();
 	records_stop(app->records);
+	/* No invocation runs now: the counts are complete. */
+	usage_stop(app->usage);
+	app->usage = NULL;
 out_db:
 	pooler_stop(app->pooler);
 	app->pooler = NULL;

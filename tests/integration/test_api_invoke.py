@@ -565,6 +565,27 @@ def test_metrics_move(zd, user, project):
 # ---- monthly cap --------------------------------------------------------------------------------------------
 
 
+def test_every_invocation_is_counted_once(zd, user, project):
+    """Far from the cap, a node counts in memory and writes the counts in
+    batches; each invocation still lands in the month's count exactly once,
+    and /metrics says where each was counted."""
+    pid = project["id"]
+    f = user.deploy(pid, MULTI_JS)
+    where = lambda m: {k: v for k, v in m.items() if k.startswith("zmesh_usage_counted_total")}
+    m0 = where(zd.metrics())
+    assert set(m0) == {'zmesh_usage_counted_total{where="memory"}', 'zmesh_usage_counted_total{where="database"}'}
+    for i in range(5):
+        assert user.invoke(pid, f["id"], i).status == 200
+    m1 = where(zd.metrics())
+    assert sum(m1.values()) - sum(m0.values()) == 5, (m0, m1)
+    q = "SELECT coalesce(sum(invocations), 0) FROM usage_counters WHERE project_id = '%s'" % pid
+    deadline = time.monotonic() + 10
+    while zd.sql(q) != [["5"]] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert zd.sql(q) == [["5"]]
+
+
+
 def test_monthly_cap_is_429_quota_exceeded(zd, user, project):
     pid = project["id"]
     f = user.deploy(pid, MULTI_JS)

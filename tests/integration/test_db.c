@@ -27,6 +27,7 @@
 
 #include "db.h"
 #include "store.h"
+#include "usage.h"
 #include "pgembed.h"
 
 static struct {
@@ -990,7 +991,7 @@ static void test_monthly_cap_is_atomic(void **state)
 	PQfinish(c);
 }
 
-/* ---- the pool ------------------------------------------------------------ */
+/* ---- the monthly counts in memory (usage.h) ------------------------------ */
 
 static struct db_pool *open_pool(const char *db, int size)
 {
@@ -1003,6 +1004,167 @@ static struct db_pool *open_pool(const char *db, int size)
 		fail_msg("pool: %s", err.msg);
 	return pool;
 }
+
+static void usage_project(PGconn *c, const char *slug, char pid[64])
+{
+	char db[64], role[64];
+	snprintf(db, sizeof(db), "zp_%s", slug);
+	snprintf(role, sizeof(role), "zr_%s", slug);
+	const char *p[] = {slug, db, role};
+	insert_id(c,
+	          "INSERT INTO projects (name, slug, db_name, db_role, db_password) "
+	          "VALUES ($1, replace($1, '_', '-'), $2, $3, 'a-password-of-24-chars!') RETURNING id",
+	          3, p, pid);
+}
+
+static long long usage_count(PGconn *c, const char *pid)
+{
+	const char *q[] = {pid};
+	char v[64];
+	query_value(c, "SELECT coalesce(sum(invocations), 0) FROM usage_counters WHERE project_id = $1", 1, q, v,
+	            sizeof(v));
+	return atoll(v);
+}
+
+/* Written only when flushed or stopped, unless flush_ms is given. */
+static struct usage *usage_open(struct db_pool *pool, unsigned flush_ms)
+{
+	struct usage *u = NULL;
+	struct zerr err = {0};
+	if (usage_start(pool, flush_ms ? flush_ms : 600000, &u, &err) < 0)
+		fail_msg("usage: %s", err.msg);
+	return u;
+}
+
+/* Far from the cap, invocations are counted in memory and every one of them
+ * is written: by the periodic write, and by the stop. */
+static void test_usage_counts_in_memory_and_writes_all(void **state)
+{
+	(void)state;
+	PGconn *c = su_connect("zt_cp");
+	char pid[64];
+	usage_project(c, "usage_mem", pid);
+	struct db_pool *pool = open_pool("zt_cp", 2);
+	struct usage *u = usage_open(pool, 0);
+	struct zerr err = {0};
+	for (int i = 0; i < 300; i++) {
+		bool ok = false;
+		assert_int_equal(usage_take(u, pid, 1000000, &ok, &err), 0);
+		assert_true(ok);
+	}
+	struct usage_stats st;
+	usage_stats(u, &st);
+	/* The first one reads the count; the rest need no statement of their
+	 * own (a slow machine may see the count go stale once or twice). */
+	assert_true(st.in_database >= 1 && st.in_database <= 5);
+	assert_int_equal(st.in_memory + st.in_database, 300);
+	usage_flush(u, 5000);
+	assert_int_equal(usage_count(c, pid), 300);
+	for (int i = 0; i < 50; i++) {
+		bool ok = false;
+		assert_int_equal(usage_take(u, pid, 1000000, &ok, &err), 0);
+	}
+	usage_stop(u);
+	assert_int_equal(usage_count(c, pid), 350);
+	db_pool_close(pool);
+	PQfinish(c);
+}
+
+struct usage_taker {
+	struct usage *u;
+	const char *pid;
+	int calls, granted, failures;
+};
+
+static void *usage_taker(void *arg)
+{
+	struct usage_taker *t = arg;
+	for (int i = 0; i < t->calls; i++) {
+		bool ok = false;
+		struct zerr err = {0};
+		if (usage_take(t->u, t->pid, 1012, &ok, &err) < 0)
+			t->failures++;
+		else
+			t->granted += ok;
+	}
+	return NULL;
+}
+
+/* Two nodes, each with two threads, and more invocations than the cap: the
+ * cap holds exactly, though both counted in memory while they could. */
+static void test_usage_cap_is_exact_across_nodes(void **state)
+{
+	(void)state;
+	PGconn *c = su_connect("zt_cp");
+	char pid[64];
+	usage_project(c, "usage_cap", pid);
+	struct db_pool *pool_a = open_pool("zt_cp", 2), *pool_b = open_pool("zt_cp", 2);
+	struct usage *node[2] = {usage_open(pool_a, 100), usage_open(pool_b, 100)};
+	enum { T = 4 };
+	struct usage_taker ts[T];
+	pthread_t th[T];
+	for (int i = 0; i < T; i++) {
+		ts[i] = (struct usage_taker){.u = node[i % 2], .pid = pid, .calls = 400};
+		assert_int_equal(pthread_create(&th[i], NULL, usage_taker, &ts[i]), 0);
+	}
+	int granted = 0;
+	for (int i = 0; i < T; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(ts[i].failures, 0);
+		granted += ts[i].granted;
+	}
+	assert_int_equal(granted, 1012);
+	uint64_t in_memory = 0;
+	for (int i = 0; i < 2; i++) {
+		struct usage_stats st;
+		usage_stats(node[i], &st);
+		in_memory += st.in_memory;
+		usage_stop(node[i]);
+	}
+	/* Some were counted in memory (a cap 1012 away leaves 11 below the
+	 * margin) ... */
+	assert_true(in_memory >= 1);
+	/* ... and the count is the cap, exactly. */
+	assert_int_equal(usage_count(c, pid), 1012);
+	db_pool_close(pool_a);
+	db_pool_close(pool_b);
+	PQfinish(c);
+}
+
+/* A count in memory whose project is deleted before it is written is
+ * dropped, and said so; the other projects' counts are written. */
+static void test_usage_deleted_project_is_dropped(void **state)
+{
+	(void)state;
+	PGconn *c = su_connect("zt_cp");
+	char gone[64], kept[64];
+	usage_project(c, "usage_gone", gone);
+	usage_project(c, "usage_kept", kept);
+	struct db_pool *pool = open_pool("zt_cp", 2);
+	struct usage *u = usage_open(pool, 0);
+	struct zerr err = {0};
+	for (int i = 0; i < 10; i++) {
+		bool ok = false;
+		assert_int_equal(usage_take(u, gone, 1000000, &ok, &err), 0);
+		assert_int_equal(usage_take(u, kept, 1000000, &ok, &err), 0);
+	}
+	const char *p[] = {gone};
+	PGresult *res = NULL;
+	assert_int_equal(db_exec_params(c, "DELETE FROM projects WHERE id = $1", 1, p, &res, NULL), 0);
+	PQclear(res);
+	usage_flush(u, 5000);
+	struct usage_stats st;
+	usage_stats(u, &st);
+	/* The first was counted by its own statement, the other nine in memory. */
+	assert_int_equal(st.lost, 9);
+	usage_stop(u);
+	assert_int_equal(usage_count(c, kept), 10);
+	assert_int_equal(usage_count(c, gone), 0);
+	db_pool_close(pool);
+	PQfinish(c);
+}
+
+/* ---- the pool ------------------------------------------------------------ */
 
 enum { POOL_SIZE = 3, WORKERS = 6, ROUNDS = 40 };
 
@@ -1227,6 +1389,9 @@ int main(void)
 	    cmocka_unit_test(test_migration_inputs_are_bounded),
 	    cmocka_unit_test(test_control_plane_schema),
 	    cmocka_unit_test(test_monthly_cap_is_atomic),
+	    cmocka_unit_test(test_usage_counts_in_memory_and_writes_all),
+	    cmocka_unit_test(test_usage_cap_is_exact_across_nodes),
+	    cmocka_unit_test(test_usage_deleted_project_is_dropped),
 	    cmocka_unit_test(test_pool_serves_many_threads),
 	    cmocka_unit_test(test_pool_acquire_is_bounded),
 	    cmocka_unit_test(test_pool_rolls_back_abandoned_transactions),

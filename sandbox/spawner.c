@@ -687,6 +687,92 @@ int sbx_spawner_start(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg,
 	return 0;
 }
 
+_Noreturn void sbx_spawner_serve(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, int sock)
+{
+	size_t netns_stock = 0;
+	struct zerr err = {0};
+	if (netns_stock_size(cfg, &netns_stock, &err) < 0) {
+		fprintf(stderr, "zmesh-spawner: %s\n", err.msg);
+		_exit(1);
+	}
+	spawner_main(ctx, cfg, sock, netns_stock);
+}
+
+int sbx_spawner_exec(const char *path, char *const argv[], struct sbx_spawner *ret, struct zerr *err)
+{
+	/* What the spawner's environment holds: nothing of the daemon's but
+	 * the one setting it reads, checked here so that a bad value fails the
+	 * start with a clear error. */
+	struct sbx_spawner_config probe = {0};
+	size_t netns_stock = 0;
+	int r = netns_stock_size(&probe, &netns_stock, err);
+	if (r < 0)
+		return r;
+	char env_stock[48];
+	snprintf(env_stock, sizeof(env_stock), "ZMESH_NETNS_STOCK=%zu", netns_stock);
+	char *const envp[] = {env_stock, NULL};
+	int sv[2], ep[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return zerr_set(err, -errno, "socketpair: %s", strerror(errno));
+	if (pipe2(ep, O_CLOEXEC) < 0) {
+		r = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		return zerr_set(err, r, "pipe: %s", strerror(-r));
+	}
+	int size = (int)(2 * SPAWNER_MSG_MAX);
+	for (int i = 0; i < 2; i++) {
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		close(ep[0]);
+		close(ep[1]);
+		return zerr_set(err, r, "fork spawner: %s", strerror(-r));
+	}
+	if (pid == 0) {
+		/* The socket becomes descriptor SBX_SPAWNER_FD; nothing else of
+		 * the daemon's is kept but the report pipe, closed by the exec. */
+		int e = 0;
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
+			_exit(1);
+		if (dup2(sv[1], SBX_SPAWNER_FD) < 0 || dup2(ep[1], SBX_SPAWNER_FD + 1) < 0)
+			e = errno;
+		else if (syscall(SYS_close_range, SBX_SPAWNER_FD + 2, ~0u, 0) < 0 ||
+		         fcntl(SBX_SPAWNER_FD + 1, F_SETFD, FD_CLOEXEC) < 0)
+			e = errno;
+		else
+			execve(path, argv, envp);
+		if (!e)
+			e = errno;
+		if (write(SBX_SPAWNER_FD + 1, &e, sizeof(e)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(sv[1]);
+	close(ep[1]);
+	int e = 0;
+	ssize_t n;
+	while ((n = read(ep[0], &e, sizeof(e))) < 0 && errno == EINTR)
+		;
+	close(ep[0]);
+	if (n != 0) {
+		close(sv[0]);
+		waitpid(pid, NULL, 0);
+		return zerr_set(err, n == sizeof(e) ? -e : -EIO, "exec %s: %s", path,
+		                n == sizeof(e) ? strerror(e) : "the child failed");
+	}
+	ret->pid = pid;
+	ret->fd = sv[0];
+	pthread_mutex_init(&ret->lock, NULL);
+	return 0;
+}
+
 /* ---- the daemon's side ----------------------------------------------------- */
 
 /* One request and its answer; descriptors that came are in in[] (*nin). */

@@ -109,6 +109,20 @@ struct sbx_spawner {
 int sbx_spawner_start(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, struct sbx_spawner *ret,
                       struct zerr *err);
 
+/* The spawner as a program of its own (zmesh-spawner): a sandbox's init is
+ * a copy of the spawner, so a small process makes every launch cheaper than
+ * a copy of the daemon would (bench/results/clonecost-*.md).
+ *
+ * sbx_spawner_exec forks and executes path with argv, the socket as
+ * descriptor SBX_SPAWNER_FD and no other descriptor, an environment holding
+ * only ZMESH_NETNS_STOCK (checked here, as sbx_spawner_start does); the
+ * parent-death signal is SIGKILL from the fork on. It fails if the exec
+ * fails. The program builds its ctx and cfg itself, then calls
+ * sbx_spawner_serve, which never returns. */
+#define SBX_SPAWNER_FD 3
+int sbx_spawner_exec(const char *path, char *const argv[], struct sbx_spawner *ret, struct zerr *err);
+_Noreturn void sbx_spawner_serve(struct sbx_ctx *ctx, const struct sbx_spawner_config *cfg, int sock);
+
 /* What the daemon asks a sandbox of. */
 struct sbx_spawn_req {
 	const char *runtime;

@@ -60,6 +60,7 @@ static const struct setting settings[] = {
     STR(sql_dir, "sql-dir", "ZMESH_SQL_DIR", ZMESH_SQL_DIR, "control-plane migrations"),
     STR(policy_dir, "policy-dir", "ZMESH_POLICY_DIR", ZMESH_POLICY_DIR, "seccomp policies and tiers"),
     STR(sdk_dir, "sdk-dir", "ZMESH_SDK_DIR", ZMESH_SDK_DIR, "directory holding sdk-js/ and sdk-python/"),
+    STR(spawner_path, "spawner", "ZMESH_SPAWNER", ZMESH_SPAWNER_PATH, "the sandbox spawner program (zmesh-spawner)"),
     NUM(max_body_bytes, "max-body", "ZMESH_MAX_BODY", K_SIZE, "6M", 1024, 64ull << 20, "largest request body"),
     NUM(max_code_bytes, "max-code", "ZMESH_MAX_CODE", K_SIZE, "1M", 1024, 16ull << 20, "largest function code"),
     NUM(max_log_bytes, "max-logs", "ZMESH_MAX_LOGS", K_SIZE, "64K", 1024, 16ull << 20, "logs kept per invocation"),

@@ -19,6 +19,7 @@ struct zconfig {
 	char sql_dir[512];
 	char policy_dir[512];
 	char sdk_dir[512];
+	char spawner_path[512]; /* zmesh-spawner, started as root */
 	uint64_t max_body_bytes;
 	uint64_t max_code_bytes;
 	uint64_t max_log_bytes;

@@ -315,8 +315,10 @@ static int api_main(struct app *app, struct api_start *st)
 		    app->tiers.t[i].max_timeout_ms > max_timeout ? app->tiers.t[i].max_timeout_ms : max_timeout;
 	}
 
-	/* The spawner: forked while this process is root and has one thread;
-	 * it keeps the runtimes' policies and binds, and the maxima. */
+	/* The spawner: started while this process is root and has one
+	 * thread; it keeps the runtimes' policies and binds, and the maxima.
+	 * A program of its own (zmesh-spawner), so that every sandbox's init,
+	 * a copy of it, is small; its configuration is checked here first. */
 	static struct sbx_spawner spawner;
 	static struct sbx_spawner_config scfg;
 	char cache[300];
@@ -324,7 +326,12 @@ static int api_main(struct app *app, struct api_start *st)
 	if (exec_spawner_config(app->cfg.policy_dir, app->cfg.sdk_dir, app->pg_socket_dir, cache, max_mem, max_timeout,
 	                        &scfg, &err) < 0)
 		return fatal("sandbox runtimes", &err);
-	int r = sbx_spawner_start(st->sbx, &scfg, &spawner, &err);
+	char mem_s[24], timeout_s[24];
+	snprintf(mem_s, sizeof(mem_s), "%" PRIu64, max_mem);
+	snprintf(timeout_s, sizeof(timeout_s), "%" PRIu64, max_timeout);
+	char *const spawner_argv[] = {
+	    "zmesh-spawner", app->cfg.policy_dir, app->cfg.sdk_dir, app->pg_socket_dir, cache, mem_s, timeout_s, NULL};
+	int r = sbx_spawner_exec(app->cfg.spawner_path, spawner_argv, &spawner, &err);
 	sbx_spawner_config_done(&scfg);
 	if (r < 0)
 		return fatal("spawner", &err);

@@ -104,6 +104,20 @@ def test_privileged_processes_are_small_and_single_threaded(zs):
     assert len(spawners) == 1, children(api)
     sp = status(spawners[0])
     assert sp["Uid"].split()[0] == "0" and sp["Threads"] == "1"
+    # A program of its own, small: every sandbox's init is a copy of it.
+    pid = spawners[0]
+    assert os.path.basename(os.readlink("/proc/%d/exe" % pid)) == "zmesh-spawner"
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read()
+    assert "libpq" not in maps and "libssl" not in maps and "libmicrohttpd" not in maps, maps
+    assert len(maps.splitlines()) < 100, maps
+    # Nothing of the daemon's environment, and no descriptor beyond stdio
+    # and its socket.
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        env = [e for e in f.read().split(b"\0") if e]
+    assert [e.split(b"=")[0] for e in env] == [b"ZMESH_NETNS_STOCK"], env
+    fds = sorted(int(x) for x in os.listdir("/proc/%d/fd" % pid))
+    assert fds[:4] == [0, 1, 2, 3], fds
 
 
 def test_state_directory_ownership(zs):

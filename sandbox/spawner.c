@@ -737,20 +737,25 @@ int sbx_spawner_exec(const char *path, char *const argv[], struct sbx_spawner *r
 	}
 	if (pid == 0) {
 		/* The socket becomes descriptor SBX_SPAWNER_FD; nothing else of
-		 * the daemon's is kept but the report pipe, closed by the exec. */
-		int e = 0;
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
-			_exit(1);
-		if (dup2(sv[1], SBX_SPAWNER_FD) < 0 || dup2(ep[1], SBX_SPAWNER_FD + 1) < 0)
+		 * the daemon's is kept but the report pipe, closed by the exec.
+		 * Both are moved above the target numbers first, so that neither
+		 * is in the other's way (dup2 onto itself would keep CLOEXEC). */
+		int e = 0, s_hi = -1, e_hi = -1, out = ep[1];
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 			e = errno;
-		else if (syscall(SYS_close_range, SBX_SPAWNER_FD + 2, ~0u, 0) < 0 ||
-		         fcntl(SBX_SPAWNER_FD + 1, F_SETFD, FD_CLOEXEC) < 0)
+		else if (getppid() != parent)
+			e = ESRCH;
+		else if ((s_hi = fcntl(sv[1], F_DUPFD_CLOEXEC, SBX_SPAWNER_FD + 2)) < 0 ||
+		         (e_hi = fcntl(ep[1], F_DUPFD_CLOEXEC, SBX_SPAWNER_FD + 2)) < 0 ||
+		         (out = e_hi, dup3(e_hi, SBX_SPAWNER_FD + 1, O_CLOEXEC) < 0) ||
+		         (out = SBX_SPAWNER_FD + 1, dup2(s_hi, SBX_SPAWNER_FD) < 0) ||
+		         syscall(SYS_close_range, SBX_SPAWNER_FD + 2, ~0u, 0) < 0)
 			e = errno;
 		else
 			execve(path, argv, envp);
 		if (!e)
 			e = errno;
-		if (write(SBX_SPAWNER_FD + 1, &e, sizeof(e)) < 0)
+		if (write(out, &e, sizeof(e)) < 0)
 			_exit(127);
 		_exit(127);
 	}

@@ -11,10 +11,12 @@
 #include <pthread.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +401,44 @@ static void test_refuses_what_is_outside_the_protocol(void **state)
 	sbx_destroy(&s);
 }
 
+/* The spawner as a program (sbx_spawner_exec): it gets the socket as
+ * descriptor 3 and nothing else of its caller's but stdio, and an
+ * environment of ZMESH_NETNS_STOCK alone; an exec that fails fails the
+ * start, with the reason. A shell stands in for zmesh-spawner and reports
+ * what it got on the socket. */
+static void test_spawner_program_gets_the_socket_and_nothing_else(void **state)
+{
+	(void)state;
+	int stray = open("/dev/null", O_RDONLY); /* not close-on-exec: must not reach it */
+	assert_true(stray >= 0);
+	char *const argv[] = {"sh", "-c",
+	                      "cd /; l=; for i in $(seq 0 64); do [ -e /proc/$$/fd/$i ] && l=\"$l $i\"; done; "
+	                      "echo \"$l|$(env | grep -v '^OLDPWD=\\|^PWD=' | sort | tr '\\n' ' ')\" >&3",
+	                      NULL};
+	struct sbx_spawner prog;
+	struct zerr err = {0};
+	setenv("ZMESH_NETNS_STOCK", "2", 1);
+	int r = sbx_spawner_exec("/bin/sh", argv, &prog, &err);
+	unsetenv("ZMESH_NETNS_STOCK");
+	assert_int_equal(r, 0);
+	char buf[512] = {0};
+	struct pollfd p = {.fd = prog.fd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 10000), 1);
+	assert_true(read(prog.fd, buf, sizeof(buf) - 1) > 0);
+	char *env = strchr(buf, '|');
+	assert_non_null(env);
+	*env++ = '\0';
+	assert_string_equal(buf, " 0 1 2 3");
+	/* Less what the shell itself adds (PWD, OLDPWD): what it was given. */
+	assert_string_equal(env, "ZMESH_NETNS_STOCK=2 \n");
+	sbx_spawner_stop(&prog);
+	close(stray);
+
+	char *const none[] = {"zmesh-spawner", NULL};
+	assert_true(sbx_spawner_exec("/nonexistent/zmesh-spawner", none, &prog, &err) < 0);
+	assert_non_null(strstr(err.msg, "No such file"));
+}
+
 int main(void)
 {
 	if (geteuid() != 0) {
@@ -411,6 +451,7 @@ int main(void)
 	    cmocka_unit_test(test_program_not_found_is_a_sandbox_error),
 	    cmocka_unit_test(test_refuses_what_is_outside_the_protocol),
 	    cmocka_unit_test(test_egress_listener_is_the_sandboxs_loopback),
+	    cmocka_unit_test(test_spawner_program_gets_the_socket_and_nothing_else),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

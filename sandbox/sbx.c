@@ -628,13 +628,14 @@ static _Noreturn void init_main(const struct plan *p)
 	 * a failure writes errno to it. */
 	_Alignas(16) char stack[EXEC_STACK_SIZE];
 	struct exec_args args = {.p = p, .exec_fd = ep[1]};
+	/* Before the program runs, which could read /proc/1/cmdline at once:
+	 * its argv and environment are never strings of that area (build_exec
+	 * copied those). */
+	init_rename(p);
 	pid_t child = clone(exec_trampoline, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
 	if (child < 0)
 		child_fail("fork", NULL);
 	close(ep[1]);
-	/* Only now, the program exec'd (or gone): its argv and environment
-	 * may be strings of that area, which it read until its execve. */
-	init_rename(p);
 
 	int e = 0;
 	ssize_t n;
@@ -864,11 +865,29 @@ int sbx_spec_check(const struct sbx_spec *spec, struct zerr *err)
 	return 0;
 }
 
-static int build_exec(const struct sbx_spec *spec, struct plan *p, struct zerr *err)
+/* s as the program gets it: init renames itself (init_rename) before it
+ * starts the program, so a string of the argument area it inherits (the
+ * CLI's own argv) is read from *area, a copy of that area made once. */
+static char *outside_arg_area(const struct plan *p, const char *s, char **area)
+{
+	uintptr_t a = (uintptr_t)s;
+	if (!p->arg_start || a < p->arg_start || a >= p->arg_end)
+		return (char *)s;
+	if (!*area) {
+		*area = malloc(p->arg_end - p->arg_start);
+		if (!*area)
+			return NULL;
+		memcpy(*area, (const void *)p->arg_start, p->arg_end - p->arg_start);
+	}
+	return *area + (a - p->arg_start);
+}
+
+static int build_exec(const struct sbx_spec *spec, struct plan *p, char **area, struct zerr *err)
 {
 	size_t n = 0;
 	for (; spec->argv[n]; n++)
-		p->argv[n] = (char *)spec->argv[n];
+		if (!(p->argv[n] = outside_arg_area(p, spec->argv[n], area)))
+			return zerr_set(err, -ENOMEM, "out of memory");
 	p->argv[n] = NULL;
 
 	/* The sandbox's own defaults first, then the caller's entries, which
@@ -884,7 +903,8 @@ static int build_exec(const struct sbx_spec *spec, struct plan *p, struct zerr *
 			p->envp[k++] = (char *)defaults[d];
 	}
 	for (size_t i = 0; spec->env && spec->env[i]; i++)
-		p->envp[k++] = (char *)spec->env[i];
+		if (!(p->envp[k++] = outside_arg_area(p, spec->env[i], area)))
+			return zerr_set(err, -ENOMEM, "out of memory");
 	p->envp[k] = NULL;
 
 	const char *prog = spec->argv[0];
@@ -1113,6 +1133,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	struct sbx s = {.pid = -1, .pidfd = -1, .info_fd = -1, .slot_fd = -1, .stdio = {-1, -1, -1}, .egress_fd = -1};
 	s.cg.dirfd = -1;
 	_cleanup_free_ struct plan *p = calloc(1, sizeof(*p));
+	_cleanup_free_ char *arg_area = NULL;
 	int child_stdio[3] = {-1, -1, -1}, info[2] = {-1, -1}, go[2] = {-1, -1};
 	if (!p) {
 		r = zerr_set(err, -ENOMEM, "out of memory");
@@ -1140,7 +1161,7 @@ int sbx_spawn(struct sbx_ctx *ctx, const struct sbx_spec *spec, struct sbx *ret,
 	r = plan_build(ctx, spec, p, err);
 	if (r < 0)
 		goto fail;
-	r = build_exec(spec, p, err);
+	r = build_exec(spec, p, &arg_area, err);
 	if (r < 0)
 		goto fail;
 	if (spec->cpu_seconds)

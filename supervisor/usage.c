@@ -45,6 +45,17 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ms from now, on the clock the condition variables wait by. */
+static struct timespec deadline_in(unsigned ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ull;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	return ts;
+}
+
 static uint64_t hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ull;
@@ -178,14 +189,7 @@ static void *writer(void *arg)
 	struct usage *u = arg;
 	pthread_mutex_lock(&u->mu);
 	while (!u->stop) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += u->flush_ms / 1000;
-		until.tv_nsec += (long)(u->flush_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = deadline_in(u->flush_ms);
 		/* A flush asked for while the last write was under way is served
 		 * at once. */
 		while (!u->stop && u->written_gen >= u->asked && pthread_cond_timedwait(&u->wake, &u->mu, &until) == 0)
@@ -210,8 +214,14 @@ int usage_start(struct db_pool *pool, unsigned flush_ms, struct usage **ret, str
 	u->pool = pool;
 	u->flush_ms = flush_ms ? flush_ms : USAGE_FLUSH_MS;
 	pthread_mutex_init(&u->mu, NULL);
-	pthread_cond_init(&u->wake, NULL);
-	pthread_cond_init(&u->done, NULL);
+	/* Waits are by the monotonic clock: a step of the wall clock
+	 * neither stalls the writer nor hurries it. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&u->wake, &ca);
+	pthread_cond_init(&u->done, &ca);
+	pthread_condattr_destroy(&ca);
 	int r = pthread_create(&u->thread, NULL, writer, u);
 	if (r != 0) {
 		pthread_cond_destroy(&u->done);
@@ -299,14 +309,7 @@ int usage_take(struct usage *u, const char *project_id, uint64_t cap, bool *ret_
 
 void usage_flush(struct usage *u, unsigned timeout_ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = deadline_in(timeout_ms);
 	pthread_mutex_lock(&u->mu);
 	uint64_t mine = ++u->asked;
 	pthread_cond_signal(&u->wake);

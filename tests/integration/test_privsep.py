@@ -110,7 +110,12 @@ def test_privileged_processes_are_small_and_single_threaded(zs):
     with open("/proc/%d/maps" % pid) as f:
         maps = f.read()
     assert "libpq" not in maps and "libssl" not in maps and "libmicrohttpd" not in maps, maps
-    assert len(maps.splitlines()) < 100, maps
+    # Far fewer mappings than the API process (what a fork would have
+    # copied), in every build: a sanitizer adds its own to both.
+    with open("/proc/%d/maps" % api) as f:
+        api_maps = f.read()
+    assert len(maps.splitlines()) + 50 < len(api_maps.splitlines()), (len(maps.splitlines()),
+                                                                       len(api_maps.splitlines()))
     # Nothing of the daemon's environment, and no descriptor beyond stdio
     # and its socket.
     with open("/proc/%d/environ" % pid, "rb") as f:

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "mono.h"
+
 struct workq {
 	struct workq_options opt;
 	workq_fn fn;
@@ -24,19 +26,6 @@ struct workq {
 	void *q[]; /* opt.capacity */
 };
 
-static struct timespec deadline_in(unsigned ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
-}
-
 static void *worker(void *arg)
 {
 	struct workq *q = arg;
@@ -51,7 +40,7 @@ static void *worker(void *arg)
 		/* Let a few more arrive, so that one handling serves many
 		 * (unless someone waits for them). */
 		if (q->n < q->opt.batch && q->opt.linger_ms && !q->stop && !q->flush) {
-			struct timespec ts = deadline_in(q->opt.linger_ms);
+			struct timespec ts = mono_deadline_in(q->opt.linger_ms);
 			pthread_cond_timedwait(&q->cv, &q->mu, &ts);
 		}
 		size_t k = 0;
@@ -123,7 +112,7 @@ bool workq_push(struct workq *q, void *item)
 
 void workq_flush(struct workq *q, unsigned timeout_ms)
 {
-	struct timespec ts = deadline_in(timeout_ms);
+	struct timespec ts = mono_deadline_in(timeout_ms);
 	pthread_mutex_lock(&q->mu);
 	q->flush++;
 	pthread_cond_signal(&q->cv);

@@ -13,6 +13,8 @@
 
 #include <libpq-events.h>
 
+#include "fnv.h"
+
 #define PG_MAX_PARAMS 65535 /* the protocol's limit: a 16-bit count */
 #define CONNINFO_MAX  4096
 
@@ -153,14 +155,6 @@ static int prepared_event(PGEventId id, void *info, void *pass)
 	return 1;
 }
 
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return h;
-}
-
 static bool prepared_has(const struct prepared *p, uint64_t h)
 {
 	for (unsigned i = 0; i < p->n; i++)
@@ -178,7 +172,7 @@ int db_exec_prepared(PGconn *conn, const char *sql, int n, const char *const *pa
 		return db_exec_params(conn, sql, n, params, ret, err);
 	if (n < 0 || n > PG_MAX_PARAMS || (n > 0 && !params))
 		return zerr_set(err, -EINVAL, "bad parameter count %d", n);
-	uint64_t h = fnv1a(sql);
+	uint64_t h = fnv1a64(sql);
 	char name[24];
 	snprintf(name, sizeof(name), "z%016llx", (unsigned long long)h);
 	if (!prepared_has(p, h)) {

@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "fnv.h"
 #include "log.h"
+#include "mono.h"
 #include "store.h"
 
 #define PROBE   16    /* slots looked at for one project */
@@ -45,25 +47,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ms from now, on the clock the condition variables wait by. */
-static struct timespec deadline_in(unsigned ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ull;
-	ts.tv_sec += (time_t)(ns / 1000000000ull);
-	ts.tv_nsec = (long)(ns % 1000000000ull);
-	return ts;
-}
-
-static uint64_t hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
 static bool reusable(const struct entry *e, int64_t now)
 {
 	return !e->id[0] || (!e->pending && !e->inflight && now - e->used_ms > IDLE_MS);
@@ -75,7 +58,7 @@ static struct entry *find(struct usage *u, const char *id, int64_t now)
 {
 	if (strlen(id) != ID_LEN)
 		return NULL;
-	size_t h = hash(id) % USAGE_PROJECTS;
+	size_t h = fnv1a64(id) % USAGE_PROJECTS;
 	struct entry *free_slot = NULL;
 	for (size_t i = 0; i < PROBE; i++) {
 		struct entry *e = &u->e[(h + i) % USAGE_PROJECTS];
@@ -189,7 +172,7 @@ static void *writer(void *arg)
 	struct usage *u = arg;
 	pthread_mutex_lock(&u->mu);
 	while (!u->stop) {
-		struct timespec until = deadline_in(u->flush_ms);
+		struct timespec until = mono_deadline_in(u->flush_ms);
 		/* A flush asked for while the last write was under way is served
 		 * at once. */
 		while (!u->stop && u->written_gen >= u->asked && pthread_cond_timedwait(&u->wake, &u->mu, &until) == 0)
@@ -309,7 +292,7 @@ int usage_take(struct usage *u, const char *project_id, uint64_t cap, bool *ret_
 
 void usage_flush(struct usage *u, unsigned timeout_ms)
 {
-	struct timespec until = deadline_in(timeout_ms);
+	struct timespec until = mono_deadline_in(timeout_ms);
 	pthread_mutex_lock(&u->mu);
 	uint64_t mine = ++u->asked;
 	pthread_cond_signal(&u->wake);
